@@ -1,0 +1,47 @@
+"""The one exception hierarchy of suanli's domain.
+
+Every error a user can cause is a :class:`SuanliError`. Adapters (CLI, later the REST API) map
+these classes to exit codes or HTTP status codes in one place each; the core never formats
+transport-level answers itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with an input: where (a dotted field path) and what."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class SuanliError(Exception):
+    """Base class of every domain error."""
+
+
+class NotFoundError(SuanliError):
+    """A named thing (model, member, site, node, dataset, job, policy) does not exist."""
+
+
+class ValidationError(SuanliError):
+    """An input is invalid. Carries every problem found, each naming its field.
+
+    Nothing is half-accepted: a caller that gets this error has had nothing applied.
+    """
+
+    def __init__(self, problems: list[Problem], source: str = "") -> None:
+        self.problems = list(problems)
+        self.source = source
+        head = f"{source}: " if source else ""
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{head}{len(self.problems)} problem(s)\n{lines}")
+
+
+class CalibrationRequiredError(ValidationError):
+    """A node's accelerator model has no trustworthy peak figure and none was declared."""

@@ -1,0 +1,1 @@
+"""The domain nouns, one module each. Plain immutable values; no I/O."""

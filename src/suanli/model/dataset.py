@@ -1,0 +1,30 @@
+"""Dataset: data a member owns, who may read it and where it may be processed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from suanli.model.ids import DatasetId, MemberId, SiteId
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """A dataset and its rules.
+
+    ``readers``: members whose jobs may read it (the owner always may).
+    Residency: jobs reading it may run only at ``sites``, or at any site of ``members``; when
+    both are empty the data may go anywhere in the pool. The two combine as a union.
+    """
+
+    id: DatasetId
+    owner: MemberId
+    readers: frozenset[MemberId] = frozenset()
+    resident_sites: frozenset[SiteId] = frozenset()
+    resident_members: frozenset[MemberId] = frozenset()
+
+    def may_read(self, member: MemberId) -> bool:
+        return member == self.owner or member in self.readers
+
+    @property
+    def restricted(self) -> bool:
+        return bool(self.resident_sites or self.resident_members)

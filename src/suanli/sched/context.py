@@ -1,0 +1,143 @@
+"""The pass context: what a policy reads and the only way it acts.
+
+A policy never touches the snapshot; it asks the context to fit, admit, preempt, reclaim or
+record why a job waits. The context keeps a working copy of free devices and usage so that a
+pass sees its own admissions, and it does trial removals with undo for reclaim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from suanli.model.ids import JobId, MemberId, ModelId
+from suanli.model.job import Placement
+from suanli.sched.decision import Admit, Decision, Preempt
+from suanli.sched.snapshot import QueuedJob, RunningJob, Snapshot
+
+
+def shape(q: QueuedJob) -> str:
+    g = q.spec.gang
+    return f"{q.spec.count} device(s)" if g.nodes == 1 else f"{g.nodes}x{g.per_node} whole nodes"
+
+
+def describe(q: QueuedJob) -> str:
+    return f"{shape(q)} of {'|'.join(sorted(q.spec.models))}"
+
+
+class PassContext:
+    """Working state of one pass."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snap = snapshot
+        self.now = snapshot.now
+        self.free = snapshot.free.copy()
+        self.used_devices = dict(snapshot.used_devices)
+        self.used_nu = dict(snapshot.used_nu)
+        self.decisions: list[Decision] = []
+        self.reasons: dict[JobId, str] = {}
+        self.admitted: set[JobId] = set()
+        #: running jobs that are or will be stopping (issued earlier, or in this pass)
+        self.stopping: set[JobId] = {j for j, r in snapshot.running.items() if r.stopping}
+        #: stopping jobs already counted on by a reclaim in this pass
+        self.claimed: set[JobId] = set()
+        #: per member, why its queue stopped being served (for jobs the pass did not reach)
+        self.member_blocked: dict[MemberId, str] = {}
+        self.end_reason = ""
+        self.examined = 0
+        self._no_fit: set[tuple[object, ...]] = set()
+
+    # -- placement -------------------------------------------------------------------------
+    def _shape(self, q: QueuedJob, model: ModelId) -> tuple[object, ...]:
+        s = q.spec
+        return (model, s.gang, s.cpu, s.memory_gb, q.allowed_sites)
+
+    def fit(self, q: QueuedJob, model: ModelId) -> Placement | None:
+        """Where ``q`` fits on ``model`` now. Failures are remembered for the pass: free
+        capacity only shrinks during a pass, so a shape that did not fit never will."""
+        shape = self._shape(q, model)
+        if shape in self._no_fit:
+            return None
+        p = self.free.fit(q.spec, model, q.allowed_sites)
+        if p is None:
+            self._no_fit.add(shape)
+        return p
+
+    def fit_any(self, q: QueuedJob, models: Sequence[ModelId]) -> Placement | None:
+        for m in models:
+            p = self.fit(q, m)
+            if p is not None:
+                return p
+        return None
+
+    def nu_of(self, placement: Placement) -> float:
+        return self.snap.nu_of(placement)
+
+    def job_nu(self, q: QueuedJob, model: ModelId) -> float:
+        return q.spec.count * self.snap.pool.model_nu(model)
+
+    def has_free(self) -> bool:
+        return self.free.free_count > 0
+
+    # -- actions ---------------------------------------------------------------------------
+    def admit(self, q: QueuedJob, placement: Placement, reason: str = "") -> None:
+        self.free.take(placement, q.spec.cpu, q.spec.memory_gb)
+        key = (q.member, placement.model)
+        self.used_devices[key] = self.used_devices.get(key, 0) + placement.devices
+        self.used_nu[q.member] = self.used_nu.get(q.member, 0.0) + self.nu_of(placement)
+        self.decisions.append(Admit(q.id, placement, reason))
+        self.admitted.add(q.id)
+        self.reasons.pop(q.id, None)
+
+    def preempt(self, r: RunningJob, reason: str, grace_s: float) -> None:
+        if r.id in self.stopping:
+            return
+        self.stopping.add(r.id)
+        self.decisions.append(Preempt(r.id, reason, grace_s))
+
+    def wait(self, q: QueuedJob, reason: str) -> None:
+        self.reasons[q.id] = reason
+
+    # -- reclaim ---------------------------------------------------------------------------
+    def reclaim(self, q: QueuedJob, models: Sequence[ModelId],
+                victims: Iterable[RunningJob]) -> tuple[ModelId, list[RunningJob]] | None:
+        """Find the fewest victims, in the order given, whose removal lets ``q`` fit on one of
+        ``models``. Jobs already stopping (and not claimed by another reclaim in this pass)
+        are removed first at no cost. Nothing is changed; the caller preempts the victims.
+        Returns the model and the victims that still need a preemption (may be empty: then
+        the job only waits for stopping jobs to end)."""
+        for model in models:
+            removed: list[RunningJob] = []
+            fitted = False
+            free_running = [r for j, r in self.snap.running.items()
+                            if j in self.stopping and j not in self.claimed
+                            and r.placement.model == model]
+            candidates = [v for v in victims if v.placement.model == model
+                          and v.id not in self.stopping]
+            for r in [*free_running, *candidates]:
+                self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
+                removed.append(r)
+                if self.free.fit(q.spec, model, q.allowed_sites) is not None:
+                    fitted = True
+                    break
+            for r in removed:  # undo
+                self.free.take(r.placement, r.spec.cpu, r.spec.memory_gb)
+            if fitted:
+                # drop victims that turned out unnecessary, from the last-added backwards
+                needed = self._minimize(q, model, removed)
+                self.claimed.update(r.id for r in needed if r.id in self.stopping)
+                return model, [r for r in needed if r.id not in self.stopping]
+        return None
+
+    def _minimize(self, q: QueuedJob, model: ModelId,
+                  removed: list[RunningJob]) -> list[RunningJob]:
+        keep = list(removed)
+        for r in reversed(removed[:-1]):
+            trial = [x for x in keep if x is not r]
+            for x in trial:
+                self.free.give(x.placement, x.spec.cpu, x.spec.memory_gb)
+            ok = self.free.fit(q.spec, model, q.allowed_sites) is not None
+            for x in trial:
+                self.free.take(x.placement, x.spec.cpu, x.spec.memory_gb)
+            if ok:
+                keep = trial
+        return keep

@@ -1,0 +1,190 @@
+"""Free devices and where a job can go: gang, node, topology-group and residency rules.
+
+Rules (all hard):
+- a job gets devices of exactly one model, all or nothing;
+- a single-node job stays on one node, and inside one topology group when it fits in one;
+- a multi-node gang takes whole nodes whose device count equals its per-node size, all at one
+  site;
+- devices of models with an allocation unit > 1 go in aligned units (an Ascend 910C's pair);
+- every node is at a site the job's datasets allow.
+
+Free state is indexed per model by each node's count of free devices, so a best-fit search
+looks only at nodes that could hold the job, and a full pool answers in O(devices per node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from suanli.model.ids import ModelId, NodeId, SiteId
+from suanli.model.job import Gang, JobSpec, Placement
+from suanli.sched.pool import Pool, PoolNode, mask_of
+
+
+def _bits(mask: int) -> list[int]:
+    out = []
+    i = 0
+    while mask:
+        if mask & 1:
+            out.append(i)
+        mask >>= 1
+        i += 1
+    return out
+
+
+def _units(avail: int, unit: int, devices: int) -> list[int]:
+    """Aligned unit start indexes whose devices are all in ``avail``."""
+    if unit == 1:
+        return _bits(avail)
+    whole = (1 << unit) - 1
+    return [s for s in range(0, devices, unit) if (avail >> s) & whole == whole]
+
+
+class FreeState:
+    """Free devices, CPU and memory per node, with per-model buckets by free-device count.
+
+    ``buckets[model][k]`` is an insertion-ordered set (a dict) of node indexes with exactly
+    ``k`` free devices; iteration order is deterministic for a given history of changes.
+    """
+
+    __slots__ = ("buckets", "cpu", "free", "free_count", "mem", "pool", "schedulable")
+
+    def __init__(self, pool: Pool, schedulable: Iterable[bool] | None = None) -> None:
+        self.pool = pool
+        self.free = [n.full_mask for n in pool.nodes]
+        self.cpu = [n.cpu for n in pool.nodes]
+        self.mem = [n.memory_gb for n in pool.nodes]
+        self.schedulable = list(schedulable) if schedulable is not None else [True] * len(
+            pool.nodes)
+        self.buckets: dict[ModelId, list[dict[int, None]]] = {
+            m: [{} for _ in range(pool.max_devices[m] + 1)] for m in pool.models}
+        self.free_count = 0
+        for n in pool.nodes:
+            if self.schedulable[n.index]:
+                self.buckets[n.model][n.devices][n.index] = None
+                self.free_count += n.devices
+
+    def copy(self) -> FreeState:
+        new = FreeState.__new__(FreeState)
+        new.pool = self.pool
+        new.free = self.free.copy()
+        new.cpu = self.cpu.copy()
+        new.mem = self.mem.copy()
+        new.schedulable = self.schedulable.copy()
+        new.free_count = self.free_count
+        new.buckets = {m: [b.copy() for b in bs] for m, bs in self.buckets.items()}
+        return new
+
+    # -- changes ---------------------------------------------------------------------------
+    def _move(self, i: int, new_free: int) -> None:
+        node = self.pool.nodes[i]
+        old = self.free[i]
+        if self.schedulable[i]:
+            k_old, k_new = old.bit_count(), new_free.bit_count()
+            del self.buckets[node.model][k_old][i]
+            self.buckets[node.model][k_new][i] = None
+            self.free_count += k_new - k_old
+        self.free[i] = new_free
+
+    def take(self, placement: Placement, cpu: float, mem: float) -> None:
+        for node_id, devices in placement.assignments:
+            i = self.pool.index[node_id]
+            m = mask_of(devices)
+            if self.free[i] & m != m:
+                raise ValueError(f"devices {devices} of node {node_id} are not free")
+            self._move(i, self.free[i] & ~m)
+            self.cpu[i] -= cpu
+            self.mem[i] -= mem
+
+    def give(self, placement: Placement, cpu: float, mem: float) -> None:
+        for node_id, devices in placement.assignments:
+            i = self.pool.index[node_id]
+            m = mask_of(devices)
+            if self.free[i] & m:
+                raise ValueError(f"devices {devices} of node {node_id} are already free")
+            self._move(i, self.free[i] | m)
+            self.cpu[i] += cpu
+            self.mem[i] += mem
+
+    def set_schedulable(self, node_id: NodeId, on: bool) -> None:
+        """Drain (``on=False``) or re-enable a node. Running jobs keep their devices."""
+        i = self.pool.index[node_id]
+        if self.schedulable[i] == on:
+            return
+        node = self.pool.nodes[i]
+        k = self.free[i].bit_count()
+        if on:
+            self.buckets[node.model][k][i] = None
+            self.free_count += k
+        else:
+            del self.buckets[node.model][k][i]
+            self.free_count -= k
+        self.schedulable[i] = on
+
+    # -- queries ---------------------------------------------------------------------------
+    def free_devices(self, model: ModelId) -> int:
+        return sum(k * len(b) for k, b in enumerate(self.buckets.get(model, ())))
+
+    def _pick_devices(self, node: PoolNode, n: int) -> tuple[int, ...] | None:
+        free = self.free[node.index]
+        unit = node.alloc_unit
+        need = n // unit
+        if n <= node.max_group:
+            best: list[int] | None = None
+            for g in node.group_masks:
+                starts = _units(free & g, unit, node.devices)
+                if len(starts) >= need and (best is None or len(starts) < len(best)):
+                    best = starts
+                    if len(best) == need:
+                        break
+            if best is None:
+                return None
+            chosen = best[:need]
+        else:
+            # Spans groups: fill the emptiest groups first so that fewer groups are split.
+            per_group = sorted(((_units(free & g, unit, node.devices)) for g in node.group_masks),
+                               key=lambda s: -len(s))
+            chosen = []
+            for starts in per_group:
+                chosen.extend(starts[: need - len(chosen)])
+                if len(chosen) == need:
+                    break
+            if len(chosen) < need:
+                return None
+        return tuple(sorted(d for s in chosen for d in range(s, s + unit)))
+
+    def fit(self, spec: JobSpec, model: ModelId,
+            sites: frozenset[SiteId] | None) -> Placement | None:
+        """A placement for ``spec`` on ``model`` in the current free state, or None."""
+        buckets = self.buckets.get(model)
+        if buckets is None:
+            return None
+        gang: Gang = spec.gang
+        nodes = self.pool.nodes
+        if gang.nodes == 1:
+            n = gang.per_node
+            for k in range(n, len(buckets)):
+                for i in buckets[k]:
+                    node = nodes[i]
+                    if (self.cpu[i] < spec.cpu or self.mem[i] < spec.memory_gb
+                            or (sites is not None and node.site not in sites)):
+                        continue
+                    devices = self._pick_devices(node, n)
+                    if devices is not None:
+                        return Placement(model, ((node.id, devices),))
+            return None
+        if gang.per_node >= len(buckets):
+            return None
+        per_site: dict[SiteId, list[int]] = {}
+        for i in buckets[gang.per_node]:
+            node = nodes[i]
+            if (node.devices != gang.per_node or self.cpu[i] < spec.cpu
+                    or self.mem[i] < spec.memory_gb
+                    or (sites is not None and node.site not in sites)):
+                continue
+            chosen = per_site.setdefault(node.site, [])
+            chosen.append(i)
+            if len(chosen) == gang.nodes:
+                return Placement(model, tuple(
+                    (nodes[j].id, tuple(range(gang.per_node))) for j in chosen))
+        return None

@@ -1,0 +1,1 @@
+"""Scheduling policies, one per file. Each module registers its class on import."""

@@ -1,0 +1,126 @@
+"""``fair``: weighted fair sharing across members with Kueue's cohort semantics.
+
+Each member is a ClusterQueue in one cohort (the alliance); each accelerator model is a
+flavor. Per member and model: ``nominal`` devices are guaranteed, up to ``borrowing_limit``
+more may be borrowed from others' unused nominal, and at most ``lending_limit`` of a member's
+unused nominal may be lent. Members are served in order of their weighted borrowed share
+(dominant over models, in NU); a job within its member's nominal that cannot fit reclaims
+capacity by preempting borrowers' preemptible jobs, most-borrowing member first, newest job
+first. A non-preemptible job runs only within nominal. See docs/policies.md.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from suanli.model.ids import MemberId, ModelId
+from suanli.sched.context import PassContext, shape
+from suanli.sched.policy import register
+from suanli.sched.rounds import Outcome, present_models, serve_members
+from suanli.sched.snapshot import QueuedJob, RunningJob
+
+INF = float("inf")
+
+
+@register
+class FairPolicy:
+    name: ClassVar[str] = "fair"
+
+    def __init__(self, grace_s: float = 300.0, max_skips: int = 64) -> None:
+        self.grace_s = grace_s
+        self.max_skips = max_skips
+
+    # -- quota arithmetic ------------------------------------------------------------------
+    @staticmethod
+    def _nominal(ctx: PassContext, m: MemberId, f: ModelId) -> int:
+        share = ctx.snap.shares.get((m, f))
+        return share.nominal if share else 0
+
+    @staticmethod
+    def _used(ctx: PassContext, m: MemberId, f: ModelId) -> int:
+        return ctx.used_devices.get((m, f), 0)
+
+    def _borrowed_nu(self, ctx: PassContext, m: MemberId) -> float:
+        pool = ctx.snap.pool
+        return sum(max(0, self._used(ctx, m, f) - self._nominal(ctx, m, f)) * pool.model_nu(f)
+                   for f in pool.models)
+
+    def _key(self, ctx: PassContext, m: MemberId) -> tuple[float, ...]:
+        weight = ctx.snap.members[m].weight
+        return (self._borrowed_nu(ctx, m) / weight, ctx.used_nu.get(m, 0.0) / weight)
+
+    def _quota(self, ctx: PassContext, m: MemberId, f: ModelId, n: int) -> str:
+        """Empty if ``m`` may use ``n`` more devices of ``f`` by quota, else why not."""
+        nominal, used = self._nominal(ctx, m, f), self._used(ctx, m, f)
+        if used + n <= nominal:
+            return ""
+        extra = used + n - max(nominal, used)
+        share = ctx.snap.shares.get((m, f))
+        limit = share.borrowing_limit if share and share.borrowing_limit is not None else INF
+        if used + n - nominal > limit:
+            return f"borrowing limit on {f} reached ({used}+{n} > {nominal}+{limit})"
+        lendable = borrowed = 0.0
+        for o in ctx.snap.members:
+            if o == m:
+                continue
+            o_nom, o_used = self._nominal(ctx, o, f), self._used(ctx, o, f)
+            o_share = ctx.snap.shares.get((o, f))
+            o_lend = (o_share.lending_limit if o_share and o_share.lending_limit is not None
+                      else INF)
+            lendable += min(o_lend, max(0, o_nom - o_used))
+            borrowed += max(0, o_used - o_nom)
+        if borrowed + extra > lendable:
+            return f"the cohort has no lendable {f} left ({lendable - borrowed:.0f} devices)"
+        return ""
+
+    # -- one job ---------------------------------------------------------------------------
+    def _attempt(self, ctx: PassContext, q: QueuedJob, reclaimed: set[MemberId]) -> Outcome:
+        m, n = q.member, q.spec.count
+        models = present_models(ctx, q)
+        within = [f for f in models if self._used(ctx, m, f) + n <= self._nominal(ctx, m, f)]
+        borrow = [f for f in models if f not in within]
+        why: list[str] = []
+        for f in [*within, *borrow]:
+            problem = self._quota(ctx, m, f, n)
+            if not problem and f not in within and not q.spec.preemptible:
+                problem = "non-preemptible jobs run only within nominal quota"
+            if problem:
+                why.append(problem)
+                continue
+            placement = ctx.fit(q, f)
+            if placement is not None:
+                ctx.admit(q, placement, "within nominal quota" if f in within
+                          else "borrowing idle capacity from the cohort")
+                return Outcome.ADMITTED
+            why.append(f"no free {shape(q)} on {f}")
+        if within and m not in reclaimed:
+            reclaimed.add(m)
+            got = ctx.reclaim(q, within, self._victims(ctx, within))
+            if got is not None:
+                model, victims = got
+                for v in victims:
+                    ctx.preempt(v, f"reclaimed by {m} (within its nominal {model} quota) "
+                                f"from borrower {v.member}", self.grace_s)
+                ctx.wait(q, f"reclaiming {model} from borrowers: {len(victims)} job(s) "
+                         f"preempted, waiting for them to stop")
+                return Outcome.WAITING
+            why.append("within nominal quota, but preempting borrowers' preemptible jobs "
+                       "would not free a fitting placement")
+        ctx.wait(q, "; ".join(dict.fromkeys(why)) or "no acceptable model in the pool")
+        return Outcome.WAITING
+
+    def _victims(self, ctx: PassContext, models: list[ModelId]) -> list[RunningJob]:
+        out = []
+        for r in ctx.snap.running.values():
+            f = r.placement.model
+            if (f in models and r.spec.preemptible
+                    and self._used(ctx, r.member, f) > self._nominal(ctx, r.member, f)):
+                out.append(r)
+        out.sort(key=lambda r: (-self._borrowed_nu(ctx, r.member) / ctx.snap.members[
+            r.member].weight, -r.started_at, r.id))
+        return out
+
+    def run(self, ctx: PassContext) -> None:
+        reclaimed: set[MemberId] = set()
+        serve_members(ctx, lambda m: self._key(ctx, m),
+                      lambda q: self._attempt(ctx, q, reclaimed), self.max_skips)

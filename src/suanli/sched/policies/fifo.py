@@ -1,0 +1,30 @@
+"""``fifo``: the heterogeneity-blind baseline.
+
+Jobs start strictly in submit order across all members; the first job that cannot start
+blocks everything behind it (no backfill). Models are tried in catalog-id order, ignoring
+speed; shares, guarantees and priorities are ignored; nothing is preempted.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from suanli.sched.context import PassContext, describe
+from suanli.sched.policy import register
+from suanli.sched.rounds import present_models
+
+
+@register
+class FifoPolicy:
+    name: ClassVar[str] = "fifo"
+
+    def run(self, ctx: PassContext) -> None:
+        for q in ctx.snap.fifo_queue():
+            ctx.examined += 1
+            placement = ctx.fit_any(q, present_models(ctx, q))
+            if placement is None:
+                reason = f"head of the FIFO queue; no free {describe(q)} fits now"
+                ctx.wait(q, reason)
+                ctx.end_reason = f"behind FIFO head {q.id}, which waits for {describe(q)}"
+                return
+            ctx.admit(q, placement, "next in submit order")

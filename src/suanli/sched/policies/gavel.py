@@ -1,0 +1,149 @@
+"""``gavel``: heterogeneity-aware max-min fairness, after Gavel (Narayanan et al., OSDI'20).
+
+Per pass (a Gavel *round*), over the running jobs and the oldest pending ones up to
+``window`` jobs in all:
+
+1. Isolated allocation X_iso: max-min fair time shares ignoring speed,
+   max min_j s_j·Σ_t x_jt subject to the base constraints.
+2. Allocation X: max min_j Σ_t (T_jt / T_j^iso)·s_j·x_jt, where T_jt is job j's throughput on
+   model t and T_j^iso = Σ_t T_jt·x^iso_jt, subject to the base constraints
+   x_jt ≥ 0, Σ_t x_jt ≤ 1, Σ_j s_j·x_jt ≤ C_t (s_j: devices, C_t: devices of model t).
+   Both are linear programs solved with SciPy's HiGHS.
+3. Rounding: priority p_jt = x_jt / r_jt, where r_jt is the fraction of its lifetime job j
+   has received on t; pairs are taken in descending priority while model t has devices left.
+   Chosen running jobs on their model keep running; running jobs not chosen are preempted
+   (lease ends); chosen pending jobs start where they fit now.
+
+Models a job does not accept get x_jt = 0. Only the ``window`` is in the LP; the rest of a long
+queue waits behind it (Gavel's own simulator has no such bound and solves the whole set).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, cast
+
+import numpy as np
+from scipy.optimize import linprog
+from scipy.sparse import coo_matrix
+
+from suanli.model.ids import ModelId
+from suanli.sched.context import PassContext, describe
+from suanli.sched.policy import register
+from suanli.sched.rounds import speed
+from suanli.sched.snapshot import QueuedJob, RunningJob
+
+Entry = tuple[int, int]  # (job index, model index)
+
+
+def max_min_lp(pairs: list[Entry], coef: list[float], scale: list[int],
+               capacity: list[float], n_jobs: int) -> np.ndarray:
+    """Solve max z s.t. z ≤ Σ_t coef_jt·x_jt ∀j, Σ_t x_jt ≤ 1, Σ_j scale_j·x_jt ≤ C_t, x ≥ 0.
+
+    Variables are the given (j, t) pairs plus z; returns x per pair. Jobs without pairs are
+    left out of the min (they can get nothing)."""
+    nv = len(pairs)
+    if nv == 0:
+        return np.zeros(0)
+    n_models = len(capacity)
+    has_pair = sorted({j for j, _ in pairs})
+    row_of = {j: k for k, j in enumerate(has_pair)}
+    rows, cols, vals = [], [], []
+    nj = len(has_pair)
+    for v, (j, t) in enumerate(pairs):
+        r = row_of[j]
+        rows += [r, nj + r, 2 * nj + t]
+        cols += [v, v, v]
+        vals += [1.0, -coef[v], float(scale[j])]
+    for r in range(nj):  # z - Σ coef x ≤ 0
+        rows.append(nj + r)
+        cols.append(nv)
+        vals.append(1.0)
+    a = coo_matrix((np.asarray(vals), (np.asarray(rows), np.asarray(cols))),
+                   shape=(2 * nj + n_models, nv + 1)).tocsr()
+    b = np.concatenate([np.ones(nj), np.zeros(nj), np.asarray(capacity, dtype=float)])
+    c = np.zeros(nv + 1)
+    c[nv] = -1.0
+    # HiGHS takes a sparse matrix; SciPy's stubs only declare dense arrays.
+    res = linprog(c, A_ub=cast(Any, a), b_ub=b, bounds=(0, None), method="highs")
+    if res.status != 0 or res.x is None:
+        raise RuntimeError(f"gavel LP failed: {res.message}")
+    x: np.ndarray = np.clip(np.asarray(res.x[:nv], dtype=float), 0.0, 1.0)
+    return x
+
+
+@register
+class GavelPolicy:
+    name: ClassVar[str] = "gavel"
+
+    def __init__(self, window: int = 1024, grace_s: float = 60.0) -> None:
+        self.window = window
+        self.grace_s = grace_s
+
+    def run(self, ctx: PassContext) -> None:
+        snap = ctx.snap
+        models: list[ModelId] = list(snap.pool.models)
+        t_index = {m: i for i, m in enumerate(models)}
+        running = [r for r in snap.running.values() if r.id not in ctx.stopping]
+        jobs: list[QueuedJob] = [r.job for r in running]
+        for q in snap.fifo_queue():
+            if len(jobs) >= self.window:
+                ctx.end_reason = f"outside Gavel's LP window of the {self.window} oldest jobs"
+                break
+            jobs.append(q)
+        if not jobs:
+            return
+        pairs: list[Entry] = [(j, t_index[m]) for j, q in enumerate(jobs)
+                              for m in sorted(q.spec.models) if m in t_index]
+        scale = [q.spec.count for q in jobs]
+        capacity = [float(snap.pool.devices_by_model[m]) for m in models]
+        # 1. isolated allocation (every throughput 1): coefficient s_j
+        x_iso = max_min_lp(pairs, [float(scale[j]) for j, _ in pairs], scale, capacity,
+                           len(jobs))
+        thr = [speed(ctx, jobs[j], models[t]) for j, t in pairs]
+        iso = np.zeros(len(jobs))
+        for v, (j, _) in enumerate(pairs):
+            iso[j] += thr[v] * x_iso[v]
+        # 2. heterogeneity-aware allocation, normalized by the isolated throughput
+        coef = [thr[v] * scale[j] / iso[j] if iso[j] > 0 else 0.0
+                for v, (j, _) in enumerate(pairs)]
+        x = max_min_lp(pairs, coef, scale, capacity, len(jobs))
+        # 3. rounding by priority = allocation / received share
+        prio = []
+        for v, (j, t) in enumerate(pairs):
+            if x[v] <= 1e-6:
+                continue
+            q = jobs[j]
+            age = max(ctx.now - q.submitted_at, 1.0)
+            received = q.attained_s.get(models[t], 0.0) / age
+            prio.append((-(x[v] / max(received, 1e-6)), q.submitted_at, q.seq, j, t))
+        prio.sort()
+        left = capacity.copy()
+        chosen: dict[int, int] = {}
+        for _, _, _, j, t in prio:
+            if j in chosen or left[t] < scale[j]:
+                continue
+            chosen[j] = t
+            left[t] -= scale[j]
+        self._apply(ctx, jobs, running, chosen, models)
+
+    def _apply(self, ctx: PassContext, jobs: list[QueuedJob], running: list[RunningJob],
+               chosen: dict[int, int], models: list[ModelId]) -> None:
+        n_running = len(running)
+        for j, r in enumerate(running):
+            t = chosen.get(j)
+            if (t is None or models[t] != r.placement.model) and r.spec.preemptible:
+                ctx.preempt(r, "gavel round: its time share goes to jobs with higher "
+                            "priority (allocation / share received)", self.grace_s)
+        for j in range(n_running, len(jobs)):
+            q = jobs[j]
+            ctx.examined += 1
+            t = chosen.get(j)
+            if t is None:
+                ctx.wait(q, "gavel round: no time share this round")
+                continue
+            placement = ctx.fit(q, models[t])
+            if placement is None:
+                ctx.wait(q, f"gavel round: allocated {describe(q)} on {models[t]}, waiting for "
+                         "preempted jobs to release devices")
+                continue
+            ctx.admit(q, placement, f"gavel round: allocated on {models[t]}")

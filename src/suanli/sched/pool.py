@@ -1,0 +1,76 @@
+"""The static side of the pool, flattened for speed: one integer index per node."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from suanli.model.alliance import Alliance
+from suanli.model.ids import MemberId, ModelId, NodeId, SiteId
+from suanli.model.node import Node
+
+
+def mask_of(devices: Iterable[int]) -> int:
+    m = 0
+    for d in devices:
+        m |= 1 << d
+    return m
+
+
+@dataclass(frozen=True, slots=True)
+class PoolNode:
+    index: int
+    id: NodeId
+    site: SiteId
+    owner: MemberId
+    model: ModelId
+    devices: int
+    cpu: float
+    memory_gb: float
+    group_masks: tuple[int, ...]
+    max_group: int
+    alloc_unit: int
+    nu_per_device: float
+
+    @property
+    def full_mask(self) -> int:
+        return (1 << self.devices) - 1
+
+
+class Pool:
+    """Nodes with their owners, NU per device and topology masks; immutable."""
+
+    def __init__(self, nodes: Iterable[Node], owner: Mapping[SiteId, MemberId],
+                 nu_per_device: Mapping[NodeId, float], alloc_unit: Mapping[ModelId, int]):
+        self.nodes: list[PoolNode] = []
+        self.index: dict[NodeId, int] = {}
+        for i, n in enumerate(nodes):
+            groups = n.groups
+            self.nodes.append(PoolNode(
+                i, n.id, n.site, owner[n.site], n.model, n.devices, n.cpu, n.memory_gb,
+                tuple(mask_of(g) for g in groups), max(len(g) for g in groups),
+                alloc_unit.get(n.model, 1), nu_per_device[n.id]))
+            self.index[n.id] = i
+        self.models: tuple[ModelId, ...] = tuple(sorted({n.model for n in self.nodes}))
+        self.max_devices: dict[ModelId, int] = {}
+        self.devices_by_model: dict[ModelId, int] = {}
+        self.nu_by_model: dict[ModelId, float] = {}
+        for p in self.nodes:
+            self.max_devices[p.model] = max(self.max_devices.get(p.model, 0), p.devices)
+            self.devices_by_model[p.model] = self.devices_by_model.get(p.model, 0) + p.devices
+            self.nu_by_model[p.model] = (self.nu_by_model.get(p.model, 0.0)
+                                         + p.devices * p.nu_per_device)
+        self.total_nu = sum(self.nu_by_model.values())
+
+    def model_nu(self, model: ModelId) -> float:
+        """Average NU per device of ``model`` in this pool."""
+        return self.nu_by_model[model] / self.devices_by_model[model]
+
+    def node(self, node_id: NodeId) -> PoolNode:
+        return self.nodes[self.index[node_id]]
+
+    @classmethod
+    def from_alliance(cls, alliance: Alliance) -> Pool:
+        return cls(alliance.nodes.values(), {s.id: s.member for s in alliance.sites.values()},
+                   {n.id: alliance.nu_per_device(n) for n in alliance.nodes.values()},
+                   {m.id: m.alloc_unit for m in alliance.catalog})

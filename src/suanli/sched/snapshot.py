@@ -1,0 +1,237 @@
+"""The scheduler's input: the pool, what runs, what waits, shares, usage history and the time.
+
+A Snapshot is kept up to date incrementally by its owner (the simulator or the service) with
+:meth:`Snapshot.submit`, :meth:`Snapshot.start`, :meth:`Snapshot.finish`, ... so that a pass
+never rescans the queue. ``schedule()`` reads it and never changes it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from suanli.model.alliance import Alliance
+from suanli.model.ids import JobId, MemberId, ModelId, NodeId, SiteId
+from suanli.model.job import JobSpec, Placement
+from suanli.model.member import Member
+from suanli.model.share import Share
+from suanli.sched.placement import FreeState
+from suanli.sched.pool import Pool
+
+
+@dataclass(slots=True)
+class QueuedJob:
+    """A pending job. ``seq`` breaks ties between equal submit times (submission order).
+    ``allowed_sites`` is where its datasets may be processed (None: anywhere).
+    ``attained_s`` is device-time already received per model (Gavel's rounds use it)."""
+
+    spec: JobSpec
+    submitted_at: float
+    seq: int
+    allowed_sites: frozenset[SiteId] | None = None
+    attained_s: dict[ModelId, float] = field(default_factory=dict)
+
+    @property
+    def id(self) -> JobId:
+        return self.spec.id
+
+    @property
+    def member(self) -> MemberId:
+        return self.spec.member
+
+
+@dataclass(slots=True)
+class RunningJob:
+    """A job holding devices. ``stopping``: a preemption was issued and it is in its grace
+    period; its devices are still taken."""
+
+    job: QueuedJob
+    placement: Placement
+    started_at: float
+    stopping: bool = False
+
+    @property
+    def id(self) -> JobId:
+        return self.job.spec.id
+
+    @property
+    def spec(self) -> JobSpec:
+        return self.job.spec
+
+    @property
+    def member(self) -> MemberId:
+        return self.job.spec.member
+
+
+class _SortedQueue:
+    """A sorted queue with lazy deletion: add in O(log n + shift), discard in O(1),
+    iterate in order skipping discarded entries, position in O(log n)."""
+
+    __slots__ = ("_dead", "_keys", "_live")
+
+    def __init__(self) -> None:
+        self._keys: list[tuple[float, float, int, JobId]] = []
+        self._live: set[JobId] = set()
+        self._dead = 0
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def add(self, key: tuple[float, float, int, JobId]) -> None:
+        if key[3] in self._live:
+            raise ValueError(f"job {key[3]} is already queued")
+        if self._keys and key >= self._keys[-1]:
+            self._keys.append(key)
+        else:
+            bisect.insort(self._keys, key)
+        self._live.add(key[3])
+
+    def discard(self, job: JobId) -> None:
+        if job in self._live:
+            self._live.remove(job)
+            self._dead += 1
+            if self._dead > 1024 and self._dead > len(self._live):
+                self._keys = [k for k in self._keys if k[3] in self._live]
+                self._dead = 0
+
+    def __iter__(self) -> Iterator[JobId]:
+        live = self._live
+        seen: set[JobId] = set()
+        for k in self._keys:
+            j = k[3]
+            if j in live and j not in seen:
+                seen.add(j)
+                yield j
+
+    def position(self, key: tuple[float, float, int, JobId]) -> int:
+        """Approximate 0-based position (counts discarded entries not yet compacted)."""
+        return bisect.bisect_left(self._keys, key)
+
+
+class Snapshot:
+    """Everything a pass may look at. Mutated only by its owner, between passes."""
+
+    def __init__(self, pool: Pool, members: Mapping[MemberId, Member],
+                 shares: Mapping[tuple[MemberId, ModelId], Share],
+                 entitlement_nu: Mapping[MemberId, float], now: float = 0.0,
+                 throughput: Mapping[JobId, Mapping[ModelId, float]] | None = None) -> None:
+        self.pool = pool
+        self.members = dict(members)
+        self.shares = dict(shares)
+        self.entitlement_nu = {m: entitlement_nu.get(m, 0.0) for m in self.members}
+        self.now = now
+        #: measured speed per job and model (work per second per device); None: use NU.
+        self.throughput: dict[JobId, Mapping[ModelId, float]] = dict(throughput or {})
+        #: decayed past usage per member, in NU-seconds (the ledger or the simulator feeds it)
+        self.usage_history: dict[MemberId, float] = dict.fromkeys(self.members, 0.0)
+        self.free = FreeState(pool)
+        self.pending: dict[JobId, QueuedJob] = {}
+        self.running: dict[JobId, RunningJob] = {}
+        self.used_devices: dict[tuple[MemberId, ModelId], int] = {}
+        self.used_nu: dict[MemberId, float] = dict.fromkeys(self.members, 0.0)
+        self._by_member: dict[MemberId, _SortedQueue] = {m: _SortedQueue() for m in self.members}
+        self._fifo = _SortedQueue()
+        self._seq = 0
+
+    @classmethod
+    def from_alliance(cls, alliance: Alliance, now: float = 0.0) -> Snapshot:
+        return cls(Pool.from_alliance(alliance), alliance.members, alliance.shares(),
+                   alliance.entitlement_nu(), now)
+
+    # -- keys ------------------------------------------------------------------------------
+    @staticmethod
+    def member_key(q: QueuedJob) -> tuple[float, float, int, JobId]:
+        return (-q.spec.priority, q.submitted_at, q.seq, q.spec.id)
+
+    @staticmethod
+    def fifo_key(q: QueuedJob) -> tuple[float, float, int, JobId]:
+        return (q.submitted_at, 0.0, q.seq, q.spec.id)
+
+    # -- changes by the owner --------------------------------------------------------------
+    def submit(self, spec: JobSpec, submitted_at: float | None = None,
+               allowed_sites: frozenset[SiteId] | None = None) -> QueuedJob:
+        if spec.member not in self.members:
+            raise KeyError(f"unknown member {spec.member!r}")
+        if spec.id in self.pending or spec.id in self.running:
+            raise ValueError(f"job {spec.id} is already known")
+        self._seq += 1
+        q = QueuedJob(spec, self.now if submitted_at is None else submitted_at, self._seq,
+                      allowed_sites)
+        self._enqueue(q)
+        return q
+
+    def _enqueue(self, q: QueuedJob) -> None:
+        self.pending[q.id] = q
+        self._by_member[q.member].add(self.member_key(q))
+        self._fifo.add(self.fifo_key(q))
+
+    def _dequeue(self, job: JobId) -> QueuedJob:
+        q = self.pending.pop(job)
+        self._by_member[q.member].discard(job)
+        self._fifo.discard(job)
+        return q
+
+    def cancel(self, job: JobId) -> None:
+        """Remove a pending job."""
+        self._dequeue(job)
+
+    def start(self, job: JobId, placement: Placement, at: float | None = None) -> RunningJob:
+        q = self.pending[job]
+        self.free.take(placement, q.spec.cpu, q.spec.memory_gb)
+        self._dequeue(job)
+        r = RunningJob(q, placement, self.now if at is None else at)
+        self.running[job] = r
+        self._account(r, +1)
+        return r
+
+    def mark_stopping(self, job: JobId) -> None:
+        self.running[job].stopping = True
+
+    def _release(self, job: JobId) -> RunningJob:
+        r = self.running.pop(job)
+        self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
+        self._account(r, -1)
+        return r
+
+    def finish(self, job: JobId) -> RunningJob:
+        """A running job ended (success, failure or cancel): free its devices."""
+        return self._release(job)
+
+    def requeue(self, job: JobId) -> QueuedJob:
+        """A preempted (or failed-over) job stopped: free its devices and queue it again with
+        its original submit time, so it keeps its place."""
+        r = self._release(job)
+        self._enqueue(r.job)
+        return r.job
+
+    def set_schedulable(self, node: NodeId, on: bool) -> None:
+        self.free.set_schedulable(node, on)
+
+    def _account(self, r: RunningJob, sign: int) -> None:
+        key = (r.member, r.placement.model)
+        self.used_devices[key] = self.used_devices.get(key, 0) + sign * r.placement.devices
+        self.used_nu[r.member] += sign * self.nu_of(r.placement)
+
+    # -- reads -----------------------------------------------------------------------------
+    def nu_of(self, placement: Placement) -> float:
+        nodes = self.pool.nodes
+        idx = self.pool.index
+        return sum(nodes[idx[n]].nu_per_device * len(d) for n, d in placement.assignments)
+
+    def member_queue(self, member: MemberId) -> Iterator[QueuedJob]:
+        """The member's pending jobs: priority first, then submit time."""
+        for j in self._by_member[member]:
+            yield self.pending[j]
+
+    def fifo_queue(self) -> Iterator[QueuedJob]:
+        """All pending jobs by submit time."""
+        for j in self._fifo:
+            yield self.pending[j]
+
+    def queue_position(self, job: JobId) -> int:
+        q = self.pending[job]
+        return self._by_member[q.member].position(self.member_key(q))
+
+    def pending_count(self, member: MemberId) -> int:
+        return len(self._by_member[member])

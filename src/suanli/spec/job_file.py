@@ -1,0 +1,233 @@
+"""The job spec a person writes (YAML), and its validation against the catalog and alliance.
+
+Short forms: ``accelerators: Ascend910B:8`` (a model or family and a count) and
+``gang: 2x8`` (nodes times devices per node). Long forms: ``accelerators: {count: 8, any_of:
+[H800, A800]}`` or ``{count: 8, stacks: [cuda, npu]}``, and ``gang: {nodes: 2, per_node: 8}``.
+A file holds one job, or a list of jobs under ``jobs:``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from suanli.catalog.accelerator import Catalog, load_catalog
+from suanli.errors import Problem, ValidationError
+from suanli.model.alliance import Alliance
+from suanli.model.ids import DatasetId, JobId, MemberId, ModelId, SiteId
+from suanli.model.job import Gang, JobSpec
+from suanli.spec.common import ID_PATTERN, parse_duration, pydantic_problems, read_yaml
+
+MAX_DEVICES_PER_JOB = 16384
+_SHORT_ACCEL = re.compile(r"^\s*([A-Za-z0-9._-]+)\s*:\s*(-?\d+)\s*$")
+_SHORT_GANG = re.compile(r"^\s*(\d+)\s*[xX*]\s*(\d+)\s*$")
+
+Count = Annotated[int, Field(ge=1, le=MAX_DEVICES_PER_JOB)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Accelerators(_Strict):
+    count: Count
+    any_of: list[str] = []
+    stacks: list[str] = []
+
+
+class GangEntry(_Strict):
+    nodes: Annotated[int, Field(ge=1, le=4096)]
+    per_node: Annotated[int, Field(ge=1, le=64)]
+
+
+class JobEntry(_Strict):
+    id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
+    name: Annotated[str, Field(max_length=200)] = ""
+    member: Annotated[str, Field(pattern=ID_PATTERN)]
+    accelerators: Accelerators
+    gang: GangEntry | None = None
+    cpu: Annotated[float, Field(gt=0, le=4096)] = 1.0
+    memory_gb: Annotated[float, Field(gt=0, le=65536)] = 1.0
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    preemptible: bool = True
+    checkpoint_interval: float | None = None
+    datasets: list[Annotated[str, Field(pattern=ID_PATTERN)]] = []
+    entrypoint: Annotated[str, Field(max_length=10000)] = ""
+    runtime_env: dict[str, Any] = {}
+    estimated_duration: float | None = None
+
+    @field_validator("accelerators", mode="before")
+    @classmethod
+    def _short_accel(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            m = _SHORT_ACCEL.match(v)
+            if not m:
+                raise ValueError(f"expected MODEL:COUNT such as 'H800:8', got {v!r}")
+            return {"any_of": [m.group(1)], "count": int(m.group(2))}
+        return v
+
+    @field_validator("gang", mode="before")
+    @classmethod
+    def _short_gang(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            m = _SHORT_GANG.match(v)
+            if not m:
+                raise ValueError(f"expected NODESxPER_NODE such as '2x8', got {v!r}")
+            return {"nodes": int(m.group(1)), "per_node": int(m.group(2))}
+        return v
+
+    @field_validator("checkpoint_interval", "estimated_duration", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
+
+
+def _resolve_models(entry: JobEntry, catalog: Catalog, problems: list[Problem]) -> set[ModelId]:
+    acc = entry.accelerators
+    if not acc.any_of and not acc.stacks:
+        problems.append(Problem("accelerators", "name a model (MODEL:COUNT), any_of or stacks"))
+    models: set[ModelId] = set()
+    for k, name in enumerate(acc.any_of):
+        hits = catalog.resolve(name)
+        if not hits:
+            problems.append(Problem(f"accelerators.any_of.{k}",
+                                    f"unknown accelerator model {name!r}"))
+        models.update(hits)
+    for k, stack in enumerate(acc.stacks):
+        if stack not in catalog.stacks:
+            problems.append(Problem(f"accelerators.stacks.{k}", f"unknown software stack "
+                                    f"{stack!r}; known: {sorted(catalog.stacks)}"))
+        models.update(catalog.with_stack(stack))
+    return models
+
+
+def _gang(entry: JobEntry, problems: list[Problem]) -> Gang:
+    count = entry.accelerators.count
+    if entry.gang is None:
+        return Gang(1, count)
+    gang = Gang(entry.gang.nodes, entry.gang.per_node)
+    if gang.devices != count:
+        problems.append(Problem("gang", f"{gang.nodes}x{gang.per_node} is {gang.devices} "
+                                f"devices but accelerators.count is {count}"))
+    return gang
+
+
+def _fits_somewhere(alliance: Alliance, model: ModelId, gang: Gang,
+                    sites: frozenset[SiteId] | None) -> bool:
+    if gang.nodes == 1:
+        return any(n.model == model and n.devices >= gang.per_node
+                   and (sites is None or n.site in sites) for n in alliance.nodes.values())
+    per_site: dict[SiteId, int] = {}
+    for n in alliance.nodes.values():
+        if n.model == model and n.devices == gang.per_node and (sites is None or n.site in sites):
+            per_site[n.site] = per_site.get(n.site, 0) + 1
+    return any(c >= gang.nodes for c in per_site.values())
+
+
+def build_job(entry: JobEntry, catalog: Catalog, alliance: Alliance | None,
+              default_id: str) -> JobSpec:
+    """Check ``entry`` against the catalog (and the alliance, when given); all or nothing."""
+    problems: list[Problem] = []
+    models = _resolve_models(entry, catalog, problems)
+    gang = _gang(entry, problems)
+    count = entry.accelerators.count
+    # Models whose allocation unit cannot divide the request are not acceptable for it.
+    divisible = {m for m in models if gang.per_node % catalog.get(m).alloc_unit == 0}
+    if models and not divisible:
+        units = sorted({catalog.get(m).alloc_unit for m in models})
+        problems.append(Problem("accelerators.count", f"{count} devices cannot be allocated: "
+                                f"these models allocate devices in groups of {units}"))
+    models = divisible
+    member = MemberId(entry.member)
+    datasets = tuple(DatasetId(d) for d in entry.datasets)
+    if alliance is not None:
+        if member not in alliance.members:
+            problems.append(Problem("member", f"unknown member {entry.member!r}"))
+        for k, ds_id in enumerate(datasets):
+            ds = alliance.datasets.get(ds_id)
+            if ds is None:
+                problems.append(Problem(f"datasets.{k}", f"unknown dataset {ds_id!r}"))
+            elif not ds.may_read(member):
+                problems.append(Problem(f"datasets.{k}", f"member {member!r} may not read "
+                                        f"dataset {ds_id!r} (owner {ds.owner!r})"))
+        if models and not any(p.field.startswith("datasets") for p in problems):
+            present = {n.model for n in alliance.nodes.values()}
+            if not models & present:
+                what = (f"stacks {entry.accelerators.stacks}" if entry.accelerators.stacks
+                        else f"models {sorted(models)}")
+                problems.append(Problem("accelerators", f"no node in the pool has {what}"))
+            else:
+                sites = alliance.allowed_sites(datasets)
+                fitting = {m for m in models if _fits_somewhere(alliance, m, gang, None)}
+                if not fitting:
+                    shape = (f"{count} devices on one node" if gang.nodes == 1 else
+                             f"{gang.nodes} whole nodes of {gang.per_node} devices at one site")
+                    problems.append(Problem("accelerators.count", f"impossible count: no "
+                                            f"acceptable model has {shape} in this pool"))
+                elif sites is not None and not any(
+                        _fits_somewhere(alliance, m, gang, sites) for m in fitting):
+                    problems.append(Problem("datasets", "no acceptable node lies where the "
+                                            f"datasets may be processed (sites {sorted(sites)})"))
+                models = fitting
+    if problems:
+        raise ValidationError(problems)
+    return JobSpec(
+        id=JobId(entry.id or default_id), member=member, count=count,
+        models=frozenset(models), gang=gang, name=entry.name or entry.id or default_id,
+        cpu=entry.cpu, memory_gb=entry.memory_gb, priority=entry.priority,
+        preemptible=entry.preemptible, checkpoint_interval_s=entry.checkpoint_interval,
+        datasets=datasets, entrypoint=entry.entrypoint, runtime_env=dict(entry.runtime_env),
+        estimated_duration_s=entry.estimated_duration)
+
+
+def parse_jobs(data: Any, source: str = "", alliance: Alliance | None = None,
+               catalog: Catalog | None = None) -> list[JobSpec]:
+    """Parse one job or ``{jobs: [...]}``. Raises with every problem of every job, or returns
+    them all: nothing is half-accepted."""
+    catalog = catalog or (alliance.catalog if alliance else load_catalog())
+    if isinstance(data, dict) and set(data) == {"jobs"}:
+        raw, prefix = data["jobs"], "jobs"
+        if not isinstance(raw, list):
+            raise ValidationError([Problem("jobs", "must be a list of jobs")], source)
+    elif isinstance(data, dict):
+        raw, prefix = [data], ""
+    else:
+        raise ValidationError([Problem("", "a job file is a mapping (one job, or jobs: [...])")],
+                              source)
+    problems: list[Problem] = []
+    specs: list[JobSpec] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        where = f"{prefix}.{i}" if prefix else ""
+        try:
+            entry = JobEntry.model_validate(item)
+            spec = build_job(entry, catalog, alliance, default_id=f"job-{i + 1}")
+        except pydantic.ValidationError as exc:
+            problems += pydantic_problems(exc, where)
+            continue
+        except ValidationError as exc:
+            problems += [Problem(f"{where}.{p.field}" if where else p.field, p.message)
+                         for p in exc.problems]
+            continue
+        if spec.id in seen:
+            problems.append(Problem(f"{where}.id" if where else "id",
+                                    f"duplicate job id {spec.id!r}"))
+        seen.add(spec.id)
+        specs.append(spec)
+    if problems:
+        raise ValidationError(problems, source)
+    return specs
+
+
+def load_jobs(path: Path, alliance: Alliance | None = None) -> list[JobSpec]:
+    return parse_jobs(read_yaml(path), str(path), alliance)
+
+
+def iter_problems(exc: ValidationError) -> Iterable[str]:
+    for p in exc.problems:
+        yield f"{exc.source}: {p}" if exc.source else str(p)
