@@ -46,6 +46,12 @@ class PassContext:
         self.examined = 0
         self._no_fit: set[tuple[object, ...]] = set()
 
+    @staticmethod
+    def signature(q: QueuedJob) -> tuple[object, ...]:
+        """What makes two jobs of a member interchangeable for placement."""
+        s = q.spec
+        return (s.member, s.gang, s.models, s.cpu, s.memory_gb, q.allowed_sites)
+
     # -- placement -------------------------------------------------------------------------
     def _shape(self, q: QueuedJob, model: ModelId) -> tuple[object, ...]:
         s = q.spec
@@ -124,9 +130,17 @@ class PassContext:
             if fitted:
                 # drop victims that turned out unnecessary, from the last-added backwards
                 needed = self._minimize(q, model, removed)
-                self.claimed.update(r.id for r in needed if r.id in self.stopping)
+                self.claimed.update(r.id for r in needed)
+                self._reserve(q, model)
                 return model, [r for r in needed if r.id not in self.stopping]
         return None
+
+    def _reserve(self, q: QueuedJob, model: ModelId) -> None:
+        """Count a reclaiming job as using its share for the rest of the pass, so that one
+        member cannot reclaim beyond its guarantee with several jobs in one pass."""
+        key = (q.member, model)
+        self.used_devices[key] = self.used_devices.get(key, 0) + q.spec.count
+        self.used_nu[q.member] = self.used_nu.get(q.member, 0.0) + self.job_nu(q, model)
 
     def _minimize(self, q: QueuedJob, model: ModelId,
                   removed: list[RunningJob]) -> list[RunningJob]:

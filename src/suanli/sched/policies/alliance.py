@@ -68,7 +68,7 @@ class AlliancePolicy:
             not (shares.get((q.member, f)) and shares[(q.member, f)].nominal > 0),
             -ctx.free.free_devices(f), f))
 
-    def _attempt(self, ctx: PassContext, q: QueuedJob, reclaimed: set[MemberId]) -> Outcome:
+    def _attempt(self, ctx: PassContext, q: QueuedJob, failed: set[tuple[object, ...]]) -> Outcome:
         m = q.member
         e = ctx.snap.entitlement_nu.get(m, 0.0)
         u = ctx.used_nu.get(m, 0.0)
@@ -86,8 +86,7 @@ class AlliancePolicy:
                           else "borrowing idle capacity")
                 return Outcome.ADMITTED
             why.append(f"no free {shape(q)} on {f}")
-        if guaranteed and m not in reclaimed:
-            reclaimed.add(m)
+        if guaranteed and ctx.signature(q) not in failed:
             got = ctx.reclaim(q, guaranteed, self._victims(ctx, guaranteed))
             if got is not None:
                 model, victims = got
@@ -97,6 +96,7 @@ class AlliancePolicy:
                 ctx.wait(q, f"within guarantee; reclaiming {model}: {len(victims)} borrower "
                          f"job(s) preempted, waiting for them to stop")
                 return Outcome.WAITING
+            failed.add(ctx.signature(q))  # victims only get fewer in this pass: no retry
             why.append("within guarantee, but preempting borrowers' preemptible jobs would "
                        "not free a fitting placement")
         ctx.wait(q, "; ".join(dict.fromkeys(why)) or "no acceptable model in the pool")
@@ -111,6 +111,6 @@ class AlliancePolicy:
         return out
 
     def run(self, ctx: PassContext) -> None:
-        reclaimed: set[MemberId] = set()
+        failed: set[tuple[object, ...]] = set()
         serve_members(ctx, lambda m: self._key(ctx, m),
-                      lambda q: self._attempt(ctx, q, reclaimed), self.max_skips)
+                      lambda q: self._attempt(ctx, q, failed), self.max_skips)

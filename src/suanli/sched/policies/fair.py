@@ -74,7 +74,7 @@ class FairPolicy:
         return ""
 
     # -- one job ---------------------------------------------------------------------------
-    def _attempt(self, ctx: PassContext, q: QueuedJob, reclaimed: set[MemberId]) -> Outcome:
+    def _attempt(self, ctx: PassContext, q: QueuedJob, failed: set[tuple[object, ...]]) -> Outcome:
         m, n = q.member, q.spec.count
         models = present_models(ctx, q)
         within = [f for f in models if self._used(ctx, m, f) + n <= self._nominal(ctx, m, f)]
@@ -93,8 +93,7 @@ class FairPolicy:
                           else "borrowing idle capacity from the cohort")
                 return Outcome.ADMITTED
             why.append(f"no free {shape(q)} on {f}")
-        if within and m not in reclaimed:
-            reclaimed.add(m)
+        if within and ctx.signature(q) not in failed:
             got = ctx.reclaim(q, within, self._victims(ctx, within))
             if got is not None:
                 model, victims = got
@@ -104,6 +103,7 @@ class FairPolicy:
                 ctx.wait(q, f"reclaiming {model} from borrowers: {len(victims)} job(s) "
                          f"preempted, waiting for them to stop")
                 return Outcome.WAITING
+            failed.add(ctx.signature(q))  # victims only get fewer in this pass: no retry
             why.append("within nominal quota, but preempting borrowers' preemptible jobs "
                        "would not free a fitting placement")
         ctx.wait(q, "; ".join(dict.fromkeys(why)) or "no acceptable model in the pool")
@@ -121,6 +121,6 @@ class FairPolicy:
         return out
 
     def run(self, ctx: PassContext) -> None:
-        reclaimed: set[MemberId] = set()
+        failed: set[tuple[object, ...]] = set()
         serve_members(ctx, lambda m: self._key(ctx, m),
-                      lambda q: self._attempt(ctx, q, reclaimed), self.max_skips)
+                      lambda q: self._attempt(ctx, q, failed), self.max_skips)

@@ -1,0 +1,104 @@
+"""Placement rules, one at a time, on hand-built pools."""
+
+from suanli.model.ids import SiteId
+from suanli.model.job import Placement
+from suanli.sched.placement import FreeState
+from suanli.sched.pool import Pool
+
+from ..builders import AllianceBuilder, job
+
+RINGS = ((0, 1, 2, 3), (4, 5, 6, 7))
+
+
+def free_state(b: AllianceBuilder) -> FreeState:
+    return FreeState(Pool.from_alliance(b.build()))
+
+
+def base() -> AllianceBuilder:
+    return AllianceBuilder().member("a").site("s1", "a").site("s2", "a")
+
+
+def test_single_node_job_stays_in_one_topology_group() -> None:
+    fs = free_state(base().nodes_of("s1", "Ascend910B", 1, topology=RINGS))
+    p1 = fs.fit(job("j1", "a", 2, "Ascend910B"), "Ascend910B", None)
+    assert p1 is not None
+    fs.take(p1, 1, 1)
+    # 4 devices must come from the untouched ring, not 2 + 2 across rings
+    p2 = fs.fit(job("j2", "a", 4, "Ascend910B"), "Ascend910B", None)
+    assert p2 is not None and set(p2.assignments[0][1]) == {4, 5, 6, 7}
+    fs.take(p2, 1, 1)
+    # 3 devices fit in no ring now (2 free in ring 0): no placement although 2 are free
+    assert fs.fit(job("j3", "a", 3, "Ascend910B"), "Ascend910B", None) is None
+
+
+def test_best_fit_prefers_the_fullest_group_that_fits() -> None:
+    fs = free_state(base().nodes_of("s1", "Ascend910B", 1, topology=RINGS))
+    fs.take(Placement("Ascend910B", (("s1-n000", (0, 1, 2)),)), 1, 1)  # type: ignore[arg-type]
+    p = fs.fit(job("j", "a", 1, "Ascend910B"), "Ascend910B", None)
+    assert p is not None and p.assignments[0][1] == (3,)
+
+
+def test_job_larger_than_a_group_spans_groups_on_one_node() -> None:
+    fs = free_state(base().nodes_of("s1", "Ascend910B", 2, topology=RINGS))
+    p = fs.fit(job("j", "a", 6, "Ascend910B"), "Ascend910B", None)
+    assert p is not None and len(p.assignments) == 1 and p.devices == 6
+
+
+def test_multi_node_gang_takes_whole_nodes_at_one_site() -> None:
+    fs = free_state(base().nodes_of("s1", "H800-80GB", 1).nodes_of("s2", "H800-80GB", 2))
+    p = fs.fit(job("g", "a", 16, "H800-80GB", nodes=2), "H800-80GB", None)
+    assert p is not None
+    assert {fs.pool.node(n).site for n in p.nodes} == {"s2"}
+    assert all(d == tuple(range(8)) for _, d in p.assignments)
+    fs.take(p, 1, 1)
+    # one whole node left at s1 and none at s2: a 2-node gang has nowhere to go
+    assert fs.fit(job("g2", "a", 16, "H800-80GB", nodes=2), "H800-80GB", None) is None
+
+
+def test_gang_is_all_or_nothing_when_one_node_is_partly_used() -> None:
+    fs = free_state(base().nodes_of("s1", "H800-80GB", 2))
+    fs.take(Placement("H800-80GB", (("s1-n000", (0,)),)), 1, 1)  # type: ignore[arg-type]
+    assert fs.fit(job("g", "a", 16, "H800-80GB", nodes=2), "H800-80GB", None) is None
+
+
+def test_910c_devices_go_in_aligned_pairs() -> None:
+    fs = free_state(base().nodes_of("s1", "Ascend910C", 1, devices=8))
+    fs.take(Placement("Ascend910C", (("s1-n000", (0, 1)),)), 1, 1)  # type: ignore[arg-type]
+    p = fs.fit(job("j", "a", 2, "Ascend910C"), "Ascend910C", None)
+    assert p is not None and p.assignments[0][1] == (2, 3)
+
+
+def test_residency_limits_sites() -> None:
+    fs = free_state(base().nodes_of("s1", "H800-80GB", 1).nodes_of("s2", "H800-80GB", 1))
+    p = fs.fit(job("j", "a", 1, "H800-80GB"), "H800-80GB", frozenset({SiteId("s2")}))
+    assert p is not None and fs.pool.node(p.nodes[0]).site == "s2"
+    assert fs.fit(job("j", "a", 1, "H800-80GB"), "H800-80GB", frozenset()) is None
+
+
+def test_cpu_and_memory_are_per_node_limits() -> None:
+    fs = free_state(base().nodes_of("s1", "H800-80GB", 1, cpu=8))
+    assert fs.fit(job("j", "a", 1, "H800-80GB", cpu=16), "H800-80GB", None) is None
+    assert fs.fit(job("j", "a", 1, "H800-80GB", cpu=8), "H800-80GB", None) is not None
+
+
+def test_drained_nodes_take_nothing_and_counts_stay_right() -> None:
+    fs = free_state(base().nodes_of("s1", "H800-80GB", 2))
+    assert fs.free_count == 16
+    fs.set_schedulable("s1-n000", False)  # type: ignore[arg-type]
+    assert fs.free_count == 8 and fs.free_devices("H800-80GB") == 8
+    p = fs.fit(job("j", "a", 8, "H800-80GB"), "H800-80GB", None)
+    assert p is not None and p.nodes == ("s1-n001",)
+    fs.set_schedulable("s1-n000", True)  # type: ignore[arg-type]
+    assert fs.free_count == 16
+
+
+def test_double_allocation_is_refused() -> None:
+    fs = free_state(base().nodes_of("s1", "H800-80GB", 1))
+    p = Placement("H800-80GB", (("s1-n000", (0, 1)),))  # type: ignore[arg-type]
+    fs.take(p, 1, 1)
+    import pytest
+    with pytest.raises(ValueError, match="not free"):
+        fs.take(p, 1, 1)
+    fs.give(p, 1, 1)
+    with pytest.raises(ValueError, match="already free"):
+        fs.give(p, 1, 1)

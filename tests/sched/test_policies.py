@@ -1,0 +1,189 @@
+"""Behaviour of each policy on small hand-built pools (table-driven where it reads well)."""
+
+import numpy as np
+import pytest
+
+from suanli.errors import NotFoundError
+from suanli.model.ids import JobId, MemberId, ModelId
+from suanli.sched.policies.gavel import max_min_lp
+from suanli.sched.policy import get_policy, policy_names
+from suanli.sched.schedule import schedule
+
+from ..builders import AllianceBuilder, job, snapshot
+from .apply import apply
+
+
+def two_members(nodes_a: int = 1, nodes_b: int = 1) -> AllianceBuilder:
+    return (AllianceBuilder().member("a").member("b").member("c", tier="commons")
+            .site("sa", "a").site("sb", "b")
+            .nodes_of("sa", "H800-80GB", nodes_a).nodes_of("sb", "H800-80GB", nodes_b))
+
+
+def admitted(result: object) -> list[str]:
+    return [d.job for d in result.admits]  # type: ignore[attr-defined]
+
+
+def test_registry_finds_every_policy_by_name() -> None:
+    assert {"fifo", "fair", "gavel", "alliance"} <= set(policy_names())
+    with pytest.raises(NotFoundError, match="unknown policy 'lottery'"):
+        get_policy("lottery")
+
+
+# -- fifo --------------------------------------------------------------------------------------
+def test_fifo_blocks_behind_its_head() -> None:
+    a = two_members().build()
+    snap = snapshot(a, job("j1", "a", 4, "H800-80GB"), job("j2", "b", 16, "H800-80GB"),
+                    job("j3", "c", 1, "H800-80GB"))
+    r = schedule(snap, get_policy("fifo"))
+    assert admitted(r) == ["j1"]
+    assert "head of the FIFO queue" in r.reason(snap, JobId("j2"))
+    assert "behind FIFO head j2" in r.reason(snap, JobId("j3"))
+
+
+# -- fair --------------------------------------------------------------------------------------
+def test_fair_lends_idle_capacity_and_reclaims_it() -> None:
+    a = two_members().build()
+    snap = snapshot(a, *[job(f"c{i}", "c", 4, "H800-80GB") for i in range(4)])
+    r = schedule(snap, get_policy("fair"))
+    assert len(r.admits) == 4  # the commons member borrows the whole idle pool
+    apply(snap, r)
+    snap.submit(job("a1", "a", 8, "H800-80GB"), submitted_at=10)
+    r = schedule(snap, get_policy("fair"))
+    assert not r.admits and len(r.preempts) == 2
+    assert "reclaiming" in r.reasons[JobId("a1")]
+    apply(snap, r)
+    r = schedule(snap, get_policy("fair"))
+    assert admitted(r) == ["a1"]
+
+
+def test_fair_borrowing_and_lending_limits() -> None:
+    a = two_members(2, 1).limit("b", "H800-80GB", borrowing=4).limit(
+        "a", "H800-80GB", lending=8).build()
+    snap = snapshot(a, job("b1", "b", 8, "H800-80GB"), job("b2", "b", 8, "H800-80GB"),
+                    job("b3", "b", 4, "H800-80GB"), job("c1", "c", 8, "H800-80GB"))
+    r = schedule(snap, get_policy("fair"))
+    # b1 within nominal; c (borrowing nothing yet) goes before b and borrows a's lendable 8;
+    # b2 would pass b's borrowing limit of 4; b3 fits the limit but a lends no more than 8
+    assert sorted(admitted(r)) == ["b1", "c1"]
+    assert "borrowing limit" in r.reasons[JobId("b2")]
+    assert "no lendable" in r.reasons[JobId("b3")]
+    assert snap.free.free_count == 24 and r.admits[1].placement.devices == 8
+
+
+def test_fair_non_preemptible_jobs_stay_within_nominal() -> None:
+    a = two_members().build()
+    snap = snapshot(a, job("c1", "c", 1, "H800-80GB", preemptible=False))
+    r = schedule(snap, get_policy("fair"))
+    assert not r.admits
+    assert "non-preemptible" in r.reasons[JobId("c1")]
+
+
+def test_fair_serves_the_least_borrowing_member_first() -> None:
+    a = two_members(1, 0).build()
+    snap = snapshot(a, *[job(f"b{i}", "b", 4, "H800-80GB") for i in range(2)],
+                    *[job(f"c{i}", "c", 4, "H800-80GB") for i in range(2)])
+    r = schedule(snap, get_policy("fair"))
+    assert sorted(admitted(r)) == ["b0", "c0"]  # alternate, not b0 then b1
+
+
+# -- alliance ----------------------------------------------------------------------------------
+def hetero() -> AllianceBuilder:
+    return (AllianceBuilder().member("a").member("b").member("c", tier="commons")
+            .site("sa", "a").site("sb", "b")
+            .nodes_of("sa", "V100-32GB", 1).nodes_of("sb", "A100-80GB", 1))
+
+
+def test_alliance_guarantee_is_in_normalized_units_across_models() -> None:
+    a = hetero().build()
+    snap = snapshot(a, job("b1", "b", 8, "V100-32GB", preemptible=False))
+    r = schedule(snap, get_policy("alliance"))
+    # b contributed 8 A100 (2.496 NU) > 8 V100 (1.0 NU): guaranteed even on a's V100s
+    assert admitted(r) == ["b1"]
+    assert r.admits[0].reason == "within the member's guarantee"
+
+
+def test_alliance_reclaims_from_the_heaviest_past_borrower_first() -> None:
+    a = two_members(1, 0).member("d", tier="commons").build()
+    snap = snapshot(a, job("c1", "c", 4, "H800-80GB"), job("d1", "d", 4, "H800-80GB"))
+    apply(snap, schedule(snap, get_policy("alliance")))
+    assert set(snap.running) == {"c1", "d1"}
+    snap.usage_history[MemberId("d")] = 1e9  # d borrowed much in the past
+    snap.submit(job("a1", "a", 4, "H800-80GB"), submitted_at=5)
+    r = schedule(snap, get_policy("alliance"))
+    assert [p.job for p in r.preempts] == ["d1"]
+    assert r.preempts[0].grace_s == 300.0
+
+
+def test_alliance_lends_first_to_the_lightest_past_user() -> None:
+    a = two_members(1, 0).member("d", tier="commons").build()
+    snap = snapshot(a, job("c1", "c", 8, "H800-80GB"), job("d1", "d", 8, "H800-80GB"))
+    snap.usage_history[MemberId("c")] = 1e9
+    assert admitted(schedule(snap, get_policy("alliance"))) == ["d1"]
+
+
+def test_alliance_places_by_throughput_per_unit() -> None:
+    a = hetero().build()
+    j = job("c1", "c", 1, "V100-32GB", "A100-80GB")
+    snap = snapshot(a, j)
+    # per NU, this job runs 3x better on the V100 (0.125 NU) than on the A100 (0.312 NU)
+    snap.throughput[j.id] = {ModelId("V100-32GB"): 1.0, ModelId("A100-80GB"): 0.8}
+    assert schedule(snap, get_policy("alliance")).admits[0].placement.model == "V100-32GB"
+    snap.throughput[j.id] = {ModelId("V100-32GB"): 1.0, ModelId("A100-80GB"): 4.0}
+    assert schedule(snap, get_policy("alliance")).admits[0].placement.model == "A100-80GB"
+
+
+def test_alliance_non_preemptible_beyond_guarantee_waits_with_reason() -> None:
+    a = hetero().build()
+    snap = snapshot(a, job("c1", "c", 1, "V100-32GB", preemptible=False))
+    r = schedule(snap, get_policy("alliance"))
+    assert not r.admits and "non-preemptible" in r.reasons[JobId("c1")]
+
+
+def test_unreached_jobs_get_a_reason_from_their_member() -> None:
+    a = two_members(1, 0).build()
+    jobs = [job(f"c{i}", "c", 8, "H800-80GB") for i in range(100)]
+    snap = snapshot(a, *jobs)
+    r = schedule(snap, get_policy("alliance", max_skips=4))
+    assert admitted(r) == ["c0"]
+    assert r.examined <= 6
+    why = r.reason(snap, JobId("c90"))
+    assert why.startswith("behind 90 earlier job(s) of c, whose queue waits")
+
+
+# -- gavel -------------------------------------------------------------------------------------
+def test_max_min_lp_splits_one_device_evenly() -> None:
+    x = max_min_lp([(0, 0), (1, 0)], [1.0, 1.0], [1, 1], [1.0], 2)
+    assert np.allclose(x, [0.5, 0.5], atol=1e-6)
+
+
+def test_max_min_lp_respects_scale_factors() -> None:
+    # job 0 needs 2 devices, job 1 one; 2 devices: max-min of s_j*x_j gives x0=0.5, x1=1
+    x = max_min_lp([(0, 0), (1, 0)], [2.0, 1.0], [2, 1], [2.0], 2)
+    assert x[0] * 2 + x[1] <= 2 + 1e-6
+    assert min(2 * x[0], x[1]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_gavel_sends_each_job_where_it_gains_most() -> None:
+    a = (AllianceBuilder().member("a").site("s", "a").nodes_of("s", "V100-32GB", 1, devices=1)
+         .nodes_of("s", "K80", 1, devices=1).build())
+    ja, jb = job("ja", "a", 1, "V100-32GB", "K80"), job("jb", "a", 1, "V100-32GB", "K80")
+    snap = snapshot(a, ja, jb)
+    snap.throughput[ja.id] = {ModelId("V100-32GB"): 10.0, ModelId("K80"): 1.0}
+    snap.throughput[jb.id] = {ModelId("V100-32GB"): 2.0, ModelId("K80"): 1.0}
+    r = schedule(snap, get_policy("gavel"))
+    got = {d.job: d.placement.model for d in r.admits}
+    assert got == {"ja": "V100-32GB", "jb": "K80"}
+
+
+def test_gavel_rotates_time_shares_by_preemption() -> None:
+    a = AllianceBuilder().member("a").site("s", "a").nodes_of("s", "V100-32GB", 1,
+                                                               devices=1).build()
+    snap = snapshot(a, job("j1", "a", 1, "V100-32GB"), job("j2", "a", 1, "V100-32GB"))
+    r = schedule(snap, get_policy("gavel"))
+    assert len(r.admits) == 1
+    first = r.admits[0].job
+    apply(snap, r)
+    snap.now = 360.0
+    snap.running[first].job.attained_s[ModelId("V100-32GB")] = 360.0
+    r = schedule(snap, get_policy("gavel"))
+    assert [p.job for p in r.preempts] == [first]

@@ -1,0 +1,27 @@
+import json
+
+import jsonschema
+import pytest
+
+from suanli.spec.common import read_yaml
+from suanli.spec.schema import alliance_schema, job_schema
+
+from ..conftest import EXAMPLES, ROOT
+
+
+@pytest.mark.parametrize(("name", "make"), [("alliance", alliance_schema), ("job", job_schema)])
+def test_published_schema_is_current(name: str, make: object) -> None:
+    published = json.loads((ROOT / "schemas" / f"{name}.schema.json").read_text())
+    assert published == make(), "regenerate with: suanli spec schema NAME > schemas/..."  # type: ignore[operator]
+
+
+def test_examples_validate_against_the_schemas() -> None:
+    jsonschema.validate(read_yaml(EXAMPLES / "alliance.yaml"), alliance_schema())
+    jsonschema.validate(read_yaml(EXAMPLES / "jobs.yaml"), job_schema())
+    jsonschema.validate({"member": "m", "accelerators": "H800:8", "gang": "1x8",
+                         "checkpoint_interval": "30m"}, job_schema())
+
+
+def test_schema_rejects_unknown_fields() -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"member": "m", "accelerators": "H800:8", "gpus": 1}, job_schema())
