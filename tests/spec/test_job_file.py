@@ -4,9 +4,8 @@ import pytest
 
 from suanli.errors import ValidationError
 from suanli.model.alliance import Alliance
-from suanli.spec.common import parse_duration
+from suanli.spec.common import parse_duration, parse_yaml
 from suanli.spec.job_file import load_jobs, parse_jobs
-from suanli.spec.common import parse_yaml
 
 from ..conftest import EXAMPLES
 

@@ -114,9 +114,9 @@ class PassContext:
         for model in models:
             removed: list[RunningJob] = []
             fitted = False
-            free_running = [r for j, r in self.snap.running.items()
-                            if j in self.stopping and j not in self.claimed
-                            and r.placement.model == model]
+            running = self.snap.running
+            free_running = [running[j] for j in sorted(self.stopping - self.claimed)
+                            if running[j].placement.model == model]
             candidates = [v for v in victims if v.placement.model == model
                           and v.id not in self.stopping]
             for r in [*free_running, *candidates]:
@@ -131,13 +131,21 @@ class PassContext:
                 # drop victims that turned out unnecessary, from the last-added backwards
                 needed = self._minimize(q, model, removed)
                 self.claimed.update(r.id for r in needed)
-                self._reserve(q, model)
+                self._reserve(q, model, needed)
                 return model, [r for r in needed if r.id not in self.stopping]
         return None
 
-    def _reserve(self, q: QueuedJob, model: ModelId) -> None:
-        """Count a reclaiming job as using its share for the rest of the pass, so that one
+    def _reserve(self, q: QueuedJob, model: ModelId, victims: list[RunningJob]) -> None:
+        """For the rest of the pass, the victims' devices belong to the reclaiming job: in the
+        working free state they go from the victims to ``q``, so no other job (and no other
+        reclaim) counts on them. ``q`` also counts against its member's share, so that a
         member cannot reclaim beyond its guarantee with several jobs in one pass."""
+        for r in victims:
+            self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
+        placement = self.free.fit(q.spec, model, q.allowed_sites)
+        if placement is None:  # _minimize checked this exact state
+            raise AssertionError(f"reclaim for {q.id} lost its placement")
+        self.free.take(placement, q.spec.cpu, q.spec.memory_gb)
         key = (q.member, model)
         self.used_devices[key] = self.used_devices.get(key, 0) + q.spec.count
         self.used_nu[q.member] = self.used_nu.get(q.member, 0.0) + self.job_nu(q, model)

@@ -47,7 +47,8 @@ class FreeState:
     ``k`` free devices; iteration order is deterministic for a given history of changes.
     """
 
-    __slots__ = ("buckets", "cpu", "free", "free_count", "mem", "pool", "schedulable")
+    __slots__ = ("buckets", "by_model", "cpu", "free", "free_count", "mem", "pool",
+                 "schedulable")
 
     def __init__(self, pool: Pool, schedulable: Iterable[bool] | None = None) -> None:
         self.pool = pool
@@ -59,10 +60,13 @@ class FreeState:
         self.buckets: dict[ModelId, list[dict[int, None]]] = {
             m: [{} for _ in range(pool.max_devices[m] + 1)] for m in pool.models}
         self.free_count = 0
+        #: free devices on schedulable nodes, per model
+        self.by_model: dict[ModelId, int] = dict.fromkeys(pool.models, 0)
         for n in pool.nodes:
             if self.schedulable[n.index]:
                 self.buckets[n.model][n.devices][n.index] = None
                 self.free_count += n.devices
+                self.by_model[n.model] += n.devices
 
     def copy(self) -> FreeState:
         new = FreeState.__new__(FreeState)
@@ -72,6 +76,7 @@ class FreeState:
         new.mem = self.mem.copy()
         new.schedulable = self.schedulable.copy()
         new.free_count = self.free_count
+        new.by_model = self.by_model.copy()
         new.buckets = {m: [b.copy() for b in bs] for m, bs in self.buckets.items()}
         return new
 
@@ -84,6 +89,7 @@ class FreeState:
             del self.buckets[node.model][k_old][i]
             self.buckets[node.model][k_new][i] = None
             self.free_count += k_new - k_old
+            self.by_model[node.model] += k_new - k_old
         self.free[i] = new_free
 
     def take(self, placement: Placement, cpu: float, mem: float) -> None:
@@ -116,14 +122,16 @@ class FreeState:
         if on:
             self.buckets[node.model][k][i] = None
             self.free_count += k
+            self.by_model[node.model] += k
         else:
             del self.buckets[node.model][k][i]
             self.free_count -= k
+            self.by_model[node.model] -= k
         self.schedulable[i] = on
 
     # -- queries ---------------------------------------------------------------------------
     def free_devices(self, model: ModelId) -> int:
-        return sum(k * len(b) for k, b in enumerate(self.buckets.get(model, ())))
+        return self.by_model.get(model, 0)
 
     def _pick_devices(self, node: PoolNode, n: int) -> tuple[int, ...] | None:
         free = self.free[node.index]

@@ -36,23 +36,25 @@ def present_models(ctx: PassContext, q: QueuedJob) -> list[ModelId]:
     return sorted(m for m in q.spec.models if m in pool_models)
 
 
-def serve_members(ctx: PassContext, key: Callable[[MemberId], tuple[float, ...]],
+def serve_members(ctx: PassContext, key: Callable[[QueuedJob], tuple[float, ...]],
                   attempt: Callable[[QueuedJob], Outcome], max_skips: int) -> None:
+    """``key(q)`` orders members by their next job ``q`` (lowest first); it is recomputed
+    after every attempt, so it sees the pass's own admissions."""
     snap = ctx.snap
     queues: dict[MemberId, Iterator[QueuedJob]] = {}
+    heads: dict[MemberId, QueuedJob] = {}
     heap: list[tuple[tuple[float, ...], MemberId]] = []
     for m in snap.members:
         if snap.pending_count(m):
             queues[m] = snap.member_queue(m)
-            heap.append((key(m), m))
+            heads[m] = next(queues[m])
+            heap.append((key(heads[m]), m))
     heapq.heapify(heap)
     skips = dict.fromkeys(queues, 0)
     last_reason: dict[MemberId, str] = {}
     while heap:
         _, m = heapq.heappop(heap)
-        q = next(queues[m], None)
-        if q is None:
-            continue
+        q = heads[m]
         ctx.examined += 1
         if attempt(q) is Outcome.ADMITTED:
             skips[m] = 0
@@ -63,6 +65,10 @@ def serve_members(ctx: PassContext, key: Callable[[MemberId], tuple[float, ...]]
                 ctx.member_blocked[m] = (f"its last {max_skips} examined jobs could not start "
                                          f"(last: {last_reason[m]})")
                 continue
-        heapq.heappush(heap, (key(m), m))
+        nxt = next(queues[m], None)
+        if nxt is None:
+            continue
+        heads[m] = nxt
+        heapq.heappush(heap, (key(nxt), m))
     if not ctx.has_free():
         ctx.end_reason = "no free accelerators left in the pool"

@@ -8,7 +8,7 @@ never rescans the queue. ``schedule()`` reads it and never changes it.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from suanli.model.alliance import Alliance
@@ -128,6 +128,8 @@ class Snapshot:
         self.free = FreeState(pool)
         self.pending: dict[JobId, QueuedJob] = {}
         self.running: dict[JobId, RunningJob] = {}
+        #: running jobs per (member, model), for reclaim without a scan of every running job
+        self.running_by: dict[tuple[MemberId, ModelId], dict[JobId, RunningJob]] = {}
         self.used_devices: dict[tuple[MemberId, ModelId], int] = {}
         self.used_nu: dict[MemberId, float] = dict.fromkeys(self.members, 0.0)
         self._by_member: dict[MemberId, _SortedQueue] = {m: _SortedQueue() for m in self.members}
@@ -211,9 +213,21 @@ class Snapshot:
     def _account(self, r: RunningJob, sign: int) -> None:
         key = (r.member, r.placement.model)
         self.used_devices[key] = self.used_devices.get(key, 0) + sign * r.placement.devices
+        if sign > 0:
+            self.running_by.setdefault(key, {})[r.id] = r
+        else:
+            del self.running_by[key][r.id]
         self.used_nu[r.member] += sign * self.nu_of(r.placement)
 
     # -- reads -----------------------------------------------------------------------------
+    def running_of(self, members: Iterable[MemberId],
+                   models: Iterable[ModelId]) -> Iterator[RunningJob]:
+        """Running jobs of these members on these models."""
+        models = list(models)
+        for m in members:
+            for f in models:
+                yield from self.running_by.get((m, f), {}).values()
+
     def nu_of(self, placement: Placement) -> float:
         nodes = self.pool.nodes
         idx = self.pool.index

@@ -53,12 +53,17 @@ class AlliancePolicy:
         usage = ctx.snap.usage_history.get(m, 0.0) + ctx.used_nu.get(m, 0.0) * self.tau
         return usage / self._share(ctx, m)
 
-    def _key(self, ctx: PassContext, m: MemberId) -> tuple[float, ...]:
+    def _key(self, ctx: PassContext, q: QueuedJob) -> tuple[float, ...]:
+        """Guaranteed heads first (lowest U/E), then borrowing heads in fair-tree order."""
+        m = q.member
         e = ctx.snap.entitlement_nu.get(m, 0.0)
         u = ctx.used_nu.get(m, 0.0)
-        if u < e - EPS:
-            return (0.0, u / e, 0.0)
-        return (1.0, self._fairtree(ctx, m), 0.0)
+        pool = ctx.snap.pool
+        cheapest = min((q.spec.count * pool.model_nu(f) for f in present_models(ctx, q)),
+                       default=float("inf"))
+        if u + cheapest <= e + EPS:
+            return (0.0, u / e)
+        return (1.0, self._fairtree(ctx, m))
 
     def _models(self, ctx: PassContext, q: QueuedJob) -> list[ModelId]:
         pool = ctx.snap.pool
@@ -103,14 +108,13 @@ class AlliancePolicy:
         return Outcome.WAITING
 
     def _victims(self, ctx: PassContext, models: list[ModelId]) -> list[RunningJob]:
-        borrowers = {m for m in ctx.snap.members
-                     if ctx.used_nu.get(m, 0.0) > ctx.snap.entitlement_nu.get(m, 0.0) + EPS}
-        out = [r for r in ctx.snap.running.values()
-               if r.member in borrowers and r.spec.preemptible and r.placement.model in models]
-        out.sort(key=lambda r: (-self._fairtree(ctx, r.member), -r.started_at, r.id))
+        rank = {m: self._fairtree(ctx, m) for m in ctx.snap.members
+                if ctx.used_nu.get(m, 0.0) > ctx.snap.entitlement_nu.get(m, 0.0) + EPS}
+        out = [r for r in ctx.snap.running_of(rank, models) if r.spec.preemptible]
+        out.sort(key=lambda r: (-rank[r.member], -r.started_at, r.id))
         return out
 
     def run(self, ctx: PassContext) -> None:
         failed: set[tuple[object, ...]] = set()
-        serve_members(ctx, lambda m: self._key(ctx, m),
+        serve_members(ctx, lambda q: self._key(ctx, q),
                       lambda q: self._attempt(ctx, q, failed), self.max_skips)

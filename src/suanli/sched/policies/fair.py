@@ -45,9 +45,15 @@ class FairPolicy:
         return sum(max(0, self._used(ctx, m, f) - self._nominal(ctx, m, f)) * pool.model_nu(f)
                    for f in pool.models)
 
-    def _key(self, ctx: PassContext, m: MemberId) -> tuple[float, ...]:
+    def _key(self, ctx: PassContext, q: QueuedJob) -> tuple[float, ...]:
+        """Kueue's order: heads that fit within nominal quota first, then the member with the
+        lowest weighted borrowed share, then the lowest weighted usage."""
+        m = q.member
         weight = ctx.snap.members[m].weight
-        return (self._borrowed_nu(ctx, m) / weight, ctx.used_nu.get(m, 0.0) / weight)
+        borrows = not any(self._used(ctx, m, f) + q.spec.count <= self._nominal(ctx, m, f)
+                          for f in present_models(ctx, q))
+        return (float(borrows), self._borrowed_nu(ctx, m) / weight,
+                ctx.used_nu.get(m, 0.0) / weight)
 
     def _quota(self, ctx: PassContext, m: MemberId, f: ModelId, n: int) -> str:
         """Empty if ``m`` may use ``n`` more devices of ``f`` by quota, else why not."""
@@ -110,17 +116,15 @@ class FairPolicy:
         return Outcome.WAITING
 
     def _victims(self, ctx: PassContext, models: list[ModelId]) -> list[RunningJob]:
-        out = []
-        for r in ctx.snap.running.values():
-            f = r.placement.model
-            if (f in models and r.spec.preemptible
-                    and self._used(ctx, r.member, f) > self._nominal(ctx, r.member, f)):
-                out.append(r)
-        out.sort(key=lambda r: (-self._borrowed_nu(ctx, r.member) / ctx.snap.members[
-            r.member].weight, -r.started_at, r.id))
+        snap = ctx.snap
+        rank = {m: self._borrowed_nu(ctx, m) / snap.members[m].weight for m in snap.members}
+        out = [r for f in models for r in snap.running_of(snap.members, [f])
+               if r.spec.preemptible
+               and self._used(ctx, r.member, f) > self._nominal(ctx, r.member, f)]
+        out.sort(key=lambda r: (-rank[r.member], -r.started_at, r.id))
         return out
 
     def run(self, ctx: PassContext) -> None:
         failed: set[tuple[object, ...]] = set()
-        serve_members(ctx, lambda m: self._key(ctx, m),
+        serve_members(ctx, lambda q: self._key(ctx, q),
                       lambda q: self._attempt(ctx, q, failed), self.max_skips)

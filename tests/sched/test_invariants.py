@@ -1,0 +1,202 @@
+"""Invariants of every policy, as hypothesis properties over random pools, jobs and states."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from suanli.model.alliance import Alliance
+from suanli.model.ids import JobId
+from suanli.model.job import JobSpec
+from suanli.sched.decision import Admit, Preempt
+from suanli.sched.policy import get_policy
+from suanli.sched.pool import mask_of
+from suanli.sched.schedule import PassResult, schedule
+from suanli.sched.snapshot import Snapshot
+
+from ..builders import AllianceBuilder, job, snapshot
+from .apply import apply
+
+POLICIES = ["fifo", "fair", "gavel", "alliance"]
+MODELS = ["H800-80GB", "Ascend910B", "MLU370-X8", "Ascend910C"]
+RINGS = ((0, 1, 2, 3), (4, 5, 6, 7))
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def pools(draw: st.DrawFn) -> Alliance:
+    models = draw(st.lists(st.sampled_from(MODELS), min_size=1, max_size=3, unique=True))
+    n_contrib = draw(st.integers(2, 4))
+    n_commons = draw(st.integers(0, 2))
+    b = AllianceBuilder()
+    for i in range(n_contrib):
+        b.member(f"m{i}", weight=draw(st.sampled_from([1.0, 2.0])))
+        for k in range(draw(st.integers(1, 2))):
+            site = f"m{i}s{k}"
+            b.site(site, f"m{i}")
+            for _ in range(draw(st.integers(0, 2))):
+                model = draw(st.sampled_from(models))
+                devices = draw(st.sampled_from([4, 8]))
+                topo = RINGS if devices == 8 and draw(st.booleans()) else ()
+                b.nodes_of(site, model, 1, devices=devices, topology=topo, cpu=32)
+    for i in range(n_commons):
+        b.member(f"c{i}", tier="commons")
+    if draw(st.booleans()) and b.sites:
+        sites = draw(st.lists(st.sampled_from(sorted(b.sites)), min_size=1, max_size=2))
+        b.dataset("resident", "m0", readers=tuple(b.members), sites=tuple(sites))
+    if not b.nodes:
+        b.site("extra", "m0").nodes_of("extra", models[0], 1)
+    return b.build()
+
+
+@st.composite
+def workloads(draw: st.DrawFn, alliance: Alliance, n: int = 25) -> list[JobSpec]:
+    present = sorted({node.model for node in alliance.nodes.values()})
+    specs = []
+    for i in range(draw(st.integers(1, n))):
+        member = draw(st.sampled_from(sorted(alliance.members)))
+        multi = draw(st.integers(0, 5)) == 0
+        if multi:
+            per = draw(st.sampled_from([4, 8]))
+            nodes, count = 2, 2 * per
+        else:
+            nodes, count = 1, draw(st.sampled_from([1, 2, 3, 4, 8]))
+        models = draw(st.lists(st.sampled_from(present), min_size=1, max_size=3, unique=True))
+        models = [m for m in models if count % (2 if m == "Ascend910C" else 1) == 0]
+        if not models:
+            continue
+        ds = ("resident",) if alliance.datasets and draw(st.booleans()) else ()
+        specs.append(job(f"j{i}", member, count, *models, nodes=nodes,
+                         preemptible=draw(st.integers(0, 4)) > 0,
+                         priority=draw(st.integers(0, 2)), cpu=draw(st.sampled_from([1, 8])),
+                         datasets=ds))
+    return specs
+
+
+def check(snap: Snapshot, result: PassResult) -> None:
+    pool = snap.pool
+    free = snap.free.copy()
+    seen: set[JobId] = set()
+    for d in result.decisions:
+        assert d.job not in seen, "one decision per job per pass"
+        seen.add(d.job)
+        if isinstance(d, Preempt):
+            assert d.job in snap.running and snap.running[d.job].spec.preemptible
+            continue
+        assert isinstance(d, Admit)
+        q = snap.pending[d.job]
+        p = d.placement
+        spec = q.spec
+        # stack and model: one acceptable model for the whole job
+        assert p.model in spec.models
+        # gang all or nothing, with its shape
+        assert p.devices == spec.count
+        assert len(p.assignments) == spec.gang.nodes == len(set(p.nodes))
+        nodes = [pool.node(n) for n in p.nodes]
+        assert all(n.model == p.model for n in nodes)
+        for node, (_, devs) in zip(nodes, p.assignments, strict=True):
+            assert len(devs) == spec.gang.per_node
+            unit = node.alloc_unit
+            assert all(devs[k] % unit == 0 for k in range(0, len(devs), unit))
+            if spec.gang.nodes == 1 and spec.count <= node.max_group:
+                assert any(mask_of(devs) & g == mask_of(devs) for g in node.group_masks)
+        if spec.gang.nodes > 1:
+            assert all(n.devices == spec.gang.per_node for n in nodes)
+            assert len({n.site for n in nodes}) == 1
+        # residency
+        if q.allowed_sites is not None:
+            assert all(n.site in q.allowed_sites for n in nodes)
+        # no node over-allocated (take() raises on a device that is not free)
+        free.take(p, spec.cpu, spec.memory_gb)
+    assert all(c >= 0 for c in free.cpu) and all(m >= 0 for m in free.mem)
+    admitted = {d.job for d in result.admits}
+    for j in snap.pending:
+        if j not in admitted:
+            assert result.reason(snap, j), f"{j} waits without a reason"
+
+
+def state(alliance: Alliance, specs: list[JobSpec], policy: str) -> Snapshot:
+    """A snapshot after one pass was applied: some jobs run, some wait."""
+    half = len(specs) // 2
+    snap = snapshot(alliance, *specs[:half])
+    apply(snap, schedule(snap, get_policy(policy)))
+    for i, s in enumerate(specs[half:]):
+        snap.submit(s, submitted_at=100.0 + i, allowed_sites=alliance.allowed_sites(s.datasets))
+    snap.now = 200.0
+    return snap
+
+
+def fingerprint(result: PassResult) -> list[tuple[object, ...]]:
+    return [(type(d).__name__, d.job, getattr(d, "placement", None)) for d in result.decisions]
+
+
+@given(data=st.data(), policy=st.sampled_from(POLICIES))
+@SETTINGS
+def test_placements_respect_every_rule(data: st.DataObject, policy: str) -> None:
+    alliance = data.draw(pools())
+    specs = data.draw(workloads(alliance))
+    snap = state(alliance, specs, policy)
+    before = (snap.free.free.copy(), dict(snap.used_devices), len(snap.pending))
+    result = schedule(snap, get_policy(policy))
+    assert (snap.free.free, snap.used_devices, len(snap.pending)) == before, "pass is pure"
+    check(snap, result)
+
+
+@given(data=st.data(), policy=st.sampled_from(POLICIES))
+@SETTINGS
+def test_same_snapshot_same_decisions(data: st.DataObject, policy: str) -> None:
+    alliance = data.draw(pools())
+    specs = data.draw(workloads(alliance))
+    a = state(alliance, specs, policy)
+    b = state(alliance, specs, policy)
+    first = fingerprint(schedule(a, get_policy(policy)))
+    assert first == fingerprint(schedule(a, get_policy(policy)))
+    assert first == fingerprint(schedule(b, get_policy(policy)))
+
+
+@given(data=st.data(), policy=st.sampled_from(["fair", "alliance"]),
+       size=st.sampled_from([1, 2, 4, 8]))
+@SETTINGS
+def test_demand_within_nominal_is_met_at_the_next_pass(data: st.DataObject, policy: str,
+                                                      size: int) -> None:
+    own = data.draw(st.integers(1, 3))
+    b = (AllianceBuilder().member("x").member("y").member("c0", tier="commons")
+         .member("c1", tier="commons").site("sx", "x").site("sy", "y")
+         .nodes_of("sx", "H800-80GB", own).nodes_of("sy", "H800-80GB", 1))
+    alliance = b.build()
+    borrowers = [job(f"b{i}", data.draw(st.sampled_from(["c0", "c1"])),
+                     data.draw(st.sampled_from([1, 2, 4, 8])), "H800-80GB")
+                 for i in range(data.draw(st.integers(4, 30)))]
+    snap = snapshot(alliance, *borrowers)
+    apply(snap, schedule(snap, get_policy(policy)))
+    demand = data.draw(st.integers(1, own * 8 // size))
+    mine = [job(f"x{i}", "x", size, "H800-80GB") for i in range(demand)]
+    for i, s in enumerate(mine):
+        snap.submit(s, submitted_at=1000.0 + i)
+    apply(snap, schedule(snap, get_policy(policy)))  # reclaim: victims stop and requeue
+    apply(snap, schedule(snap, get_policy(policy)))  # the next pass
+    assert all(s.id in snap.running for s in mine), "guaranteed demand not met"
+
+
+@given(data=st.data(), policy=st.sampled_from(["fifo", "fair", "alliance"]))
+@SETTINGS
+def test_inflating_demand_does_not_help(data: st.DataObject, policy: str) -> None:
+    alliance = data.draw(pools())
+    specs = data.draw(workloads(alliance))
+    member = data.draw(st.sampled_from(sorted(alliance.members)))
+    fakes = [job(f"fake{i}", member, data.draw(st.sampled_from([1, 4, 8])),
+                 *sorted({n.model for n in alliance.nodes.values()} - {"Ascend910C"})
+                 or ["Ascend910C"], priority=0)
+             for i in range(data.draw(st.integers(1, 10)))]
+    truthful = {s.id for s in specs if s.member == member}
+
+    def gained(extra: list[JobSpec]) -> set[JobId]:
+        snap = snapshot(alliance, *specs)
+        for i, s in enumerate(extra):
+            snap.submit(s, submitted_at=1e6 + i)
+        admitted = {d.job for d in schedule(snap, get_policy(policy)).admits}
+        return admitted & truthful
+
+    honest = gained([])
+    inflated = gained([f for f in fakes if all(f.priority <= s.priority for s in specs)])
+    assert inflated <= honest
