@@ -72,7 +72,7 @@ def make_pool(rng: random.Random) -> Pool20:
     for n in pool.nodes:
         contributed[(n.owner, n.model)] = contributed.get((n.owner, n.model), 0) + n.devices
     shares = {k: Share(k[0], k[1], v) for k, v in contributed.items()}
-    ent = {m: 0.0 for m in members}
+    ent = dict.fromkeys(members, 0.0)
     for (m, f), v in contributed.items():
         ent[m] += v * pool.model_nu(f)
     return Pool20(pool, members, shares, ent)

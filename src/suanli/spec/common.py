@@ -63,5 +63,7 @@ def pydantic_problems(exc: pydantic.ValidationError, prefix: str = "") -> list[P
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
         out.append(Problem(path, msg))
     return out

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from suanli.catalog.accelerator import Catalog, load_catalog
 from suanli.errors import Problem, ValidationError
@@ -34,10 +34,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _catalog(info: ValidationInfo) -> Catalog:
+    ctx = info.context if isinstance(info.context, dict) else {}
+    cat = ctx.get("catalog")
+    return cat if isinstance(cat, Catalog) else load_catalog()
+
+
+def _known_model(name: str, info: ValidationInfo) -> str:
+    if not _catalog(info).resolve(name):
+        raise ValueError(f"unknown accelerator model {name!r}")
+    return name
+
+
+def _known_stack(stack: str, info: ValidationInfo) -> str:
+    stacks = _catalog(info).stacks
+    if stack not in stacks:
+        raise ValueError(f"unknown software stack {stack!r}; known: {sorted(stacks)}")
+    return stack
+
+
 class Accelerators(_Strict):
     count: Count
-    any_of: list[str] = []
-    stacks: list[str] = []
+    any_of: list[Annotated[str, AfterValidator(_known_model)]] = []
+    stacks: list[Annotated[str, AfterValidator(_known_stack)]] = []
 
 
 class GangEntry(_Strict):
@@ -205,7 +224,7 @@ def parse_jobs(data: Any, source: str = "", alliance: Alliance | None = None,
     for i, item in enumerate(raw):
         where = f"{prefix}.{i}" if prefix else ""
         try:
-            entry = JobEntry.model_validate(item)
+            entry = JobEntry.model_validate(item, context={"catalog": catalog})
             spec = build_job(entry, catalog, alliance, default_id=f"job-{i + 1}")
         except pydantic.ValidationError as exc:
             problems += pydantic_problems(exc, where)

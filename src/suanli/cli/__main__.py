@@ -1,0 +1,3 @@
+from suanli.cli.main import main
+
+main()

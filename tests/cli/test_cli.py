@@ -1,0 +1,91 @@
+"""The command line, through click's runner and once as a real subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from suanli.cli.main import cli
+
+from ..conftest import EXAMPLES
+
+ALLIANCE = str(EXAMPLES / "alliance.yaml")
+JOBS = str(EXAMPLES / "jobs.yaml")
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_catalog_list_json() -> None:
+    code, out, _ = run("catalog", "list", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert len(rows) >= 28
+    assert all({"vendor", "model", "memory_gb", "stack"} <= set(r) for r in rows)
+    code, out, _ = run("catalog", "list")
+    assert code == 0 and "(calibrate)" in out and "Ascend910C" in out
+
+
+def test_spec_validate_accepts_valid_files() -> None:
+    assert run("spec", "validate", ALLIANCE)[0] == 0
+    code, out, _ = run("spec", "validate", JOBS, "--alliance", ALLIANCE)
+    assert code == 0 and "10 job(s)" in out
+
+
+def test_spec_validate_prints_one_line_per_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("member: xinghuo\naccelerators: H900:8\npriority: high\n")
+    code, out, err = run("spec", "validate", str(bad))
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 2
+    assert any("accelerators.any_of.0: unknown accelerator model 'H900'" in x for x in lines)
+    assert any("priority:" in x for x in lines)
+    code, _, err = run("spec", "validate", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "cannot read" in err
+
+
+def test_spec_validate_bad_alliance_file(tmp_path: Path) -> None:
+    bad = tmp_path / "a.yaml"
+    bad.write_text((EXAMPLES / "alliance.yaml").read_text().replace(
+        ", calibrated_tflops: 240", ""))
+    code, _, err = run("spec", "validate", str(bad))
+    assert code == 2 and "calibrated_tflops: required" in err
+
+
+def test_schedule_json_lists_decisions_and_reasons() -> None:
+    code, out, _ = run("schedule", ALLIANCE, JOBS, "--policy", "fair", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["policy"] == "fair"
+    assert {d["action"] for d in data["decisions"]} <= {"admit", "preempt"}
+    assert all(p["reason"] for p in data["pending"])
+    decided = {d["job"] for d in data["decisions"]} | {p["job"] for p in data["pending"]}
+    assert len(decided) == 10
+
+
+def test_schedule_every_policy_and_unknown_policy() -> None:
+    for policy in ("fifo", "fair", "gavel", "alliance"):
+        code, out, _ = run("schedule", ALLIANCE, JOBS, "--policy", policy)
+        assert code == 0 and f"Policy {policy}" in out
+    code, _, err = run("schedule", ALLIANCE, JOBS, "--policy", "lottery")
+    assert code == 3 and "unknown policy" in err
+
+
+def test_schema_and_policies() -> None:
+    code, out, _ = run("spec", "schema", "job")
+    assert code == 0 and json.loads(out)["$id"].endswith("job.schema.json")
+    code, out, _ = run("policies")
+    assert out.split() == ["alliance", "fair", "fifo", "gavel"]
+
+
+def test_demo_runs_as_a_real_command() -> None:
+    proc = subprocess.run([sys.executable, "-m", "suanli.cli", "demo"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "Alliance example-alliance" in proc.stdout
+    assert "ADMIT" in proc.stdout and "why it waits" in proc.stdout
