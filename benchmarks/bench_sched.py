@@ -36,10 +36,25 @@ from suanli.sched.pool import Pool
 from suanli.sched.schedule import schedule
 from suanli.sched.snapshot import Snapshot
 
-MODELS = ["H800-80GB", "H100-80GB", "A800-80GB", "A100-80GB", "H20", "L40S", "RTX4090",
-          "Ascend910B", "Ascend910C", "MLU370-X8", "DCU-K100-AI", "MTT-S4000", "BI-V150"]
-STACK_SETS = {"cuda": ["H800-80GB", "H100-80GB", "A800-80GB", "A100-80GB", "H20", "L40S",
-                       "RTX4090"], "npu": ["Ascend910B", "Ascend910C"]}
+MODELS = [
+    "H800-80GB",
+    "H100-80GB",
+    "A800-80GB",
+    "A100-80GB",
+    "H20",
+    "L40S",
+    "RTX4090",
+    "Ascend910B",
+    "Ascend910C",
+    "MLU370-X8",
+    "DCU-K100-AI",
+    "MTT-S4000",
+    "BI-V150",
+]
+STACK_SETS = {
+    "cuda": ["H800-80GB", "H100-80GB", "A800-80GB", "A100-80GB", "H20", "L40S", "RTX4090"],
+    "npu": ["Ascend910B", "Ascend910C"],
+}
 N_NODES, PER_NODE, N_CONTRIB, N_COMMONS = 2000, 8, 16, 4
 
 
@@ -66,8 +81,12 @@ def make_pool(rng: random.Random) -> Pool20:
         model = ModelId(MODELS[k % len(MODELS)])
         topo = ((0, 1, 2, 3), (4, 5, 6, 7)) if model == "Ascend910B" else ()
         nodes.append(Node(NodeId(f"n{k:05d}"), site, model, PER_NODE, 128, 1024, topo))
-    pool = Pool(nodes, owner, {n.id: cat.get(n.model).nu_per_device or 0.1 for n in nodes},
-                {m.id: m.alloc_unit for m in cat})
+    pool = Pool(
+        nodes,
+        owner,
+        {n.id: cat.get(n.model).nu_per_device or 0.1 for n in nodes},
+        {m.id: m.alloc_unit for m in cat},
+    )
     contributed: dict[tuple[MemberId, ModelId], int] = {}
     for n in pool.nodes:
         contributed[(n.owner, n.model)] = contributed.get((n.owner, n.model), 0) + n.devices
@@ -84,17 +103,31 @@ def make_jobs(rng: random.Random, n: int, members: list[MemberId]) -> list[JobSp
     out = []
     for i in range(n):
         r = rng.random()
-        models = (rng.choice(single) if r < 0.5 else rng.choice(stacks) if r < 0.8
-                  else frozenset(ModelId(m) for m in rng.sample(MODELS, 3)))
+        models = (
+            rng.choice(single)
+            if r < 0.5
+            else rng.choice(stacks)
+            if r < 0.8
+            else frozenset(ModelId(m) for m in rng.sample(MODELS, 3))
+        )
         if rng.random() < 0.05:
             gang = Gang(rng.choice([2, 4]), 8)
         else:
             gang = Gang(1, rng.choice([1, 1, 2, 2, 4, 8]))
         if "Ascend910C" in models and gang.per_node % 2:
             models = frozenset(models - {ModelId("Ascend910C")}) or frozenset(
-                {ModelId("Ascend910B")})
-        out.append(JobSpec(JobId(f"j{i}"), rng.choice(members), gang.devices, models, gang,
-                           preemptible=rng.random() < 0.9))
+                {ModelId("Ascend910B")}
+            )
+        out.append(
+            JobSpec(
+                JobId(f"j{i}"),
+                rng.choice(members),
+                gang.devices,
+                models,
+                gang,
+                preemptible=rng.random() < 0.9,
+            )
+        )
     return out
 
 
@@ -131,18 +164,24 @@ def run(sizes: list[int], policies: list[str], seed: int) -> list[dict[str, obje
             snap = build(p, all_jobs[:n]) if policy != policies[0] else base
             for a in admits:
                 snap.start(a.job, a.placement)
-            done = sorted(snap.running)[:: 50]
+            done = sorted(snap.running)[::50]
             for j in done:
                 snap.finish(j)
             steady_s, steady_admits, steady_dec = timed_pass(snap, policy)
-            rows.append({
-                "policy": policy, "pending": n, "snapshot_build_s": round(build_s, 3),
-                "fill_pass_s": round(fill_s, 4), "fill_admissions": len(admits),
-                "admissions_per_s": round(len(admits) / fill_s),
-                "fill_us_per_decision": round(1e6 * fill_s / max(decisions, 1), 2),
-                "steady_pass_s": round(steady_s, 4), "steady_admissions": len(steady_admits),
-                "steady_us_per_decision": round(1e6 * steady_s / max(steady_dec, 1), 2),
-            })
+            rows.append(
+                {
+                    "policy": policy,
+                    "pending": n,
+                    "snapshot_build_s": round(build_s, 3),
+                    "fill_pass_s": round(fill_s, 4),
+                    "fill_admissions": len(admits),
+                    "admissions_per_s": round(len(admits) / fill_s),
+                    "fill_us_per_decision": round(1e6 * fill_s / max(decisions, 1), 2),
+                    "steady_pass_s": round(steady_s, 4),
+                    "steady_admissions": len(steady_admits),
+                    "steady_us_per_decision": round(1e6 * steady_s / max(steady_dec, 1), 2),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
             if policy == policies[0]:
                 base = build(p, all_jobs[:n])
@@ -162,12 +201,16 @@ def main() -> None:
     policies = args.policies.split(",")
     rows = run(sizes, policies, args.seed)
     print()
-    print(f"{'policy':10} {'pending':>9} {'admits/s':>10} {'fill us/dec':>12} "
-          f"{'steady us/dec':>14} {'fill s':>8} {'steady s':>9}")
+    print(
+        f"{'policy':10} {'pending':>9} {'admits/s':>10} {'fill us/dec':>12} "
+        f"{'steady us/dec':>14} {'fill s':>8} {'steady s':>9}"
+    )
     for r in rows:
-        print(f"{r['policy']:10} {r['pending']:>9} {r['admissions_per_s']:>10} "
-              f"{r['fill_us_per_decision']:>12} {r['steady_us_per_decision']:>14} "
-              f"{r['fill_pass_s']:>8} {r['steady_pass_s']:>9}")
+        print(
+            f"{r['policy']:10} {r['pending']:>9} {r['admissions_per_s']:>10} "
+            f"{r['fill_us_per_decision']:>12} {r['steady_us_per_decision']:>14} "
+            f"{r['fill_pass_s']:>8} {r['steady_pass_s']:>9}"
+        )
     print()
     for policy in policies:
         mine = [r for r in rows if r["policy"] == policy]
@@ -175,8 +218,10 @@ def main() -> None:
             lo, hi = mine[0], mine[-1]
             for k in ("fill_us_per_decision", "steady_us_per_decision"):
                 ratio = float(hi[k]) / max(float(lo[k]), 1e-9)  # type: ignore[arg-type]
-                print(f"{policy}: {k} grows {ratio:.2f}x from {lo['pending']} to "
-                      f"{hi['pending']} pending")
+                print(
+                    f"{policy}: {k} grows {ratio:.2f}x from {lo['pending']} to "
+                    f"{hi['pending']} pending"
+                )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -28,51 +28,91 @@ class AllianceBuilder:
     limits: dict[tuple[MemberId, ModelId], ShareLimits] = field(default_factory=dict)
 
     def member(self, mid: str, tier: str = "contributor", weight: float = 1.0) -> Self:
-        self.members[MemberId(mid)] = Member(MemberId(mid), mid, MemberKind.INSTITUTE,
-                                             Tier(tier), weight)
+        self.members[MemberId(mid)] = Member(
+            MemberId(mid), mid, MemberKind.INSTITUTE, Tier(tier), weight
+        )
         return self
 
     def site(self, sid: str, member: str) -> Self:
         self.sites[SiteId(sid)] = Site(SiteId(sid), MemberId(member))
         return self
 
-    def nodes_of(self, site: str, model: str, count: int, devices: int = 8,
-                 topology: tuple[tuple[int, ...], ...] = (), cpu: float = 64,
-                 memory_gb: float = 512, calibrated: float | None = None) -> Self:
+    def nodes_of(
+        self,
+        site: str,
+        model: str,
+        count: int,
+        devices: int = 8,
+        topology: tuple[tuple[int, ...], ...] = (),
+        cpu: float = 64,
+        memory_gb: float = 512,
+        calibrated: float | None = None,
+    ) -> Self:
         for _ in range(count):
             nid = NodeId(f"{site}-n{len(self.nodes):03d}")
-            self.nodes[nid] = Node(nid, SiteId(site), ModelId(model), devices, cpu, memory_gb,
-                                   topology, calibrated)
+            self.nodes[nid] = Node(
+                nid, SiteId(site), ModelId(model), devices, cpu, memory_gb, topology, calibrated
+            )
         return self
 
-    def dataset(self, did: str, owner: str, readers: tuple[str, ...] = (),
-                sites: tuple[str, ...] = ()) -> Self:
+    def dataset(
+        self, did: str, owner: str, readers: tuple[str, ...] = (), sites: tuple[str, ...] = ()
+    ) -> Self:
         self.datasets[DatasetId(did)] = Dataset(
-            DatasetId(did), MemberId(owner), frozenset(MemberId(r) for r in readers),
-            frozenset(SiteId(s) for s in sites))
+            DatasetId(did),
+            MemberId(owner),
+            frozenset(MemberId(r) for r in readers),
+            frozenset(SiteId(s) for s in sites),
+        )
         return self
 
-    def limit(self, member: str, model: str, borrowing: int | None = None,
-              lending: int | None = None) -> Self:
+    def limit(
+        self, member: str, model: str, borrowing: int | None = None, lending: int | None = None
+    ) -> Self:
         self.limits[(MemberId(member), ModelId(model))] = ShareLimits(borrowing, lending)
         return self
 
     def grant(self, member: str, model: str, devices: int, donor: str | None = None) -> Self:
-        self.grants.append(Grant(MemberId(member), ModelId(model), devices,
-                                 MemberId(donor) if donor else None))
+        self.grants.append(
+            Grant(MemberId(member), ModelId(model), devices, MemberId(donor) if donor else None)
+        )
         return self
 
     def build(self) -> Alliance:
-        return Alliance(self.name, load_catalog(), self.members, self.sites, self.nodes,
-                        self.datasets, tuple(self.grants), self.limits)
+        return Alliance(
+            self.name,
+            load_catalog(),
+            self.members,
+            self.sites,
+            self.nodes,
+            self.datasets,
+            tuple(self.grants),
+            self.limits,
+        )
 
 
-def job(jid: str, member: str, count: int, *models: str, nodes: int = 1,
-        preemptible: bool = True, priority: int = 0, cpu: float = 1.0,
-        datasets: tuple[str, ...] = ()) -> JobSpec:
-    return JobSpec(JobId(jid), MemberId(member), count, frozenset(ModelId(m) for m in models),
-                   Gang(nodes, count // nodes), cpu=cpu, preemptible=preemptible,
-                   priority=priority, datasets=tuple(DatasetId(d) for d in datasets))
+def job(
+    jid: str,
+    member: str,
+    count: int,
+    *models: str,
+    nodes: int = 1,
+    preemptible: bool = True,
+    priority: int = 0,
+    cpu: float = 1.0,
+    datasets: tuple[str, ...] = (),
+) -> JobSpec:
+    return JobSpec(
+        JobId(jid),
+        MemberId(member),
+        count,
+        frozenset(ModelId(m) for m in models),
+        Gang(nodes, count // nodes),
+        cpu=cpu,
+        preemptible=preemptible,
+        priority=priority,
+        datasets=tuple(DatasetId(d) for d in datasets),
+    )
 
 
 def snapshot(alliance: Alliance, *jobs: JobSpec, now: float = 0.0) -> Snapshot:

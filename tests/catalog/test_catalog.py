@@ -3,11 +3,42 @@ import pytest
 from suanli.catalog.accelerator import load_catalog, parse_catalog
 from suanli.errors import ValidationError
 
-REQUIRED = ["K80", "P100", "V100-16GB", "V100-32GB", "T4", "A10", "A100-80GB", "A800-80GB",
-            "H100-80GB", "H800-80GB", "H20", "L40S", "L20", "RTX4090", "Ascend910B",
-            "Ascend910B2", "Ascend910B3", "Ascend910B4", "Ascend910C", "Ascend310P",
-            "MLU370-X8", "MLU590", "DCU-Z100", "DCU-K100", "R200", "P800", "C500", "C550",
-            "MTT-S4000", "BI-V150", "BR100", "BR104", "Enflame-S60", "PPU"]
+REQUIRED = [
+    "K80",
+    "P100",
+    "V100-16GB",
+    "V100-32GB",
+    "T4",
+    "A10",
+    "A100-80GB",
+    "A800-80GB",
+    "H100-80GB",
+    "H800-80GB",
+    "H20",
+    "L40S",
+    "L20",
+    "RTX4090",
+    "Ascend910B",
+    "Ascend910B2",
+    "Ascend910B3",
+    "Ascend910B4",
+    "Ascend910C",
+    "Ascend310P",
+    "MLU370-X8",
+    "MLU590",
+    "DCU-Z100",
+    "DCU-K100",
+    "R200",
+    "P800",
+    "C500",
+    "C550",
+    "MTT-S4000",
+    "BI-V150",
+    "BR100",
+    "BR104",
+    "Enflame-S60",
+    "PPU",
+]
 
 
 def test_catalog_covers_the_required_models_and_vendors() -> None:
@@ -49,8 +80,10 @@ def test_resolve_by_id_and_family_case_insensitively() -> None:
 
 
 def test_bad_catalog_rows_name_line_and_column() -> None:
-    header = ("id,family,vendor,name,memory_gb,memory_bw_gbs,peak_tflops,peak_precision,"
-              "peak_basis,stack,resource_name,alloc_unit,source")
+    header = (
+        "id,family,vendor,name,memory_gb,memory_bw_gbs,peak_tflops,peak_precision,"
+        "peak_basis,stack,resource_name,alloc_unit,source"
+    )
     bad = header + "\nX,X,V,X,abc,,10,bf16,,quantum,r,1,\n"
     with pytest.raises(ValidationError) as err:
         parse_catalog(bad)

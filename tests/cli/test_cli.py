@@ -51,8 +51,7 @@ def test_spec_validate_prints_one_line_per_problem(tmp_path: Path) -> None:
 
 def test_spec_validate_bad_alliance_file(tmp_path: Path) -> None:
     bad = tmp_path / "a.yaml"
-    bad.write_text((EXAMPLES / "alliance.yaml").read_text().replace(
-        ", calibrated_tflops: 240", ""))
+    bad.write_text((EXAMPLES / "alliance.yaml").read_text().replace(", calibrated_tflops: 240", ""))
     code, _, err = run("spec", "validate", str(bad))
     assert code == 2 and "calibrated_tflops: required" in err
 
@@ -84,8 +83,33 @@ def test_schema_and_policies() -> None:
 
 
 def test_demo_runs_as_a_real_command() -> None:
-    proc = subprocess.run([sys.executable, "-m", "suanli.cli", "demo"], capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "suanli.cli", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Alliance example-alliance" in proc.stdout
     assert "ADMIT" in proc.stdout and "why it waits" in proc.stdout
+
+
+def test_pool_and_preemptions_render_as_text() -> None:
+    from suanli.cli.report import pass_json, pass_text, pool_text
+    from suanli.sched.policy import get_policy
+    from suanli.sched.schedule import schedule
+    from suanli.spec.alliance_file import load_alliance
+
+    from ..builders import job, snapshot
+    from ..sched.apply import apply
+
+    alliance = load_alliance(EXAMPLES / "alliance.yaml")
+    text = pool_text(alliance)
+    assert "Huawei" in text and "Ascend910C" in text and "lending limit" in text
+    borrowers = [job(f"c{i}", "xinghuo", 8, "H800-80GB") for i in range(4)]
+    snap = snapshot(alliance, *borrowers)
+    apply(snap, schedule(snap, get_policy("alliance")))
+    snap.submit(job("hx", "huaxia-cloud", 8, "H800-80GB"), submitted_at=9)
+    out = pass_text(pass_json(snap, schedule(snap, get_policy("alliance")), "alliance"))
+    assert "PREEMPT" in out and "grace 300s" in out and "reclaiming H800-80GB" in out

@@ -66,10 +66,19 @@ def workloads(draw: st.DrawFn, alliance: Alliance, n: int = 25) -> list[JobSpec]
         if not models:
             continue
         ds = ("resident",) if alliance.datasets and draw(st.booleans()) else ()
-        specs.append(job(f"j{i}", member, count, *models, nodes=nodes,
-                         preemptible=draw(st.integers(0, 4)) > 0,
-                         priority=draw(st.integers(0, 2)), cpu=draw(st.sampled_from([1, 8])),
-                         datasets=ds))
+        specs.append(
+            job(
+                f"j{i}",
+                member,
+                count,
+                *models,
+                nodes=nodes,
+                preemptible=draw(st.integers(0, 4)) > 0,
+                priority=draw(st.integers(0, 2)),
+                cpu=draw(st.sampled_from([1, 8])),
+                datasets=ds,
+            )
+        )
     return specs
 
 
@@ -154,19 +163,35 @@ def test_same_snapshot_same_decisions(data: st.DataObject, policy: str) -> None:
     assert first == fingerprint(schedule(b, get_policy(policy)))
 
 
-@given(data=st.data(), policy=st.sampled_from(["fair", "alliance"]),
-       size=st.sampled_from([1, 2, 4, 8]))
+@given(
+    data=st.data(), policy=st.sampled_from(["fair", "alliance"]), size=st.sampled_from([1, 2, 4, 8])
+)
 @SETTINGS
-def test_demand_within_nominal_is_met_at_the_next_pass(data: st.DataObject, policy: str,
-                                                      size: int) -> None:
+def test_demand_within_nominal_is_met_at_the_next_pass(
+    data: st.DataObject, policy: str, size: int
+) -> None:
     own = data.draw(st.integers(1, 3))
-    b = (AllianceBuilder().member("x").member("y").member("c0", tier="commons")
-         .member("c1", tier="commons").site("sx", "x").site("sy", "y")
-         .nodes_of("sx", "H800-80GB", own).nodes_of("sy", "H800-80GB", 1))
+    b = (
+        AllianceBuilder()
+        .member("x")
+        .member("y")
+        .member("c0", tier="commons")
+        .member("c1", tier="commons")
+        .site("sx", "x")
+        .site("sy", "y")
+        .nodes_of("sx", "H800-80GB", own)
+        .nodes_of("sy", "H800-80GB", 1)
+    )
     alliance = b.build()
-    borrowers = [job(f"b{i}", data.draw(st.sampled_from(["c0", "c1"])),
-                     data.draw(st.sampled_from([1, 2, 4, 8])), "H800-80GB")
-                 for i in range(data.draw(st.integers(4, 30)))]
+    borrowers = [
+        job(
+            f"b{i}",
+            data.draw(st.sampled_from(["c0", "c1"])),
+            data.draw(st.sampled_from([1, 2, 4, 8])),
+            "H800-80GB",
+        )
+        for i in range(data.draw(st.integers(4, 30)))
+    ]
     snap = snapshot(alliance, *borrowers)
     apply(snap, schedule(snap, get_policy(policy)))
     demand = data.draw(st.integers(1, own * 8 // size))
@@ -184,10 +209,16 @@ def test_inflating_demand_does_not_help(data: st.DataObject, policy: str) -> Non
     alliance = data.draw(pools())
     specs = data.draw(workloads(alliance))
     member = data.draw(st.sampled_from(sorted(alliance.members)))
-    fakes = [job(f"fake{i}", member, data.draw(st.sampled_from([1, 4, 8])),
-                 *sorted({n.model for n in alliance.nodes.values()} - {"Ascend910C"})
-                 or ["Ascend910C"], priority=0)
-             for i in range(data.draw(st.integers(1, 10)))]
+    fakes = [
+        job(
+            f"fake{i}",
+            member,
+            data.draw(st.sampled_from([1, 4, 8])),
+            *sorted({n.model for n in alliance.nodes.values()} - {"Ascend910C"}) or ["Ascend910C"],
+            priority=0,
+        )
+        for i in range(data.draw(st.integers(1, 10)))
+    ]
     truthful = {s.id for s in specs if s.member == member}
 
     def gained(extra: list[JobSpec]) -> set[JobId]:

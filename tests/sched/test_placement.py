@@ -97,6 +97,7 @@ def test_double_allocation_is_refused() -> None:
     p = Placement("H800-80GB", (("s1-n000", (0, 1)),))  # type: ignore[arg-type]
     fs.take(p, 1, 1)
     import pytest
+
     with pytest.raises(ValueError, match="not free"):
         fs.take(p, 1, 1)
     fs.give(p, 1, 1)

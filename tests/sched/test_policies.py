@@ -14,9 +14,16 @@ from .apply import apply
 
 
 def two_members(nodes_a: int = 1, nodes_b: int = 1) -> AllianceBuilder:
-    return (AllianceBuilder().member("a").member("b").member("c", tier="commons")
-            .site("sa", "a").site("sb", "b")
-            .nodes_of("sa", "H800-80GB", nodes_a).nodes_of("sb", "H800-80GB", nodes_b))
+    return (
+        AllianceBuilder()
+        .member("a")
+        .member("b")
+        .member("c", tier="commons")
+        .site("sa", "a")
+        .site("sb", "b")
+        .nodes_of("sa", "H800-80GB", nodes_a)
+        .nodes_of("sb", "H800-80GB", nodes_b)
+    )
 
 
 def admitted(result: object) -> list[str]:
@@ -32,8 +39,12 @@ def test_registry_finds_every_policy_by_name() -> None:
 # -- fifo --------------------------------------------------------------------------------------
 def test_fifo_blocks_behind_its_head() -> None:
     a = two_members().build()
-    snap = snapshot(a, job("j1", "a", 4, "H800-80GB"), job("j2", "b", 16, "H800-80GB"),
-                    job("j3", "c", 1, "H800-80GB"))
+    snap = snapshot(
+        a,
+        job("j1", "a", 4, "H800-80GB"),
+        job("j2", "b", 16, "H800-80GB"),
+        job("j3", "c", 1, "H800-80GB"),
+    )
     r = schedule(snap, get_policy("fifo"))
     assert admitted(r) == ["j1"]
     assert "head of the FIFO queue" in r.reason(snap, JobId("j2"))
@@ -57,10 +68,19 @@ def test_fair_lends_idle_capacity_and_reclaims_it() -> None:
 
 
 def test_fair_borrowing_and_lending_limits() -> None:
-    a = two_members(2, 1).limit("b", "H800-80GB", borrowing=4).limit(
-        "a", "H800-80GB", lending=8).build()
-    snap = snapshot(a, job("b1", "b", 8, "H800-80GB"), job("b2", "b", 8, "H800-80GB"),
-                    job("b3", "b", 4, "H800-80GB"), job("c1", "c", 8, "H800-80GB"))
+    a = (
+        two_members(2, 1)
+        .limit("b", "H800-80GB", borrowing=4)
+        .limit("a", "H800-80GB", lending=8)
+        .build()
+    )
+    snap = snapshot(
+        a,
+        job("b1", "b", 8, "H800-80GB"),
+        job("b2", "b", 8, "H800-80GB"),
+        job("b3", "b", 4, "H800-80GB"),
+        job("c1", "c", 8, "H800-80GB"),
+    )
     r = schedule(snap, get_policy("fair"))
     # b1 within nominal; c (borrowing nothing yet) goes before b and borrows a's lendable 8;
     # b2 would pass b's borrowing limit of 4; b3 fits the limit but a lends no more than 8
@@ -80,17 +100,27 @@ def test_fair_non_preemptible_jobs_stay_within_nominal() -> None:
 
 def test_fair_serves_the_least_borrowing_member_first() -> None:
     a = two_members(1, 0).build()
-    snap = snapshot(a, *[job(f"b{i}", "b", 4, "H800-80GB") for i in range(2)],
-                    *[job(f"c{i}", "c", 4, "H800-80GB") for i in range(2)])
+    snap = snapshot(
+        a,
+        *[job(f"b{i}", "b", 4, "H800-80GB") for i in range(2)],
+        *[job(f"c{i}", "c", 4, "H800-80GB") for i in range(2)],
+    )
     r = schedule(snap, get_policy("fair"))
     assert sorted(admitted(r)) == ["b0", "c0"]  # alternate, not b0 then b1
 
 
 # -- alliance ----------------------------------------------------------------------------------
 def hetero() -> AllianceBuilder:
-    return (AllianceBuilder().member("a").member("b").member("c", tier="commons")
-            .site("sa", "a").site("sb", "b")
-            .nodes_of("sa", "V100-32GB", 1).nodes_of("sb", "A100-80GB", 1))
+    return (
+        AllianceBuilder()
+        .member("a")
+        .member("b")
+        .member("c", tier="commons")
+        .site("sa", "a")
+        .site("sb", "b")
+        .nodes_of("sa", "V100-32GB", 1)
+        .nodes_of("sb", "A100-80GB", 1)
+    )
 
 
 def test_alliance_guarantee_is_in_normalized_units_across_models() -> None:
@@ -164,8 +194,14 @@ def test_max_min_lp_respects_scale_factors() -> None:
 
 
 def test_gavel_sends_each_job_where_it_gains_most() -> None:
-    a = (AllianceBuilder().member("a").site("s", "a").nodes_of("s", "V100-32GB", 1, devices=1)
-         .nodes_of("s", "K80", 1, devices=1).build())
+    a = (
+        AllianceBuilder()
+        .member("a")
+        .site("s", "a")
+        .nodes_of("s", "V100-32GB", 1, devices=1)
+        .nodes_of("s", "K80", 1, devices=1)
+        .build()
+    )
     ja, jb = job("ja", "a", 1, "V100-32GB", "K80"), job("jb", "a", 1, "V100-32GB", "K80")
     snap = snapshot(a, ja, jb)
     snap.throughput[ja.id] = {ModelId("V100-32GB"): 10.0, ModelId("K80"): 1.0}
@@ -176,8 +212,13 @@ def test_gavel_sends_each_job_where_it_gains_most() -> None:
 
 
 def test_gavel_rotates_time_shares_by_preemption() -> None:
-    a = AllianceBuilder().member("a").site("s", "a").nodes_of("s", "V100-32GB", 1,
-                                                               devices=1).build()
+    a = (
+        AllianceBuilder()
+        .member("a")
+        .site("s", "a")
+        .nodes_of("s", "V100-32GB", 1, devices=1)
+        .build()
+    )
     snap = snapshot(a, job("j1", "a", 1, "V100-32GB"), job("j2", "a", 1, "V100-32GB"))
     r = schedule(snap, get_policy("gavel"))
     assert len(r.admits) == 1

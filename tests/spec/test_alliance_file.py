@@ -57,19 +57,25 @@ def test_model_without_a_figure_needs_a_calibration_and_the_error_says_so() -> N
     assert ok.nu_per_device(ok.nodes["n-01"]) == pytest.approx(0.25)
 
 
-@pytest.mark.parametrize(("edit", "field", "words"), [
-    (("site: s1, model", "site: nowhere, model"), "nodes.0.site", "unknown site"),
-    (("model: H800-80GB", "model: H900"), "nodes.0.model", "unknown accelerator model"),
-    (("model: H800-80GB", "model: V100"), "nodes.0.model", "names several models"),
-    (("devices: 8", "devices: 0"), "nodes.0.devices", "greater than or equal to 1"),
-    (("cpu: 64", "cpu: 64, gpus: 2"), "nodes.0.gpus", "unknown field"),
-    (("kind: enterprise", "kind: bank"), "members.0.kind", "should be"),
-    (("{id: s1, member: m1}", "{id: s1, member: m9}"), "sites.0.member", "unknown member"),
-    (("{id: m2,", "{id: m1,"), "members.1.id", "duplicate id"),
-    (("memory_gb: 512", "memory_gb: 512, topology: [[0,1,2],[3,4,5,6]]"),
-     "nodes.0.topology", "cover every device"),
-    (("id: n,", "id: 'bad id/../x',"), "nodes.0.id", "should match pattern"),
-])
+@pytest.mark.parametrize(
+    ("edit", "field", "words"),
+    [
+        (("site: s1, model", "site: nowhere, model"), "nodes.0.site", "unknown site"),
+        (("model: H800-80GB", "model: H900"), "nodes.0.model", "unknown accelerator model"),
+        (("model: H800-80GB", "model: V100"), "nodes.0.model", "names several models"),
+        (("devices: 8", "devices: 0"), "nodes.0.devices", "greater than or equal to 1"),
+        (("cpu: 64", "cpu: 64, gpus: 2"), "nodes.0.gpus", "unknown field"),
+        (("kind: enterprise", "kind: bank"), "members.0.kind", "should be"),
+        (("{id: s1, member: m1}", "{id: s1, member: m9}"), "sites.0.member", "unknown member"),
+        (("{id: m2,", "{id: m1,"), "members.1.id", "duplicate id"),
+        (
+            ("memory_gb: 512", "memory_gb: 512, topology: [[0,1,2],[3,4,5,6]]"),
+            "nodes.0.topology",
+            "cover every device",
+        ),
+        (("id: n,", "id: 'bad id/../x',"), "nodes.0.id", "should match pattern"),
+    ],
+)
 def test_mistakes_name_the_field(edit: tuple[str, str], field: str, words: str) -> None:
     found = problems(BASE.replace(*edit))
     assert field in found, found
@@ -87,11 +93,16 @@ def test_grants_cannot_give_away_more_than_contributed() -> None:
 
 
 def test_dataset_references_are_checked() -> None:
-    text = BASE + ("datasets:\n  - {id: d, owner: m1, readers: [m7],"
-                   " residency: {sites: [s9], members: [m8]}}\n")
+    text = BASE + (
+        "datasets:\n  - {id: d, owner: m1, readers: [m7],"
+        " residency: {sites: [s9], members: [m8]}}\n"
+    )
     found = problems(text)
-    assert {"datasets.0.readers.0", "datasets.0.residency.sites.0",
-            "datasets.0.residency.members.0"} <= set(found)
+    assert {
+        "datasets.0.readers.0",
+        "datasets.0.residency.sites.0",
+        "datasets.0.residency.members.0",
+    } <= set(found)
 
 
 def test_yaml_errors_name_the_line(tmp_path: Path) -> None:

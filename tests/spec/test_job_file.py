@@ -39,44 +39,72 @@ def test_short_and_long_forms() -> None:
     assert c.models == {"MLU370-X8", "MLU590"}
 
 
-@pytest.mark.parametrize(("text", "field", "words"), [
-    ("member: m\naccelerators: H900:8\n", "accelerators.any_of.0", "unknown accelerator model"),
-    ("member: m\naccelerators: H800:0\n", "accelerators.count", "greater than or equal to 1"),
-    ("member: m\naccelerators: H800:99999999\n", "accelerators.count", "less than or equal"),
-    ("member: m\naccelerators: H800\n", "accelerators", "MODEL:COUNT"),
-    ("member: m\naccelerators: {count: 2, stacks: [opencl]}\n", "accelerators.stacks.0",
-     "unknown software stack"),
-    ("member: m\naccelerators: H800:16\ngang: 3x8\n", "gang", "accelerators.count is 16"),
-    ("member: m\naccelerators: H800:16\ngang: two\n", "gang", "NODESxPER_NODE"),
-    ("member: m\naccelerators: Ascend910C:3\n", "accelerators.count", "groups of [2]"),
-    ("member: m\naccelerators: H800:8\ncheckpoint_interval: soon\n", "checkpoint_interval",
-     "duration"),
-    ("member: m\naccelerators: H800:8\ngpu: 8\n", "gpu", "unknown field"),
-    ("accelerators: H800:8\n", "member", "Field required"),
-    ("member: \"'; DROP TABLE jobs;--\"\naccelerators: H800:8\n", "member", "pattern"),
-])
+@pytest.mark.parametrize(
+    ("text", "field", "words"),
+    [
+        ("member: m\naccelerators: H900:8\n", "accelerators.any_of.0", "unknown accelerator model"),
+        ("member: m\naccelerators: H800:0\n", "accelerators.count", "greater than or equal to 1"),
+        ("member: m\naccelerators: H800:99999999\n", "accelerators.count", "less than or equal"),
+        ("member: m\naccelerators: H800\n", "accelerators", "MODEL:COUNT"),
+        (
+            "member: m\naccelerators: {count: 2, stacks: [opencl]}\n",
+            "accelerators.stacks.0",
+            "unknown software stack",
+        ),
+        ("member: m\naccelerators: H800:16\ngang: 3x8\n", "gang", "accelerators.count is 16"),
+        ("member: m\naccelerators: H800:16\ngang: two\n", "gang", "NODESxPER_NODE"),
+        ("member: m\naccelerators: Ascend910C:3\n", "accelerators.count", "groups of [2]"),
+        (
+            "member: m\naccelerators: H800:8\ncheckpoint_interval: soon\n",
+            "checkpoint_interval",
+            "duration",
+        ),
+        ("member: m\naccelerators: H800:8\ngpu: 8\n", "gpu", "unknown field"),
+        ("accelerators: H800:8\n", "member", "Field required"),
+        ('member: "\'; DROP TABLE jobs;--"\naccelerators: H800:8\n', "member", "pattern"),
+    ],
+)
 def test_mistakes_name_the_field(text: str, field: str, words: str) -> None:
     found = problems(text)
     assert field in found, found
     assert words in found[field]
 
 
-@pytest.mark.parametrize(("text", "field", "words"), [
-    ("member: nobody\naccelerators: H800:8\n", "member", "unknown member"),
-    ("member: xinghuo\naccelerators: H800:9\n", "accelerators.count", "impossible count"),
-    ("member: xinghuo\naccelerators: H800:40\ngang: 5x8\n", "accelerators.count",
-     "impossible count"),
-    ("member: xinghuo\naccelerators: {count: 8, stacks: [musa]}\n", "accelerators",
-     "no node in the pool has stacks ['musa']"),
-    ("member: xinghuo\naccelerators: H800:8\ndatasets: [secret]\n", "datasets.0",
-     "unknown dataset"),
-    ("member: xinghuo\naccelerators: Ascend910B:4\ndatasets: [clinical-notes]\n",
-     "datasets.0", "may not read"),
-    ("member: nanhu-univ\naccelerators: H800:8\ndatasets: [clinical-notes]\n", "datasets",
-     "no acceptable node lies where the datasets may be processed"),
-])
-def test_mistakes_against_the_alliance(example_alliance: Alliance, text: str, field: str,
-                                       words: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "field", "words"),
+    [
+        ("member: nobody\naccelerators: H800:8\n", "member", "unknown member"),
+        ("member: xinghuo\naccelerators: H800:9\n", "accelerators.count", "impossible count"),
+        (
+            "member: xinghuo\naccelerators: H800:40\ngang: 5x8\n",
+            "accelerators.count",
+            "impossible count",
+        ),
+        (
+            "member: xinghuo\naccelerators: {count: 8, stacks: [musa]}\n",
+            "accelerators",
+            "no node in the pool has stacks ['musa']",
+        ),
+        (
+            "member: xinghuo\naccelerators: H800:8\ndatasets: [secret]\n",
+            "datasets.0",
+            "unknown dataset",
+        ),
+        (
+            "member: xinghuo\naccelerators: Ascend910B:4\ndatasets: [clinical-notes]\n",
+            "datasets.0",
+            "may not read",
+        ),
+        (
+            "member: nanhu-univ\naccelerators: H800:8\ndatasets: [clinical-notes]\n",
+            "datasets",
+            "no acceptable node lies where the datasets may be processed",
+        ),
+    ],
+)
+def test_mistakes_against_the_alliance(
+    example_alliance: Alliance, text: str, field: str, words: str
+) -> None:
     found = problems(text, example_alliance)
     assert field in found, found
     assert words in found[field]

@@ -18,8 +18,10 @@ def test_published_schema_is_current(name: str, make: object) -> None:
 def test_examples_validate_against_the_schemas() -> None:
     jsonschema.validate(read_yaml(EXAMPLES / "alliance.yaml"), alliance_schema())
     jsonschema.validate(read_yaml(EXAMPLES / "jobs.yaml"), job_schema())
-    jsonschema.validate({"member": "m", "accelerators": "H800:8", "gang": "1x8",
-                         "checkpoint_interval": "30m"}, job_schema())
+    jsonschema.validate(
+        {"member": "m", "accelerators": "H800:8", "gang": "1x8", "checkpoint_interval": "30m"},
+        job_schema(),
+    )
 
 
 def test_schema_rejects_unknown_fields() -> None:

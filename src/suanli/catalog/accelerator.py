@@ -129,8 +129,9 @@ class Catalog:
         return frozenset(m.vendor for m in self._models.values())
 
 
-def _opt_float(row: Mapping[str, str], key: str, line: int,
-               problems: list[Problem]) -> float | None:
+def _opt_float(
+    row: Mapping[str, str], key: str, line: int, problems: list[Problem]
+) -> float | None:
     raw = row[key].strip()
     if not raw:
         return None

@@ -26,7 +26,7 @@ from .report import pass_json, pass_text, pool_text
 from .table import table
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # shipped as package data
 EXIT_VALIDATION, EXIT_NOT_FOUND, EXIT_OTHER = 2, 3, 1
 
 
@@ -43,8 +43,9 @@ def _snapshot(alliance: Alliance, jobs_path: Path) -> Snapshot:
     specs = load_jobs(jobs_path, alliance)
     snap = Snapshot.from_alliance(alliance)
     for i, spec in enumerate(specs):
-        snap.submit(spec, submitted_at=float(i), allowed_sites=alliance.allowed_sites(
-            spec.datasets))
+        snap.submit(
+            spec, submitted_at=float(i), allowed_sites=alliance.allowed_sites(spec.datasets)
+        )
     return snap
 
 
@@ -67,10 +68,24 @@ def catalog_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([m.to_json() for m in cat], indent=2, ensure_ascii=False))
         return
-    click.echo(table(
-        ["id", "vendor", "model", "mem GB", "peak TFLOPS", "basis", "stack", "unit"],
-        [[m.id, m.vendor, m.name, m.memory_gb or "", m.peak_tflops or "(calibrate)",
-          m.peak_basis, m.stack, m.alloc_unit] for m in cat]))
+    click.echo(
+        table(
+            ["id", "vendor", "model", "mem GB", "peak TFLOPS", "basis", "stack", "unit"],
+            [
+                [
+                    m.id,
+                    m.vendor,
+                    m.name,
+                    m.memory_gb or "",
+                    m.peak_tflops or "(calibrate)",
+                    m.peak_basis,
+                    m.stack,
+                    m.alloc_unit,
+                ]
+                for m in cat
+            ],
+        )
+    )
 
 
 @cli.group()
@@ -80,8 +95,12 @@ def spec() -> None:
 
 @spec.command("validate")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--alliance", "alliance_path", type=click.Path(path_type=Path),
-              help="check a job spec against this alliance (members, datasets, nodes)")
+@click.option(
+    "--alliance",
+    "alliance_path",
+    type=click.Path(path_type=Path),
+    help="check a job spec against this alliance (members, datasets, nodes)",
+)
 def spec_validate(file: Path, alliance_path: Path | None) -> None:
     """Check FILE (a job spec or an alliance file). Exit 0 if valid; otherwise print one line
     per problem, each naming its field, and exit 2."""
@@ -89,8 +108,9 @@ def spec_validate(file: Path, alliance_path: Path | None) -> None:
         data = read_yaml(file)
         if isinstance(data, dict) and "members" in data:
             a = load_alliance(file)
-            click.echo(f"{file}: valid alliance file ({len(a.members)} members, "
-                       f"{len(a.nodes)} nodes)")
+            click.echo(
+                f"{file}: valid alliance file ({len(a.members)} members, {len(a.nodes)} nodes)"
+            )
             return
         alliance = load_alliance(alliance_path) if alliance_path else None
         specs = parse_jobs(data, str(file), alliance)
@@ -132,10 +152,20 @@ def schedule_cmd(alliance_file: Path, jobs_file: Path, policy: str, as_json: boo
 
 
 @cli.command("demo")
-@click.option("--alliance", "alliance_file", type=click.Path(path_type=Path),
-              default=EXAMPLES / "alliance.yaml", show_default=True)
-@click.option("--jobs", "jobs_file", type=click.Path(path_type=Path),
-              default=EXAMPLES / "jobs.yaml", show_default=True)
+@click.option(
+    "--alliance",
+    "alliance_file",
+    type=click.Path(path_type=Path),
+    default=EXAMPLES / "alliance.yaml",
+    show_default=True,
+)
+@click.option(
+    "--jobs",
+    "jobs_file",
+    type=click.Path(path_type=Path),
+    default=EXAMPLES / "jobs.yaml",
+    show_default=True,
+)
 @click.option("--policy", default="alliance", show_default=True)
 def demo(alliance_file: Path, jobs_file: Path, policy: str) -> None:
     """The main job: load the example alliance, print its pool, run one scheduling pass."""

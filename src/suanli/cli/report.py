@@ -14,17 +14,31 @@ from .table import table
 
 
 def pool_text(alliance: Alliance) -> str:
-    out = [f"Alliance {alliance.name}: {len(alliance.members)} members, "
-           f"{len(alliance.sites)} sites, {len(alliance.nodes)} nodes, "
-           f"{sum(n.devices for n in alliance.nodes.values())} accelerators", ""]
+    out = [
+        f"Alliance {alliance.name}: {len(alliance.members)} members, "
+        f"{len(alliance.sites)} sites, {len(alliance.nodes)} nodes, "
+        f"{sum(n.devices for n in alliance.nodes.values())} accelerators",
+        "",
+    ]
     ent = alliance.entitlement_nu()
     contributed = alliance.contributed()
-    out.append(table(
-        ["member", "kind", "tier", "weight", "sites", "devices", "entitlement NU"],
-        [[m.id, m.kind, m.tier, m.weight,
-          sum(1 for s in alliance.sites.values() if s.member == m.id),
-          sum(v for (mm, _), v in contributed.items() if mm == m.id), f"{ent[m.id]:.3f}"]
-         for m in alliance.members.values()]))
+    out.append(
+        table(
+            ["member", "kind", "tier", "weight", "sites", "devices", "entitlement NU"],
+            [
+                [
+                    m.id,
+                    m.kind,
+                    m.tier,
+                    m.weight,
+                    sum(1 for s in alliance.sites.values() if s.member == m.id),
+                    sum(v for (mm, _), v in contributed.items() if mm == m.id),
+                    f"{ent[m.id]:.3f}",
+                ]
+                for m in alliance.members.values()
+            ],
+        )
+    )
     out.append("")
     by_model: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
     for n in alliance.nodes.values():
@@ -35,15 +49,31 @@ def pool_text(alliance: Alliance) -> str:
     nu_total: dict[str, float] = defaultdict(float)
     for n in alliance.nodes.values():
         nu_total[n.model] += alliance.nu_per_device(n) * n.devices
-    out.append(table(["vendor", "model", "stack", "nodes", "devices", "NU"],
-                     [[v, m, s, c[0], c[1], f"{nu_total[m]:.3f}"]
-                      for (v, m, s), c in sorted(by_model.items())]))
+    out.append(
+        table(
+            ["vendor", "model", "stack", "nodes", "devices", "NU"],
+            [
+                [v, m, s, c[0], c[1], f"{nu_total[m]:.3f}"]
+                for (v, m, s), c in sorted(by_model.items())
+            ],
+        )
+    )
     out.append("")
-    out.append(table(["member", "model", "nominal", "borrowing limit", "lending limit"],
-                     [[s.member, s.model, s.nominal,
-                       "-" if s.borrowing_limit is None else s.borrowing_limit,
-                       "-" if s.lending_limit is None else s.lending_limit]
-                      for s in alliance.shares().values()]))
+    out.append(
+        table(
+            ["member", "model", "nominal", "borrowing limit", "lending limit"],
+            [
+                [
+                    s.member,
+                    s.model,
+                    s.nominal,
+                    "-" if s.borrowing_limit is None else s.borrowing_limit,
+                    "-" if s.lending_limit is None else s.lending_limit,
+                ]
+                for s in alliance.shares().values()
+            ],
+        )
+    )
     return "\n".join(out)
 
 
@@ -51,16 +81,25 @@ def pass_json(snapshot: Snapshot, result: PassResult, policy: str) -> dict[str, 
     decisions: list[dict[str, Any]] = []
     for d in result.decisions:
         if isinstance(d, Admit):
-            decisions.append({"action": "admit", "job": d.job, "model": d.placement.model,
-                              "placement": {n: list(devs) for n, devs in
-                                            d.placement.assignments},
-                              "reason": d.reason})
+            decisions.append(
+                {
+                    "action": "admit",
+                    "job": d.job,
+                    "model": d.placement.model,
+                    "placement": {n: list(devs) for n, devs in d.placement.assignments},
+                    "reason": d.reason,
+                }
+            )
         elif isinstance(d, Preempt):
-            decisions.append({"action": "preempt", "job": d.job, "reason": d.reason,
-                              "grace_s": d.grace_s})
+            decisions.append(
+                {"action": "preempt", "job": d.job, "reason": d.reason, "grace_s": d.grace_s}
+            )
     admitted = {d.job for d in result.admits}
-    pending = [{"job": j, "member": q.member, "reason": result.reason(snapshot, j)}
-               for j, q in snapshot.pending.items() if j not in admitted]
+    pending = [
+        {"job": j, "member": q.member, "reason": result.reason(snapshot, j)}
+        for j, q in snapshot.pending.items()
+        if j not in admitted
+    ]
     return {"policy": policy, "decisions": decisions, "pending": pending}
 
 
@@ -77,6 +116,10 @@ def pass_text(data: dict[str, Any]) -> str:
     out.append("")
     out.append(f"{len(data['pending'])} job(s) wait:")
     if data["pending"]:
-        out.append(table(["job", "member", "why it waits"],
-                         [[p["job"], p["member"], p["reason"]] for p in data["pending"]]))
+        out.append(
+            table(
+                ["job", "member", "why it waits"],
+                [[p["job"], p["member"], p["reason"]] for p in data["pending"]],
+            )
+        )
     return "\n".join(out)

@@ -71,8 +71,9 @@ class Alliance:
         out: dict[tuple[MemberId, ModelId], Share] = {}
         for key in sorted(keys):
             lim = self.limits.get(key, ShareLimits())
-            out[key] = Share(key[0], key[1], nominal.get(key, 0), lim.borrowing_limit,
-                             lim.lending_limit)
+            out[key] = Share(
+                key[0], key[1], nominal.get(key, 0), lim.borrowing_limit, lim.lending_limit
+            )
         return out
 
     def entitlement_nu(self) -> dict[MemberId, float]:

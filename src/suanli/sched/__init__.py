@@ -8,5 +8,14 @@ from suanli.sched.pool import Pool
 from suanli.sched.schedule import PassResult, schedule
 from suanli.sched.snapshot import QueuedJob, RunningJob, Snapshot
 
-__all__ = ["Admit", "Decision", "PassResult", "Pool", "Preempt", "QueuedJob", "RunningJob",
-           "Snapshot", "schedule"]
+__all__ = [
+    "Admit",
+    "Decision",
+    "PassResult",
+    "Pool",
+    "Preempt",
+    "QueuedJob",
+    "RunningJob",
+    "Snapshot",
+    "schedule",
+]

@@ -104,8 +104,9 @@ class PassContext:
         self.reasons[q.id] = reason
 
     # -- reclaim ---------------------------------------------------------------------------
-    def reclaim(self, q: QueuedJob, models: Sequence[ModelId],
-                victims: Iterable[RunningJob]) -> tuple[ModelId, list[RunningJob]] | None:
+    def reclaim(
+        self, q: QueuedJob, models: Sequence[ModelId], victims: Iterable[RunningJob]
+    ) -> tuple[ModelId, list[RunningJob]] | None:
         """Find the fewest victims, in the order given, whose removal lets ``q`` fit on one of
         ``models``. Jobs already stopping (and not claimed by another reclaim in this pass)
         are removed first at no cost. Nothing is changed; the caller preempts the victims.
@@ -115,10 +116,14 @@ class PassContext:
             removed: list[RunningJob] = []
             fitted = False
             running = self.snap.running
-            free_running = [running[j] for j in sorted(self.stopping - self.claimed)
-                            if running[j].placement.model == model]
-            candidates = [v for v in victims if v.placement.model == model
-                          and v.id not in self.stopping]
+            free_running = [
+                running[j]
+                for j in sorted(self.stopping - self.claimed)
+                if running[j].placement.model == model
+            ]
+            candidates = [
+                v for v in victims if v.placement.model == model and v.id not in self.stopping
+            ]
             for r in [*free_running, *candidates]:
                 self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
                 removed.append(r)
@@ -149,15 +154,19 @@ class PassContext:
         # Devices of the victims that q does not take stay busy until the victims stop.
         mine = {(n, d) for n, devs in placement.assignments for d in devs}
         for r in victims:
-            rest = tuple((n, kept) for n, devs in r.placement.assignments
-                         if (kept := tuple(d for d in devs if (n, d) not in mine)))
+            rest = tuple(
+                (n, kept)
+                for n, devs in r.placement.assignments
+                if (kept := tuple(d for d in devs if (n, d) not in mine))
+            )
             self.free.take(Placement(model, rest), r.spec.cpu, r.spec.memory_gb)
         key = (q.member, model)
         self.used_devices[key] = self.used_devices.get(key, 0) + q.spec.count
         self.used_nu[q.member] = self.used_nu.get(q.member, 0.0) + self.job_nu(q, model)
 
-    def _minimize(self, q: QueuedJob, model: ModelId,
-                  removed: list[RunningJob]) -> list[RunningJob]:
+    def _minimize(
+        self, q: QueuedJob, model: ModelId, removed: list[RunningJob]
+    ) -> list[RunningJob]:
         keep = list(removed)
         for r in reversed(removed[:-1]):
             trial = [x for x in keep if x is not r]

@@ -47,18 +47,19 @@ class FreeState:
     ``k`` free devices; iteration order is deterministic for a given history of changes.
     """
 
-    __slots__ = ("buckets", "by_model", "cpu", "free", "free_count", "mem", "pool",
-                 "schedulable")
+    __slots__ = ("buckets", "by_model", "cpu", "free", "free_count", "mem", "pool", "schedulable")
 
     def __init__(self, pool: Pool, schedulable: Iterable[bool] | None = None) -> None:
         self.pool = pool
         self.free = [n.full_mask for n in pool.nodes]
         self.cpu = [n.cpu for n in pool.nodes]
         self.mem = [n.memory_gb for n in pool.nodes]
-        self.schedulable = list(schedulable) if schedulable is not None else [True] * len(
-            pool.nodes)
+        self.schedulable = (
+            list(schedulable) if schedulable is not None else [True] * len(pool.nodes)
+        )
         self.buckets: dict[ModelId, list[dict[int, None]]] = {
-            m: [{} for _ in range(pool.max_devices[m] + 1)] for m in pool.models}
+            m: [{} for _ in range(pool.max_devices[m] + 1)] for m in pool.models
+        }
         self.free_count = 0
         #: free devices on schedulable nodes, per model
         self.by_model: dict[ModelId, int] = dict.fromkeys(pool.models, 0)
@@ -150,8 +151,10 @@ class FreeState:
             chosen = best[:need]
         else:
             # Spans groups: fill the emptiest groups first so that fewer groups are split.
-            per_group = sorted(((_units(free & g, unit, node.devices)) for g in node.group_masks),
-                               key=lambda s: -len(s))
+            per_group = sorted(
+                ((_units(free & g, unit, node.devices)) for g in node.group_masks),
+                key=lambda s: -len(s),
+            )
             chosen = []
             for starts in per_group:
                 chosen.extend(starts[: need - len(chosen)])
@@ -161,8 +164,9 @@ class FreeState:
                 return None
         return tuple(sorted(d for s in chosen for d in range(s, s + unit)))
 
-    def fit(self, spec: JobSpec, model: ModelId,
-            sites: frozenset[SiteId] | None) -> Placement | None:
+    def fit(
+        self, spec: JobSpec, model: ModelId, sites: frozenset[SiteId] | None
+    ) -> Placement | None:
         """A placement for ``spec`` on ``model`` in the current free state, or None."""
         buckets = self.buckets.get(model)
         if buckets is None:
@@ -174,8 +178,11 @@ class FreeState:
             for k in range(n, len(buckets)):
                 for i in buckets[k]:
                     node = nodes[i]
-                    if (self.cpu[i] < spec.cpu or self.mem[i] < spec.memory_gb
-                            or (sites is not None and node.site not in sites)):
+                    if (
+                        self.cpu[i] < spec.cpu
+                        or self.mem[i] < spec.memory_gb
+                        or (sites is not None and node.site not in sites)
+                    ):
                         continue
                     devices = self._pick_devices(node, n)
                     if devices is not None:
@@ -186,13 +193,17 @@ class FreeState:
         per_site: dict[SiteId, list[int]] = {}
         for i in buckets[gang.per_node]:
             node = nodes[i]
-            if (node.devices != gang.per_node or self.cpu[i] < spec.cpu
-                    or self.mem[i] < spec.memory_gb
-                    or (sites is not None and node.site not in sites)):
+            if (
+                node.devices != gang.per_node
+                or self.cpu[i] < spec.cpu
+                or self.mem[i] < spec.memory_gb
+                or (sites is not None and node.site not in sites)
+            ):
                 continue
             chosen = per_site.setdefault(node.site, [])
             chosen.append(i)
             if len(chosen) == gang.nodes:
-                return Placement(model, tuple(
-                    (nodes[j].id, tuple(range(gang.per_node))) for j in chosen))
+                return Placement(
+                    model, tuple((nodes[j].id, tuple(range(gang.per_node))) for j in chosen)
+                )
         return None

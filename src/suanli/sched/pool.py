@@ -40,16 +40,33 @@ class PoolNode:
 class Pool:
     """Nodes with their owners, NU per device and topology masks; immutable."""
 
-    def __init__(self, nodes: Iterable[Node], owner: Mapping[SiteId, MemberId],
-                 nu_per_device: Mapping[NodeId, float], alloc_unit: Mapping[ModelId, int]):
+    def __init__(
+        self,
+        nodes: Iterable[Node],
+        owner: Mapping[SiteId, MemberId],
+        nu_per_device: Mapping[NodeId, float],
+        alloc_unit: Mapping[ModelId, int],
+    ):
         self.nodes: list[PoolNode] = []
         self.index: dict[NodeId, int] = {}
         for i, n in enumerate(nodes):
             groups = n.groups
-            self.nodes.append(PoolNode(
-                i, n.id, n.site, owner[n.site], n.model, n.devices, n.cpu, n.memory_gb,
-                tuple(mask_of(g) for g in groups), max(len(g) for g in groups),
-                alloc_unit.get(n.model, 1), nu_per_device[n.id]))
+            self.nodes.append(
+                PoolNode(
+                    i,
+                    n.id,
+                    n.site,
+                    owner[n.site],
+                    n.model,
+                    n.devices,
+                    n.cpu,
+                    n.memory_gb,
+                    tuple(mask_of(g) for g in groups),
+                    max(len(g) for g in groups),
+                    alloc_unit.get(n.model, 1),
+                    nu_per_device[n.id],
+                )
+            )
             self.index[n.id] = i
         self.models: tuple[ModelId, ...] = tuple(sorted({n.model for n in self.nodes}))
         self.max_devices: dict[ModelId, int] = {}
@@ -58,8 +75,9 @@ class Pool:
         for p in self.nodes:
             self.max_devices[p.model] = max(self.max_devices.get(p.model, 0), p.devices)
             self.devices_by_model[p.model] = self.devices_by_model.get(p.model, 0) + p.devices
-            self.nu_by_model[p.model] = (self.nu_by_model.get(p.model, 0.0)
-                                         + p.devices * p.nu_per_device)
+            self.nu_by_model[p.model] = (
+                self.nu_by_model.get(p.model, 0.0) + p.devices * p.nu_per_device
+            )
         self.total_nu = sum(self.nu_by_model.values())
 
     def model_nu(self, model: ModelId) -> float:
@@ -71,6 +89,9 @@ class Pool:
 
     @classmethod
     def from_alliance(cls, alliance: Alliance) -> Pool:
-        return cls(alliance.nodes.values(), {s.id: s.member for s in alliance.sites.values()},
-                   {n.id: alliance.nu_per_device(n) for n in alliance.nodes.values()},
-                   {m.id: m.alloc_unit for m in alliance.catalog})
+        return cls(
+            alliance.nodes.values(),
+            {s.id: s.member for s in alliance.sites.values()},
+            {n.id: alliance.nu_per_device(n) for n in alliance.nodes.values()},
+            {m.id: m.alloc_unit for m in alliance.catalog},
+        )

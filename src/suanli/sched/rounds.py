@@ -36,8 +36,12 @@ def present_models(ctx: PassContext, q: QueuedJob) -> list[ModelId]:
     return sorted(m for m in q.spec.models if m in pool_models)
 
 
-def serve_members(ctx: PassContext, key: Callable[[QueuedJob], tuple[float, ...]],
-                  attempt: Callable[[QueuedJob], Outcome], max_skips: int) -> None:
+def serve_members(
+    ctx: PassContext,
+    key: Callable[[QueuedJob], tuple[float, ...]],
+    attempt: Callable[[QueuedJob], Outcome],
+    max_skips: int,
+) -> None:
     """``key(q)`` orders members by their next job ``q`` (lowest first); it is recomputed
     after every attempt, so it sees the pass's own admissions."""
     snap = ctx.snap
@@ -62,8 +66,9 @@ def serve_members(ctx: PassContext, key: Callable[[QueuedJob], tuple[float, ...]
             skips[m] += 1
             last_reason[m] = ctx.reasons.get(q.id, "")
             if skips[m] >= max_skips:
-                ctx.member_blocked[m] = (f"its last {max_skips} examined jobs could not start "
-                                         f"(last: {last_reason[m]})")
+                ctx.member_blocked[m] = (
+                    f"its last {max_skips} examined jobs could not start (last: {last_reason[m]})"
+                )
                 continue
         nxt = next(queues[m], None)
         if nxt is None:

@@ -52,5 +52,6 @@ def schedule(snapshot: Snapshot, policy: Policy) -> PassResult:
     """Run one pass of ``policy`` over ``snapshot``. Reads the snapshot, never changes it."""
     ctx = PassContext(snapshot)
     policy.run(ctx)
-    return PassResult(tuple(ctx.decisions), ctx.reasons, ctx.member_blocked, ctx.end_reason,
-                      ctx.examined)
+    return PassResult(
+        tuple(ctx.decisions), ctx.reasons, ctx.member_blocked, ctx.end_reason, ctx.examined
+    )

@@ -66,14 +66,18 @@ class RunningJob:
 
 class _SortedQueue:
     """A sorted queue with lazy deletion: add in O(log n + shift), discard in O(1),
-    iterate in order skipping discarded entries, position in O(log n)."""
+    iterate in order skipping discarded entries, position in O(log n).
 
-    __slots__ = ("_dead", "_keys", "_live")
+    ``_head`` is the index of the first entry that may be live: the dead prefix before it is
+    skipped once, not at every pass (a FIFO queue's head is where admissions happen)."""
+
+    __slots__ = ("_dead", "_head", "_keys", "_live")
 
     def __init__(self) -> None:
         self._keys: list[tuple[float, float, int, JobId]] = []
         self._live: set[JobId] = set()
         self._dead = 0
+        self._head = 0
 
     def __len__(self) -> int:
         return len(self._live)
@@ -84,7 +88,9 @@ class _SortedQueue:
         if self._keys and key >= self._keys[-1]:
             self._keys.append(key)
         else:
-            bisect.insort(self._keys, key)
+            pos = bisect.bisect_right(self._keys, key)
+            self._keys.insert(pos, key)
+            self._head = min(self._head, pos)
         self._live.add(key[3])
 
     def discard(self, job: JobId) -> None:
@@ -92,14 +98,19 @@ class _SortedQueue:
             self._live.remove(job)
             self._dead += 1
             if self._dead > 1024 and self._dead > len(self._live):
-                self._keys = [k for k in self._keys if k[3] in self._live]
+                self._keys = list(dict.fromkeys(k for k in self._keys if k[3] in self._live))
                 self._dead = 0
+                self._head = 0
 
     def __iter__(self) -> Iterator[JobId]:
-        live = self._live
-        seen: set[JobId] = set()
-        for k in self._keys:
-            j = k[3]
+        keys, live = self._keys, self._live
+        i = self._head
+        while i < len(keys) and keys[i][3] not in live:
+            i += 1
+        self._head = i
+        seen: set[JobId] = set()  # a requeued job may still have its old, dead entry
+        for idx in range(i, len(keys)):
+            j = keys[idx][3]
             if j in live and j not in seen:
                 seen.add(j)
                 yield j
@@ -112,10 +123,15 @@ class _SortedQueue:
 class Snapshot:
     """Everything a pass may look at. Mutated only by its owner, between passes."""
 
-    def __init__(self, pool: Pool, members: Mapping[MemberId, Member],
-                 shares: Mapping[tuple[MemberId, ModelId], Share],
-                 entitlement_nu: Mapping[MemberId, float], now: float = 0.0,
-                 throughput: Mapping[JobId, Mapping[ModelId, float]] | None = None) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        members: Mapping[MemberId, Member],
+        shares: Mapping[tuple[MemberId, ModelId], Share],
+        entitlement_nu: Mapping[MemberId, float],
+        now: float = 0.0,
+        throughput: Mapping[JobId, Mapping[ModelId, float]] | None = None,
+    ) -> None:
         self.pool = pool
         self.members = dict(members)
         self.shares = dict(shares)
@@ -138,8 +154,13 @@ class Snapshot:
 
     @classmethod
     def from_alliance(cls, alliance: Alliance, now: float = 0.0) -> Snapshot:
-        return cls(Pool.from_alliance(alliance), alliance.members, alliance.shares(),
-                   alliance.entitlement_nu(), now)
+        return cls(
+            Pool.from_alliance(alliance),
+            alliance.members,
+            alliance.shares(),
+            alliance.entitlement_nu(),
+            now,
+        )
 
     # -- keys ------------------------------------------------------------------------------
     @staticmethod
@@ -151,15 +172,20 @@ class Snapshot:
         return (q.submitted_at, 0.0, q.seq, q.spec.id)
 
     # -- changes by the owner --------------------------------------------------------------
-    def submit(self, spec: JobSpec, submitted_at: float | None = None,
-               allowed_sites: frozenset[SiteId] | None = None) -> QueuedJob:
+    def submit(
+        self,
+        spec: JobSpec,
+        submitted_at: float | None = None,
+        allowed_sites: frozenset[SiteId] | None = None,
+    ) -> QueuedJob:
         if spec.member not in self.members:
             raise KeyError(f"unknown member {spec.member!r}")
         if spec.id in self.pending or spec.id in self.running:
             raise ValueError(f"job {spec.id} is already known")
         self._seq += 1
-        q = QueuedJob(spec, self.now if submitted_at is None else submitted_at, self._seq,
-                      allowed_sites)
+        q = QueuedJob(
+            spec, self.now if submitted_at is None else submitted_at, self._seq, allowed_sites
+        )
         self._enqueue(q)
         return q
 
@@ -220,8 +246,9 @@ class Snapshot:
         self.used_nu[r.member] += sign * self.nu_of(r.placement)
 
     # -- reads -----------------------------------------------------------------------------
-    def running_of(self, members: Iterable[MemberId],
-                   models: Iterable[ModelId]) -> Iterator[RunningJob]:
+    def running_of(
+        self, members: Iterable[MemberId], models: Iterable[ModelId]
+    ) -> Iterator[RunningJob]:
         """Running jobs of these members on these models."""
         models = list(models)
         for m in members:

@@ -141,8 +141,9 @@ def build_alliance(doc: AllianceFile, catalog: Catalog) -> Alliance:
     problems += _dupes("sites", [s.id for s in doc.sites])
     problems += _dupes("datasets", [d.id for d in doc.datasets])
     members = {
-        MemberId(m.id): Member(MemberId(m.id), m.name or m.id, MemberKind(m.kind), Tier(m.tier),
-                               m.weight)
+        MemberId(m.id): Member(
+            MemberId(m.id), m.name or m.id, MemberKind(m.kind), Tier(m.tier), m.weight
+        )
         for m in doc.members
     }
     sites: dict[SiteId, Site] = {}
@@ -161,20 +162,35 @@ def build_alliance(doc: AllianceFile, catalog: Catalog) -> Alliance:
         if model_id is not None:
             acc = catalog.get(model_id)
             if n.devices % acc.alloc_unit:
-                problems.append(Problem(f"{path}.devices", f"{acc.id} devices come in groups of "
-                                        f"{acc.alloc_unit}; {n.devices} is not a multiple"))
+                problems.append(
+                    Problem(
+                        f"{path}.devices",
+                        f"{acc.id} devices come in groups of "
+                        f"{acc.alloc_unit}; {n.devices} is not a multiple",
+                    )
+                )
             if acc.peak_tflops is None and n.calibrated_tflops is None:
-                calibration.append(Problem(
-                    f"{path}.calibrated_tflops",
-                    f"required: the catalog has no trustworthy peak figure for {acc.id}; "
-                    "declare the measured dense BF16/FP16 TFLOPS per device"))
+                calibration.append(
+                    Problem(
+                        f"{path}.calibrated_tflops",
+                        f"required: the catalog has no trustworthy peak figure for {acc.id}; "
+                        "declare the measured dense BF16/FP16 TFLOPS per device",
+                    )
+                )
         names = [n.id] if n.count == 1 else [f"{n.id}-{k:02d}" for k in range(1, n.count + 1)]
         for name in names:
             if NodeId(name) in nodes:
                 problems.append(Problem(f"{path}.id", f"duplicate node id {name!r}"))
             nodes[NodeId(name)] = Node(
-                NodeId(name), SiteId(n.site), model_id or ModelId(n.model), n.devices, n.cpu,
-                n.memory_gb, tuple(tuple(g) for g in n.topology), n.calibrated_tflops)
+                NodeId(name),
+                SiteId(n.site),
+                model_id or ModelId(n.model),
+                n.devices,
+                n.cpu,
+                n.memory_gb,
+                tuple(tuple(g) for g in n.topology),
+                n.calibrated_tflops,
+            )
     limits: dict[tuple[MemberId, ModelId], ShareLimits] = {}
     for i, sh in enumerate(doc.shares):
         if sh.member not in members:
@@ -193,33 +209,46 @@ def build_alliance(doc: AllianceFile, catalog: Catalog) -> Alliance:
             problems.append(Problem(f"grants.{i}.donor", f"unknown member {g.donor!r}"))
         mid = _model(catalog, f"grants.{i}.model", g.model, problems)
         if mid is not None:
-            grants.append(Grant(MemberId(g.member), mid, g.devices,
-                                MemberId(g.donor) if g.donor else None))
+            grants.append(
+                Grant(MemberId(g.member), mid, g.devices, MemberId(g.donor) if g.donor else None)
+            )
     datasets = {}
     for i, d in enumerate(doc.datasets):
-        for field, ref in [("owner", d.owner)] + [(f"readers.{k}", r)
-                                                  for k, r in enumerate(d.readers)]:
+        for field, ref in [("owner", d.owner)] + [
+            (f"readers.{k}", r) for k, r in enumerate(d.readers)
+        ]:
             if ref not in members:
                 problems.append(Problem(f"datasets.{i}.{field}", f"unknown member {ref!r}"))
         for k, site in enumerate(d.residency.sites):
             if site not in sites:
-                problems.append(Problem(f"datasets.{i}.residency.sites.{k}",
-                                        f"unknown site {site!r}"))
+                problems.append(
+                    Problem(f"datasets.{i}.residency.sites.{k}", f"unknown site {site!r}")
+                )
         for k, m in enumerate(d.residency.members):
             if m not in members:
-                problems.append(Problem(f"datasets.{i}.residency.members.{k}",
-                                        f"unknown member {m!r}"))
+                problems.append(
+                    Problem(f"datasets.{i}.residency.members.{k}", f"unknown member {m!r}")
+                )
         datasets[DatasetId(d.id)] = Dataset(
-            DatasetId(d.id), MemberId(d.owner), frozenset(MemberId(r) for r in d.readers),
+            DatasetId(d.id),
+            MemberId(d.owner),
+            frozenset(MemberId(r) for r in d.readers),
             frozenset(SiteId(x) for x in d.residency.sites),
-            frozenset(MemberId(m) for m in d.residency.members))
-    alliance = Alliance(doc.alliance, catalog, members, sites, nodes, datasets, tuple(grants),
-                        limits)
+            frozenset(MemberId(m) for m in d.residency.members),
+        )
+    alliance = Alliance(
+        doc.alliance, catalog, members, sites, nodes, datasets, tuple(grants), limits
+    )
     if not problems:
         for (member, model), share in alliance.shares().items():
             if share.nominal < 0:
-                problems.append(Problem("grants", f"{member} grants away more {model} devices "
-                                        f"than it contributes ({share.nominal} left)"))
+                problems.append(
+                    Problem(
+                        "grants",
+                        f"{member} grants away more {model} devices "
+                        f"than it contributes ({share.nominal} left)",
+                    )
+                )
     if problems or calibration:
         if calibration and not problems:
             raise CalibrationRequiredError(calibration)

@@ -114,13 +114,18 @@ def _resolve_models(entry: JobEntry, catalog: Catalog, problems: list[Problem]) 
     for k, name in enumerate(acc.any_of):
         hits = catalog.resolve(name)
         if not hits:
-            problems.append(Problem(f"accelerators.any_of.{k}",
-                                    f"unknown accelerator model {name!r}"))
+            problems.append(
+                Problem(f"accelerators.any_of.{k}", f"unknown accelerator model {name!r}")
+            )
         models.update(hits)
     for k, stack in enumerate(acc.stacks):
         if stack not in catalog.stacks:
-            problems.append(Problem(f"accelerators.stacks.{k}", f"unknown software stack "
-                                    f"{stack!r}; known: {sorted(catalog.stacks)}"))
+            problems.append(
+                Problem(
+                    f"accelerators.stacks.{k}",
+                    f"unknown software stack {stack!r}; known: {sorted(catalog.stacks)}",
+                )
+            )
         models.update(catalog.with_stack(stack))
     return models
 
@@ -131,16 +136,24 @@ def _gang(entry: JobEntry, problems: list[Problem]) -> Gang:
         return Gang(1, count)
     gang = Gang(entry.gang.nodes, entry.gang.per_node)
     if gang.devices != count:
-        problems.append(Problem("gang", f"{gang.nodes}x{gang.per_node} is {gang.devices} "
-                                f"devices but accelerators.count is {count}"))
+        problems.append(
+            Problem(
+                "gang",
+                f"{gang.nodes}x{gang.per_node} is {gang.devices} "
+                f"devices but accelerators.count is {count}",
+            )
+        )
     return gang
 
 
-def _fits_somewhere(alliance: Alliance, model: ModelId, gang: Gang,
-                    sites: frozenset[SiteId] | None) -> bool:
+def _fits_somewhere(
+    alliance: Alliance, model: ModelId, gang: Gang, sites: frozenset[SiteId] | None
+) -> bool:
     if gang.nodes == 1:
-        return any(n.model == model and n.devices >= gang.per_node
-                   and (sites is None or n.site in sites) for n in alliance.nodes.values())
+        return any(
+            n.model == model and n.devices >= gang.per_node and (sites is None or n.site in sites)
+            for n in alliance.nodes.values()
+        )
     per_site: dict[SiteId, int] = {}
     for n in alliance.nodes.values():
         if n.model == model and n.devices == gang.per_node and (sites is None or n.site in sites):
@@ -148,8 +161,9 @@ def _fits_somewhere(alliance: Alliance, model: ModelId, gang: Gang,
     return any(c >= gang.nodes for c in per_site.values())
 
 
-def build_job(entry: JobEntry, catalog: Catalog, alliance: Alliance | None,
-              default_id: str) -> JobSpec:
+def build_job(
+    entry: JobEntry, catalog: Catalog, alliance: Alliance | None, default_id: str
+) -> JobSpec:
     """Check ``entry`` against the catalog (and the alliance, when given); all or nothing."""
     problems: list[Problem] = []
     models = _resolve_models(entry, catalog, problems)
@@ -159,8 +173,13 @@ def build_job(entry: JobEntry, catalog: Catalog, alliance: Alliance | None,
     divisible = {m for m in models if gang.per_node % catalog.get(m).alloc_unit == 0}
     if models and not divisible:
         units = sorted({catalog.get(m).alloc_unit for m in models})
-        problems.append(Problem("accelerators.count", f"{count} devices cannot be allocated: "
-                                f"these models allocate devices in groups of {units}"))
+        problems.append(
+            Problem(
+                "accelerators.count",
+                f"{count} devices cannot be allocated: "
+                f"these models allocate devices in groups of {units}",
+            )
+        )
     models = divisible
     member = MemberId(entry.member)
     datasets = tuple(DatasetId(d) for d in entry.datasets)
@@ -172,40 +191,71 @@ def build_job(entry: JobEntry, catalog: Catalog, alliance: Alliance | None,
             if ds is None:
                 problems.append(Problem(f"datasets.{k}", f"unknown dataset {ds_id!r}"))
             elif not ds.may_read(member):
-                problems.append(Problem(f"datasets.{k}", f"member {member!r} may not read "
-                                        f"dataset {ds_id!r} (owner {ds.owner!r})"))
+                problems.append(
+                    Problem(
+                        f"datasets.{k}",
+                        f"member {member!r} may not read dataset {ds_id!r} (owner {ds.owner!r})",
+                    )
+                )
         if models and not any(p.field.startswith("datasets") for p in problems):
             present = {n.model for n in alliance.nodes.values()}
             if not models & present:
-                what = (f"stacks {entry.accelerators.stacks}" if entry.accelerators.stacks
-                        else f"models {sorted(models)}")
+                what = (
+                    f"stacks {entry.accelerators.stacks}"
+                    if entry.accelerators.stacks
+                    else f"models {sorted(models)}"
+                )
                 problems.append(Problem("accelerators", f"no node in the pool has {what}"))
             else:
                 sites = alliance.allowed_sites(datasets)
                 fitting = {m for m in models if _fits_somewhere(alliance, m, gang, None)}
                 if not fitting:
-                    shape = (f"{count} devices on one node" if gang.nodes == 1 else
-                             f"{gang.nodes} whole nodes of {gang.per_node} devices at one site")
-                    problems.append(Problem("accelerators.count", f"impossible count: no "
-                                            f"acceptable model has {shape} in this pool"))
+                    shape = (
+                        f"{count} devices on one node"
+                        if gang.nodes == 1
+                        else f"{gang.nodes} whole nodes of {gang.per_node} devices at one site"
+                    )
+                    problems.append(
+                        Problem(
+                            "accelerators.count",
+                            f"impossible count: no acceptable model has {shape} in this pool",
+                        )
+                    )
                 elif sites is not None and not any(
-                        _fits_somewhere(alliance, m, gang, sites) for m in fitting):
-                    problems.append(Problem("datasets", "no acceptable node lies where the "
-                                            f"datasets may be processed (sites {sorted(sites)})"))
+                    _fits_somewhere(alliance, m, gang, sites) for m in fitting
+                ):
+                    problems.append(
+                        Problem(
+                            "datasets",
+                            "no acceptable node lies where the "
+                            f"datasets may be processed (sites {sorted(sites)})",
+                        )
+                    )
                 models = fitting
     if problems:
         raise ValidationError(problems)
     return JobSpec(
-        id=JobId(entry.id or default_id), member=member, count=count,
-        models=frozenset(models), gang=gang, name=entry.name or entry.id or default_id,
-        cpu=entry.cpu, memory_gb=entry.memory_gb, priority=entry.priority,
-        preemptible=entry.preemptible, checkpoint_interval_s=entry.checkpoint_interval,
-        datasets=datasets, entrypoint=entry.entrypoint, runtime_env=dict(entry.runtime_env),
-        estimated_duration_s=entry.estimated_duration)
+        id=JobId(entry.id or default_id),
+        member=member,
+        count=count,
+        models=frozenset(models),
+        gang=gang,
+        name=entry.name or entry.id or default_id,
+        cpu=entry.cpu,
+        memory_gb=entry.memory_gb,
+        priority=entry.priority,
+        preemptible=entry.preemptible,
+        checkpoint_interval_s=entry.checkpoint_interval,
+        datasets=datasets,
+        entrypoint=entry.entrypoint,
+        runtime_env=dict(entry.runtime_env),
+        estimated_duration_s=entry.estimated_duration,
+    )
 
 
-def parse_jobs(data: Any, source: str = "", alliance: Alliance | None = None,
-               catalog: Catalog | None = None) -> list[JobSpec]:
+def parse_jobs(
+    data: Any, source: str = "", alliance: Alliance | None = None, catalog: Catalog | None = None
+) -> list[JobSpec]:
     """Parse one job or ``{jobs: [...]}``. Raises with every problem of every job, or returns
     them all: nothing is half-accepted."""
     catalog = catalog or (alliance.catalog if alliance else load_catalog())
@@ -216,8 +266,9 @@ def parse_jobs(data: Any, source: str = "", alliance: Alliance | None = None,
     elif isinstance(data, dict):
         raw, prefix = [data], ""
     else:
-        raise ValidationError([Problem("", "a job file is a mapping (one job, or jobs: [...])")],
-                              source)
+        raise ValidationError(
+            [Problem("", "a job file is a mapping (one job, or jobs: [...])")], source
+        )
     problems: list[Problem] = []
     specs: list[JobSpec] = []
     seen: set[str] = set()
@@ -230,12 +281,14 @@ def parse_jobs(data: Any, source: str = "", alliance: Alliance | None = None,
             problems += pydantic_problems(exc, where)
             continue
         except ValidationError as exc:
-            problems += [Problem(f"{where}.{p.field}" if where else p.field, p.message)
-                         for p in exc.problems]
+            problems += [
+                Problem(f"{where}.{p.field}" if where else p.field, p.message) for p in exc.problems
+            ]
             continue
         if spec.id in seen:
-            problems.append(Problem(f"{where}.id" if where else "id",
-                                    f"duplicate job id {spec.id!r}"))
+            problems.append(
+                Problem(f"{where}.id" if where else "id", f"duplicate job id {spec.id!r}")
+            )
         seen.add(spec.id)
         specs.append(spec)
     if problems:

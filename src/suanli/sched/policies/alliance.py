@@ -33,8 +33,13 @@ EPS = 1e-9
 class AlliancePolicy:
     name: ClassVar[str] = "alliance"
 
-    def __init__(self, grace_s: float = 300.0, half_life_s: float = 7 * 86400.0,
-                 commons_share: float = 0.02, max_skips: int = 64) -> None:
+    def __init__(
+        self,
+        grace_s: float = 300.0,
+        half_life_s: float = 7 * 86400.0,
+        commons_share: float = 0.02,
+        max_skips: int = 64,
+    ) -> None:
         """``commons_share``: the fair-tree share of each commons member, as a fraction of
         the pool's NU (weighted by its weight); contributors' shares are their entitlements."""
         self.grace_s = grace_s
@@ -59,8 +64,9 @@ class AlliancePolicy:
         e = ctx.snap.entitlement_nu.get(m, 0.0)
         u = ctx.used_nu.get(m, 0.0)
         pool = ctx.snap.pool
-        cheapest = min((q.spec.count * pool.model_nu(f) for f in present_models(ctx, q)),
-                       default=float("inf"))
+        cheapest = min(
+            (q.spec.count * pool.model_nu(f) for f in present_models(ctx, q)), default=float("inf")
+        )
         if u + cheapest <= e + EPS:
             return (0.0, u / e)
         return (1.0, self._fairtree(ctx, m))
@@ -68,10 +74,15 @@ class AlliancePolicy:
     def _models(self, ctx: PassContext, q: QueuedJob) -> list[ModelId]:
         pool = ctx.snap.pool
         shares = ctx.snap.shares
-        return sorted(present_models(ctx, q), key=lambda f: (
-            -speed(ctx, q, f) / pool.model_nu(f),
-            not (shares.get((q.member, f)) and shares[(q.member, f)].nominal > 0),
-            -ctx.free.free_devices(f), f))
+        return sorted(
+            present_models(ctx, q),
+            key=lambda f: (
+                -speed(ctx, q, f) / pool.model_nu(f),
+                not (shares.get((q.member, f)) and shares[(q.member, f)].nominal > 0),
+                -ctx.free.free_devices(f),
+                f,
+            ),
+        )
 
     def _attempt(self, ctx: PassContext, q: QueuedJob, failed: set[tuple[object, ...]]) -> Outcome:
         m = q.member
@@ -82,13 +93,20 @@ class AlliancePolicy:
         why: list[str] = []
         for f in models:
             if f not in guaranteed and not q.spec.preemptible:
-                why.append(f"non-preemptible and {f} would exceed {m}'s guarantee "
-                           f"({u:.3f}+{ctx.job_nu(q, f):.3f} > {e:.3f} NU)")
+                why.append(
+                    f"non-preemptible and {f} would exceed {m}'s guarantee "
+                    f"({u:.3f}+{ctx.job_nu(q, f):.3f} > {e:.3f} NU)"
+                )
                 continue
             placement = ctx.fit(q, f)
             if placement is not None:
-                ctx.admit(q, placement, "within the member's guarantee" if f in guaranteed
-                          else "borrowing idle capacity")
+                ctx.admit(
+                    q,
+                    placement,
+                    "within the member's guarantee"
+                    if f in guaranteed
+                    else "borrowing idle capacity",
+                )
                 return Outcome.ADMITTED
             why.append(f"no free {shape(q)} on {f}")
         if guaranteed and ctx.signature(q) not in failed:
@@ -96,25 +114,41 @@ class AlliancePolicy:
             if got is not None:
                 model, victims = got
                 for v in victims:
-                    ctx.preempt(v, f"reclaimed by {m} (within its guarantee) from borrower "
-                                f"{v.member}; checkpoint within the grace period", self.grace_s)
-                ctx.wait(q, f"within guarantee; reclaiming {model}: {len(victims)} borrower "
-                         f"job(s) preempted, waiting for them to stop")
+                    ctx.preempt(
+                        v,
+                        f"reclaimed by {m} (within its guarantee) from borrower "
+                        f"{v.member}; checkpoint within the grace period",
+                        self.grace_s,
+                    )
+                ctx.wait(
+                    q,
+                    f"within guarantee; reclaiming {model}: {len(victims)} borrower "
+                    f"job(s) preempted, waiting for them to stop",
+                )
                 return Outcome.WAITING
             failed.add(ctx.signature(q))  # victims only get fewer in this pass: no retry
-            why.append("within guarantee, but preempting borrowers' preemptible jobs would "
-                       "not free a fitting placement")
+            why.append(
+                "within guarantee, but preempting borrowers' preemptible jobs would "
+                "not free a fitting placement"
+            )
         ctx.wait(q, "; ".join(dict.fromkeys(why)) or "no acceptable model in the pool")
         return Outcome.WAITING
 
     def _victims(self, ctx: PassContext, models: list[ModelId]) -> list[RunningJob]:
-        rank = {m: self._fairtree(ctx, m) for m in ctx.snap.members
-                if ctx.used_nu.get(m, 0.0) > ctx.snap.entitlement_nu.get(m, 0.0) + EPS}
+        rank = {
+            m: self._fairtree(ctx, m)
+            for m in ctx.snap.members
+            if ctx.used_nu.get(m, 0.0) > ctx.snap.entitlement_nu.get(m, 0.0) + EPS
+        }
         out = [r for r in ctx.snap.running_of(rank, models) if r.spec.preemptible]
         out.sort(key=lambda r: (-rank[r.member], -r.started_at, r.id))
         return out
 
     def run(self, ctx: PassContext) -> None:
         failed: set[tuple[object, ...]] = set()
-        serve_members(ctx, lambda q: self._key(ctx, q),
-                      lambda q: self._attempt(ctx, q, failed), self.max_skips)
+        serve_members(
+            ctx,
+            lambda q: self._key(ctx, q),
+            lambda q: self._attempt(ctx, q, failed),
+            self.max_skips,
+        )

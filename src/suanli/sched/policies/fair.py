@@ -42,18 +42,25 @@ class FairPolicy:
 
     def _borrowed_nu(self, ctx: PassContext, m: MemberId) -> float:
         pool = ctx.snap.pool
-        return sum(max(0, self._used(ctx, m, f) - self._nominal(ctx, m, f)) * pool.model_nu(f)
-                   for f in pool.models)
+        return sum(
+            max(0, self._used(ctx, m, f) - self._nominal(ctx, m, f)) * pool.model_nu(f)
+            for f in pool.models
+        )
 
     def _key(self, ctx: PassContext, q: QueuedJob) -> tuple[float, ...]:
         """Kueue's order: heads that fit within nominal quota first, then the member with the
         lowest weighted borrowed share, then the lowest weighted usage."""
         m = q.member
         weight = ctx.snap.members[m].weight
-        borrows = not any(self._used(ctx, m, f) + q.spec.count <= self._nominal(ctx, m, f)
-                          for f in present_models(ctx, q))
-        return (float(borrows), self._borrowed_nu(ctx, m) / weight,
-                ctx.used_nu.get(m, 0.0) / weight)
+        borrows = not any(
+            self._used(ctx, m, f) + q.spec.count <= self._nominal(ctx, m, f)
+            for f in present_models(ctx, q)
+        )
+        return (
+            float(borrows),
+            self._borrowed_nu(ctx, m) / weight,
+            ctx.used_nu.get(m, 0.0) / weight,
+        )
 
     def _quota(self, ctx: PassContext, m: MemberId, f: ModelId, n: int) -> str:
         """Empty if ``m`` may use ``n`` more devices of ``f`` by quota, else why not."""
@@ -71,8 +78,7 @@ class FairPolicy:
                 continue
             o_nom, o_used = self._nominal(ctx, o, f), self._used(ctx, o, f)
             o_share = ctx.snap.shares.get((o, f))
-            o_lend = (o_share.lending_limit if o_share and o_share.lending_limit is not None
-                      else INF)
+            o_lend = o_share.lending_limit if o_share and o_share.lending_limit is not None else INF
             lendable += min(o_lend, max(0, o_nom - o_used))
             borrowed += max(0, o_used - o_nom)
         if borrowed + extra > lendable:
@@ -95,8 +101,13 @@ class FairPolicy:
                 continue
             placement = ctx.fit(q, f)
             if placement is not None:
-                ctx.admit(q, placement, "within nominal quota" if f in within
-                          else "borrowing idle capacity from the cohort")
+                ctx.admit(
+                    q,
+                    placement,
+                    "within nominal quota"
+                    if f in within
+                    else "borrowing idle capacity from the cohort",
+                )
                 return Outcome.ADMITTED
             why.append(f"no free {shape(q)} on {f}")
         if within and ctx.signature(q) not in failed:
@@ -104,27 +115,43 @@ class FairPolicy:
             if got is not None:
                 model, victims = got
                 for v in victims:
-                    ctx.preempt(v, f"reclaimed by {m} (within its nominal {model} quota) "
-                                f"from borrower {v.member}", self.grace_s)
-                ctx.wait(q, f"reclaiming {model} from borrowers: {len(victims)} job(s) "
-                         f"preempted, waiting for them to stop")
+                    ctx.preempt(
+                        v,
+                        f"reclaimed by {m} (within its nominal {model} quota) "
+                        f"from borrower {v.member}",
+                        self.grace_s,
+                    )
+                ctx.wait(
+                    q,
+                    f"reclaiming {model} from borrowers: {len(victims)} job(s) "
+                    f"preempted, waiting for them to stop",
+                )
                 return Outcome.WAITING
             failed.add(ctx.signature(q))  # victims only get fewer in this pass: no retry
-            why.append("within nominal quota, but preempting borrowers' preemptible jobs "
-                       "would not free a fitting placement")
+            why.append(
+                "within nominal quota, but preempting borrowers' preemptible jobs "
+                "would not free a fitting placement"
+            )
         ctx.wait(q, "; ".join(dict.fromkeys(why)) or "no acceptable model in the pool")
         return Outcome.WAITING
 
     def _victims(self, ctx: PassContext, models: list[ModelId]) -> list[RunningJob]:
         snap = ctx.snap
         rank = {m: self._borrowed_nu(ctx, m) / snap.members[m].weight for m in snap.members}
-        out = [r for f in models for r in snap.running_of(snap.members, [f])
-               if r.spec.preemptible
-               and self._used(ctx, r.member, f) > self._nominal(ctx, r.member, f)]
+        out = [
+            r
+            for f in models
+            for r in snap.running_of(snap.members, [f])
+            if r.spec.preemptible and self._used(ctx, r.member, f) > self._nominal(ctx, r.member, f)
+        ]
         out.sort(key=lambda r: (-rank[r.member], -r.started_at, r.id))
         return out
 
     def run(self, ctx: PassContext) -> None:
         failed: set[tuple[object, ...]] = set()
-        serve_members(ctx, lambda q: self._key(ctx, q),
-                      lambda q: self._attempt(ctx, q, failed), self.max_skips)
+        serve_members(
+            ctx,
+            lambda q: self._key(ctx, q),
+            lambda q: self._attempt(ctx, q, failed),
+            self.max_skips,
+        )

@@ -35,8 +35,9 @@ from suanli.sched.snapshot import QueuedJob, RunningJob
 Entry = tuple[int, int]  # (job index, model index)
 
 
-def max_min_lp(pairs: list[Entry], coef: list[float], scale: list[int],
-               capacity: list[float], n_jobs: int) -> np.ndarray:
+def max_min_lp(
+    pairs: list[Entry], coef: list[float], scale: list[int], capacity: list[float], n_jobs: int
+) -> np.ndarray:
     """Solve max z s.t. z ≤ Σ_t coef_jt·x_jt ∀j, Σ_t x_jt ≤ 1, Σ_j scale_j·x_jt ≤ C_t, x ≥ 0.
 
     Variables are the given (j, t) pairs plus z; returns x per pair. Jobs without pairs are
@@ -58,8 +59,9 @@ def max_min_lp(pairs: list[Entry], coef: list[float], scale: list[int],
         rows.append(nj + r)
         cols.append(nv)
         vals.append(1.0)
-    a = coo_matrix((np.asarray(vals), (np.asarray(rows), np.asarray(cols))),
-                   shape=(2 * nj + n_models, nv + 1)).tocsr()
+    a = coo_matrix(
+        (np.asarray(vals), (np.asarray(rows), np.asarray(cols))), shape=(2 * nj + n_models, nv + 1)
+    ).tocsr()
     b = np.concatenate([np.ones(nj), np.zeros(nj), np.asarray(capacity, dtype=float)])
     c = np.zeros(nv + 1)
     c[nv] = -1.0
@@ -92,20 +94,22 @@ class GavelPolicy:
             jobs.append(q)
         if not jobs:
             return
-        pairs: list[Entry] = [(j, t_index[m]) for j, q in enumerate(jobs)
-                              for m in sorted(q.spec.models) if m in t_index]
+        pairs: list[Entry] = [
+            (j, t_index[m])
+            for j, q in enumerate(jobs)
+            for m in sorted(q.spec.models)
+            if m in t_index
+        ]
         scale = [q.spec.count for q in jobs]
         capacity = [float(snap.pool.devices_by_model[m]) for m in models]
         # 1. isolated allocation (every throughput 1): coefficient s_j
-        x_iso = max_min_lp(pairs, [float(scale[j]) for j, _ in pairs], scale, capacity,
-                           len(jobs))
+        x_iso = max_min_lp(pairs, [float(scale[j]) for j, _ in pairs], scale, capacity, len(jobs))
         thr = [speed(ctx, jobs[j], models[t]) for j, t in pairs]
         iso = np.zeros(len(jobs))
         for v, (j, _) in enumerate(pairs):
             iso[j] += thr[v] * x_iso[v]
         # 2. heterogeneity-aware allocation, normalized by the isolated throughput
-        coef = [thr[v] * scale[j] / iso[j] if iso[j] > 0 else 0.0
-                for v, (j, _) in enumerate(pairs)]
+        coef = [thr[v] * scale[j] / iso[j] if iso[j] > 0 else 0.0 for v, (j, _) in enumerate(pairs)]
         x = max_min_lp(pairs, coef, scale, capacity, len(jobs))
         # 3. rounding by priority = allocation / received share
         prio = []
@@ -126,14 +130,24 @@ class GavelPolicy:
             left[t] -= scale[j]
         self._apply(ctx, jobs, running, chosen, models)
 
-    def _apply(self, ctx: PassContext, jobs: list[QueuedJob], running: list[RunningJob],
-               chosen: dict[int, int], models: list[ModelId]) -> None:
+    def _apply(
+        self,
+        ctx: PassContext,
+        jobs: list[QueuedJob],
+        running: list[RunningJob],
+        chosen: dict[int, int],
+        models: list[ModelId],
+    ) -> None:
         n_running = len(running)
         for j, r in enumerate(running):
             t = chosen.get(j)
             if (t is None or models[t] != r.placement.model) and r.spec.preemptible:
-                ctx.preempt(r, "gavel round: its time share goes to jobs with higher "
-                            "priority (allocation / share received)", self.grace_s)
+                ctx.preempt(
+                    r,
+                    "gavel round: its time share goes to jobs with higher "
+                    "priority (allocation / share received)",
+                    self.grace_s,
+                )
         for j in range(n_running, len(jobs)):
             q = jobs[j]
             ctx.examined += 1
@@ -143,7 +157,10 @@ class GavelPolicy:
                 continue
             placement = ctx.fit(q, models[t])
             if placement is None:
-                ctx.wait(q, f"gavel round: allocated {describe(q)} on {models[t]}, waiting for "
-                         "preempted jobs to release devices")
+                ctx.wait(
+                    q,
+                    f"gavel round: allocated {describe(q)} on {models[t]}, waiting for "
+                    "preempted jobs to release devices",
+                )
                 continue
             ctx.admit(q, placement, f"gavel round: allocated on {models[t]}")
