@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from enum import Enum
 
 from suanli.model.ids import MemberId, ModelId
-from suanli.sched.context import PassContext
-from suanli.sched.snapshot import QueuedJob
+from suanli.sched.context import PassContext, shape
+from suanli.sched.snapshot import QueuedJob, RunningJob
 
 
 class Outcome(Enum):
@@ -77,3 +77,88 @@ def serve_members(
         heapq.heappush(heap, (key(nxt), m))
     if not ctx.has_free():
         ctx.end_reason = "no free accelerators left in the pool"
+
+
+class GuaranteedSharing:
+    """The skeleton ``fair`` and ``alliance`` share: serve members in the order of
+    :meth:`key`; for each job try its models in the order of :meth:`models`, skipping those
+    :meth:`refusal` rejects; if it does not fit and is within its member's guarantee on some
+    model, reclaim from :meth:`victims`; otherwise it waits with every reason found.
+
+    A subclass states its rules; the loop, reclaim bookkeeping and reasons live here once.
+    """
+
+    guarantee_word: str = "guarantee"
+
+    def __init__(self, grace_s: float = 300.0, max_skips: int = 64) -> None:
+        self.grace_s = grace_s
+        self.max_skips = max_skips
+
+    def key(self, ctx: PassContext, q: QueuedJob) -> tuple[float, ...]:
+        raise NotImplementedError
+
+    def models(self, ctx: PassContext, q: QueuedJob) -> tuple[list[ModelId], set[ModelId]]:
+        """The models to try in order, and those on which the job is within its guarantee."""
+        raise NotImplementedError
+
+    def refusal(self, ctx: PassContext, q: QueuedJob, model: ModelId, guaranteed: bool) -> str:
+        """Why the policy will not admit ``q`` on ``model`` (empty: it may)."""
+        raise NotImplementedError
+
+    def victims(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
+        """Running jobs that may be preempted for ``q``, the first to go first."""
+        raise NotImplementedError
+
+    def attempt(self, ctx: PassContext, q: QueuedJob, failed: set[tuple[object, ...]]) -> Outcome:
+        order, guaranteed = self.models(ctx, q)
+        why: list[str] = []
+        for f in order:
+            problem = self.refusal(ctx, q, f, f in guaranteed)
+            if problem:
+                why.append(problem)
+                continue
+            placement = ctx.fit(q, f)
+            if placement is not None:
+                ctx.admit(
+                    q,
+                    placement,
+                    f"within the member's {self.guarantee_word}"
+                    if f in guaranteed
+                    else "borrowing idle capacity",
+                )
+                return Outcome.ADMITTED
+            why.append(f"no free {shape(q)} on {f}")
+        mine = [f for f in order if f in guaranteed]
+        if mine and ctx.signature(q) not in failed:
+            got = ctx.reclaim(q, mine, self.victims(ctx, q, mine))
+            if got is not None:
+                model, victims = got
+                for v in victims:
+                    ctx.preempt(
+                        v,
+                        f"reclaimed by {q.member} (within its {self.guarantee_word}) from "
+                        f"borrower {v.member}; checkpoint within the grace period",
+                        self.grace_s,
+                    )
+                ctx.wait(
+                    q,
+                    f"within {self.guarantee_word}; reclaiming {model} from borrowers: "
+                    f"{len(victims)} job(s) preempted, waiting for them to stop",
+                )
+                return Outcome.WAITING
+            failed.add(ctx.signature(q))  # victims only get fewer in this pass: no retry
+            why.append(
+                f"within {self.guarantee_word}, but preempting borrowers' preemptible jobs "
+                "would not free a fitting placement"
+            )
+        ctx.wait(q, "; ".join(dict.fromkeys(why)) or "no acceptable model in the pool")
+        return Outcome.WAITING
+
+    def run(self, ctx: PassContext) -> None:
+        failed: set[tuple[object, ...]] = set()
+        serve_members(
+            ctx,
+            lambda q: self.key(ctx, q),
+            lambda q: self.attempt(ctx, q, failed),
+            self.max_skips,
+        )

@@ -21,16 +21,16 @@ from typing import ClassVar
 
 from suanli.model.ids import MemberId, ModelId
 from suanli.model.member import Tier
-from suanli.sched.context import PassContext, shape
+from suanli.sched.context import PassContext
 from suanli.sched.policy import register
-from suanli.sched.rounds import Outcome, present_models, serve_members, speed
+from suanli.sched.rounds import GuaranteedSharing, present_models, speed
 from suanli.sched.snapshot import QueuedJob, RunningJob
 
 EPS = 1e-9
 
 
 @register
-class AlliancePolicy:
+class AlliancePolicy(GuaranteedSharing):
     name: ClassVar[str] = "alliance"
 
     def __init__(
@@ -42,10 +42,9 @@ class AlliancePolicy:
     ) -> None:
         """``commons_share``: the fair-tree share of each commons member, as a fraction of
         the pool's NU (weighted by its weight); contributors' shares are their entitlements."""
-        self.grace_s = grace_s
+        super().__init__(grace_s, max_skips)
         self.tau = half_life_s / math.log(2)
         self.commons_share = commons_share
-        self.max_skips = max_skips
 
     def _share(self, ctx: PassContext, m: MemberId) -> float:
         member = ctx.snap.members[m]
@@ -58,7 +57,7 @@ class AlliancePolicy:
         usage = ctx.snap.usage_history.get(m, 0.0) + ctx.used_nu.get(m, 0.0) * self.tau
         return usage / self._share(ctx, m)
 
-    def _key(self, ctx: PassContext, q: QueuedJob) -> tuple[float, ...]:
+    def key(self, ctx: PassContext, q: QueuedJob) -> tuple[float, ...]:
         """Guaranteed heads first (lowest U/E), then borrowing heads in fair-tree order."""
         m = q.member
         e = ctx.snap.entitlement_nu.get(m, 0.0)
@@ -84,57 +83,24 @@ class AlliancePolicy:
             ),
         )
 
-    def _attempt(self, ctx: PassContext, q: QueuedJob, failed: set[tuple[object, ...]]) -> Outcome:
-        m = q.member
-        e = ctx.snap.entitlement_nu.get(m, 0.0)
-        u = ctx.used_nu.get(m, 0.0)
-        models = self._models(ctx, q)
-        guaranteed = [f for f in models if u + ctx.job_nu(q, f) <= e + EPS]
-        why: list[str] = []
-        for f in models:
-            if f not in guaranteed and not q.spec.preemptible:
-                why.append(
-                    f"non-preemptible and {f} would exceed {m}'s guarantee "
-                    f"({u:.3f}+{ctx.job_nu(q, f):.3f} > {e:.3f} NU)"
-                )
-                continue
-            placement = ctx.fit(q, f)
-            if placement is not None:
-                ctx.admit(
-                    q,
-                    placement,
-                    "within the member's guarantee"
-                    if f in guaranteed
-                    else "borrowing idle capacity",
-                )
-                return Outcome.ADMITTED
-            why.append(f"no free {shape(q)} on {f}")
-        if guaranteed and ctx.signature(q) not in failed:
-            got = ctx.reclaim(q, guaranteed, self._victims(ctx, guaranteed))
-            if got is not None:
-                model, victims = got
-                for v in victims:
-                    ctx.preempt(
-                        v,
-                        f"reclaimed by {m} (within its guarantee) from borrower "
-                        f"{v.member}; checkpoint within the grace period",
-                        self.grace_s,
-                    )
-                ctx.wait(
-                    q,
-                    f"within guarantee; reclaiming {model}: {len(victims)} borrower "
-                    f"job(s) preempted, waiting for them to stop",
-                )
-                return Outcome.WAITING
-            failed.add(ctx.signature(q))  # victims only get fewer in this pass: no retry
-            why.append(
-                "within guarantee, but preempting borrowers' preemptible jobs would "
-                "not free a fitting placement"
-            )
-        ctx.wait(q, "; ".join(dict.fromkeys(why)) or "no acceptable model in the pool")
-        return Outcome.WAITING
+    def models(self, ctx: PassContext, q: QueuedJob) -> tuple[list[ModelId], set[ModelId]]:
+        e = ctx.snap.entitlement_nu.get(q.member, 0.0)
+        u = ctx.used_nu.get(q.member, 0.0)
+        order = self._models(ctx, q)
+        return order, {f for f in order if u + ctx.job_nu(q, f) <= e + EPS}
 
-    def _victims(self, ctx: PassContext, models: list[ModelId]) -> list[RunningJob]:
+    def refusal(self, ctx: PassContext, q: QueuedJob, model: ModelId, guaranteed: bool) -> str:
+        if guaranteed or q.spec.preemptible:
+            return ""
+        m = q.member
+        return (
+            f"non-preemptible and {model} would exceed {m}'s guarantee "
+            f"({ctx.used_nu.get(m, 0.0):.3f}+{ctx.job_nu(q, model):.3f} > "
+            f"{ctx.snap.entitlement_nu.get(m, 0.0):.3f} NU)"
+        )
+
+    def victims(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
+        """Borrowers' preemptible jobs: highest fair-tree key first, newest first."""
         rank = {
             m: self._fairtree(ctx, m)
             for m in ctx.snap.members
@@ -143,12 +109,3 @@ class AlliancePolicy:
         out = [r for r in ctx.snap.running_of(rank, models) if r.spec.preemptible]
         out.sort(key=lambda r: (-rank[r.member], -r.started_at, r.id))
         return out
-
-    def run(self, ctx: PassContext) -> None:
-        failed: set[tuple[object, ...]] = set()
-        serve_members(
-            ctx,
-            lambda q: self._key(ctx, q),
-            lambda q: self._attempt(ctx, q, failed),
-            self.max_skips,
-        )

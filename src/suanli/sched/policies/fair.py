@@ -14,21 +14,18 @@ from __future__ import annotations
 from typing import ClassVar
 
 from suanli.model.ids import MemberId, ModelId
-from suanli.sched.context import PassContext, shape
+from suanli.sched.context import PassContext
 from suanli.sched.policy import register
-from suanli.sched.rounds import Outcome, present_models, serve_members
+from suanli.sched.rounds import GuaranteedSharing, present_models
 from suanli.sched.snapshot import QueuedJob, RunningJob
 
 INF = float("inf")
 
 
 @register
-class FairPolicy:
+class FairPolicy(GuaranteedSharing):
     name: ClassVar[str] = "fair"
-
-    def __init__(self, grace_s: float = 300.0, max_skips: int = 64) -> None:
-        self.grace_s = grace_s
-        self.max_skips = max_skips
+    guarantee_word = "nominal quota"
 
     # -- quota arithmetic ------------------------------------------------------------------
     @staticmethod
@@ -47,7 +44,7 @@ class FairPolicy:
             for f in pool.models
         )
 
-    def _key(self, ctx: PassContext, q: QueuedJob) -> tuple[float, ...]:
+    def key(self, ctx: PassContext, q: QueuedJob) -> tuple[float, ...]:
         """Kueue's order: heads that fit within nominal quota first, then the member with the
         lowest weighted borrowed share, then the lowest weighted usage."""
         m = q.member
@@ -85,57 +82,21 @@ class FairPolicy:
             return f"the cohort has no lendable {f} left ({lendable - borrowed:.0f} devices)"
         return ""
 
-    # -- one job ---------------------------------------------------------------------------
-    def _attempt(self, ctx: PassContext, q: QueuedJob, failed: set[tuple[object, ...]]) -> Outcome:
+    # -- the rules ------------------------------------------------------------------------
+    def models(self, ctx: PassContext, q: QueuedJob) -> tuple[list[ModelId], set[ModelId]]:
         m, n = q.member, q.spec.count
         models = present_models(ctx, q)
         within = [f for f in models if self._used(ctx, m, f) + n <= self._nominal(ctx, m, f)]
-        borrow = [f for f in models if f not in within]
-        why: list[str] = []
-        for f in [*within, *borrow]:
-            problem = self._quota(ctx, m, f, n)
-            if not problem and f not in within and not q.spec.preemptible:
-                problem = "non-preemptible jobs run only within nominal quota"
-            if problem:
-                why.append(problem)
-                continue
-            placement = ctx.fit(q, f)
-            if placement is not None:
-                ctx.admit(
-                    q,
-                    placement,
-                    "within nominal quota"
-                    if f in within
-                    else "borrowing idle capacity from the cohort",
-                )
-                return Outcome.ADMITTED
-            why.append(f"no free {shape(q)} on {f}")
-        if within and ctx.signature(q) not in failed:
-            got = ctx.reclaim(q, within, self._victims(ctx, within))
-            if got is not None:
-                model, victims = got
-                for v in victims:
-                    ctx.preempt(
-                        v,
-                        f"reclaimed by {m} (within its nominal {model} quota) "
-                        f"from borrower {v.member}",
-                        self.grace_s,
-                    )
-                ctx.wait(
-                    q,
-                    f"reclaiming {model} from borrowers: {len(victims)} job(s) "
-                    f"preempted, waiting for them to stop",
-                )
-                return Outcome.WAITING
-            failed.add(ctx.signature(q))  # victims only get fewer in this pass: no retry
-            why.append(
-                "within nominal quota, but preempting borrowers' preemptible jobs "
-                "would not free a fitting placement"
-            )
-        ctx.wait(q, "; ".join(dict.fromkeys(why)) or "no acceptable model in the pool")
-        return Outcome.WAITING
+        return [*within, *(f for f in models if f not in within)], set(within)
 
-    def _victims(self, ctx: PassContext, models: list[ModelId]) -> list[RunningJob]:
+    def refusal(self, ctx: PassContext, q: QueuedJob, model: ModelId, guaranteed: bool) -> str:
+        problem = self._quota(ctx, q.member, model, q.spec.count)
+        if not problem and not guaranteed and not q.spec.preemptible:
+            problem = "non-preemptible jobs run only within nominal quota"
+        return problem
+
+    def victims(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
+        """Borrowers' preemptible jobs on these models: most-borrowing member, newest first."""
         snap = ctx.snap
         rank = {m: self._borrowed_nu(ctx, m) / snap.members[m].weight for m in snap.members}
         out = [
@@ -146,12 +107,3 @@ class FairPolicy:
         ]
         out.sort(key=lambda r: (-rank[r.member], -r.started_at, r.id))
         return out
-
-    def run(self, ctx: PassContext) -> None:
-        failed: set[tuple[object, ...]] = set()
-        serve_members(
-            ctx,
-            lambda q: self._key(ctx, q),
-            lambda q: self._attempt(ctx, q, failed),
-            self.max_skips,
-        )
