@@ -111,7 +111,7 @@ def check(snap: Snapshot, result: PassResult) -> None:
                 assert any(mask_of(devs) & g == mask_of(devs) for g in node.group_masks)
         if spec.gang.nodes > 1:
             assert all(n.devices == spec.gang.per_node for n in nodes)
-            assert len({n.site for n in nodes}) == 1
+            assert len({n.zone for n in nodes}) == 1
         # residency
         if q.allowed_sites is not None:
             assert all(n.site in q.allowed_sites for n in nodes)

@@ -14,7 +14,7 @@ class Gang:
     """The shape of a gang: ``nodes`` hosts with ``per_node`` devices each, all or nothing.
 
     A multi-node gang (``nodes > 1``) takes whole nodes of one model whose device count equals
-    ``per_node``, all at one site.
+    ``per_node``, all in one region (one site, or sites that declare the same region).
     """
 
     nodes: int

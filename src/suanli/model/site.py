@@ -10,7 +10,9 @@ from suanli.model.ids import MemberId, SiteId
 @dataclass(frozen=True, slots=True)
 class Site:
     """A member's cluster. ``executor`` is the address of its Ray cluster (empty: none yet);
-    ``region`` is free text used by residency rules and reports (for example ``cn-beijing``)."""
+    ``region`` names the fabric a site sits on: sites that declare the same region share it,
+    and a multi-node gang may span them (members' racks in one datacenter). Empty: the site
+    is a region of its own."""
 
     id: SiteId
     member: MemberId

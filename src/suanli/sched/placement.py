@@ -3,8 +3,8 @@
 Rules (all hard):
 - a job gets devices of exactly one model, all or nothing;
 - a single-node job stays on one node, and inside one topology group when it fits in one;
-- a multi-node gang takes whole nodes whose device count equals its per-node size, all at one
-  site;
+- a multi-node gang takes whole nodes whose device count equals its per-node size, all in one
+  zone (sites of one region share a fabric; a site without a region is a zone of its own);
 - devices of models with an allocation unit > 1 go in aligned units (an Ascend 910C's pair);
 - every node is at a site the job's datasets allow.
 
@@ -190,7 +190,7 @@ class FreeState:
             return None
         if gang.per_node >= len(buckets):
             return None
-        per_site: dict[SiteId, list[int]] = {}
+        per_zone: dict[str, list[int]] = {}
         for i in buckets[gang.per_node]:
             node = nodes[i]
             if (
@@ -200,7 +200,7 @@ class FreeState:
                 or (sites is not None and node.site not in sites)
             ):
                 continue
-            chosen = per_site.setdefault(node.site, [])
+            chosen = per_zone.setdefault(node.zone, [])
             chosen.append(i)
             if len(chosen) == gang.nodes:
                 return Placement(

@@ -22,6 +22,7 @@ class PoolNode:
     index: int
     id: NodeId
     site: SiteId
+    zone: str
     owner: MemberId
     model: ModelId
     devices: int
@@ -46,7 +47,10 @@ class Pool:
         owner: Mapping[SiteId, MemberId],
         nu_per_device: Mapping[NodeId, float],
         alloc_unit: Mapping[ModelId, int],
+        zone: Mapping[SiteId, str] | None = None,
     ):
+        """``zone``: the fabric a site's nodes share with other sites (its region); a
+        multi-node gang stays inside one zone. Default: every site is its own zone."""
         self.nodes: list[PoolNode] = []
         self.index: dict[NodeId, int] = {}
         for i, n in enumerate(nodes):
@@ -56,6 +60,7 @@ class Pool:
                     i,
                     n.id,
                     n.site,
+                    (zone or {}).get(n.site) or n.site,
                     owner[n.site],
                     n.model,
                     n.devices,
@@ -94,4 +99,5 @@ class Pool:
             {s.id: s.member for s in alliance.sites.values()},
             {n.id: alliance.nu_per_device(n) for n in alliance.nodes.values()},
             {m.id: m.alloc_unit for m in alliance.catalog},
+            {s.id: s.region for s in alliance.sites.values()},
         )

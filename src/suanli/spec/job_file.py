@@ -154,11 +154,12 @@ def _fits_somewhere(
             n.model == model and n.devices >= gang.per_node and (sites is None or n.site in sites)
             for n in alliance.nodes.values()
         )
-    per_site: dict[SiteId, int] = {}
+    per_zone: dict[str, int] = {}
     for n in alliance.nodes.values():
         if n.model == model and n.devices == gang.per_node and (sites is None or n.site in sites):
-            per_site[n.site] = per_site.get(n.site, 0) + 1
-    return any(c >= gang.nodes for c in per_site.values())
+            zone = alliance.sites[n.site].region or n.site
+            per_zone[zone] = per_zone.get(zone, 0) + 1
+    return any(c >= gang.nodes for c in per_zone.values())
 
 
 def build_job(
@@ -213,7 +214,7 @@ def build_job(
                     shape = (
                         f"{count} devices on one node"
                         if gang.nodes == 1
-                        else f"{gang.nodes} whole nodes of {gang.per_node} devices at one site"
+                        else f"{gang.nodes} whole nodes of {gang.per_node} devices in one region"
                     )
                     problems.append(
                         Problem(
