@@ -41,9 +41,12 @@ def serve_members(
     key: Callable[[QueuedJob], tuple[float, ...]],
     attempt: Callable[[QueuedJob], Outcome],
     max_skips: int,
+    hopeless: Callable[[QueuedJob], str] | None = None,
 ) -> None:
     """``key(q)`` orders members by their next job ``q`` (lowest first); it is recomputed
-    after every attempt, so it sees the pass's own admissions."""
+    after every attempt, so it sees the pass's own admissions. ``hopeless(q)``, if given,
+    returns why no job of q's member can start for the rest of the pass (then the member is no
+    longer served), or an empty string."""
     snap = ctx.snap
     queues: dict[MemberId, Iterator[QueuedJob]] = {}
     heads: dict[MemberId, QueuedJob] = {}
@@ -59,6 +62,10 @@ def serve_members(
     while heap:
         _, m = heapq.heappop(heap)
         q = heads[m]
+        if hopeless is not None and (why := hopeless(q)):
+            ctx.wait(q, why)
+            ctx.member_blocked[m] = why
+            continue
         ctx.examined += 1
         if attempt(q) is Outcome.ADMITTED:
             skips[m] = 0
@@ -154,6 +161,19 @@ class GuaranteedSharing:
         ctx.wait(q, "; ".join(dict.fromkeys(why)) or "no acceptable model in the pool")
         return Outcome.WAITING
 
+    def below_guarantee(self, ctx: PassContext, member: MemberId) -> bool:
+        """Whether some job of ``member`` could still be within its guarantee this pass."""
+        raise NotImplementedError
+
+    def hopeless(self, ctx: PassContext, q: QueuedJob) -> str:
+        """With nothing free, only a guaranteed job can start (by reclaim); a member already
+        at its guarantee has none, so serving its queue further is useless this pass."""
+        if ctx.free.free_count or self.below_guarantee(ctx, q.member):
+            return ""
+        return (
+            f"no idle accelerators to borrow, and {q.member} already uses its {self.guarantee_word}"
+        )
+
     def run(self, ctx: PassContext) -> None:
         failed: set[tuple[object, ...]] = set()
         serve_members(
@@ -161,4 +181,5 @@ class GuaranteedSharing:
             lambda q: self.key(ctx, q),
             lambda q: self.attempt(ctx, q, failed),
             self.max_skips,
+            lambda q: self.hopeless(ctx, q),
         )

@@ -89,6 +89,9 @@ class AlliancePolicy(GuaranteedSharing):
         order = self._models(ctx, q)
         return order, {f for f in order if u + ctx.job_nu(q, f) <= e + EPS}
 
+    def below_guarantee(self, ctx: PassContext, member: MemberId) -> bool:
+        return ctx.used_nu.get(member, 0.0) < ctx.snap.entitlement_nu.get(member, 0.0) - EPS
+
     def refusal(self, ctx: PassContext, q: QueuedJob, model: ModelId, guaranteed: bool) -> str:
         if guaranteed or q.spec.preemptible:
             return ""

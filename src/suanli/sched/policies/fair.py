@@ -89,6 +89,11 @@ class FairPolicy(GuaranteedSharing):
         within = [f for f in models if self._used(ctx, m, f) + n <= self._nominal(ctx, m, f)]
         return [*within, *(f for f in models if f not in within)], set(within)
 
+    def below_guarantee(self, ctx: PassContext, member: MemberId) -> bool:
+        return any(
+            self._used(ctx, member, f) < self._nominal(ctx, member, f) for f in ctx.snap.pool.models
+        )
+
     def refusal(self, ctx: PassContext, q: QueuedJob, model: ModelId, guaranteed: bool) -> str:
         problem = self._quota(ctx, q.member, model, q.spec.count)
         if not problem and not guaranteed and not q.spec.preemptible:

@@ -76,6 +76,8 @@ def max_min_lp(
 @register
 class GavelPolicy:
     name: ClassVar[str] = "gavel"
+    #: Gavel re-plans every round (6 minutes in its paper) even when nothing arrives or ends
+    round_s: ClassVar[float] = 360.0
 
     def __init__(self, window: int = 1024, grace_s: float = 60.0) -> None:
         self.window = window
@@ -118,7 +120,11 @@ class GavelPolicy:
                 continue
             q = jobs[j]
             age = max(ctx.now - q.submitted_at, 1.0)
-            received = q.attained_s.get(models[t], 0.0) / age
+            got = q.attained_s.get(models[t], 0.0)
+            r = ctx.snap.running.get(q.id)
+            if r is not None and r.placement.model == models[t]:
+                got += ctx.now - r.started_at  # the current run, not yet closed
+            received = got / age
             prio.append((-(x[v] / max(received, 1e-6)), q.submitted_at, q.seq, j, t))
         prio.sort()
         left = capacity.copy()

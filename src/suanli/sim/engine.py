@@ -1,0 +1,54 @@
+"""A deterministic discrete-event engine: a heap of (time, priority, sequence, event).
+
+The sequence number makes ties replay identically: events at the same time and priority run
+in the order they were scheduled.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+
+class Kind(IntEnum):
+    """Event kinds; at one instant they run in this order."""
+
+    COMPLETE = 0  # a run finished its work
+    STOPPED = 1  # a preempted run's grace period ended
+    NODE_DOWN = 2  # a node failed or was removed
+    ARRIVAL = 3  # a job was submitted
+    PASS = 4  # a scheduling pass
+
+
+@dataclass(order=True, frozen=True, slots=True)
+class Event:
+    time: float
+    kind: Kind
+    seq: int
+    payload: Any = field(compare=False, default=None)
+
+
+class EventQueue:
+    def __init__(self) -> None:
+        self._heap: list[Event] = []
+        self._seq = 0
+        self.now = 0.0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, time: float, kind: Kind, payload: Any = None) -> None:
+        if time < self.now:
+            raise ValueError(f"event at {time} is in the past (now {self.now})")
+        self._seq += 1
+        heapq.heappush(self._heap, Event(time, kind, self._seq, payload))
+
+    def pop(self) -> Event:
+        ev = heapq.heappop(self._heap)
+        self.now = ev.time
+        return ev
+
+    def peek_time(self) -> float | None:
+        return self._heap[0].time if self._heap else None

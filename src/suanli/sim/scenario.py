@@ -1,0 +1,182 @@
+"""Scenarios: a YAML file naming a trace, a pool and simulation settings.
+
+Paths in a scenario are relative to the scenario file and may contain ``{seed}``.
+``--trace PATH`` replaces the trace path (same format).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from suanli.catalog.accelerator import load_catalog
+from suanli.errors import NotFoundError, Problem, ValidationError
+from suanli.model.alliance import Alliance
+from suanli.model.ids import MemberId, ModelId, NodeId, SiteId
+from suanli.model.member import Member, MemberKind, Tier
+from suanli.model.node import Node
+from suanli.model.site import Site
+from suanli.sim.simulator import SimParams
+from suanli.sim.traces.gavel import Throughputs, load_gavel
+from suanli.sim.workload import SimJob
+from suanli.spec.common import parse_duration, pydantic_problems, read_yaml
+
+REPO_SCENARIOS = Path(__file__).resolve().parents[3] / "scenarios"
+GAVEL_TYPES = {"v100": ModelId("V100-16GB"), "p100": ModelId("P100"), "k80": ModelId("K80")}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TraceEntry(_Strict):
+    format: Literal["gavel-msr"]
+    path: str
+    throughputs: str | None = None
+
+
+class PoolEntry(_Strict):
+    format: Literal["philly-vc"]
+    vc_sizes: str
+    devices: dict[str, Annotated[int, Field(ge=0)]]
+    devices_per_node: Annotated[int, Field(ge=1, le=64)] = 4
+    region: str = "philly"
+
+
+class SimEntry(_Strict):
+    checkpoint_interval: float | str | None = "30m"
+    grace: float | str = "5m"
+    half_life: float | str = "7d"
+
+
+class ScenarioFile(_Strict):
+    name: str
+    description: str = ""
+    trace: TraceEntry
+    pool: PoolEntry
+    sim: SimEntry = SimEntry()
+
+
+@dataclass
+class Scenario:
+    name: str
+    alliance: Alliance
+    jobs: list[SimJob]
+    params: SimParams
+    notes: dict[str, Any]
+
+
+def find_scenario(name_or_file: str) -> Path:
+    p = Path(name_or_file)
+    if p.suffix in {".yaml", ".yml"} or p.exists():
+        if not p.exists():
+            raise NotFoundError(f"scenario file {p} does not exist")
+        return p
+    for base in (Path.cwd() / "scenarios", REPO_SCENARIOS):
+        cand = base / f"{name_or_file}.yaml"
+        if cand.exists():
+            return cand
+    raise NotFoundError(
+        f"unknown scenario {name_or_file!r} (looked in ./scenarios and {REPO_SCENARIOS.name}/)"
+    )
+
+
+def philly_pool(entry: PoolEntry, members: list[str], base: Path) -> Alliance:
+    """Members are the trace's VCs; those with a row in ``vc_sizes`` contribute in proportion to
+    their real VC size, split over every model (largest remainder, whole nodes); the others form
+    the commons tier. All sites share one region, as Philly's VCs shared one datacenter."""
+    sizes: dict[str, int] = {}
+    with (base / entry.vc_sizes).open() as f:
+        for row in csv.DictReader(f):
+            sizes[row["vc"]] = int(row["node num"])
+    contributors = [m for m in members if m in sizes]
+    total = sum(sizes[m] for m in contributors)
+    cat = load_catalog()
+    nodes: dict[NodeId, Node] = {}
+    for model, devices in sorted(entry.devices.items()):
+        mid = ModelId(model)
+        cat.get(mid)
+        n_nodes = devices // entry.devices_per_node
+        exact = {m: n_nodes * sizes[m] / total for m in contributors}
+        given = {m: int(x) for m, x in exact.items()}
+        rest = n_nodes - sum(given.values())
+        for m in sorted(contributors, key=lambda m: (-(exact[m] - given[m]), m))[:rest]:
+            given[m] += 1
+        for m in contributors:
+            for k in range(given[m]):
+                nid = NodeId(f"{m}-{model}-{k:03d}")
+                nodes[nid] = Node(
+                    nid, SiteId(f"{m}-site"), mid, entry.devices_per_node, cpu=64, memory_gb=512
+                )
+    kinds = [MemberKind.UNIVERSITY, MemberKind.STARTUP, MemberKind.INSTITUTE]
+    mem: dict[MemberId, Member] = {}
+    for i, m in enumerate(members):
+        contrib = m in sizes
+        mem[MemberId(m)] = Member(
+            MemberId(m),
+            m,
+            MemberKind.ENTERPRISE if contrib else kinds[i % 3],
+            Tier.CONTRIBUTOR if contrib else Tier.COMMONS,
+        )
+    sites = {
+        SiteId(f"{m}-site"): Site(SiteId(f"{m}-site"), MemberId(m), entry.region)
+        for m in contributors
+    }
+    return Alliance("alliance-philly", cat, mem, sites, nodes, {})
+
+
+def only_member(alliance: Alliance, member: MemberId) -> Alliance:
+    """The member's own contributed hardware alone (for the sharing-incentive baseline)."""
+    sites = {s: v for s, v in alliance.sites.items() if v.member == member}
+    nodes = {n: v for n, v in alliance.nodes.items() if v.site in sites}
+    return Alliance(
+        f"{alliance.name}:{member}",
+        alliance.catalog,
+        {member: alliance.members[member]},
+        sites,
+        nodes,
+        {},
+    )
+
+
+def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) -> Scenario:
+    path = find_scenario(name_or_file)
+    data = read_yaml(path)
+    try:
+        doc = ScenarioFile.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(pydantic_problems(exc), str(path)) from None
+    base = path.parent
+
+    def resolve(p: str) -> Path:
+        return (base / p.format(seed=seed)).resolve()
+
+    params = SimParams(
+        default_checkpoint_s=None
+        if doc.sim.checkpoint_interval is None
+        else parse_duration(doc.sim.checkpoint_interval),
+        grace_s=parse_duration(doc.sim.grace),
+        half_life_s=parse_duration(doc.sim.half_life),
+    )
+    trace_path = Path(trace).resolve() if trace else resolve(doc.trace.path)
+    if not trace_path.exists():
+        raise ValidationError([Problem("trace.path", f"{trace_path} does not exist")], str(path))
+    if doc.trace.throughputs is None:
+        raise ValidationError(
+            [Problem("trace.throughputs", "gavel-msr needs a throughput file")], str(path)
+        )
+    thr = Throughputs(resolve(doc.trace.throughputs), GAVEL_TYPES)
+    load = load_gavel(trace_path, thr, doc.pool.devices_per_node, params.default_checkpoint_s)
+    alliance = philly_pool(doc.pool, load.members, base)
+    notes: Mapping[str, Any] = {
+        "extrapolated_jobs": load.extrapolated_jobs,
+        "trace": str(trace_path),
+        "seed": seed,
+    }
+    return Scenario(doc.name, alliance, load.jobs, params, dict(notes))

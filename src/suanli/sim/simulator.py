@@ -1,0 +1,274 @@
+"""The simulation loop: arrivals, passes of the real ``schedule()``, completions, preemptions.
+
+Nothing here is special to the simulation in the scheduler: the loop owns a
+:class:`~suanli.sched.snapshot.Snapshot` and keeps it up to date exactly as the service's
+controller will, with a virtual clock and the simulated executor in place of the wall clock and
+Ray.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from suanli.model.alliance import Alliance
+from suanli.model.ids import JobId, MemberId, ModelId
+from suanli.sched.decision import Admit, Preempt
+from suanli.sched.policy import Policy
+from suanli.sched.schedule import schedule
+from suanli.sched.snapshot import Snapshot
+from suanli.sim.engine import EventQueue, Kind
+from suanli.sim.executor import JobRecord, SimulatedExecutor
+from suanli.sim.workload import SimJob
+
+
+@dataclass(frozen=True)
+class SimParams:
+    """``round_s``: also run a pass every this many seconds while jobs wait or run (Gavel's
+    rounds; None: passes only when something happened). ``grace_s``: the guarantee-violation
+    clock starts after this much waiting. ``half_life_s``: decay of members' past usage fed to
+    the scheduler. ``sample_s``: spacing of the time series for plots."""
+
+    default_checkpoint_s: float | None = 1800.0
+    round_s: float | None = None
+    grace_s: float = 300.0
+    half_life_s: float = 7 * 86400.0
+    sample_s: float = 3600.0
+
+
+@dataclass
+class Series:
+    t: list[float] = field(default_factory=list)
+    busy_by_model: dict[ModelId, list[int]] = field(default_factory=dict)
+    nu_by_member: dict[MemberId, list[float]] = field(default_factory=dict)
+
+
+@dataclass
+class SimResult:
+    policy: str
+    alliance: Alliance
+    records: dict[JobId, JobRecord]
+    entitlement_nu: dict[MemberId, float]
+    series: Series
+    busy_device_s: dict[ModelId, float]
+    busy_nu_s: float
+    member_nu_s: dict[MemberId, float]
+    violation_s: dict[MemberId, float]
+    jain_weighted: float
+    passes: int
+    sched_s: float
+    wall_s: float
+    end_time: float
+
+
+class Simulation:
+    def __init__(
+        self,
+        alliance: Alliance,
+        jobs: list[SimJob],
+        policy: Policy,
+        params: SimParams | None = None,
+    ) -> None:
+        self.alliance = alliance
+        self.policy = policy
+        self.params = params or SimParams()
+        self.jobs = {j.spec.id: j for j in jobs}
+        if len(self.jobs) != len(jobs):
+            raise ValueError("job ids in a simulation must be unique")
+        self.snap = Snapshot.from_alliance(alliance)
+        self.exec = SimulatedExecutor(self.jobs, self.params.default_checkpoint_s)
+        self.q = EventQueue()
+        self._tokens: dict[JobId, int] = {}
+        self._pass_at: float | None = None
+        self._last = 0.0
+        self._nu_total = self.snap.pool.total_nu
+        self._models_total = dict(self.snap.pool.devices_by_model)
+        self.busy_device_s: dict[ModelId, float] = dict.fromkeys(self._models_total, 0.0)
+        self.busy_nu_s = 0.0
+        self.member_nu_s: dict[MemberId, float] = dict.fromkeys(alliance.members, 0.0)
+        self.violation_s: dict[MemberId, float] = dict.fromkeys(alliance.members, 0.0)
+        self._within_since: dict[MemberId, float | None] = dict.fromkeys(alliance.members)
+        self._jain_num = 0.0
+        self._jain_den = 0.0
+        self.series = Series()
+        self._next_sample = 0.0
+        self.passes = 0
+        self.sched_s = 0.0
+        #: a policy that plans in rounds says so (Gavel); otherwise passes follow events
+        self._round_s: float | None = getattr(policy, "round_s", None) or self.params.round_s
+
+    # -- time ------------------------------------------------------------------------------
+    def _advance(self, t: float) -> None:
+        dt = t - self._last
+        if dt <= 0:
+            return
+        snap = self.snap
+        for (_, model), n in snap.used_devices.items():
+            self.busy_device_s[model] += n * dt
+        used = snap.used_nu
+        self.busy_nu_s += sum(used.values()) * dt
+        half = self.params.half_life_s
+        decay = 2.0 ** (-dt / half)
+        grow = half / math.log(2) * (1.0 - decay)
+        for m, u in used.items():
+            self.member_nu_s[m] += u * dt
+            snap.usage_history[m] = snap.usage_history[m] * decay + u * grow
+        for m, since in self._within_since.items():
+            if since is not None:
+                start = max(self._last, since + self.params.grace_s)
+                if t > start:
+                    self.violation_s[m] += t - start
+        self._jain_sample(dt)
+        self._last = t
+
+    def _jain_sample(self, dt: float) -> None:
+        """Jain's index of usage over entitlement, over contributors with demand."""
+        xs = []
+        ent = self.snap.entitlement_nu
+        for m, e in ent.items():
+            if e > 0 and (self.snap.pending_count(m) or self.snap.used_nu[m] > 0):
+                xs.append(self.snap.used_nu[m] / e)
+        if len(xs) >= 2 and sum(xs) > 0:
+            j = sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs))
+            self._jain_num += j * dt
+            self._jain_den += dt
+
+    def _update_guarantees(self, t: float) -> None:
+        """Members whose head job fits within their entitlement are 'waiting within share'."""
+        snap = self.snap
+        for m, e in snap.entitlement_nu.items():
+            within = False
+            if e > 0 and snap.pending_count(m):
+                head = next(snap.member_queue(m))
+                pool = snap.pool
+                need = min(
+                    (
+                        head.spec.count * pool.model_nu(f)
+                        for f in head.spec.models
+                        if f in pool.devices_by_model
+                    ),
+                    default=math.inf,
+                )
+                within = snap.used_nu[m] + need <= e + 1e-9
+            if within and self._within_since[m] is None:
+                self._within_since[m] = t
+            elif not within:
+                self._within_since[m] = None
+
+    def _sample(self, t: float) -> None:
+        if t < self._next_sample:
+            return
+        self._next_sample = t + self.params.sample_s
+        s = self.series
+        s.t.append(t)
+        busy: dict[ModelId, int] = dict.fromkeys(self._models_total, 0)
+        for (_, model), n in self.snap.used_devices.items():
+            busy[model] += n
+        for model, n in busy.items():
+            s.busy_by_model.setdefault(model, []).append(n)
+        for m, u in self.snap.used_nu.items():
+            s.nu_by_member.setdefault(m, []).append(u)
+
+    # -- events ----------------------------------------------------------------------------
+    def _want_pass(self, t: float) -> None:
+        if self._pass_at is None or self._pass_at > t:
+            self._pass_at = t
+            self.q.push(t, Kind.PASS)
+
+    def _pass(self, t: float) -> None:
+        if self._pass_at != t:
+            return  # superseded by an earlier one
+        self._pass_at = None
+        snap = self.snap
+        snap.now = t
+        t0 = time.perf_counter()
+        result = schedule(snap, self.policy)
+        self.sched_s += time.perf_counter() - t0
+        self.passes += 1
+        for d in result.decisions:
+            if isinstance(d, Admit):
+                snap.start(d.job, d.placement, t)
+                end, token = self.exec.start(d.job, d.placement, t)
+                self._tokens[d.job] = token
+                self.q.push(end, Kind.COMPLETE, (d.job, token))
+            elif isinstance(d, Preempt):
+                snap.mark_stopping(d.job)
+                self.q.push(t + d.grace_s, Kind.STOPPED, (d.job, self._tokens[d.job]))
+        self._update_guarantees(t)
+        self._sample(t)
+        if self._round_s and (snap.pending or snap.running):
+            self._want_round(t + self._round_s)
+
+    def _want_round(self, t: float) -> None:
+        if self._pass_at is None:
+            self._pass_at = t
+            self.q.push(t, Kind.PASS)
+
+    def _attain(self, job: JobId, now: float) -> None:
+        """Device time received per model, closed when a run ends (Gavel's rounds use it)."""
+        r = self.snap.running[job]
+        model = r.placement.model
+        r.job.attained_s[model] = r.job.attained_s.get(model, 0.0) + now - r.started_at
+
+    def run(self, progress: Callable[[float], None] | None = None) -> SimResult:
+        wall0 = time.perf_counter()
+        for sj in sorted(self.jobs.values(), key=lambda j: (j.arrival, j.spec.id)):
+            self.q.push(sj.arrival, Kind.ARRIVAL, sj)
+        total = len(self.jobs)
+        finished = 0
+        while len(self.q):
+            ev = self.q.pop()
+            self._advance(ev.time)
+            if ev.kind is Kind.ARRIVAL:
+                job: SimJob = ev.payload
+                self.snap.submit(
+                    job.spec, job.arrival, self.alliance.allowed_sites(job.spec.datasets)
+                )
+                self.snap.throughput[job.spec.id] = {
+                    m: s / job.spec.count for m, s in job.speed.items()
+                }
+                self._want_pass(ev.time)
+            elif ev.kind is Kind.COMPLETE:
+                jid, token = ev.payload
+                if self.exec.complete(jid, token, ev.time):
+                    self._attain(jid, ev.time)
+                    self.snap.finish(jid)
+                    self._tokens.pop(jid)
+                    finished += 1
+                    if progress:
+                        progress(finished / total)
+                    self._want_pass(ev.time)
+            elif ev.kind is Kind.STOPPED:
+                jid, token = ev.payload
+                if self._tokens.get(jid) == token and jid in self.snap.running:
+                    self.exec.stop(jid, ev.time)
+                    self._attain(jid, ev.time)
+                    self.snap.requeue(jid)
+                    self._tokens.pop(jid)
+                    self._want_pass(ev.time)
+            elif ev.kind is Kind.PASS:
+                self._pass(ev.time)
+        unfinished = [j for j, r in self.exec.records.items() if r.finished_at is None]
+        if unfinished:
+            raise RuntimeError(
+                f"{len(unfinished)} job(s) never finished (e.g. {unfinished[0]}):"
+                " they fit no node of the pool"
+            )
+        return SimResult(
+            policy=getattr(self.policy, "name", type(self.policy).__name__),
+            alliance=self.alliance,
+            records=self.exec.records,
+            entitlement_nu=dict(self.snap.entitlement_nu),
+            series=self.series,
+            busy_device_s=self.busy_device_s,
+            busy_nu_s=self.busy_nu_s,
+            member_nu_s=self.member_nu_s,
+            violation_s=self.violation_s,
+            jain_weighted=self._jain_num / self._jain_den if self._jain_den else 1.0,
+            passes=self.passes,
+            sched_s=self.sched_s,
+            wall_s=time.perf_counter() - wall0,
+            end_time=self._last,
+        )

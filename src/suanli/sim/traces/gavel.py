@@ -1,0 +1,143 @@
+"""Gavel's msr traces: one file per Philly virtual cluster, speeds from Gavel's throughputs.
+
+Line format (tab-separated): job_type, command, num_steps_arg, needs_data_dir, total_steps,
+arrival_time_seconds, scale_factor. A job's speed on GPU type t is
+``throughputs[t][repr((job_type, scale))]['null']`` steps per second (the job alone).
+
+Missing entries. About 10 % of jobs have a (job type, scale) pair the throughput file lacks
+(scales above 8, or multi-GPU entries missing for a type). Rule, applied per GPU type: take the
+largest measured scale s0 below the job's scale s for that job type and type (or the smallest
+above if none is below) and use ``T(s) = T(s0) · (s / s0) · e`` with e = 0.9 when s > s0
+(scaling out beyond what was measured costs 10 %) and e = 1 when s < s0. Every job it touches
+is counted and flagged in ``SimJob.info['speed']``; none is dropped.
+
+Gangs. Jobs run on nodes of ``devices_per_node`` GPUs; a job of more than that takes whole
+nodes: ceil(s / node) nodes, so a 7- or 12-GPU job on 4-GPU nodes is allocated 8 or 12 devices
+(it runs at its own scale's speed).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from suanli.errors import Problem, ValidationError
+from suanli.model.ids import JobId, MemberId, ModelId
+from suanli.model.job import Gang, JobSpec
+from suanli.sim.workload import SimJob
+
+EXTRAPOLATION_EFFICIENCY = 0.9
+
+
+@dataclass
+class GavelLoad:
+    jobs: list[SimJob]
+    members: list[str]
+    extrapolated_jobs: int
+
+
+class Throughputs:
+    def __init__(self, path: Path, gpu_types: dict[str, ModelId]) -> None:
+        raw = json.loads(path.read_text())
+        self.types = gpu_types
+        self.table: dict[str, dict[tuple[str, int], float]] = {}
+        for gpu in gpu_types:
+            if gpu not in raw:
+                raise ValidationError([Problem(gpu, "GPU type missing")], str(path))
+            table = {}
+            for key, entry in raw[gpu].items():
+                job_type, scale = ast.literal_eval(key)
+                if isinstance(entry, dict) and entry.get("null"):
+                    table[(job_type, int(scale))] = float(entry["null"])
+            self.table[gpu] = table
+
+    def speed(self, job_type: str, scale: int) -> tuple[dict[ModelId, float], bool]:
+        """Steps per second per model for the whole job, and whether the rule was used."""
+        out: dict[ModelId, float] = {}
+        ruled = False
+        for gpu, model in self.types.items():
+            table = self.table[gpu]
+            if (job_type, scale) in table:
+                out[model] = table[(job_type, scale)]
+                continue
+            known = sorted(s for (t, s) in table if t == job_type)
+            if not known:
+                continue
+            below = [s for s in known if s < scale]
+            s0 = below[-1] if below else known[0]
+            eff = EXTRAPOLATION_EFFICIENCY if scale > s0 else 1.0
+            out[model] = table[(job_type, s0)] * scale / s0 * eff
+            ruled = True
+        return out, ruled
+
+
+def load_gavel(
+    trace_dir: Path,
+    throughputs: Throughputs,
+    devices_per_node: int,
+    checkpoint_s: float | None = None,
+) -> GavelLoad:
+    files = sorted(trace_dir.glob("*.trace"))
+    if not files:
+        raise ValidationError([Problem("trace", f"no *.trace files in {trace_dir}")])
+    problems: list[Problem] = []
+    jobs: list[SimJob] = []
+    extrapolated = 0
+    for f in files:
+        member = MemberId(f.stem)
+        for lineno, line in enumerate(f.read_text().splitlines(), start=1):
+            where = f"{f.name}:{lineno}"
+            parts = line.split("\t")
+            if len(parts) != 7:
+                problems.append(
+                    Problem(where, f"expected 7 tab-separated fields, got {len(parts)}")
+                )
+                continue
+            job_type = parts[0]
+            try:
+                steps = float(parts[4])
+                arrival = float(parts[5])
+                scale = int(parts[6])
+            except ValueError as exc:
+                problems.append(Problem(where, f"bad number: {exc}"))
+                continue
+            if steps <= 0 or arrival < 0 or scale < 1:
+                problems.append(Problem(where, "steps and scale must be positive, arrival >= 0"))
+                continue
+            speed, ruled = throughputs.speed(job_type, scale)
+            if not speed:
+                problems.append(Problem(where, f"no throughput at all for {job_type!r}"))
+                continue
+            extrapolated += ruled
+            if scale <= devices_per_node:
+                gang = Gang(1, scale)
+            else:
+                gang = Gang(math.ceil(scale / devices_per_node), devices_per_node)
+            spec = JobSpec(
+                JobId(f"{member}-{lineno}"),
+                member,
+                gang.devices,
+                frozenset(speed),
+                gang,
+                name=job_type,
+                checkpoint_interval_s=checkpoint_s,
+            )
+            jobs.append(
+                SimJob(
+                    spec,
+                    arrival,
+                    steps,
+                    speed,
+                    {
+                        "type": job_type,
+                        "scale": str(scale),
+                        "speed": "extrapolated" if ruled else "measured",
+                    },
+                )
+            )
+    if problems:
+        raise ValidationError(problems, str(trace_dir))
+    return GavelLoad(jobs, [f.stem for f in files], extrapolated)
