@@ -182,3 +182,12 @@ def demo(alliance_file: Path, jobs_file: Path, policy: str) -> None:
 
 def main() -> None:
     cli()
+
+
+def _register() -> None:
+    from suanli.cli.sim import sim
+
+    cli.add_command(sim)
+
+
+_register()

@@ -173,6 +173,9 @@ class Simulation:
 
     # -- events ----------------------------------------------------------------------------
     def _want_pass(self, t: float) -> None:
+        """Something changed: pass now, or at the next round for a round-based policy."""
+        if self._round_s and self._pass_at is not None:
+            return
         if self._pass_at is None or self._pass_at > t:
             self._pass_at = t
             self.q.push(t, Kind.PASS)
@@ -198,7 +201,8 @@ class Simulation:
                 self.q.push(t + d.grace_s, Kind.STOPPED, (d.job, self._tokens[d.job]))
         self._update_guarantees(t)
         self._sample(t)
-        if self._round_s and (snap.pending or snap.running):
+        if self._round_s and snap.pending:
+            # Rounds re-plan only while jobs wait; when everything runs, the next event does.
             self._want_round(t + self._round_s)
 
     def _want_round(self, t: float) -> None:

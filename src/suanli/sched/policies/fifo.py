@@ -1,8 +1,9 @@
 """``fifo``: the heterogeneity-blind baseline.
 
 Jobs start strictly in submit order across all members; the first job that cannot start
-blocks everything behind it (no backfill). Models are tried in catalog-id order, ignoring
-speed; shares, guarantees and priorities are ignored; nothing is preempted.
+blocks everything behind it (no backfill). Blind to speed: a job goes to the acceptable model
+with the most free devices (ties by id), whatever it runs like there; shares, guarantees and
+priorities are ignored; nothing is preempted.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ class FifoPolicy:
     def run(self, ctx: PassContext) -> None:
         for q in ctx.snap.fifo_queue():
             ctx.examined += 1
-            placement = ctx.fit_any(q, present_models(ctx, q))
+            models = sorted(present_models(ctx, q), key=lambda f: -ctx.free.free_devices(f))
+            placement = ctx.fit_any(q, models)
             if placement is None:
                 reason = f"head of the FIFO queue; no free {describe(q)} fits now"
                 ctx.wait(q, reason)

@@ -36,12 +36,20 @@ Entry = tuple[int, int]  # (job index, model index)
 
 
 def max_min_lp(
-    pairs: list[Entry], coef: list[float], scale: list[int], capacity: list[float], n_jobs: int
+    pairs: list[Entry],
+    coef: list[float],
+    scale: list[int],
+    capacity: list[float],
+    n_jobs: int,
+    multiplicity: list[int] | None = None,
 ) -> np.ndarray:
-    """Solve max z s.t. z ≤ Σ_t coef_jt·x_jt ∀j, Σ_t x_jt ≤ 1, Σ_j scale_j·x_jt ≤ C_t, x ≥ 0.
+    """Solve max z s.t. z ≤ Σ_t coef_jt·x_jt ∀j, Σ_t x_jt ≤ 1, Σ_j n_j·scale_j·x_jt ≤ C_t, x ≥ 0.
 
     Variables are the given (j, t) pairs plus z; returns x per pair. Jobs without pairs are
-    left out of the min (they can get nothing)."""
+    left out of the min (they can get nothing). ``multiplicity`` n_j lets one row stand for
+    n_j identical jobs: the LP is symmetric in them, so a symmetric optimum exists and solving
+    per class is exact."""
+    mult = multiplicity or [1] * n_jobs
     nv = len(pairs)
     if nv == 0:
         return np.zeros(0)
@@ -54,7 +62,7 @@ def max_min_lp(
         r = row_of[j]
         rows += [r, nj + r, 2 * nj + t]
         cols += [v, v, v]
-        vals += [1.0, -coef[v], float(scale[j])]
+        vals += [1.0, -coef[v], float(scale[j] * mult[j])]
     for r in range(nj):  # z - Σ coef x ≤ 0
         rows.append(nj + r)
         cols.append(nv)
@@ -96,44 +104,60 @@ class GavelPolicy:
             jobs.append(q)
         if not jobs:
             return
-        pairs: list[Entry] = [
-            (j, t_index[m])
-            for j, q in enumerate(jobs)
-            for m in sorted(q.spec.models)
-            if m in t_index
-        ]
-        scale = [q.spec.count for q in jobs]
+        # Jobs with the same size and throughput row are interchangeable: one LP row each.
+        classes: dict[tuple[object, ...], int] = {}
+        cls_of: list[int] = []
+        rows: list[list[tuple[int, float]]] = []
+        scale: list[int] = []
+        for q in jobs:
+            row = [(t_index[m], speed(ctx, q, m)) for m in sorted(q.spec.models) if m in t_index]
+            key = (q.spec.count, tuple(row))
+            if key not in classes:
+                classes[key] = len(rows)
+                rows.append(row)
+                scale.append(q.spec.count)
+            cls_of.append(classes[key])
+        mult = [0] * len(rows)
+        for c in cls_of:
+            mult[c] += 1
+        pairs: list[Entry] = [(c, t) for c, row in enumerate(rows) for t, _ in row]
+        thr = [thr for row in rows for _, thr in row]
         capacity = [float(snap.pool.devices_by_model[m]) for m in models]
         # 1. isolated allocation (every throughput 1): coefficient s_j
-        x_iso = max_min_lp(pairs, [float(scale[j]) for j, _ in pairs], scale, capacity, len(jobs))
-        thr = [speed(ctx, jobs[j], models[t]) for j, t in pairs]
-        iso = np.zeros(len(jobs))
-        for v, (j, _) in enumerate(pairs):
-            iso[j] += thr[v] * x_iso[v]
+        x_iso = max_min_lp(
+            pairs, [float(scale[c]) for c, _ in pairs], scale, capacity, len(rows), mult
+        )
+        iso = np.zeros(len(rows))
+        for v, (c, _) in enumerate(pairs):
+            iso[c] += thr[v] * x_iso[v]
         # 2. heterogeneity-aware allocation, normalized by the isolated throughput
-        coef = [thr[v] * scale[j] / iso[j] if iso[j] > 0 else 0.0 for v, (j, _) in enumerate(pairs)]
-        x = max_min_lp(pairs, coef, scale, capacity, len(jobs))
+        coef = [thr[v] * scale[c] / iso[c] if iso[c] > 0 else 0.0 for v, (c, _) in enumerate(pairs)]
+        x_cls = max_min_lp(pairs, coef, scale, capacity, len(rows), mult)
+        alloc: dict[int, list[tuple[int, float]]] = {}
+        for v, (c, t) in enumerate(pairs):
+            alloc.setdefault(c, []).append((t, float(x_cls[v])))
         # 3. rounding by priority = allocation / received share
         prio = []
-        for v, (j, t) in enumerate(pairs):
-            if x[v] <= 1e-6:
-                continue
-            q = jobs[j]
+        for j, q in enumerate(jobs):
             age = max(ctx.now - q.submitted_at, 1.0)
-            got = q.attained_s.get(models[t], 0.0)
             r = ctx.snap.running.get(q.id)
-            if r is not None and r.placement.model == models[t]:
-                got += ctx.now - r.started_at  # the current run, not yet closed
-            received = got / age
-            prio.append((-(x[v] / max(received, 1e-6)), q.submitted_at, q.seq, j, t))
+            for t, x in alloc.get(cls_of[j], ()):
+                if x <= 1e-6:
+                    continue
+                got = q.attained_s.get(models[t], 0.0)
+                if r is not None and r.placement.model == models[t]:
+                    got += ctx.now - r.started_at  # the current run, not yet closed
+                received = got / age
+                prio.append((-(x / max(received, 1e-6)), q.submitted_at, q.seq, j, t))
         prio.sort()
         left = capacity.copy()
         chosen: dict[int, int] = {}
         for _, _, _, j, t in prio:
-            if j in chosen or left[t] < scale[j]:
+            size = jobs[j].spec.count
+            if j in chosen or left[t] < size:
                 continue
             chosen[j] = t
-            left[t] -= scale[j]
+            left[t] -= size
         self._apply(ctx, jobs, running, chosen, models)
 
     def _apply(

@@ -1,0 +1,144 @@
+"""``suanli sim``: replay traces through the scheduler and compare policies."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from suanli.errors import SuanliError
+from suanli.sched.policy import get_policy
+from suanli.sim.metrics import summarize
+from suanli.sim.report import member_table, summary_table, write_html, write_json
+from suanli.sim.scenario import Scenario, load_scenario
+from suanli.sim.simulator import SimResult, Simulation
+
+
+def _progress(label: str) -> Any:
+    if not sys.stderr.isatty():
+        return None
+    last = [-1]
+
+    def show(frac: float) -> None:
+        pct = int(frac * 100)
+        if pct != last[0]:
+            last[0] = pct
+            bar = "#" * (pct // 4)
+            click.echo(f"\r{label:10} [{bar:25}] {pct:3d}%", err=True, nl=pct == 100)
+
+    return show
+
+
+def _meta(sc: Scenario) -> dict[str, Any]:
+    return {
+        "name": sc.name,
+        "jobs": len(sc.jobs),
+        "nodes": len(sc.alliance.nodes),
+        "devices": sum(n.devices for n in sc.alliance.nodes.values()),
+        **sc.notes,
+    }
+
+
+def _run(sc: Scenario, policy: str, alone: bool) -> tuple[SimResult, dict[str, Any]]:
+    res = Simulation(sc.alliance, sc.jobs, get_policy(policy), sc.params).run(_progress(policy))
+    return res, summarize(res, sc.params, alone=alone)
+
+
+def _fail(exc: SuanliError) -> None:
+    from suanli.cli.main import _fail as fail
+
+    fail(exc)
+
+
+@click.group()
+def sim() -> None:
+    """Trace-driven simulation on the same scheduler as the service."""
+
+
+scenario_opt = click.option(
+    "--scenario", required=True, help="a bundled scenario name (alliance-philly) or a YAML file"
+)
+trace_opt = click.option("--trace", type=click.Path(), help="replace the scenario's trace")
+seed_opt = click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="trace seed, for scenarios whose paths use {seed}",
+)
+alone_opt = click.option(
+    "--no-alone",
+    is_flag=True,
+    help="skip the per-member alone baselines (no sharing-incentive ratio)",
+)
+
+
+@sim.command("run")
+@scenario_opt
+@trace_opt
+@seed_opt
+@click.option("--policy", default="alliance", show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path))
+@click.option("--report", "report_dir", type=click.Path(path_type=Path))
+@alone_opt
+def sim_run(
+    scenario: str,
+    trace: str | None,
+    seed: int,
+    policy: str,
+    json_path: Path | None,
+    report_dir: Path | None,
+    no_alone: bool,
+) -> None:
+    """Simulate one policy on a scenario."""
+    try:
+        sc = load_scenario(scenario, trace, seed)
+        res, summary = _run(sc, policy, not no_alone)
+    except SuanliError as exc:
+        _fail(exc)
+    click.echo(summary_table([summary]))
+    click.echo("")
+    click.echo(member_table(summary))
+    if json_path:
+        write_json(json_path, [summary], _meta(sc))
+        click.echo(f"\nJSON: {json_path}")
+    if report_dir:
+        click.echo(f"HTML report: {write_html(report_dir, [res], [summary], _meta(sc))}")
+
+
+@sim.command("compare")
+@scenario_opt
+@trace_opt
+@seed_opt
+@click.option("--policies", default="fifo,fair,gavel,alliance", show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path))
+@click.option("--report", "report_dir", type=click.Path(path_type=Path))
+@alone_opt
+def sim_compare(
+    scenario: str,
+    trace: str | None,
+    seed: int,
+    policies: str,
+    json_path: Path | None,
+    report_dir: Path | None,
+    no_alone: bool,
+) -> None:
+    """Simulate several policies on one scenario and compare them."""
+    try:
+        sc = load_scenario(scenario, trace, seed)
+        names = [p.strip() for p in policies.split(",") if p.strip()]
+        for name in names:
+            get_policy(name)
+        runs = [_run(sc, name, not no_alone) for name in names]
+    except SuanliError as exc:
+        _fail(exc)
+    summaries = [s for _, s in runs]
+    click.echo(summary_table(summaries))
+    if json_path:
+        write_json(json_path, summaries, _meta(sc))
+        click.echo(f"\nJSON: {json_path}")
+    if report_dir:
+        path = write_html(report_dir, [r for r, _ in runs], summaries, _meta(sc))
+        click.echo(f"\nHTML report: {path.resolve()}")
