@@ -4,7 +4,9 @@ Per pass (a Gavel *round*), over the running jobs and the oldest pending ones up
 ``window`` jobs in all:
 
 1. Isolated allocation X_iso: max-min fair time shares ignoring speed,
-   max min_j s_j·Σ_t x_jt subject to the base constraints.
+   max min_j s_j·Σ_t x_jt subject to the base constraints. That LP is degenerate, so the
+   isolated throughput is T_j^iso = τ_j · Σ_t C_t T_jt / Σ_t C_t with τ_j = Σ_t x^iso_jt (the
+   job's share spread over its models by capacity), not a solver-chosen vertex.
 2. Allocation X: max min_j Σ_t (T_jt / T_j^iso)·s_j·x_jt, where T_jt is job j's throughput on
    model t and T_j^iso = Σ_t T_jt·x^iso_jt, subject to the base constraints
    x_jt ≥ 0, Σ_t x_jt ≤ 1, Σ_j s_j·x_jt ≤ C_t (s_j: devices, C_t: devices of model t).
@@ -90,12 +92,47 @@ class GavelPolicy:
     def __init__(self, window: int = 1024, grace_s: float = 60.0) -> None:
         self.window = window
         self.grace_s = grace_s
+        # The allocation depends only on the LP's inputs; as in Gavel it is recomputed only
+        # when they change (a memo of the last solve: same inputs, same answer).
+        self._memo: tuple[object, np.ndarray] | None = None
+
+    def _allocate(
+        self,
+        pairs: list[Entry],
+        thr: list[float],
+        scale: list[int],
+        mult: list[int],
+        capacity: list[float],
+    ) -> np.ndarray:
+        key = (tuple(pairs), tuple(thr), tuple(scale), tuple(mult), tuple(capacity))
+        if self._memo is not None and self._memo[0] == key:
+            return self._memo[1]
+        n = len(scale)
+        # 1. isolated allocation (every throughput 1): coefficient s_j
+        x_iso = max_min_lp(pairs, [float(scale[c]) for c, _ in pairs], scale, capacity, n, mult)
+        # The isolated LP is degenerate (every vertex with the same time shares is optimal),
+        # so T_iso takes each job's time share from it and spreads it over the job's models in
+        # proportion to their capacity: the symmetric optimum, independent of the solver.
+        share = np.zeros(n)
+        cap_thr = np.zeros(n)
+        cap_sum = np.zeros(n)
+        for v, (c, t) in enumerate(pairs):
+            share[c] += x_iso[v]
+            cap_thr[c] += capacity[t] * thr[v]
+            cap_sum[c] += capacity[t]
+        iso = np.where(cap_sum > 0, share * cap_thr / np.maximum(cap_sum, 1e-12), 0.0)
+        # 2. heterogeneity-aware allocation, normalized by the isolated throughput
+        coef = [thr[v] * scale[c] / iso[c] if iso[c] > 0 else 0.0 for v, (c, _) in enumerate(pairs)]
+        x = max_min_lp(pairs, coef, scale, capacity, n, mult)
+        self._memo = (key, x)
+        return x
 
     def run(self, ctx: PassContext) -> None:
         snap = ctx.snap
         models: list[ModelId] = list(snap.pool.models)
         t_index = {m: i for i, m in enumerate(models)}
-        running = [r for r in snap.running.values() if r.id not in ctx.stopping]
+        # every active job is in the LP, stopping ones too: they are Gavel's jobs in flight
+        running = list(snap.running.values())
         jobs: list[QueuedJob] = [r.job for r in running]
         for q in snap.fifo_queue():
             if len(jobs) >= self.window:
@@ -105,34 +142,25 @@ class GavelPolicy:
         if not jobs:
             return
         # Jobs with the same size and throughput row are interchangeable: one LP row each.
-        classes: dict[tuple[object, ...], int] = {}
-        cls_of: list[int] = []
-        rows: list[list[tuple[int, float]]] = []
-        scale: list[int] = []
+        job_keys = []
         for q in jobs:
-            row = [(t_index[m], speed(ctx, q, m)) for m in sorted(q.spec.models) if m in t_index]
-            key = (q.spec.count, tuple(row))
-            if key not in classes:
-                classes[key] = len(rows)
-                rows.append(row)
-                scale.append(q.spec.count)
-            cls_of.append(classes[key])
+            row = tuple(
+                (t_index[m], speed(ctx, q, m)) for m in sorted(q.spec.models) if m in t_index
+            )
+            job_keys.append((q.spec.count, row))
+        # classes in a canonical order, so that the same set of jobs gives the same LP
+        ordered = sorted(set(job_keys))
+        index = {k: c for c, k in enumerate(ordered)}
+        cls_of = [index[k] for k in job_keys]
+        rows = [list(k[1]) for k in ordered]
+        scale = [k[0] for k in ordered]
         mult = [0] * len(rows)
         for c in cls_of:
             mult[c] += 1
         pairs: list[Entry] = [(c, t) for c, row in enumerate(rows) for t, _ in row]
         thr = [thr for row in rows for _, thr in row]
         capacity = [float(snap.pool.devices_by_model[m]) for m in models]
-        # 1. isolated allocation (every throughput 1): coefficient s_j
-        x_iso = max_min_lp(
-            pairs, [float(scale[c]) for c, _ in pairs], scale, capacity, len(rows), mult
-        )
-        iso = np.zeros(len(rows))
-        for v, (c, _) in enumerate(pairs):
-            iso[c] += thr[v] * x_iso[v]
-        # 2. heterogeneity-aware allocation, normalized by the isolated throughput
-        coef = [thr[v] * scale[c] / iso[c] if iso[c] > 0 else 0.0 for v, (c, _) in enumerate(pairs)]
-        x_cls = max_min_lp(pairs, coef, scale, capacity, len(rows), mult)
+        x_cls = self._allocate(pairs, thr, scale, mult, capacity)
         alloc: dict[int, list[tuple[int, float]]] = {}
         for v, (c, t) in enumerate(pairs):
             alloc.setdefault(c, []).append((t, float(x_cls[v])))
