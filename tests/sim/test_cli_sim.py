@@ -12,15 +12,36 @@ def test_sim_compare_writes_json_csv_and_html(tmp_path: Path) -> None:
     scenario = small_scenario(tmp_path)
     out = tmp_path / "out.json"
     report = tmp_path / "report"
-    result = CliRunner().invoke(cli, ["sim", "compare", "--scenario", str(scenario),
-                                      "--policies", "fifo,alliance", "--json", str(out),
-                                      "--report", str(report)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "sim",
+            "compare",
+            "--scenario",
+            str(scenario),
+            "--policies",
+            "fifo,alliance",
+            "--json",
+            str(out),
+            "--report",
+            str(report),
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert [p["policy"] for p in doc["policies"]] == ["fifo", "alliance"]
     for p in doc["policies"]:
-        assert {"jobs", "completed", "jct_mean_s", "jct_median_s", "jct_p99_s", "makespan_s",
-                "utilization", "wall_s", "members"} <= set(p)
+        assert {
+            "jobs",
+            "completed",
+            "jct_mean_s",
+            "jct_median_s",
+            "jct_p99_s",
+            "makespan_s",
+            "utilization",
+            "wall_s",
+            "members",
+        } <= set(p)
         assert p["completed"] == p["jobs"] == 40 + 40 + 9  # 23dbec has 9 jobs in all
         assert p["members"]["23dbec"]["jct_ratio_vs_alone"] is None  # commons
         assert p["members"]["6214e9"]["tier"] == "contributor"
@@ -34,11 +55,24 @@ def test_sim_compare_writes_json_csv_and_html(tmp_path: Path) -> None:
 def test_sim_run_single_policy(tmp_path: Path) -> None:
     scenario = small_scenario(tmp_path, lines_per_vc=10)
     out = tmp_path / "one.json"
-    result = CliRunner().invoke(cli, ["sim", "run", "--scenario", str(scenario), "--policy",
-                                      "gavel", "--json", str(out), "--no-alone"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "sim",
+            "run",
+            "--scenario",
+            str(scenario),
+            "--policy",
+            "gavel",
+            "--json",
+            str(out),
+            "--no-alone",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["policy"] == "gavel" and doc["completed"] == 29
-    result = CliRunner().invoke(cli, ["sim", "run", "--scenario", str(scenario), "--policy",
-                                      "lottery"])
+    result = CliRunner().invoke(
+        cli, ["sim", "run", "--scenario", str(scenario), "--policy", "lottery"]
+    )
     assert result.exit_code == 3

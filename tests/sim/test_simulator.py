@@ -14,8 +14,15 @@ from ..builders import AllianceBuilder, job
 V100 = ModelId("V100-16GB")
 
 
-def sim_job(jid: str, member: str, devices: int, arrival: float, work: float,
-            speed: float = 1.0, checkpoint: float | None = None) -> SimJob:
+def sim_job(
+    jid: str,
+    member: str,
+    devices: int,
+    arrival: float,
+    work: float,
+    speed: float = 1.0,
+    checkpoint: float | None = None,
+) -> SimJob:
     spec = job(jid, member, devices, V100)
     if checkpoint is not None:
         from dataclasses import replace
@@ -25,8 +32,13 @@ def sim_job(jid: str, member: str, devices: int, arrival: float, work: float,
 
 
 def one_node():  # type: ignore[no-untyped-def]
-    return (AllianceBuilder().member("a").site("s", "a")
-            .nodes_of("s", "V100-16GB", 1, devices=2).build())
+    return (
+        AllianceBuilder()
+        .member("a")
+        .site("s", "a")
+        .nodes_of("s", "V100-16GB", 1, devices=2)
+        .build()
+    )
 
 
 def jcts(result) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -54,10 +66,16 @@ def test_backfill_under_alliance_is_exact() -> None:
 
 
 def test_reclaim_preempts_loses_work_since_checkpoint_and_resumes() -> None:
-    alliance = (AllianceBuilder().member("x").member("d", tier="commons").site("s", "x")
-                .nodes_of("s", "V100-16GB", 1, devices=1).build())
+    alliance = (
+        AllianceBuilder()
+        .member("x")
+        .member("d", tier="commons")
+        .site("s", "x")
+        .nodes_of("s", "V100-16GB", 1, devices=1)
+        .build()
+    )
     jobs = [sim_job("D", "d", 1, 0, 1000, checkpoint=100), sim_job("E", "x", 1, 250, 10)]
-    res = Simulation(alliance, jobs, get_policy("alliance"), SimParams(None)).run()
+    res = Simulation(alliance, jobs, get_policy("alliance"), SimParams(None, False)).run()
     # E arrives at 250 within x's guarantee; D is preempted with 300 s grace and stops at 550,
     # keeping its checkpoint at 500 and losing 50 s of work; E runs 550-560; D resumes at 560
     # with 500 left and ends at 1060.
@@ -67,18 +85,30 @@ def test_reclaim_preempts_loses_work_since_checkpoint_and_resumes() -> None:
     totals = check_conservation(res)
     assert totals["device_s"] == pytest.approx(1000 + 50 + 10)
     assert totals["lost_device_s"] == pytest.approx(50)
-    summary = summarize(res, SimParams(None), alone=False)
+    summary = summarize(res, SimParams(None, False), alone=False)
     assert summary["preemptions"] == 1
     # x waited within its share from 250 to 550: 300 s, all of it within the grace period
     assert summary["members"]["x"]["guarantee_violation_s"] == 0
 
 
 def test_every_policy_conserves_work_and_is_deterministic() -> None:
-    alliance = (AllianceBuilder().member("a").member("b").member("c", tier="commons")
-                .site("sa", "a").site("sb", "b").nodes_of("sa", "V100-16GB", 2, devices=4)
-                .nodes_of("sb", "V100-16GB", 1, devices=4).build())
-    jobs = [sim_job(f"j{i}", "abc"[i % 3], [1, 2, 4][i % 3], i * 37.0, 500 + 91 * (i % 7),
-                    checkpoint=120) for i in range(60)]
+    alliance = (
+        AllianceBuilder()
+        .member("a")
+        .member("b")
+        .member("c", tier="commons")
+        .site("sa", "a")
+        .site("sb", "b")
+        .nodes_of("sa", "V100-16GB", 2, devices=4)
+        .nodes_of("sb", "V100-16GB", 1, devices=4)
+        .build()
+    )
+    jobs = [
+        sim_job(
+            f"j{i}", "abc"[i % 3], [1, 2, 4][i % 3], i * 37.0, 500 + 91 * (i % 7), checkpoint=120
+        )
+        for i in range(60)
+    ]
     for policy in ("fifo", "fair", "gavel", "alliance"):
         first = Simulation(alliance, jobs, get_policy(policy), SimParams(None)).run()
         check_conservation(first)
@@ -95,8 +125,13 @@ def test_conservation_check_catches_a_broken_record() -> None:
 
 def test_a_job_that_fits_nowhere_is_reported() -> None:
     jobs = [sim_job("big", "a", 2, 0, 10)]
-    small = AllianceBuilder().member("a").site("s", "a").nodes_of("s", "V100-16GB", 1,
-                                                                  devices=1).build()
+    small = (
+        AllianceBuilder()
+        .member("a")
+        .site("s", "a")
+        .nodes_of("s", "V100-16GB", 1, devices=1)
+        .build()
+    )
     with pytest.raises(RuntimeError, match="never finished"):
         Simulation(small, jobs, get_policy("alliance"), SimParams(None)).run()
 
@@ -111,3 +146,23 @@ def test_event_queue_orders_by_time_kind_then_sequence() -> None:
     assert [q.pop().payload for _ in range(5)] == ["early", "c", "a1", "a2", "p"]
     with pytest.raises(ValueError, match="in the past"):
         q.push(1, Kind.PASS)
+
+
+def test_a_job_that_checkpoints_when_signaled_keeps_its_progress() -> None:
+    alliance = (
+        AllianceBuilder()
+        .member("x")
+        .member("d", tier="commons")
+        .site("s", "x")
+        .nodes_of("s", "V100-16GB", 1, devices=1)
+        .build()
+    )
+    jobs = [sim_job("D", "d", 1, 0, 1000), sim_job("E", "x", 1, 250, 10)]
+    # no periodic checkpoints: signaled at 250, it keeps 250 of work and loses the 300 s of
+    # grace; resumes at 560 with 750 left
+    res = Simulation(alliance, jobs, get_policy("alliance"), SimParams(None, True)).run()
+    assert jcts(res) == {"D": 1310, "E": 310}
+    assert res.records[JobId("D")].lost_device_s == pytest.approx(300)
+    res = Simulation(alliance, jobs, get_policy("alliance"), SimParams(None, False)).run()
+    assert jcts(res) == {"D": 1560, "E": 310}  # without any checkpoint the run is lost
+    check_conservation(res)

@@ -60,7 +60,8 @@ def test_bad_trace_lines_name_file_and_line(tmp_path: Path) -> None:
         "ResNet-50 (batch size 64)\tcmd\t-n\t1\t100\t0\t1\n"
         "truncated line\t1\n"
         "ResNet-50 (batch size 64)\tcmd\t-n\t1\tmany\t0\t1\n"
-        "Unknown job\tcmd\t-n\t1\t100\t0\t1\n")
+        "Unknown job\tcmd\t-n\t1\t100\t0\t1\n"
+    )
     with pytest.raises(ValidationError) as err:
         load_gavel(tmp_path, Throughputs(THR, GAVEL_TYPES), 4)
     where = [p.field for p in err.value.problems]

@@ -1,8 +1,10 @@
 """The simulated executor: runs jobs on a virtual clock, checkpoints, loses work on preemption.
 
-A run of job j on model f progresses at ``speed[f]`` work per second. With a checkpoint
-interval c, a run that is stopped after e seconds keeps floor(e / c)·c·speed of its progress
-(the last periodic checkpoint) and loses the rest; without one it loses all of it. A run that
+A run of job j on model f progresses at ``speed[f]`` work per second. A preempted run gets a
+signal (SIGTERM) at time s and stops at the end of its grace period. It keeps the larger of
+- its progress at the signal, if jobs checkpoint when signaled (``checkpoint_on_signal``), and
+- its last periodic checkpoint: floor(e / c)·c·speed after e seconds with interval c;
+and loses the rest, which is counted. A job with neither loses its whole run. A run that
 reaches its work completes.
 """
 
@@ -49,9 +51,15 @@ class JobRecord:
 
 
 class SimulatedExecutor:
-    def __init__(self, jobs: dict[JobId, SimJob], default_checkpoint_s: float | None) -> None:
+    def __init__(
+        self,
+        jobs: dict[JobId, SimJob],
+        default_checkpoint_s: float | None,
+        checkpoint_on_signal: bool = True,
+    ) -> None:
         self.records = {j: JobRecord(job) for j, job in jobs.items()}
         self.default_checkpoint_s = default_checkpoint_s
+        self.checkpoint_on_signal = checkpoint_on_signal
         self._token = 0
 
     def checkpoint_s(self, rec: JobRecord) -> float | None:
@@ -81,14 +89,17 @@ class SimulatedExecutor:
         rec.finished_at = now
         return True
 
-    def stop(self, job: JobId, now: float) -> None:
-        """A preempted run ends now: keep its last checkpoint, lose the rest."""
+    def stop(self, job: JobId, now: float, signaled_at: float) -> None:
+        """A preempted run, signaled at ``signaled_at``, ends now: keep its best checkpoint,
+        lose the rest."""
         rec = self.records[job]
         run = rec.runs[-1]
         elapsed = now - run.start
         progress = min(elapsed * run.speed, rec.job.work - rec.done)
         c = self.checkpoint_s(rec)
         kept = 0.0 if not c else min(progress, math.floor(elapsed / c) * c * run.speed)
+        if self.checkpoint_on_signal:
+            kept = max(kept, min(progress, (signaled_at - run.start) * run.speed))
         run.end, run.kept, run.lost = now, kept, progress - kept
         rec.done += kept
         rec.preemptions += 1

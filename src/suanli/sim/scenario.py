@@ -51,6 +51,7 @@ class PoolEntry(_Strict):
 
 class SimEntry(_Strict):
     checkpoint_interval: float | str | None = "30m"
+    checkpoint_on_signal: bool = True
     grace: float | str = "5m"
     half_life: float | str = "7d"
 
@@ -163,6 +164,7 @@ def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) ->
         else parse_duration(doc.sim.checkpoint_interval),
         grace_s=parse_duration(doc.sim.grace),
         half_life_s=parse_duration(doc.sim.half_life),
+        checkpoint_on_signal=doc.sim.checkpoint_on_signal,
     )
     trace_path = Path(trace).resolve() if trace else resolve(doc.trace.path)
     if not trace_path.exists():

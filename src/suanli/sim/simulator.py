@@ -27,11 +27,14 @@ from suanli.sim.workload import SimJob
 @dataclass(frozen=True)
 class SimParams:
     """``round_s``: also run a pass every this many seconds while jobs wait or run (Gavel's
-    rounds; None: passes only when something happened). ``grace_s``: the guarantee-violation
+    rounds; None: passes only when something happened). ``checkpoint_on_signal``: a preempted
+    job saves its progress when signaled (the grace period's work is lost); otherwise only its
+    periodic checkpoints count. ``grace_s``: the guarantee-violation
     clock starts after this much waiting. ``half_life_s``: decay of members' past usage fed to
     the scheduler. ``sample_s``: spacing of the time series for plots."""
 
     default_checkpoint_s: float | None = 1800.0
+    checkpoint_on_signal: bool = True
     round_s: float | None = None
     grace_s: float = 300.0
     half_life_s: float = 7 * 86400.0
@@ -78,7 +81,9 @@ class Simulation:
         if len(self.jobs) != len(jobs):
             raise ValueError("job ids in a simulation must be unique")
         self.snap = Snapshot.from_alliance(alliance)
-        self.exec = SimulatedExecutor(self.jobs, self.params.default_checkpoint_s)
+        self.exec = SimulatedExecutor(
+            self.jobs, self.params.default_checkpoint_s, self.params.checkpoint_on_signal
+        )
         self.q = EventQueue()
         self._tokens: dict[JobId, int] = {}
         self._pass_at: float | None = None
@@ -198,7 +203,7 @@ class Simulation:
                 self.q.push(end, Kind.COMPLETE, (d.job, token))
             elif isinstance(d, Preempt):
                 snap.mark_stopping(d.job)
-                self.q.push(t + d.grace_s, Kind.STOPPED, (d.job, self._tokens[d.job]))
+                self.q.push(t + d.grace_s, Kind.STOPPED, (d.job, self._tokens[d.job], t))
         self._update_guarantees(t)
         self._sample(t)
         if self._round_s and snap.pending:
@@ -245,9 +250,9 @@ class Simulation:
                         progress(finished / total)
                     self._want_pass(ev.time)
             elif ev.kind is Kind.STOPPED:
-                jid, token = ev.payload
+                jid, token, signaled_at = ev.payload
                 if self._tokens.get(jid) == token and jid in self.snap.running:
-                    self.exec.stop(jid, ev.time)
+                    self.exec.stop(jid, ev.time, signaled_at)
                     self._attain(jid, ev.time)
                     self.snap.requeue(jid)
                     self._tokens.pop(jid)
