@@ -47,6 +47,9 @@ class PoolEntry(_Strict):
     devices: dict[str, Annotated[int, Field(ge=0)]]
     devices_per_node: Annotated[int, Field(ge=1, le=64)] = 4
     region: str = "philly"
+    #: calibrate each model's TFLOPS from the trace's measured speeds (relative to the
+    #: reference GPU type's catalog figure) instead of datasheet peaks
+    calibrate_from_throughputs: str | None = None
 
 
 class SimEntry(_Strict):
@@ -88,7 +91,12 @@ def find_scenario(name_or_file: str) -> Path:
     )
 
 
-def philly_pool(entry: PoolEntry, members: list[str], base: Path) -> Alliance:
+def philly_pool(
+    entry: PoolEntry,
+    members: list[str],
+    base: Path,
+    calibration: dict[ModelId, float] | None = None,
+) -> Alliance:
     """Members are the trace's VCs; those with a row in ``vc_sizes`` contribute in proportion to
     their real VC size, split over every model (largest remainder, whole nodes); the others form
     the commons tier. All sites share one region, as Philly's VCs shared one datacenter."""
@@ -113,7 +121,13 @@ def philly_pool(entry: PoolEntry, members: list[str], base: Path) -> Alliance:
             for k in range(given[m]):
                 nid = NodeId(f"{m}-{model}-{k:03d}")
                 nodes[nid] = Node(
-                    nid, SiteId(f"{m}-site"), mid, entry.devices_per_node, cpu=64, memory_gb=512
+                    nid,
+                    SiteId(f"{m}-site"),
+                    mid,
+                    entry.devices_per_node,
+                    cpu=64,
+                    memory_gb=512,
+                    calibrated_tflops=(calibration or {}).get(mid),
                 )
     kinds = [MemberKind.UNIVERSITY, MemberKind.STARTUP, MemberKind.INSTITUTE]
     mem: dict[MemberId, Member] = {}
@@ -175,8 +189,14 @@ def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) ->
         )
     thr = Throughputs(resolve(doc.trace.throughputs), GAVEL_TYPES)
     load = load_gavel(trace_path, thr, doc.pool.devices_per_node, params.default_checkpoint_s)
-    alliance = philly_pool(doc.pool, load.members, base)
+    calibration = None
+    if doc.pool.calibrate_from_throughputs:
+        ref_gpu = doc.pool.calibrate_from_throughputs
+        ref_tflops = load_catalog().get(GAVEL_TYPES[ref_gpu]).peak_tflops or 1.0
+        calibration = {m: r * ref_tflops for m, r in thr.relative_speed(ref_gpu).items()}
+    alliance = philly_pool(doc.pool, load.members, base, calibration)
     notes: Mapping[str, Any] = {
+        "calibrated_tflops": {k: round(v, 2) for k, v in (calibration or {}).items()},
         "extrapolated_jobs": load.extrapolated_jobs,
         "trace": str(trace_path),
         "seed": seed,

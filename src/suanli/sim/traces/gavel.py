@@ -54,6 +54,18 @@ class Throughputs:
                     table[(job_type, int(scale))] = float(entry["null"])
             self.table[gpu] = table
 
+    def relative_speed(self, reference: str) -> dict[ModelId, float]:
+        """Per model, the geometric mean over job types of single-GPU speed relative to the
+        ``reference`` GPU type: a measured ratio for calibrating normalized units."""
+        out: dict[ModelId, float] = {}
+        ref = self.table[reference]
+        for gpu, model in self.types.items():
+            ratios = [
+                math.log(v / ref[k]) for k, v in self.table[gpu].items() if k[1] == 1 and k in ref
+            ]
+            out[model] = math.exp(sum(ratios) / len(ratios)) if ratios else 1.0
+        return out
+
     def speed(self, job_type: str, scale: int) -> tuple[dict[ModelId, float], bool]:
         """Steps per second per model for the whole job, and whether the rule was used."""
         out: dict[ModelId, float] = {}
