@@ -8,6 +8,7 @@ pass sees its own admissions, and it does trial removals with undo for reclaim.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from suanli.model.ids import JobId, MemberId, ModelId
 from suanli.model.job import Placement
@@ -44,6 +45,10 @@ class PassContext:
         self.member_blocked: dict[MemberId, str] = {}
         self.end_reason = ""
         self.examined = 0
+        #: bumped whenever usage in the pass changes, so policies may cache sums over it
+        self.version = 0
+        #: scratch space for a policy's per-pass caches (keyed by the policy's name)
+        self.cache: dict[str, Any] = {}
         self._no_fit: set[tuple[object, ...]] = set()
 
     @staticmethod
@@ -90,6 +95,7 @@ class PassContext:
         key = (q.member, placement.model)
         self.used_devices[key] = self.used_devices.get(key, 0) + placement.devices
         self.used_nu[q.member] = self.used_nu.get(q.member, 0.0) + self.nu_of(placement)
+        self.version += 1
         self.decisions.append(Admit(q.id, placement, reason))
         self.admitted.add(q.id)
         self.reasons.pop(q.id, None)
@@ -161,6 +167,7 @@ class PassContext:
             )
             self.free.take(Placement(model, rest), r.spec.cpu, r.spec.memory_gb)
         key = (q.member, model)
+        self.version += 1
         self.used_devices[key] = self.used_devices.get(key, 0) + q.spec.count
         self.used_nu[q.member] = self.used_nu.get(q.member, 0.0) + self.job_nu(q, model)
 

@@ -59,6 +59,28 @@ class FairPolicy(GuaranteedSharing):
             ctx.used_nu.get(m, 0.0) / weight,
         )
 
+    def _lend_borrow(self, ctx: PassContext, m: MemberId, f: ModelId) -> tuple[float, float]:
+        """What m lends (unused nominal, within its lending limit) and borrows on f."""
+        nom, used = self._nominal(ctx, m, f), self._used(ctx, m, f)
+        share = ctx.snap.shares.get((m, f))
+        limit = share.lending_limit if share and share.lending_limit is not None else INF
+        return min(limit, max(0, nom - used)), max(0, used - nom)
+
+    def _cohort(self, ctx: PassContext, f: ModelId) -> tuple[float, float]:
+        """Sums over all members of lendable and borrowed devices of f, cached per pass
+        version (they change only when the pass admits or reserves)."""
+        cache: dict[ModelId, tuple[int, float, float]] = ctx.cache.setdefault(self.name, {})
+        hit = cache.get(f)
+        if hit is not None and hit[0] == ctx.version:
+            return hit[1], hit[2]
+        lendable = borrowed = 0.0
+        for o in ctx.snap.members:
+            lend, borrow = self._lend_borrow(ctx, o, f)
+            lendable += lend
+            borrowed += borrow
+        cache[f] = (ctx.version, lendable, borrowed)
+        return lendable, borrowed
+
     def _quota(self, ctx: PassContext, m: MemberId, f: ModelId, n: int) -> str:
         """Empty if ``m`` may use ``n`` more devices of ``f`` by quota, else why not."""
         nominal, used = self._nominal(ctx, m, f), self._used(ctx, m, f)
@@ -69,15 +91,9 @@ class FairPolicy(GuaranteedSharing):
         limit = share.borrowing_limit if share and share.borrowing_limit is not None else INF
         if used + n - nominal > limit:
             return f"borrowing limit on {f} reached ({used}+{n} > {nominal}+{limit})"
-        lendable = borrowed = 0.0
-        for o in ctx.snap.members:
-            if o == m:
-                continue
-            o_nom, o_used = self._nominal(ctx, o, f), self._used(ctx, o, f)
-            o_share = ctx.snap.shares.get((o, f))
-            o_lend = o_share.lending_limit if o_share and o_share.lending_limit is not None else INF
-            lendable += min(o_lend, max(0, o_nom - o_used))
-            borrowed += max(0, o_used - o_nom)
+        total_lend, total_borrow = self._cohort(ctx, f)
+        own_lend, own_borrow = self._lend_borrow(ctx, m, f)
+        lendable, borrowed = total_lend - own_lend, total_borrow - own_borrow
         if borrowed + extra > lendable:
             return f"the cohort has no lendable {f} left ({lendable - borrowed:.0f} devices)"
         return ""
