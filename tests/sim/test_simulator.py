@@ -166,3 +166,32 @@ def test_a_job_that_checkpoints_when_signaled_keeps_its_progress() -> None:
     res = Simulation(alliance, jobs, get_policy("alliance"), SimParams(None, False)).run()
     assert jcts(res) == {"D": 1560, "E": 310}  # without any checkpoint the run is lost
     check_conservation(res)
+
+
+def test_a_node_failure_requeues_its_jobs_from_their_last_checkpoint() -> None:
+    from suanli.model.ids import NodeId
+    from suanli.sim.simulator import Fault
+
+    alliance = (
+        AllianceBuilder()
+        .member("a")
+        .site("s", "a")
+        .nodes_of("s", "V100-16GB", 2, devices=1)
+        .build()
+    )
+    first = sorted(alliance.nodes)[0]
+    jobs = [sim_job("A", "a", 1, 0, 1000, checkpoint=100)]
+    faults = (Fault(250, NodeId(first), down_s=100),)
+    sim = Simulation(alliance, jobs, get_policy("alliance"), SimParams(None), faults)
+    res = sim.run()
+    # A ran on the first node 0-250, kept its checkpoint at 200 (no signal on a failure),
+    # lost 50, restarted at 250 on the other node with 800 left
+    assert jcts(res) == {"A": 1050}
+    rec = res.records[JobId("A")]
+    assert rec.preemptions == 1 and rec.lost_device_s == pytest.approx(50)
+    assert sim.node_failures_jobs == 1
+    check_conservation(res)
+    with pytest.raises(ValueError, match="unknown node"):
+        Simulation(
+            alliance, jobs, get_policy("alliance"), SimParams(None), (Fault(1, NodeId("nope")),)
+        )

@@ -80,3 +80,14 @@ def test_scenario_errors(tmp_path: Path) -> None:
     scenario = small_scenario(tmp_path)
     with pytest.raises(ValidationError, match="does not exist"):
         load_scenario(str(scenario), trace=str(tmp_path / "nowhere"))
+
+
+def test_scenario_faults_are_checked_and_loaded(tmp_path: Path) -> None:
+    scenario = small_scenario(tmp_path)
+    text = scenario.read_text()
+    scenario.write_text(text + "faults:\n  - {at: 1d, node: nowhere}\n")
+    with pytest.raises(ValidationError, match="unknown node"):
+        load_scenario(str(scenario))
+    scenario.write_text(text + "faults:\n  - {at: 1d, node: 6214e9-K80-000, down: 2h}\n")
+    sc = load_scenario(str(scenario))
+    assert sc.faults[0].at == 86400 and sc.faults[0].down_s == 7200

@@ -42,7 +42,8 @@ def _meta(sc: Scenario) -> dict[str, Any]:
 
 
 def _run(sc: Scenario, policy: str, alone: bool) -> tuple[SimResult, dict[str, Any]]:
-    res = Simulation(sc.alliance, sc.jobs, get_policy(policy), sc.params).run(_progress(policy))
+    sim = Simulation(sc.alliance, sc.jobs, get_policy(policy), sc.params, sc.faults)
+    res = sim.run(_progress(policy))
     return res, summarize(res, sc.params, alone=alone)
 
 

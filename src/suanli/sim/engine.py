@@ -18,8 +18,9 @@ class Kind(IntEnum):
     COMPLETE = 0  # a run finished its work
     STOPPED = 1  # a preempted run's grace period ended
     NODE_DOWN = 2  # a node failed or was removed
-    ARRIVAL = 3  # a job was submitted
-    PASS = 4  # a scheduling pass
+    NODE_UP = 3  # a failed node came back
+    ARRIVAL = 4  # a job was submitted
+    PASS = 5  # a scheduling pass
 
 
 @dataclass(order=True, frozen=True, slots=True)

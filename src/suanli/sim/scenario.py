@@ -22,7 +22,7 @@ from suanli.model.ids import MemberId, ModelId, NodeId, SiteId
 from suanli.model.member import Member, MemberKind, Tier
 from suanli.model.node import Node
 from suanli.model.site import Site
-from suanli.sim.simulator import SimParams
+from suanli.sim.simulator import Fault, SimParams
 from suanli.sim.traces.gavel import Throughputs, load_gavel
 from suanli.sim.workload import SimJob
 from suanli.spec.common import parse_duration, pydantic_problems, read_yaml
@@ -59,12 +59,19 @@ class SimEntry(_Strict):
     half_life: float | str = "7d"
 
 
+class FaultEntry(_Strict):
+    at: float | str
+    node: str
+    down: float | str | None = None
+
+
 class ScenarioFile(_Strict):
     name: str
     description: str = ""
     trace: TraceEntry
     pool: PoolEntry
     sim: SimEntry = SimEntry()
+    faults: list[FaultEntry] = []
 
 
 @dataclass
@@ -74,6 +81,7 @@ class Scenario:
     jobs: list[SimJob]
     params: SimParams
     notes: dict[str, Any]
+    faults: tuple[Fault, ...] = ()
 
 
 def find_scenario(name_or_file: str) -> Path:
@@ -201,4 +209,17 @@ def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) ->
         "trace": str(trace_path),
         "seed": seed,
     }
-    return Scenario(doc.name, alliance, load.jobs, params, dict(notes))
+    faults = []
+    for k, f in enumerate(doc.faults):
+        if f.node not in alliance.nodes:
+            raise ValidationError(
+                [Problem(f"faults.{k}.node", f"unknown node {f.node!r}")], str(path)
+            )
+        faults.append(
+            Fault(
+                parse_duration(f.at),
+                NodeId(f.node),
+                None if f.down is None else parse_duration(f.down),
+            )
+        )
+    return Scenario(doc.name, alliance, load.jobs, params, dict(notes), tuple(faults))

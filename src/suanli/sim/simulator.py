@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from suanli.model.alliance import Alliance
-from suanli.model.ids import JobId, MemberId, ModelId
+from suanli.model.ids import JobId, MemberId, ModelId, NodeId
 from suanli.sched.decision import Admit, Preempt
 from suanli.sched.policy import Policy
 from suanli.sched.schedule import schedule
@@ -39,6 +39,17 @@ class SimParams:
     grace_s: float = 300.0
     half_life_s: float = 7 * 86400.0
     sample_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """At ``at`` seconds, ``node`` fails (its jobs stop at once, keeping only periodic
+    checkpoints, and are requeued); it comes back after ``down_s`` seconds, or never (None:
+    removed from the pool)."""
+
+    at: float
+    node: NodeId
+    down_s: float | None = None
 
 
 @dataclass
@@ -73,9 +84,14 @@ class Simulation:
         jobs: list[SimJob],
         policy: Policy,
         params: SimParams | None = None,
+        faults: tuple[Fault, ...] = (),
     ) -> None:
         self.alliance = alliance
         self.policy = policy
+        self.faults = faults
+        for f in faults:
+            if f.node not in alliance.nodes:
+                raise ValueError(f"fault names unknown node {f.node!r}")
         self.params = params or SimParams()
         self.jobs = {j.spec.id: j for j in jobs}
         if len(self.jobs) != len(jobs):
@@ -101,6 +117,7 @@ class Simulation:
         self._next_sample = 0.0
         self.passes = 0
         self.sched_s = 0.0
+        self.node_failures_jobs = 0
         #: a policy that plans in rounds says so (Gavel); otherwise passes follow events
         self._round_s: float | None = getattr(policy, "round_s", None) or self.params.round_s
 
@@ -215,6 +232,22 @@ class Simulation:
             self._pass_at = t
             self.q.push(t, Kind.PASS)
 
+    def _node_down(self, fault: Fault, now: float) -> None:
+        """The node stops taking jobs; jobs on it die now (no signal, so only periodic
+        checkpoints survive) and are requeued; the node returns after ``down_s``."""
+        self.snap.set_schedulable(fault.node, False)
+        victims = [j for j, r in self.snap.running.items() if fault.node in r.placement.nodes]
+        for jid in sorted(victims):
+            run = self.exec.current(jid)
+            self.exec.stop(jid, now, signaled_at=run.start)
+            self._attain(jid, now)
+            self.snap.requeue(jid)
+            self._tokens.pop(jid)
+        self.node_failures_jobs += len(victims)
+        if fault.down_s is not None:
+            self.q.push(now + fault.down_s, Kind.NODE_UP, fault.node)
+        self._want_pass(now)
+
     def _attain(self, job: JobId, now: float) -> None:
         """Device time received per model, closed when a run ends (Gavel's rounds use it)."""
         r = self.snap.running[job]
@@ -225,6 +258,8 @@ class Simulation:
         wall0 = time.perf_counter()
         for sj in sorted(self.jobs.values(), key=lambda j: (j.arrival, j.spec.id)):
             self.q.push(sj.arrival, Kind.ARRIVAL, sj)
+        for f in self.faults:
+            self.q.push(f.at, Kind.NODE_DOWN, f)
         total = len(self.jobs)
         finished = 0
         while len(self.q):
@@ -257,6 +292,11 @@ class Simulation:
                     self.snap.requeue(jid)
                     self._tokens.pop(jid)
                     self._want_pass(ev.time)
+            elif ev.kind is Kind.NODE_DOWN:
+                self._node_down(ev.payload, ev.time)
+            elif ev.kind is Kind.NODE_UP:
+                self.snap.set_schedulable(ev.payload, True)
+                self._want_pass(ev.time)
             elif ev.kind is Kind.PASS:
                 self._pass(ev.time)
         unfinished = [j for j, r in self.exec.records.items() if r.finished_at is None]
