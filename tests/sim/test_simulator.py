@@ -132,8 +132,11 @@ def test_a_job_that_fits_nowhere_is_reported() -> None:
         .nodes_of("s", "V100-16GB", 1, devices=1)
         .build()
     )
-    with pytest.raises(RuntimeError, match="never finished"):
-        Simulation(small, jobs, get_policy("alliance"), SimParams(None)).run()
+    res = Simulation(small, jobs, get_policy("alliance"), SimParams(None)).run()
+    assert "no free 2 device(s)" in res.unfinished[JobId("big")]
+    check_conservation(res)
+    summary = summarize(res, SimParams(None), alone=False)
+    assert summary["completed"] == 0 and summary["unfinished"] == 1
 
 
 def test_event_queue_orders_by_time_kind_then_sequence() -> None:

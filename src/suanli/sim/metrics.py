@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +52,16 @@ def check_conservation(res: SimResult) -> dict[str, float]:
     lost_device_s = 0.0
     for jid, rec in res.records.items():
         if rec.finished_at is None:
-            raise ConservationError(f"{jid} never finished")
+            if jid not in res.unfinished:
+                raise ConservationError(f"{jid} neither finished nor was reported unfinished")
+            if any(r.end is None for r in rec.runs) or rec.done >= rec.job.work:
+                raise ConservationError(f"unfinished {jid} has an open run or all its work")
+            for r in rec.runs:
+                assert r.end is not None
+                run_device_s += r.devices * (r.end - r.start)
+                useful_device_s += r.devices * r.kept / r.speed
+                lost_device_s += r.devices * r.lost / r.speed
+            continue
         ends = [r for r in rec.runs if r.end == rec.finished_at and r.kept > 0]
         if not rec.runs or rec.runs[-1].end != rec.finished_at or len(ends) != 1:
             raise ConservationError(f"{jid} did not end exactly once")
@@ -110,8 +120,9 @@ def alone_baseline(
     sub = Simulation(mine, fits, get_policy(policy), params).run()
     return AloneBaseline(
         {
-            j: r.finished_at - r.job.arrival  # type: ignore[operator]
+            j: r.finished_at - r.job.arrival
             for j, r in sub.records.items()
+            if r.finished_at is not None
         },
         len(jobs) - len(fits),
         sub.wall_s,
@@ -120,17 +131,18 @@ def alone_baseline(
 
 def summarize(res: SimResult, params: SimParams, alone: bool = True) -> dict[str, Any]:
     recs = list(res.records.values())
-    jct = {j: (r.finished_at or r.job.arrival) - r.job.arrival for j, r in res.records.items()}
-    queue = [(r.first_start or 0.0) - r.job.arrival for r in recs]
+    done = [r for r in recs if r.finished_at is not None]
+    jct = {r.job.spec.id: r.finished_at - r.job.arrival for r in done if r.finished_at}
+    queue = [r.first_start - r.job.arrival for r in recs if r.first_start is not None]
     first = min(r.job.arrival for r in recs)
-    last = max(r.finished_at or 0.0 for r in recs)
+    last = max((r.finished_at for r in done if r.finished_at is not None), default=first)
     makespan = last - first
     conservation = check_conservation(res)
     pool_nu = sum(n.devices * res.alliance.nu_per_device(n) for n in res.alliance.nodes.values())
     members: dict[str, Any] = {}
     alone_wall = 0.0
     for m, member in res.alliance.members.items():
-        mine = [r for r in recs if r.job.spec.member == m]
+        mine = [r for r in done if r.job.spec.member == m]
         entry: dict[str, Any] = {
             "tier": member.tier.value,
             "jobs": len(mine),
@@ -158,12 +170,14 @@ def summarize(res: SimResult, params: SimParams, alone: bool = True) -> dict[str
     return {
         "policy": res.policy,
         "jobs": len(recs),
-        "completed": sum(1 for r in recs if r.finished_at is not None),
-        "jct_mean_s": statistics.fmean(jcts),
-        "jct_median_s": statistics.median(jcts),
+        "completed": len(done),
+        "unfinished": len(res.unfinished),
+        "unfinished_reasons": dict(Counter(res.unfinished.values()).most_common(5)),
+        "jct_mean_s": statistics.fmean(jcts) if jcts else math.nan,
+        "jct_median_s": statistics.median(jcts) if jcts else math.nan,
         "jct_p99_s": percentile(jcts, 0.99),
-        "queue_mean_s": statistics.fmean(queue),
-        "queue_median_s": statistics.median(queue),
+        "queue_mean_s": statistics.fmean(queue) if queue else math.nan,
+        "queue_median_s": statistics.median(queue) if queue else math.nan,
         "makespan_s": makespan,
         "utilization": res.busy_nu_s / (pool_nu * makespan) if makespan > 0 else 0.0,
         "device_utilization": conservation["device_s"]

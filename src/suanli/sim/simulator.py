@@ -75,6 +75,8 @@ class SimResult:
     sched_s: float
     wall_s: float
     end_time: float
+    #: jobs that could never start, with the scheduler's reason
+    unfinished: dict[JobId, str] = field(default_factory=dict)
 
 
 class Simulation:
@@ -299,12 +301,11 @@ class Simulation:
                 self._want_pass(ev.time)
             elif ev.kind is Kind.PASS:
                 self._pass(ev.time)
-        unfinished = [j for j, r in self.exec.records.items() if r.finished_at is None]
-        if unfinished:
-            raise RuntimeError(
-                f"{len(unfinished)} job(s) never finished (e.g. {unfinished[0]}):"
-                " they fit no node of the pool"
-            )
+        # Jobs still waiting when nothing else can happen never start: say why, once.
+        unfinished = {}
+        if self.snap.pending:
+            last = schedule(self.snap, self.policy)
+            unfinished = {j: last.reason(self.snap, j) for j in self.snap.pending}
         return SimResult(
             policy=getattr(self.policy, "name", type(self.policy).__name__),
             alliance=self.alliance,
@@ -320,4 +321,5 @@ class Simulation:
             sched_s=self.sched_s,
             wall_s=time.perf_counter() - wall0,
             end_time=self._last,
+            unfinished=unfinished,
         )

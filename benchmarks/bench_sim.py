@@ -1,0 +1,142 @@
+"""Simulator benchmark: a synthetic trace of N jobs under a policy, wall time and peak memory.
+
+The pool is the scheduler benchmark's (20 members, 2,000 nodes, 16,000 accelerators over 13
+models). Jobs arrive as a Poisson process at about 80 % of the pool's capacity; sizes 1 to 8
+devices (5 % gangs of 2 whole nodes); durations log-normal (median 1 h); 90 % preemptible;
+each job runs at its model's NU-relative speed times a per-job factor in [0.5, 1.5].
+
+    uv run python benchmarks/bench_sim.py [--jobs 10000,100000,1000000] [--policy alliance]
+
+Prints one JSON line per size: simulator wall time, scheduler time, passes, jobs per second and
+peak resident memory (ru_maxrss of this process, so run sizes in increasing order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_sched import MODELS, STACK_SETS, make_pool
+from suanli.catalog.accelerator import load_catalog
+from suanli.model.alliance import Alliance
+from suanli.model.ids import JobId, ModelId, SiteId
+from suanli.model.job import Gang, JobSpec
+from suanli.model.node import Node
+from suanli.model.site import Site
+from suanli.sched.policy import get_policy
+from suanli.sim.simulator import SimParams, Simulation
+from suanli.sim.workload import SimJob
+
+
+def alliance_from_bench_pool(seed: int) -> Alliance:
+    p = make_pool(random.Random(seed))
+    sites = {}
+    nodes = {}
+    for n in p.pool.nodes:
+        sites.setdefault(n.site, Site(SiteId(n.site), n.owner, "dc"))
+        nodes[n.id] = Node(
+            n.id,
+            n.site,
+            n.model,
+            n.devices,
+            n.cpu,
+            n.memory_gb,
+            tuple(tuple(g for g in range(n.devices) if m >> g & 1) for m in n.group_masks)
+            if len(n.group_masks) > 1
+            else (),
+            n.nu_per_device * 1000,
+        )
+    return Alliance("bench", load_catalog(), p.members, sites, nodes, {})
+
+
+def make_trace(alliance: Alliance, n: int, seed: int) -> list[SimJob]:
+    rng = random.Random(seed)
+    members = sorted(alliance.members)
+    ent = alliance.entitlement_nu()
+    nu = {
+        m: alliance.nu_per_device(next(x for x in alliance.nodes.values() if x.model == m))
+        for m in MODELS
+    }
+    singles = [frozenset({ModelId(m)}) for m in MODELS]
+    stacks = [frozenset(ModelId(m) for m in v) for v in STACK_SETS.values()]
+    devices = sum(x.devices for x in alliance.nodes.values())
+    mean_dev_s = 3.4 * math.exp(math.log(3600) + 0.5)  # mean size x mean duration
+    rate = 0.8 * devices / mean_dev_s
+    t = 0.0
+    out = []
+    for i in range(n):
+        t += rng.expovariate(rate)
+        r = rng.random()
+        models = (
+            rng.choice(singles)
+            if r < 0.5
+            else rng.choice(stacks)
+            if r < 0.8
+            else frozenset(ModelId(m) for m in rng.sample(MODELS, 3))
+        )
+        gang = Gang(2, 8) if rng.random() < 0.05 else Gang(1, rng.choice([1, 1, 2, 2, 4, 8]))
+        if "Ascend910C" in models and gang.per_node % 2:
+            models = frozenset(models - {ModelId("Ascend910C")}) or frozenset(
+                {ModelId("Ascend910B")}
+            )
+        duration = rng.lognormvariate(math.log(3600), 1.0)
+        factor = rng.uniform(0.5, 1.5)
+        ref = max(nu[m] for m in models)
+        speed = {m: factor * nu[m] / ref * gang.devices for m in models}
+        member = rng.choice(members)
+        # commons members (no guarantee) only submit preemptible jobs: others could never run
+        commons = ent.get(member, 0.0) == 0.0
+        spec = JobSpec(
+            JobId(f"s{i}"),
+            member,
+            gang.devices,
+            models,
+            gang,
+            preemptible=commons or rng.random() < 0.9,
+        )
+        out.append(SimJob(spec, t, duration * gang.devices * factor, speed))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="simulator benchmark")
+    ap.add_argument("--jobs", default="10000,100000,1000000")
+    ap.add_argument("--policy", default="alliance")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    alliance = alliance_from_bench_pool(args.seed)
+    for n in (int(x) for x in args.jobs.split(",")):
+        t0 = time.perf_counter()
+        jobs = make_trace(alliance, n, args.seed)
+        gen_s = time.perf_counter() - t0
+        sim = Simulation(alliance, jobs, get_policy(args.policy), SimParams(1800.0))
+        res = sim.run()
+        rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+        print(
+            json.dumps(
+                {
+                    "policy": args.policy,
+                    "jobs": n,
+                    "generate_s": round(gen_s, 1),
+                    "wall_s": round(res.wall_s, 1),
+                    "scheduler_s": round(res.sched_s, 1),
+                    "passes": res.passes,
+                    "jobs_per_s": round(n / res.wall_s),
+                    "peak_rss_gb": round(rss_gb, 2),
+                }
+            ),
+            flush=True,
+        )
+        del jobs, res, sim
+
+
+if __name__ == "__main__":
+    main()
