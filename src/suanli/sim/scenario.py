@@ -7,7 +7,6 @@ Paths in a scenario are relative to the scenario file and may contain ``{seed}``
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,7 +23,9 @@ from suanli.model.node import Node
 from suanli.model.site import Site
 from suanli.sim.simulator import Fault, SimParams
 from suanli.sim.traces.gavel import Throughputs, load_gavel
+from suanli.sim.traces.generic_csv import load_csv
 from suanli.sim.workload import SimJob
+from suanli.spec.alliance_file import load_alliance
 from suanli.spec.common import parse_duration, pydantic_problems, read_yaml
 
 REPO_SCENARIOS = Path(__file__).resolve().parents[3] / "scenarios"
@@ -36,9 +37,16 @@ class _Strict(BaseModel):
 
 
 class TraceEntry(_Strict):
-    format: Literal["gavel-msr"]
+    format: Literal["gavel-msr", "csv"]
     path: str
     throughputs: str | None = None
+
+
+class AlliancePool(_Strict):
+    """The pool is an alliance file (members, sites, nodes, shares, grants, datasets)."""
+
+    format: Literal["alliance"]
+    file: str
 
 
 class PoolEntry(_Strict):
@@ -69,7 +77,7 @@ class ScenarioFile(_Strict):
     name: str
     description: str = ""
     trace: TraceEntry
-    pool: PoolEntry
+    pool: PoolEntry | AlliancePool = Field(discriminator="format")
     sim: SimEntry = SimEntry()
     faults: list[FaultEntry] = []
 
@@ -191,24 +199,34 @@ def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) ->
     trace_path = Path(trace).resolve() if trace else resolve(doc.trace.path)
     if not trace_path.exists():
         raise ValidationError([Problem("trace.path", f"{trace_path} does not exist")], str(path))
-    if doc.trace.throughputs is None:
-        raise ValidationError(
-            [Problem("trace.throughputs", "gavel-msr needs a throughput file")], str(path)
-        )
-    thr = Throughputs(resolve(doc.trace.throughputs), GAVEL_TYPES)
-    load = load_gavel(trace_path, thr, doc.pool.devices_per_node, params.default_checkpoint_s)
-    calibration = None
-    if doc.pool.calibrate_from_throughputs:
-        ref_gpu = doc.pool.calibrate_from_throughputs
-        ref_tflops = load_catalog().get(GAVEL_TYPES[ref_gpu]).peak_tflops or 1.0
-        calibration = {m: r * ref_tflops for m, r in thr.relative_speed(ref_gpu).items()}
-    alliance = philly_pool(doc.pool, load.members, base, calibration)
-    notes: Mapping[str, Any] = {
-        "calibrated_tflops": {k: round(v, 2) for k, v in (calibration or {}).items()},
-        "extrapolated_jobs": load.extrapolated_jobs,
-        "trace": str(trace_path),
-        "seed": seed,
-    }
+    notes: dict[str, Any] = {"trace": str(trace_path), "seed": seed}
+    if doc.trace.format == "csv":
+        if not isinstance(doc.pool, AlliancePool):
+            raise ValidationError(
+                [Problem("pool.format", "a csv trace needs an alliance pool")], str(path)
+            )
+        alliance = load_alliance(resolve(doc.pool.file))
+        jobs = load_csv(trace_path, alliance, params.default_checkpoint_s)
+    else:
+        if doc.trace.throughputs is None:
+            raise ValidationError(
+                [Problem("trace.throughputs", "gavel-msr needs a throughput file")], str(path)
+            )
+        if not isinstance(doc.pool, PoolEntry):
+            raise ValidationError(
+                [Problem("pool.format", "gavel-msr needs a philly-vc pool")], str(path)
+            )
+        thr = Throughputs(resolve(doc.trace.throughputs), GAVEL_TYPES)
+        load = load_gavel(trace_path, thr, doc.pool.devices_per_node, params.default_checkpoint_s)
+        calibration = None
+        if doc.pool.calibrate_from_throughputs:
+            ref_gpu = doc.pool.calibrate_from_throughputs
+            ref_tflops = load_catalog().get(GAVEL_TYPES[ref_gpu]).peak_tflops or 1.0
+            calibration = {m: r * ref_tflops for m, r in thr.relative_speed(ref_gpu).items()}
+        alliance = philly_pool(doc.pool, load.members, base, calibration)
+        jobs = load.jobs
+        notes["extrapolated_jobs"] = load.extrapolated_jobs
+        notes["calibrated_tflops"] = {k: round(v, 2) for k, v in (calibration or {}).items()}
     faults = []
     for k, f in enumerate(doc.faults):
         if f.node not in alliance.nodes:
@@ -222,4 +240,4 @@ def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) ->
                 None if f.down is None else parse_duration(f.down),
             )
         )
-    return Scenario(doc.name, alliance, load.jobs, params, dict(notes), tuple(faults))
+    return Scenario(doc.name, alliance, jobs, params, notes, tuple(faults))
