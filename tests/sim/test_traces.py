@@ -76,7 +76,7 @@ def test_scenario_errors(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as err:
         load_scenario(str(bad))
     fields = {p.field for p in err.value.problems}
-    assert "trace.format" in fields and "pool.format" in fields
+    assert "trace.format" in fields and "pool" in fields
     scenario = small_scenario(tmp_path)
     with pytest.raises(ValidationError, match="does not exist"):
         load_scenario(str(scenario), trace=str(tmp_path / "nowhere"))

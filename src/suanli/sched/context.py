@@ -38,7 +38,7 @@ class PassContext:
         self.reasons: dict[JobId, str] = {}
         self.admitted: set[JobId] = set()
         #: running jobs that are or will be stopping (issued earlier, or in this pass)
-        self.stopping: set[JobId] = {j for j, r in snapshot.running.items() if r.stopping}
+        self.stopping: set[JobId] = set(snapshot.stopping)
         #: stopping jobs already counted on by a reclaim in this pass
         self.claimed: set[JobId] = set()
         #: per member, why its queue stopped being served (for jobs the pass did not reach)
@@ -174,14 +174,17 @@ class PassContext:
     def _minimize(
         self, q: QueuedJob, model: ModelId, removed: list[RunningJob]
     ) -> list[RunningJob]:
-        keep = list(removed)
-        for r in reversed(removed[:-1]):
-            trial = [x for x in keep if x is not r]
-            for x in trial:
-                self.free.give(x.placement, x.spec.cpu, x.spec.memory_gb)
-            ok = self.free.fit(q.spec, model, q.allowed_sites) is not None
-            for x in trial:
-                self.free.take(x.placement, x.spec.cpu, x.spec.memory_gb)
-            if ok:
-                keep = trial
+        """Drop victims that turned out unnecessary, in one backward pass: with every victim
+        removed, put each one back (last added first) and keep it running if q still fits."""
+        for r in removed:
+            self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
+        keep: list[RunningJob] = []
+        for r in reversed(removed):
+            self.free.take(r.placement, r.spec.cpu, r.spec.memory_gb)
+            if self.free.fit(q.spec, model, q.allowed_sites) is None:
+                self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
+                keep.append(r)
+        for r in keep:  # undo: the victims still hold their devices
+            self.free.take(r.placement, r.spec.cpu, r.spec.memory_gb)
+        keep.reverse()
         return keep

@@ -144,6 +144,8 @@ class Snapshot:
         self.free = FreeState(pool)
         self.pending: dict[JobId, QueuedJob] = {}
         self.running: dict[JobId, RunningJob] = {}
+        #: running jobs in their grace period (a preemption was issued)
+        self.stopping: set[JobId] = set()
         #: running jobs per (member, model), for reclaim without a scan of every running job
         self.running_by: dict[tuple[MemberId, ModelId], dict[JobId, RunningJob]] = {}
         self.used_devices: dict[tuple[MemberId, ModelId], int] = {}
@@ -215,9 +217,11 @@ class Snapshot:
 
     def mark_stopping(self, job: JobId) -> None:
         self.running[job].stopping = True
+        self.stopping.add(job)
 
     def _release(self, job: JobId) -> RunningJob:
         r = self.running.pop(job)
+        self.stopping.discard(job)
         self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
         self._account(r, -1)
         return r
