@@ -21,18 +21,26 @@ def test_example_csv_scenario_loads_with_nu_relative_speeds() -> None:
 
 def test_bad_rows_name_file_line_and_column(tmp_path: Path, example_alliance: Alliance) -> None:
     f = tmp_path / "t.csv"
-    f.write_text(HEADER + "0,xinghuo,8,H800,60,,true\n"
-                 "x,xinghuo,8,H800,60,,true\n"
-                 "0,nobody,8,H800,60,,true\n"
-                 "0,xinghuo,8,TPU,60,,true\n"
-                 "0,xinghuo,8,H800,60,3x3,true\n"
-                 "0,xinghuo,8,H800,60,,maybe\n"
-                 "0,xinghuo\n")
+    f.write_text(
+        HEADER + "0,xinghuo,8,H800,60,,true\n"
+        "x,xinghuo,8,H800,60,,true\n"
+        "0,nobody,8,H800,60,,true\n"
+        "0,xinghuo,8,TPU,60,,true\n"
+        "0,xinghuo,8,H800,60,3x3,true\n"
+        "0,xinghuo,8,H800,60,,maybe\n"
+        "0,xinghuo\n"
+    )
     with pytest.raises(ValidationError) as err:
         load_csv(f, example_alliance)
     got = [p.field for p in err.value.problems]
-    assert got == ["t.csv:3", "t.csv:4.member", "t.csv:5.models", "t.csv:6.gang",
-                   "t.csv:7.preemptible", "t.csv:8"]
+    assert got == [
+        "t.csv:3",
+        "t.csv:4.member",
+        "t.csv:5.models",
+        "t.csv:6.gang",
+        "t.csv:7.preemptible",
+        "t.csv:8",
+    ]
 
 
 def test_header_problems(tmp_path: Path, example_alliance: Alliance) -> None:
