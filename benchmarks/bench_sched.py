@@ -97,27 +97,34 @@ def make_pool(rng: random.Random) -> Pool20:
     return Pool20(pool, members, shares, ent)
 
 
+def draw_shape(
+    rng: random.Random, singles: list[frozenset[ModelId]], stacks: list[frozenset[ModelId]]
+) -> tuple[frozenset[ModelId], Gang]:
+    """Acceptable models (half one model, 30 % a stack, 20 % three models) and a gang shape
+    (95 % one node of 1 to 8 devices, 5 % two or four whole nodes)."""
+    r = rng.random()
+    models = (
+        rng.choice(singles)
+        if r < 0.5
+        else rng.choice(stacks)
+        if r < 0.8
+        else frozenset(ModelId(m) for m in rng.sample(MODELS, 3))
+    )
+    if rng.random() < 0.05:
+        gang = Gang(rng.choice([2, 4]), 8)
+    else:
+        gang = Gang(1, rng.choice([1, 1, 2, 2, 4, 8]))
+    if "Ascend910C" in models and gang.per_node % 2:
+        models = frozenset(models - {ModelId("Ascend910C")}) or frozenset({ModelId("Ascend910B")})
+    return models, gang
+
+
 def make_jobs(rng: random.Random, n: int, members: list[MemberId]) -> list[JobSpec]:
     single = [frozenset({ModelId(m)}) for m in MODELS]
     stacks = [frozenset(ModelId(m) for m in v) for v in STACK_SETS.values()]
     out = []
     for i in range(n):
-        r = rng.random()
-        models = (
-            rng.choice(single)
-            if r < 0.5
-            else rng.choice(stacks)
-            if r < 0.8
-            else frozenset(ModelId(m) for m in rng.sample(MODELS, 3))
-        )
-        if rng.random() < 0.05:
-            gang = Gang(rng.choice([2, 4]), 8)
-        else:
-            gang = Gang(1, rng.choice([1, 1, 2, 2, 4, 8]))
-        if "Ascend910C" in models and gang.per_node % 2:
-            models = frozenset(models - {ModelId("Ascend910C")}) or frozenset(
-                {ModelId("Ascend910B")}
-            )
+        models, gang = draw_shape(rng, single, stacks)
         out.append(
             JobSpec(
                 JobId(f"j{i}"),

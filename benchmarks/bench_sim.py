@@ -2,7 +2,7 @@
 
 The pool is the scheduler benchmark's (20 members, 2,000 nodes, 16,000 accelerators over 13
 models). Jobs arrive as a Poisson process at about 80 % of the pool's capacity; sizes 1 to 8
-devices (5 % gangs of 2 whole nodes); durations log-normal (median 1 h); 90 % preemptible;
+devices (5 % gangs of 2 or 4 whole nodes); durations log-normal (median 1 h); 90 % preemptible;
 each job runs at its model's NU-relative speed times a per-job factor in [0.5, 1.5].
 
     uv run python benchmarks/bench_sim.py [--jobs 10000,100000,1000000] [--policy alliance]
@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_sched import MODELS, STACK_SETS, make_pool
+from bench_sched import MODELS, STACK_SETS, draw_shape, make_pool
 from suanli.catalog.accelerator import load_catalog
 from suanli.model.alliance import Alliance
 from suanli.model.ids import JobId, ModelId, SiteId
-from suanli.model.job import Gang, JobSpec
+from suanli.model.job import JobSpec
 from suanli.model.node import Node
 from suanli.model.site import Site
 from suanli.sched.policy import get_policy
@@ -74,19 +74,7 @@ def make_trace(alliance: Alliance, n: int, seed: int) -> list[SimJob]:
     out = []
     for i in range(n):
         t += rng.expovariate(rate)
-        r = rng.random()
-        models = (
-            rng.choice(singles)
-            if r < 0.5
-            else rng.choice(stacks)
-            if r < 0.8
-            else frozenset(ModelId(m) for m in rng.sample(MODELS, 3))
-        )
-        gang = Gang(2, 8) if rng.random() < 0.05 else Gang(1, rng.choice([1, 1, 2, 2, 4, 8]))
-        if "Ascend910C" in models and gang.per_node % 2:
-            models = frozenset(models - {ModelId("Ascend910C")}) or frozenset(
-                {ModelId("Ascend910B")}
-            )
+        models, gang = draw_shape(rng, singles, stacks)
         duration = rng.lognormvariate(math.log(3600), 1.0)
         factor = rng.uniform(0.5, 1.5)
         ref = max(nu[m] for m in models)

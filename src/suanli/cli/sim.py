@@ -69,6 +69,8 @@ seed_opt = click.option(
     show_default=True,
     help="trace seed, for scenarios whose paths use {seed}",
 )
+json_opt = click.option("--json", "json_path", type=click.Path(path_type=Path))
+report_opt = click.option("--report", "report_dir", type=click.Path(path_type=Path))
 alone_opt = click.option(
     "--no-alone",
     is_flag=True,
@@ -81,8 +83,8 @@ alone_opt = click.option(
 @trace_opt
 @seed_opt
 @click.option("--policy", default="alliance", show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path))
-@click.option("--report", "report_dir", type=click.Path(path_type=Path))
+@json_opt
+@report_opt
 @alone_opt
 def sim_run(
     scenario: str,
@@ -114,8 +116,8 @@ def sim_run(
 @trace_opt
 @seed_opt
 @click.option("--policies", default="fifo,fair,gavel,alliance", show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path))
-@click.option("--report", "report_dir", type=click.Path(path_type=Path))
+@json_opt
+@report_opt
 @alone_opt
 def sim_compare(
     scenario: str,

@@ -56,18 +56,13 @@ def check_conservation(res: SimResult) -> dict[str, float]:
                 raise ConservationError(f"{jid} neither finished nor was reported unfinished")
             if any(r.end is None for r in rec.runs) or rec.done >= rec.job.work:
                 raise ConservationError(f"unfinished {jid} has an open run or all its work")
-            for r in rec.runs:
-                assert r.end is not None
-                run_device_s += r.devices * (r.end - r.start)
-                useful_device_s += r.devices * r.kept / r.speed
-                lost_device_s += r.devices * r.lost / r.speed
-            continue
-        ends = [r for r in rec.runs if r.end == rec.finished_at and r.kept > 0]
-        if not rec.runs or rec.runs[-1].end != rec.finished_at or len(ends) != 1:
-            raise ConservationError(f"{jid} did not end exactly once")
-        kept = sum(r.kept for r in rec.runs)
-        if not math.isclose(kept, rec.job.work, rel_tol=REL):
-            raise ConservationError(f"{jid} kept {kept} work of {rec.job.work}")
+        else:
+            ends = [r for r in rec.runs if r.end == rec.finished_at and r.kept > 0]
+            if not rec.runs or rec.runs[-1].end != rec.finished_at or len(ends) != 1:
+                raise ConservationError(f"{jid} did not end exactly once")
+            kept = sum(r.kept for r in rec.runs)
+            if not math.isclose(kept, rec.job.work, rel_tol=REL):
+                raise ConservationError(f"{jid} kept {kept} work of {rec.job.work}")
         for r in rec.runs:
             assert r.end is not None
             run_device_s += r.devices * (r.end - r.start)
