@@ -110,6 +110,10 @@ class Catalog:
         except KeyError:
             raise NotFoundError(f"unknown accelerator model {model_id!r}") from None
 
+    def extended(self, models: Iterable[AcceleratorModel]) -> Catalog:
+        """This catalog plus ``models`` (a scenario's undisclosed models); ids must be new."""
+        return Catalog([*self._models.values(), *models])
+
     def resolve(self, name: str) -> tuple[ModelId, ...]:
         """Every model whose id or family equals ``name`` (case-insensitive), in catalog order.
 

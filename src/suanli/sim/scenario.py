@@ -7,6 +7,7 @@ Paths in a scenario are relative to the scenario file and may contain ``{seed}``
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,7 +15,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from suanli.catalog.accelerator import load_catalog
+from suanli.catalog.accelerator import STACKS, AcceleratorModel, load_catalog
 from suanli.errors import NotFoundError, Problem, ValidationError
 from suanli.model.alliance import Alliance
 from suanli.model.ids import MemberId, ModelId, NodeId, SiteId
@@ -22,6 +23,7 @@ from suanli.model.member import Member, MemberKind, Tier
 from suanli.model.node import Node
 from suanli.model.site import Site
 from suanli.sim.simulator import Fault, SimParams
+from suanli.sim.traces import alibaba
 from suanli.sim.traces.gavel import Throughputs, load_gavel
 from suanli.sim.traces.generic_csv import load_csv
 from suanli.sim.workload import SimJob
@@ -37,9 +39,11 @@ class _Strict(BaseModel):
 
 
 class TraceEntry(_Strict):
-    format: Literal["gavel-msr", "csv"]
+    format: Literal["gavel-msr", "csv", "alibaba-2023"]
     path: str
     throughputs: str | None = None
+    #: multiplies arrival times (not durations): below 1 compresses a light trace into a busier one
+    arrival_scale: Annotated[float, Field(gt=0)] = 1.0
 
 
 class AlliancePool(_Strict):
@@ -60,6 +64,35 @@ class PoolEntry(_Strict):
     calibrate_from_throughputs: str | None = None
 
 
+class ModelEntry(_Strict):
+    """A model the catalog does not have (the trace anonymized it): what the scenario assumes."""
+
+    tflops: Annotated[float, Field(gt=0)]
+    stack: str = "cuda"
+    vendor: str = "undisclosed"
+    memory_gb: Annotated[float, Field(gt=0)] | None = None
+    note: str = Field(min_length=1)
+
+
+class MemberEntry(_Strict):
+    """``nodes``: weight among node owners (0: a commons member); ``pods``: weight among pods."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    nodes: Annotated[float, Field(ge=0)] = 0
+    pods: Annotated[float, Field(gt=0)]
+
+
+class AlibabaPoolEntry(_Strict):
+    """The Alibaba 2023 trace's real inventory, dealt to members (rules in traces/alibaba.py)."""
+
+    format: Literal["alibaba-2023"]
+    nodes: str
+    region: str = "alibaba"
+    members: Annotated[list[MemberEntry], Field(min_length=1)]
+    #: trace model name -> declaration, for models the catalog lacks (G2, G3)
+    models: dict[str, ModelEntry] = {}
+
+
 class SimEntry(_Strict):
     checkpoint_interval: float | str | None = "30m"
     checkpoint_on_signal: bool = True
@@ -77,7 +110,7 @@ class ScenarioFile(_Strict):
     name: str
     description: str = ""
     trace: TraceEntry
-    pool: PoolEntry | AlliancePool = Field(discriminator="format")
+    pool: PoolEntry | AlliancePool | AlibabaPoolEntry = Field(discriminator="format")
     sim: SimEntry = SimEntry()
     faults: list[FaultEntry] = []
 
@@ -176,6 +209,57 @@ def only_member(alliance: Alliance, member: MemberId) -> Alliance:
     )
 
 
+def _alibaba(
+    name: str,
+    entry: AlibabaPoolEntry,
+    resolve: Callable[[str], Path],
+    trace_path: Path,
+    params: SimParams,
+) -> tuple[Alliance, list[SimJob], dict[str, Any]]:
+    names = [m.name for m in entry.members]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    problems = [Problem("pool.members", f"member {n!r} appears twice") for n in dup]
+    problems += [
+        Problem(f"pool.models.{k}.stack", f"unknown stack {v.stack!r}")
+        for k, v in entry.models.items()
+        if v.stack not in STACKS
+    ]
+    if problems:
+        raise ValidationError(problems, name)
+    extra = [
+        AcceleratorModel(
+            id=ModelId(k),
+            family=k,
+            vendor=v.vendor,
+            name=f"{k} (anonymized in the trace)",
+            memory_gb=v.memory_gb,
+            memory_bw_gbs=None,
+            peak_tflops=v.tflops,
+            peak_precision="fp16",
+            peak_basis="estimate",
+            stack=v.stack,
+            resource_name="nvidia.com/gpu" if v.stack == "cuda" else "",
+            alloc_unit=1,
+            source=f"scenario {name}: {v.note}",
+        )
+        for k, v in sorted(entry.models.items())
+    ]
+    catalog = load_catalog().extended(extra)
+    model_ids = {**alibaba.KNOWN_MODELS, **{k: ModelId(k) for k in entry.models}}
+    shares = [alibaba.MemberShare(m.name, m.nodes, m.pods) for m in entry.members]
+    nodes = alibaba.load_nodes(resolve(entry.nodes))
+    alliance = alibaba.build_alliance(name, nodes, shares, catalog, model_ids, entry.region)
+    load = alibaba.pods_to_jobs(
+        trace_path,
+        alibaba.load_pods(trace_path),
+        alliance,
+        shares,
+        model_ids,
+        params.default_checkpoint_s,
+    )
+    return alliance, load.jobs, dict(load.notes)
+
+
 def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) -> Scenario:
     path = find_scenario(name_or_file)
     data = read_yaml(path)
@@ -200,7 +284,15 @@ def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) ->
     if not trace_path.exists():
         raise ValidationError([Problem("trace.path", f"{trace_path} does not exist")], str(path))
     notes: dict[str, Any] = {"trace": str(trace_path), "seed": seed}
-    if doc.trace.format == "csv":
+    if doc.trace.format == "alibaba-2023":
+        if not isinstance(doc.pool, AlibabaPoolEntry):
+            raise ValidationError(
+                [Problem("pool.format", "an alibaba-2023 trace needs an alibaba-2023 pool")],
+                str(path),
+            )
+        alliance, jobs, load_notes = _alibaba(doc.name, doc.pool, resolve, trace_path, params)
+        notes.update(load_notes)
+    elif doc.trace.format == "csv":
         if not isinstance(doc.pool, AlliancePool):
             raise ValidationError(
                 [Problem("pool.format", "a csv trace needs an alliance pool")], str(path)
@@ -227,6 +319,10 @@ def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) ->
         jobs = load.jobs
         notes["extrapolated_jobs"] = load.extrapolated_jobs
         notes["calibrated_tflops"] = {k: round(v, 2) for k, v in (calibration or {}).items()}
+    if doc.trace.arrival_scale != 1.0:
+        for j in jobs:
+            j.arrival *= doc.trace.arrival_scale
+        notes["arrival_scale"] = doc.trace.arrival_scale
     faults = []
     for k, f in enumerate(doc.faults):
         if f.node not in alliance.nodes:
