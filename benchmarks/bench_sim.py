@@ -1,9 +1,11 @@
 """Simulator benchmark: a synthetic trace of N jobs under a policy, wall time and peak memory.
 
 The pool is the scheduler benchmark's (20 members, 2,000 nodes, 16,000 accelerators over 13
-models). Jobs arrive as a Poisson process at about 80 % of the pool's capacity; sizes 1 to 8
-devices (5 % gangs of 2 or 4 whole nodes); durations log-normal (median 1 h); 90 % preemptible;
-each job runs at its model's NU-relative speed times a per-job factor in [0.5, 1.5].
+models). Jobs arrive as a Poisson process offering ``--load`` (default 0.7) of the pool's
+capacity, counted on each job's fastest acceptable model (slower placements make the real load
+higher); sizes 1 to 8 devices (5 % gangs of 2 or 4 whole nodes); durations log-normal (median
+1 h); 90 % preemptible; each job runs at its model's NU-relative speed times a per-job factor in
+[0.5, 1.5].
 
     uv run python benchmarks/bench_sim.py [--jobs 10000,100000,1000000] [--policy alliance]
 
@@ -57,7 +59,7 @@ def alliance_from_bench_pool(seed: int) -> Alliance:
     return Alliance("bench", load_catalog(), p.members, sites, nodes, {})
 
 
-def make_trace(alliance: Alliance, n: int, seed: int) -> list[SimJob]:
+def make_trace(alliance: Alliance, n: int, seed: int, load: float = 0.7) -> list[SimJob]:
     rng = random.Random(seed)
     members = sorted(alliance.members)
     ent = alliance.entitlement_nu()
@@ -68,13 +70,15 @@ def make_trace(alliance: Alliance, n: int, seed: int) -> list[SimJob]:
     singles = [frozenset({ModelId(m)}) for m in MODELS]
     stacks = [frozenset(ModelId(m) for m in v) for v in STACK_SETS.values()]
     devices = sum(x.devices for x in alliance.nodes.values())
-    mean_dev_s = 3.4 * math.exp(math.log(3600) + 0.5)  # mean size x mean duration
-    rate = 0.8 * devices / mean_dev_s
+    shapes = [draw_shape(rng, singles, stacks) for _ in range(n)]
+    mean_size = sum(g.devices for _, g in shapes) / n
+    mean_duration = math.exp(math.log(3600) + 0.5)  # of the log-normal below
+    # device-seconds offered per second on the fastest acceptable model = load x devices
+    rate = load * devices / (mean_size * mean_duration)
     t = 0.0
     out = []
-    for i in range(n):
+    for i, (models, gang) in enumerate(shapes):
         t += rng.expovariate(rate)
-        models, gang = draw_shape(rng, singles, stacks)
         duration = rng.lognormvariate(math.log(3600), 1.0)
         factor = rng.uniform(0.5, 1.5)
         ref = max(nu[m] for m in models)
@@ -99,20 +103,37 @@ def main() -> None:
     ap.add_argument("--jobs", default="10000,100000,1000000")
     ap.add_argument("--policy", default="alliance")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--load",
+        type=float,
+        default=0.7,
+        help="offered device-seconds on each job's fastest model / pool capacity",
+    )
+    ap.add_argument(
+        "--pass-interval",
+        type=float,
+        default=None,
+        help="at most one scheduling pass per this many simulated seconds (default: per event)",
+    )
     args = ap.parse_args()
     alliance = alliance_from_bench_pool(args.seed)
     for n in (int(x) for x in args.jobs.split(",")):
         t0 = time.perf_counter()
-        jobs = make_trace(alliance, n, args.seed)
+        jobs = make_trace(alliance, n, args.seed, args.load)
         gen_s = time.perf_counter() - t0
-        sim = Simulation(alliance, jobs, get_policy(args.policy), SimParams(1800.0))
+        params = SimParams(1800.0, pass_interval_s=args.pass_interval)
+        sim = Simulation(alliance, jobs, get_policy(args.policy), params)
         res = sim.run()
+        jcts = [r.finished_at - r.job.arrival for r in res.records.values() if r.finished_at]
+        mean_jct = sum(jcts) / max(1, len(jcts))
         rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
         print(
             json.dumps(
                 {
                     "policy": args.policy,
                     "jobs": n,
+                    "pass_interval_s": args.pass_interval,
+                    "jct_mean_h": round(mean_jct / 3600, 2),
                     "generate_s": round(gen_s, 1),
                     "wall_s": round(res.wall_s, 1),
                     "scheduler_s": round(res.sched_s, 1),

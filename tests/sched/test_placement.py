@@ -1,5 +1,8 @@
 """Placement rules, one at a time, on hand-built pools."""
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from suanli.model.ids import SiteId
 from suanli.model.job import Placement
 from suanli.sched.placement import FreeState
@@ -103,3 +106,24 @@ def test_double_allocation_is_refused() -> None:
     fs.give(p, 1, 1)
     with pytest.raises(ValueError, match="already free"):
         fs.give(p, 1, 1)
+
+
+@given(st.lists(st.integers(1, 8), min_size=1, max_size=24), st.data())
+def test_might_fit_after_is_a_necessary_condition(sizes: list[int], data: st.DataObject) -> None:
+    """Whenever the cheap bound says no, giving back the jobs really leaves no placement."""
+    fs = free_state(base().nodes_of("s1", "H800-80GB", 3).nodes_of("s2", "H800-80GB", 2))
+    taken = []
+    for k, size in enumerate(sizes):
+        p = fs.fit(job(f"r{k}", "a", size, "H800-80GB"), "H800-80GB", None)
+        if p is not None:
+            fs.take(p, 1, 1)
+            taken.append(p)
+    freed = data.draw(st.lists(st.sampled_from(taken), unique=True)) if taken else []
+    specs = [job(f"q{c}", "a", c, "H800-80GB") for c in range(1, 9)]
+    specs += [job(f"g{n}", "a", 8 * n, "H800-80GB", nodes=n) for n in (2, 3)]
+    gains = fs.gains("H800-80GB", freed)  # type: ignore[arg-type]
+    bounds = [fs.might_fit(q, "H800-80GB", gains) for q in specs]  # type: ignore[arg-type]
+    for p in freed:
+        fs.give(p, 1, 1)
+    for q, bound in zip(specs, bounds, strict=True):
+        assert bound or fs.fit(q, "H800-80GB", None) is None  # type: ignore[arg-type]

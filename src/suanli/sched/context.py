@@ -7,7 +7,8 @@ pass sees its own admissions, and it does trial removals with undo for reclaim.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from suanli.model.ids import JobId, MemberId, ModelId
@@ -48,7 +49,7 @@ class PassContext:
         #: bumped whenever usage in the pass changes, so policies may cache sums over it
         self.version = 0
         #: scratch space for a policy's per-pass caches (keyed by the policy's name)
-        self.cache: dict[str, Any] = {}
+        self.cache: dict[Hashable, Any] = {}
         self._no_fit: set[tuple[object, ...]] = set()
 
     @staticmethod
@@ -104,6 +105,7 @@ class PassContext:
         if r.id in self.stopping:
             return
         self.stopping.add(r.id)
+        self.version += 1
         self.decisions.append(Preempt(r.id, reason, grace_s))
 
     def wait(self, q: QueuedJob, reason: str) -> None:
@@ -111,26 +113,27 @@ class PassContext:
 
     # -- reclaim ---------------------------------------------------------------------------
     def reclaim(
-        self, q: QueuedJob, models: Sequence[ModelId], victims: Iterable[RunningJob]
+        self,
+        q: QueuedJob,
+        models: Sequence[ModelId],
+        victims: Sequence[RunningJob],
+        key: Hashable | None = None,
     ) -> tuple[ModelId, list[RunningJob]] | None:
         """Find the fewest victims, in the order given, whose removal lets ``q`` fit on one of
         ``models``. Jobs already stopping (and not claimed by another reclaim in this pass)
         are removed first at no cost. Nothing is changed; the caller preempts the victims.
         Returns the model and the victims that still need a preemption (may be empty: then
-        the job only waits for stopping jobs to end)."""
+        the job only waits for stopping jobs to end). ``key``, if given, names ``victims``
+        for this state of the pass (same key, same victims), so that the candidates per model
+        and their counting bound are computed once."""
         for model in models:
+            trial, gains = self._trial(model, victims, key)
+            # Cheap bound first: no node would be free enough even with every candidate gone.
+            if not self.free.might_fit(q.spec, model, gains):
+                continue
             removed: list[RunningJob] = []
             fitted = False
-            running = self.snap.running
-            free_running = [
-                running[j]
-                for j in sorted(self.stopping - self.claimed)
-                if running[j].placement.model == model
-            ]
-            candidates = [
-                v for v in victims if v.placement.model == model and v.id not in self.stopping
-            ]
-            for r in [*free_running, *candidates]:
+            for r in trial:
                 self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
                 removed.append(r)
                 if self.free.fit(q.spec, model, q.allowed_sites) is not None:
@@ -145,6 +148,29 @@ class PassContext:
                 self._reserve(q, model, needed)
                 return model, [r for r in needed if r.id not in self.stopping]
         return None
+
+    def _trial(
+        self, model: ModelId, victims: Sequence[RunningJob], key: Hashable | None
+    ) -> tuple[list[RunningJob], tuple[int, Counter[int]]]:
+        """Stopping jobs not yet claimed, then the candidates, on ``model``; and their bound."""
+        ck = ("trial", key, model, self.version)
+        if key is not None and ck in self.cache:
+            got: tuple[list[RunningJob], tuple[int, Counter[int]]] = self.cache[ck]
+            return got
+        running = self.snap.running
+        free_running = [
+            running[j]
+            for j in sorted(self.stopping - self.claimed)
+            if running[j].placement.model == model
+        ]
+        candidates = [
+            v for v in victims if v.placement.model == model and v.id not in self.stopping
+        ]
+        trial = [*free_running, *candidates]
+        out = (trial, self.free.gains(model, (r.placement for r in trial)))
+        if key is not None:
+            self.cache[ck] = out
+        return out
 
     def _reserve(self, q: QueuedJob, model: ModelId, victims: list[RunningJob]) -> None:
         """For the rest of the pass, the victims' devices belong to the reclaiming job: in the

@@ -14,6 +14,7 @@ looks only at nodes that could hold the job, and a full pool answers in O(device
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from suanli.model.ids import ModelId, NodeId, SiteId
@@ -133,6 +134,44 @@ class FreeState:
     # -- queries ---------------------------------------------------------------------------
     def free_devices(self, model: ModelId) -> int:
         return self.by_model.get(model, 0)
+
+    def gains(self, model: ModelId, freed: Iterable[Placement]) -> tuple[int, Counter[int]]:
+        """What giving back ``freed`` (placements on ``model``) would leave, by counting only:
+        the most free devices on one schedulable node that gains, and how many gaining nodes
+        would be wholly free, by their size. Input to :meth:`might_fit`."""
+        gain: dict[int, int] = {}
+        index = self.pool.index
+        for p in freed:
+            for node_id, devices in p.assignments:
+                i = index[node_id]
+                gain[i] = gain.get(i, 0) + len(devices)
+        nodes, free, on = self.pool.nodes, self.free, self.schedulable
+        best = 0
+        whole: Counter[int] = Counter()
+        for i, k in gain.items():
+            if on[i]:
+                avail = free[i].bit_count() + k
+                best = max(best, avail)
+                if avail == nodes[i].devices:
+                    whole[avail] += 1
+        return best, whole
+
+    def might_fit(self, spec: JobSpec, model: ModelId, gains: tuple[int, Counter[int]]) -> bool:
+        """A necessary condition, by counting only, for ``spec`` to fit on ``model`` once the
+        placements summarized by ``gains`` are given back: some node would have enough free
+        devices (one node), or enough nodes would be wholly free (a multi-node gang). False
+        means no trial can succeed; True promises nothing (CPU, memory, topology, sites and
+        zones are not looked at)."""
+        buckets = self.buckets.get(model)
+        gang = spec.gang
+        if buckets is None or gang.per_node >= len(buckets):
+            return False
+        best, whole = gains
+        if gang.nodes == 1:
+            return best >= gang.per_node or any(
+                buckets[k] for k in range(gang.per_node, len(buckets))
+            )
+        return len(buckets[gang.per_node]) + whole[gang.per_node] >= gang.nodes
 
     def _pick_devices(self, node: PoolNode, n: int) -> tuple[int, ...] | None:
         free = self.free[node.index]

@@ -113,8 +113,20 @@ class GuaranteedSharing:
         raise NotImplementedError
 
     def victims(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
-        """Running jobs that may be preempted for ``q``, the first to go first."""
+        """Running jobs that may be preempted for ``q``, the first to go first. They may depend
+        on the pass's state and on ``models``, not on anything else of ``q``: the skeleton
+        reuses them for every job that reclaims the same models in the same state."""
         raise NotImplementedError
+
+    def _victims(
+        self, ctx: PassContext, q: QueuedJob, models: list[ModelId]
+    ) -> tuple[list[RunningJob], tuple[object, ...]]:
+        key = ("victims", tuple(models))
+        ck = (*key, ctx.version)
+        got: list[RunningJob] | None = ctx.cache.get(ck)
+        if got is None:
+            got = ctx.cache[ck] = self.victims(ctx, q, models)
+        return got, key
 
     def attempt(self, ctx: PassContext, q: QueuedJob, failed: set[tuple[object, ...]]) -> Outcome:
         order, guaranteed = self.models(ctx, q)
@@ -137,7 +149,8 @@ class GuaranteedSharing:
             why.append(f"no free {shape(q)} on {f}")
         mine = [f for f in order if f in guaranteed]
         if mine and ctx.signature(q) not in failed:
-            got = ctx.reclaim(q, mine, self.victims(ctx, q, mine))
+            victims, key = self._victims(ctx, q, mine)
+            got = ctx.reclaim(q, mine, victims, key)
             if got is not None:
                 model, victims = got
                 for v in victims:

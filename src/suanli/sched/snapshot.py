@@ -150,9 +150,13 @@ class Snapshot:
         self.running_by: dict[tuple[MemberId, ModelId], dict[JobId, RunningJob]] = {}
         self.used_devices: dict[tuple[MemberId, ModelId], int] = {}
         self.used_nu: dict[MemberId, float] = dict.fromkeys(self.members, 0.0)
+        #: devices in use per model, all members together
+        self.busy_by_model: dict[ModelId, int] = dict.fromkeys(pool.models, 0)
         self._by_member: dict[MemberId, _SortedQueue] = {m: _SortedQueue() for m in self.members}
         self._fifo = _SortedQueue()
         self._seq = 0
+        #: bumped by every change to the queue or to usage (for callers' caches)
+        self.changes = 0
 
     @classmethod
     def from_alliance(cls, alliance: Alliance, now: float = 0.0) -> Snapshot:
@@ -192,11 +196,13 @@ class Snapshot:
         return q
 
     def _enqueue(self, q: QueuedJob) -> None:
+        self.changes += 1
         self.pending[q.id] = q
         self._by_member[q.member].add(self.member_key(q))
         self._fifo.add(self.fifo_key(q))
 
     def _dequeue(self, job: JobId) -> QueuedJob:
+        self.changes += 1
         q = self.pending.pop(job)
         self._by_member[q.member].discard(job)
         self._fifo.discard(job)
@@ -241,7 +247,9 @@ class Snapshot:
         self.free.set_schedulable(node, on)
 
     def _account(self, r: RunningJob, sign: int) -> None:
+        self.changes += 1
         key = (r.member, r.placement.model)
+        self.busy_by_model[key[1]] += sign * r.placement.devices
         self.used_devices[key] = self.used_devices.get(key, 0) + sign * r.placement.devices
         if sign > 0:
             self.running_by.setdefault(key, {})[r.id] = r

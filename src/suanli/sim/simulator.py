@@ -31,7 +31,9 @@ class SimParams:
     job saves its progress when signaled (the grace period's work is lost); otherwise only its
     periodic checkpoints count. ``grace_s``: the guarantee-violation
     clock starts after this much waiting. ``half_life_s``: decay of members' past usage fed to
-    the scheduler. ``sample_s``: spacing of the time series for plots."""
+    the scheduler. ``sample_s``: spacing of the time series for plots. ``pass_interval_s``: at
+    most one pass per this many seconds of virtual time, as a controller reconciling on a
+    period (None: a pass at every instant something happened)."""
 
     default_checkpoint_s: float | None = 1800.0
     checkpoint_on_signal: bool = True
@@ -39,6 +41,7 @@ class SimParams:
     grace_s: float = 300.0
     half_life_s: float = 7 * 86400.0
     sample_s: float = 3600.0
+    pass_interval_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,12 @@ class Simulation:
         self.q = EventQueue()
         self._tokens: dict[JobId, int] = {}
         self._pass_at: float | None = None
+        self._last_pass = -math.inf
+        self._rates_at = -1
+        self._rates_cache: (
+            tuple[list[tuple[ModelId, int]], float, list[tuple[MemberId, float]], float | None]
+            | None
+        ) = None
         self._last = 0.0
         self._nu_total = self.snap.pool.total_nu
         self._models_total = dict(self.snap.pool.devices_by_model)
@@ -124,30 +133,48 @@ class Simulation:
         self._round_s: float | None = getattr(policy, "round_s", None) or self.params.round_s
 
     # -- time ------------------------------------------------------------------------------
+    def _rates(
+        self,
+    ) -> tuple[list[tuple[ModelId, int]], float, list[tuple[MemberId, float]], float | None]:
+        """Busy devices per model, NU in use, NU per member in use and Jain's index: constant
+        between changes to the snapshot, so computed once per change."""
+        snap = self.snap
+        if self._rates_at == snap.changes and self._rates_cache is not None:
+            return self._rates_cache
+        busy = [(model, n) for model, n in snap.busy_by_model.items() if n]
+        used = [(m, u) for m, u in snap.used_nu.items() if u > 0]
+        self._rates_cache = (busy, sum(u for _, u in used), used, self._jain())
+        self._rates_at = snap.changes
+        return self._rates_cache
+
     def _advance(self, t: float) -> None:
         dt = t - self._last
         if dt <= 0:
             return
-        snap = self.snap
-        for (_, model), n in snap.used_devices.items():
+        busy, used_total, used, jain = self._rates()
+        for model, n in busy:
             self.busy_device_s[model] += n * dt
-        used = snap.used_nu
-        self.busy_nu_s += sum(used.values()) * dt
+        self.busy_nu_s += used_total * dt
         half = self.params.half_life_s
         decay = 2.0 ** (-dt / half)
         grow = half / math.log(2) * (1.0 - decay)
-        for m, u in used.items():
+        history = self.snap.usage_history
+        for m in history:
+            history[m] *= decay
+        for m, u in used:
             self.member_nu_s[m] += u * dt
-            snap.usage_history[m] = snap.usage_history[m] * decay + u * grow
+            history[m] += u * grow
         for m, since in self._within_since.items():
             if since is not None:
                 start = max(self._last, since + self.params.grace_s)
                 if t > start:
                     self.violation_s[m] += t - start
-        self._jain_sample(dt)
+        if jain is not None:
+            self._jain_num += jain * dt
+            self._jain_den += dt
         self._last = t
 
-    def _jain_sample(self, dt: float) -> None:
+    def _jain(self) -> float | None:
         """Jain's index of usage over entitlement, over contributors with demand."""
         xs = []
         ent = self.snap.entitlement_nu
@@ -155,9 +182,8 @@ class Simulation:
             if e > 0 and (self.snap.pending_count(m) or self.snap.used_nu[m] > 0):
                 xs.append(self.snap.used_nu[m] / e)
         if len(xs) >= 2 and sum(xs) > 0:
-            j = sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs))
-            self._jain_num += j * dt
-            self._jain_den += dt
+            return sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs))
+        return None
 
     def _update_guarantees(self, t: float) -> None:
         """Members whose head job fits within their entitlement are 'waiting within share'."""
@@ -187,19 +213,19 @@ class Simulation:
         self._next_sample = t + self.params.sample_s
         s = self.series
         s.t.append(t)
-        busy: dict[ModelId, int] = dict.fromkeys(self._models_total, 0)
-        for (_, model), n in self.snap.used_devices.items():
-            busy[model] += n
-        for model, n in busy.items():
-            s.busy_by_model.setdefault(model, []).append(n)
+        for model in self._models_total:
+            s.busy_by_model.setdefault(model, []).append(self.snap.busy_by_model[model])
         for m, u in self.snap.used_nu.items():
             s.nu_by_member.setdefault(m, []).append(u)
 
     # -- events ----------------------------------------------------------------------------
     def _want_pass(self, t: float) -> None:
-        """Something changed: pass now, or at the next round for a round-based policy."""
+        """Something changed: pass now (or when the pass interval allows), or at the next round
+        for a round-based policy."""
         if self._round_s and self._pass_at is not None:
             return
+        if self.params.pass_interval_s is not None:
+            t = max(t, self._last_pass + self.params.pass_interval_s)
         if self._pass_at is None or self._pass_at > t:
             self._pass_at = t
             self.q.push(t, Kind.PASS)
@@ -208,6 +234,7 @@ class Simulation:
         if self._pass_at != t:
             return  # superseded by an earlier one
         self._pass_at = None
+        self._last_pass = t
         snap = self.snap
         snap.now = t
         t0 = time.perf_counter()
