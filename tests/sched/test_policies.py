@@ -41,14 +41,25 @@ def test_fifo_blocks_behind_its_head() -> None:
     a = two_members().build()
     snap = snapshot(
         a,
-        job("j1", "a", 4, "H800-80GB"),
-        job("j2", "b", 16, "H800-80GB"),
+        job("j0", "a", 6, "H800-80GB"),
+        job("j1", "a", 6, "H800-80GB"),
+        job("j2", "b", 8, "H800-80GB"),
         job("j3", "c", 1, "H800-80GB"),
+        job("j4", "c", 16, "H800-80GB"),
     )
     r = schedule(snap, get_policy("fifo"))
-    assert admitted(r) == ["j1"]
+    assert admitted(r) == ["j0", "j1"]
     assert "head of the FIFO queue" in r.reason(snap, JobId("j2"))
     assert "behind FIFO head j2" in r.reason(snap, JobId("j3"))
+
+
+def test_fifo_skips_a_job_no_node_could_ever_host() -> None:
+    snap = snapshot(
+        two_members().build(), job("big", "a", 16, "H800-80GB"), job("j", "b", 8, "H800-80GB")
+    )
+    r = schedule(snap, get_policy("fifo"))
+    assert admitted(r) == ["j"]
+    assert "could ever host it" in r.reason(snap, JobId("big"))
 
 
 # -- fair --------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The simulator on hand-computed scenarios: exact JCTs, preemption and lost work."""
 
+from dataclasses import replace
+
 import pytest
 
 from suanli.model.ids import JobId, ModelId
@@ -25,8 +27,6 @@ def sim_job(
 ) -> SimJob:
     spec = job(jid, member, devices, V100)
     if checkpoint is not None:
-        from dataclasses import replace
-
         spec = replace(spec, checkpoint_interval_s=checkpoint)
     return SimJob(spec, arrival, work, {V100: speed})
 
@@ -133,10 +133,40 @@ def test_a_job_that_fits_nowhere_is_reported() -> None:
         .build()
     )
     res = Simulation(small, jobs, get_policy("alliance"), SimParams(None)).run()
-    assert "no free 2 device(s)" in res.unfinished[JobId("big")]
+    assert "could ever host it" in res.unfinished[JobId("big")]
     check_conservation(res)
     summary = summarize(res, SimParams(None), alone=False)
     assert summary["completed"] == 0 and summary["unfinished"] == 1
+
+
+@pytest.mark.parametrize("policy", ["fifo", "fair", "gavel", "alliance"])
+def test_jobs_go_only_where_cpu_and_memory_allow_and_hopeless_ones_end_the_run(
+    policy: str,
+) -> None:
+    """A job whose CPU fits only one model's hosts runs there (even when a round-based LP
+    would rather give it the other model); one that fits no host never starts, and the run
+    still ends (a round-based policy stops re-planning when nothing can change)."""
+    pool = (
+        AllianceBuilder()
+        .member("a")
+        .site("s", "a")
+        .nodes_of("s", "V100-16GB", 2, devices=8, cpu=16)
+        .nodes_of("s", "P100", 1, devices=8, cpu=128)
+        .build()
+    )
+    p100 = ModelId("P100")
+    wide = replace(job("wide", "a", 8, V100, p100), cpu=100)
+    huge = replace(job("huge", "a", 8, V100, p100), cpu=1000)
+    jobs = [
+        SimJob(wide, 0, 100, {V100: 10.0, p100: 1.0}),
+        SimJob(huge, 0, 100, {V100: 10.0, p100: 1.0}),
+    ]
+    res = Simulation(pool, jobs, get_policy(policy), SimParams(None)).run()
+    assert [r.model for r in res.records[JobId("wide")].runs] == [p100]
+    assert res.records[JobId("wide")].finished_at == pytest.approx(100.0)
+    assert list(res.unfinished) == [JobId("huge")]
+    assert res.end_time < 1000
+    check_conservation(res)
 
 
 def test_event_queue_orders_by_time_kind_then_sequence() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from suanli.model.alliance import Alliance
 from suanli.model.ids import MemberId, ModelId, NodeId, SiteId
+from suanli.model.job import JobSpec
 from suanli.model.node import Node
 
 
@@ -84,6 +86,27 @@ class Pool:
                 self.nu_by_model.get(p.model, 0.0) + p.devices * p.nu_per_device
             )
         self.total_nu = sum(self.nu_by_model.values())
+        self._hosts: dict[tuple[object, ...], bool] = {}
+
+    def could_host(self, spec: JobSpec, model: ModelId) -> bool:
+        """Whether the empty pool could place ``spec`` on ``model``: a node with the devices,
+        CPU and memory (one node), or enough such whole nodes in one zone (a gang). Sites and
+        the current load are not looked at; the answer is cached per shape."""
+        gang = spec.gang
+        key = (model, gang, spec.cpu, spec.memory_gb)
+        got = self._hosts.get(key)
+        if got is None:
+            ok = [
+                n
+                for n in self.nodes
+                if n.model == model
+                and n.cpu >= spec.cpu
+                and n.memory_gb >= spec.memory_gb
+                and (n.devices >= gang.per_node if gang.nodes == 1 else n.devices == gang.per_node)
+            ]
+            zones = Counter(n.zone for n in ok)
+            got = self._hosts[key] = bool(ok) and max(zones.values()) >= gang.nodes
+        return got
 
     def model_nu(self, model: ModelId) -> float:
         """Average NU per device of ``model`` in this pool."""

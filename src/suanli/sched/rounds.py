@@ -31,9 +31,11 @@ def speed(ctx: PassContext, q: QueuedJob, model: ModelId) -> float:
 
 
 def present_models(ctx: PassContext, q: QueuedJob) -> list[ModelId]:
-    """Acceptable models the pool has, in id order."""
-    pool_models = ctx.snap.pool.devices_by_model
-    return sorted(m for m in q.spec.models if m in pool_models)
+    """Acceptable models the pool has nodes of that could host the job, in id order."""
+    pool = ctx.snap.pool
+    return sorted(
+        m for m in q.spec.models if m in pool.devices_by_model and pool.could_host(q.spec, m)
+    )
 
 
 def serve_members(
@@ -171,7 +173,11 @@ class GuaranteedSharing:
                 f"within {self.guarantee_word}, but preempting borrowers' preemptible jobs "
                 "would not free a fitting placement"
             )
-        ctx.wait(q, "; ".join(dict.fromkeys(why)) or "no acceptable model in the pool")
+        ctx.wait(
+            q,
+            "; ".join(dict.fromkeys(why))
+            or "no node of an acceptable model could ever host it (devices, CPU, memory)",
+        )
         return Outcome.WAITING
 
     def below_guarantee(self, ctx: PassContext, member: MemberId) -> bool:

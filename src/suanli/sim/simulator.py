@@ -197,7 +197,7 @@ class Simulation:
                     (
                         head.spec.count * pool.model_nu(f)
                         for f in head.spec.models
-                        if f in pool.devices_by_model
+                        if f in pool.devices_by_model and pool.could_host(head.spec, f)
                     ),
                     default=math.inf,
                 )
@@ -252,8 +252,11 @@ class Simulation:
                 self.q.push(t + d.grace_s, Kind.STOPPED, (d.job, self._tokens[d.job], t))
         self._update_guarantees(t)
         self._sample(t)
-        if self._round_s and snap.pending:
+        stuck = not result.decisions and not snap.running and not len(self.q)
+        if self._round_s and snap.pending and not stuck:
             # Rounds re-plan only while jobs wait; when everything runs, the next event does.
+            # With nothing running, nothing decided and nothing else to come, a round-based
+            # policy's state no longer changes: its waiting jobs can never start.
             self._want_round(t + self._round_s)
 
     def _want_round(self, t: float) -> None:

@@ -1,9 +1,9 @@
 """``fifo``: the heterogeneity-blind baseline.
 
 Jobs start strictly in submit order across all members; the first job that cannot start
-blocks everything behind it (no backfill). Blind to speed: a job goes to the acceptable model
-with the most free devices (ties by id), whatever it runs like there; shares, guarantees and
-priorities are ignored; nothing is preempted.
+blocks everything behind it (no backfill), unless no node could ever host it. Blind to speed:
+a job goes to the acceptable model with the most free devices (ties by id), whatever it runs
+like there; shares, guarantees and priorities are ignored; nothing is preempted.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ class FifoPolicy:
         for q in ctx.snap.fifo_queue():
             ctx.examined += 1
             models = sorted(present_models(ctx, q), key=lambda f: -ctx.free.free_devices(f))
+            if not models:  # it could never start: it must not block the queue forever
+                ctx.wait(q, "no node of an acceptable model could ever host it")
+                continue
             placement = ctx.fit_any(q, models)
             if placement is None:
                 reason = f"head of the FIFO queue; no free {describe(q)} fits now"

@@ -145,7 +145,9 @@ class GavelPolicy:
         job_keys = []
         for q in jobs:
             row = tuple(
-                (t_index[m], speed(ctx, q, m)) for m in sorted(q.spec.models) if m in t_index
+                (t_index[m], speed(ctx, q, m))
+                for m in sorted(q.spec.models)
+                if m in t_index and snap.pool.could_host(q.spec, m)
             )
             job_keys.append((q.spec.count, row))
         # classes in a canonical order, so that the same set of jobs gives the same LP
