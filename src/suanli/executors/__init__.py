@@ -1,0 +1,1 @@
+"""Executors run what the scheduler admitted: the interface, and its implementations."""

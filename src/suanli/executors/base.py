@@ -1,0 +1,92 @@
+"""The executor interface the controller drives, and what every executor shares.
+
+Every run is keyed by ``(job id, attempt)``. ``start`` and ``stop`` are idempotent: calling
+them again for the same key (after a crash of the controller, say) changes nothing, so the
+controller can always replay its last intentions. ``observe`` reports every run the executor
+knows of, finished or not, so that a restarted controller learns what happened while it was
+away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from suanli.model.ids import JobId, ModelId, NodeId
+
+#: the variable each software stack reads to restrict a process to some devices
+VISIBLE_DEVICES_VAR: Mapping[str, str] = {
+    "cuda": "CUDA_VISIBLE_DEVICES",
+    "npu": "ASCEND_RT_VISIBLE_DEVICES",
+    "mlu": "MLU_VISIBLE_DEVICES",
+    "dcu": "HIP_VISIBLE_DEVICES",
+    "xpu": "XPU_VISIBLE_DEVICES",
+    "musa": "MUSA_VISIBLE_DEVICES",
+    "maca": "MACA_VISIBLE_DEVICES",
+    "corex": "CUDA_VISIBLE_DEVICES",
+    "gcu": "TOPS_VISIBLE_DEVICES",
+    "supa": "SUPA_VISIBLE_DEVICES",
+    "ppu": "CUDA_VISIBLE_DEVICES",
+}
+
+#: the directory a job writes its checkpoints to (it survives preemption and requeue)
+CHECKPOINT_DIR_VAR = "SUANLI_CHECKPOINT_DIR"
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """One run of a job on the devices the scheduler chose."""
+
+    job: JobId
+    attempt: int
+    entrypoint: str
+    model: ModelId
+    stack: str
+    #: node -> device indexes; a local executor runs single-node placements only
+    devices: tuple[tuple[NodeId, tuple[int, ...]], ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[JobId, int]:
+        return (self.job, self.attempt)
+
+
+class RunPhase(StrEnum):
+    RUNNING = "RUNNING"
+    EXITED = "EXITED"
+    #: the executor lost track of the run (its supervisor died without a word)
+    LOST = "LOST"
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    job: JobId
+    attempt: int
+    phase: RunPhase
+    exit_code: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class Executor(Protocol):
+    def start(self, run: RunRequest) -> None:
+        """Start ``run`` unless a run with its key was ever started."""
+
+    def stop(self, job: JobId, attempt: int, grace_s: float) -> None:
+        """Ask the run to stop (SIGTERM, checkpoint), and kill it after ``grace_s``."""
+
+    def observe(self) -> dict[tuple[JobId, int], RunState]:
+        """Every run this executor knows of."""
+
+    def logs(self, job: JobId, attempt: int, offset: int = 0) -> bytes:
+        """The run's output from byte ``offset`` on (empty if none yet)."""
+
+    def forget(self, job: JobId, attempt: int) -> None:
+        """Drop what is kept of a finished run once its outcome is recorded (logs stay)."""
+
+
+def device_env(stack: str, devices: tuple[int, ...]) -> dict[str, str]:
+    var = VISIBLE_DEVICES_VAR.get(stack, "CUDA_VISIBLE_DEVICES")
+    return {var: ",".join(str(d) for d in devices)}

@@ -1,0 +1,158 @@
+"""The local-process executor: each run a child process on this machine, supervised by a
+detached ``suanli.executors.runner`` so that it outlives a crash of the service.
+
+State lives in files under ``root/runs/JOB/ATTEMPT/`` (request, supervisor pid, output, stop
+request, exit status), so a restarted service learns everything from :meth:`observe`. A run
+directory is created by an atomic rename: a second ``start`` of the same key finds it and does
+nothing, which is what makes starts idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from suanli.executors.base import (
+    CHECKPOINT_DIR_VAR,
+    RunPhase,
+    RunRequest,
+    RunState,
+    device_env,
+)
+from suanli.executors.runner import proc_start_time, write_atomic
+from suanli.model.ids import JobId
+
+#: a run whose supervisor has not said a word this long after the request is lost
+START_TIMEOUT_S = 15.0
+
+
+class LocalProcessExecutor:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.runs = root / "runs"
+        self.checkpoints = root / "checkpoints"
+        self.runs.mkdir(parents=True, exist_ok=True)
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+
+    def _dir(self, job: JobId, attempt: int) -> Path:
+        return self.runs / job / str(attempt)
+
+    def checkpoint_dir(self, job: JobId) -> Path:
+        return self.checkpoints / job
+
+    def start(self, run: RunRequest) -> None:
+        final = self._dir(run.job, run.attempt)
+        if final.exists():
+            return
+        if len(run.devices) != 1:
+            raise ValueError("the local-process executor runs single-node placements only")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".{run.attempt}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        ckpt = self.checkpoint_dir(run.job)
+        ckpt.mkdir(parents=True, exist_ok=True)
+        env = {
+            **run.env,
+            **device_env(run.stack, run.devices[0][1]),
+            CHECKPOINT_DIR_VAR: str(ckpt),
+            "SUANLI_JOB_ID": run.job,
+            "SUANLI_ATTEMPT": str(run.attempt),
+        }
+        request = {
+            "job": run.job,
+            "attempt": run.attempt,
+            "entrypoint": run.entrypoint,
+            "env": env,
+            "at": time.time(),
+        }
+        (tmp / "request.json").write_text(json.dumps(request))
+        try:
+            os.rename(tmp, final)
+        except OSError:  # someone else created it first: that start wins
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        subprocess.run(
+            [sys.executable, "-m", "suanli.executors.runner", "--detach", str(final)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            check=True,
+        )
+
+    def _supervisor(self, d: Path) -> int | None:
+        """The live supervisor's pid, or None."""
+        try:
+            sup = json.loads((d / "supervisor.json").read_text())
+        except (OSError, ValueError):
+            return None
+        pid = int(sup["pid"])
+        return pid if proc_start_time(pid) == sup["start"] else None
+
+    def stop(self, job: JobId, attempt: int, grace_s: float) -> None:
+        d = self._dir(job, attempt)
+        if not d.exists() or (d / "exit.json").exists():
+            return
+        if not (d / "stop.json").exists():
+            write_atomic(d / "stop.json", {"grace_s": grace_s, "at": time.time()})
+        pid = self._supervisor(d)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def _state(self, job: JobId, attempt: int, d: Path, now: float) -> RunState:
+        try:
+            ex = json.loads((d / "exit.json").read_text())
+            sup = json.loads((d / "supervisor.json").read_text())
+            return RunState(job, attempt, RunPhase.EXITED, int(ex["code"]), sup["at"], ex["at"])
+        except (OSError, ValueError):
+            pass
+        if self._supervisor(d) is not None:
+            return RunState(job, attempt, RunPhase.RUNNING)
+        try:
+            req_at = float(json.loads((d / "request.json").read_text())["at"])
+        except (OSError, ValueError):
+            req_at = 0.0
+        if not (d / "supervisor.json").exists() and now - req_at < START_TIMEOUT_S:
+            return RunState(job, attempt, RunPhase.RUNNING)  # still starting
+        if (d / "exit.json").exists():  # it finished between the two looks
+            return self._state(job, attempt, d, now)
+        return RunState(job, attempt, RunPhase.LOST)
+
+    def observe(self) -> dict[tuple[JobId, int], RunState]:
+        now = time.time()
+        out: dict[tuple[JobId, int], RunState] = {}
+        for jd in self.runs.iterdir():
+            if not jd.is_dir():
+                continue
+            for ad in jd.iterdir():
+                if ad.name.startswith(".") or not ad.name.isdigit():
+                    continue
+                key = (JobId(jd.name), int(ad.name))
+                if (ad / "forgotten").exists():
+                    continue
+                out[key] = self._state(key[0], key[1], ad, now)
+        return out
+
+    def logs(self, job: JobId, attempt: int, offset: int = 0) -> bytes:
+        path = self._dir(job, attempt) / "output.log"
+        try:
+            with path.open("rb") as f:
+                f.seek(offset)
+                return f.read()
+        except OSError:
+            return b""
+
+    def forget(self, job: JobId, attempt: int) -> None:
+        d = self._dir(job, attempt)
+        if d.exists():
+            (d / "forgotten").touch()

@@ -1,0 +1,103 @@
+"""The supervisor of one local run: ``python -m suanli.executors.runner [--detach] RUN_DIR``.
+
+It is started detached (its own session) by the local-process executor, so that the service
+can die and restart without killing or losing its jobs. It runs the job's entrypoint with
+``/bin/sh -c`` in a process group of its own, with the request's environment, its output in
+``output.log``; writes ``supervisor.json`` (its pid and start time) first and ``exit.json``
+(atomically) last. On SIGTERM it forwards SIGTERM to the job's group, waits the grace period
+written in ``stop.json``, then kills the group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def proc_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (to tell a live process from a reused pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def write_atomic(path: Path, data: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def main(run_dir: str) -> int:
+    d = Path(run_dir)
+    req = json.loads((d / "request.json").read_text())
+    write_atomic(
+        d / "supervisor.json",
+        {"pid": os.getpid(), "start": proc_start_time(os.getpid()), "at": time.time()},
+    )
+    env = dict(os.environ)
+    env.update(req["env"])
+    with (d / "output.log").open("ab") as log:
+        child = subprocess.Popen(
+            ["/bin/sh", "-c", req["entrypoint"]],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=req.get("cwd") or d,
+            start_new_session=True,
+        )
+    stopping = threading.Event()
+
+    def on_term(_sig: int, _frame: object) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        try:
+            os.killpg(child.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        grace = 30.0
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            grace = float(json.loads((d / "stop.json").read_text())["grace_s"])
+
+        def kill_later() -> None:
+            if child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+
+        t = threading.Timer(grace, kill_later)
+        t.daemon = True
+        t.start()
+
+    signal.signal(signal.SIGTERM, on_term)
+    # a stop asked for before this supervisor was up
+    if (d / "stop.json").exists():
+        on_term(signal.SIGTERM, None)
+    code = child.wait()
+    write_atomic(d / "exit.json", {"code": code, "at": time.time(), "stopped": stopping.is_set()})
+    return 0
+
+
+def detach() -> None:
+    """Fork and let the parent return at once: the supervisor is re-parented to init, which
+    reaps it, and the service never holds a child it would have to wait for."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if args and args[0] == "--detach":
+        detach()
+        args = args[1:]
+    sys.exit(main(args[0]))

@@ -1,0 +1,159 @@
+"""The alliance in the database: written from a validated :class:`Alliance`, read back through
+the same validation as an alliance file (so a database edited by hand cannot smuggle in what a
+file could not say)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli.catalog.accelerator import Catalog
+from suanli.errors import ValidationError
+from suanli.model.alliance import Alliance
+from suanli.model.ids import NodeId
+from suanli.spec.alliance_file import parse_alliance
+from suanli.store.tables import (
+    AllianceRow,
+    DatasetRow,
+    GrantRow,
+    MemberRow,
+    NodeRow,
+    ShareRow,
+    SiteRow,
+)
+
+
+def write_alliance(s: Session, alliance: Alliance, now: float) -> None:
+    """Insert every entity of ``alliance`` (into an empty database)."""
+    s.add(AllianceRow(id=alliance.name, created_at=now))
+    for m in alliance.members.values():
+        s.add(
+            MemberRow(id=m.id, name=m.name, kind=m.kind.value, tier=m.tier.value, weight=m.weight)
+        )
+    s.flush()
+    for site in alliance.sites.values():
+        s.add(SiteRow(id=site.id, member=site.member, region=site.region, executor=site.executor))
+    s.flush()
+    for n in alliance.nodes.values():
+        s.add(
+            node_row(
+                n.id,
+                n.site,
+                n.model,
+                n.devices,
+                n.cpu,
+                n.memory_gb,
+                n.topology,
+                n.calibrated_tflops,
+            )
+        )
+    for (member, model), lim in alliance.limits.items():
+        s.add(
+            ShareRow(
+                member=member,
+                model=model,
+                borrowing_limit=lim.borrowing_limit,
+                lending_limit=lim.lending_limit,
+            )
+        )
+    for g in alliance.grants:
+        s.add(GrantRow(member=g.member, model=g.model, devices=g.devices, donor=g.donor))
+    for d in alliance.datasets.values():
+        s.add(
+            DatasetRow(
+                id=d.id,
+                owner=d.owner,
+                readers=sorted(d.readers),
+                residency_sites=sorted(d.resident_sites),
+                residency_members=sorted(d.resident_members),
+            )
+        )
+
+
+def node_row(
+    nid: str,
+    site: str,
+    model: str,
+    devices: int,
+    cpu: float,
+    memory_gb: float,
+    topology: tuple[tuple[int, ...], ...] | list[list[int]],
+    calibrated_tflops: float | None,
+) -> NodeRow:
+    return NodeRow(
+        id=nid,
+        site=site,
+        model=model,
+        devices=devices,
+        cpu=cpu,
+        memory_gb=memory_gb,
+        topology=[list(g) for g in topology],
+        calibrated_tflops=calibrated_tflops,
+        state="active",
+    )
+
+
+def alliance_document(s: Session) -> dict[str, Any]:
+    """The alliance as an alliance-file document, from the rows."""
+    head = s.scalars(select(AllianceRow)).first()
+    if head is None:
+        raise ValidationError([], "the database holds no alliance yet")
+    return {
+        "alliance": head.id,
+        "members": [
+            {"id": m.id, "name": m.name, "kind": m.kind, "tier": m.tier, "weight": m.weight}
+            for m in s.scalars(select(MemberRow).order_by(MemberRow.id))
+        ],
+        "sites": [
+            {"id": x.id, "member": x.member, "region": x.region, "executor": x.executor}
+            for x in s.scalars(select(SiteRow).order_by(SiteRow.id))
+        ],
+        "nodes": [
+            {
+                "id": n.id,
+                "site": n.site,
+                "model": n.model,
+                "devices": n.devices,
+                "cpu": n.cpu,
+                "memory_gb": n.memory_gb,
+                "topology": n.topology,
+                "calibrated_tflops": n.calibrated_tflops,
+            }
+            for n in s.scalars(select(NodeRow).order_by(NodeRow.id))
+        ],
+        "shares": [
+            {
+                "member": x.member,
+                "model": x.model,
+                "borrowing_limit": x.borrowing_limit,
+                "lending_limit": x.lending_limit,
+            }
+            for x in s.scalars(select(ShareRow).order_by(ShareRow.member, ShareRow.model))
+        ],
+        "grants": [
+            {"member": g.member, "model": g.model, "devices": g.devices, "donor": g.donor}
+            for g in s.scalars(select(GrantRow).order_by(GrantRow.id))
+        ],
+        "datasets": [
+            {
+                "id": d.id,
+                "owner": d.owner,
+                "readers": d.readers,
+                "residency": {"sites": d.residency_sites, "members": d.residency_members},
+            }
+            for d in s.scalars(select(DatasetRow).order_by(DatasetRow.id))
+        ],
+    }
+
+
+def read_alliance(s: Session, catalog: Catalog | None = None) -> tuple[Alliance, set[NodeId]]:
+    """The alliance and the nodes that take no new jobs (draining)."""
+    alliance = parse_alliance(alliance_document(s), "database", catalog)
+    draining = {NodeId(n) for n in s.scalars(select(NodeRow.id).where(NodeRow.state != "active"))}
+    return alliance, draining
+
+
+def has_alliance(s: Session) -> bool:
+    return s.scalars(select(AllianceRow.id)).first() is not None

@@ -1,0 +1,59 @@
+"""JobSpec and Placement to and from the JSON kept in the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from suanli.model.ids import DatasetId, JobId, MemberId, ModelId, NodeId
+from suanli.model.job import Gang, JobSpec, Placement
+
+
+def spec_to_json(spec: JobSpec) -> dict[str, Any]:
+    return {
+        "id": spec.id,
+        "member": spec.member,
+        "count": spec.count,
+        "models": sorted(spec.models),
+        "gang": [spec.gang.nodes, spec.gang.per_node],
+        "name": spec.name,
+        "cpu": spec.cpu,
+        "memory_gb": spec.memory_gb,
+        "priority": spec.priority,
+        "preemptible": spec.preemptible,
+        "checkpoint_interval_s": spec.checkpoint_interval_s,
+        "datasets": list(spec.datasets),
+        "entrypoint": spec.entrypoint,
+        "runtime_env": dict(spec.runtime_env),
+        "estimated_duration_s": spec.estimated_duration_s,
+    }
+
+
+def spec_from_json(d: dict[str, Any]) -> JobSpec:
+    return JobSpec(
+        id=JobId(d["id"]),
+        member=MemberId(d["member"]),
+        count=int(d["count"]),
+        models=frozenset(ModelId(m) for m in d["models"]),
+        gang=Gang(int(d["gang"][0]), int(d["gang"][1])),
+        name=d.get("name", ""),
+        cpu=float(d["cpu"]),
+        memory_gb=float(d["memory_gb"]),
+        priority=int(d["priority"]),
+        preemptible=bool(d["preemptible"]),
+        checkpoint_interval_s=d.get("checkpoint_interval_s"),
+        datasets=tuple(DatasetId(x) for x in d.get("datasets", ())),
+        entrypoint=d.get("entrypoint", ""),
+        runtime_env=dict(d.get("runtime_env") or {}),
+        estimated_duration_s=d.get("estimated_duration_s"),
+    )
+
+
+def placement_to_json(p: Placement) -> dict[str, Any]:
+    return {"model": p.model, "assignments": [[n, list(d)] for n, d in p.assignments]}
+
+
+def placement_from_json(d: dict[str, Any]) -> Placement:
+    return Placement(
+        ModelId(d["model"]),
+        tuple((NodeId(n), tuple(int(x) for x in devs)) for n, devs in d["assignments"]),
+    )

@@ -1,0 +1,151 @@
+"""The database tables: desired state (the alliance, submitted jobs), observed state (what the
+executor reported) and the audit log. One row per alliance entity, so that nodes can be
+registered, drained and removed one at a time; lists are JSON columns.
+
+The schema is created and changed only by Alembic migrations (``store/migrations``); these
+classes are what the code reads and writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID = String(64)
+#: a 64-bit surrogate key (SQLite only autoincrements its INTEGER PRIMARY KEY)
+BIGINT_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AllianceRow(Base):
+    """The alliance itself: one row."""
+
+    __tablename__ = "alliance"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class MemberRow(Base):
+    __tablename__ = "members"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[str] = mapped_column(String(20))
+    tier: Mapped[str] = mapped_column(String(20))
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+
+
+class SiteRow(Base):
+    __tablename__ = "sites"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    member: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    region: Mapped[str] = mapped_column(String(100), default="")
+    executor: Mapped[str] = mapped_column(String(500), default="")
+
+
+class NodeRow(Base):
+    """``state``: ``active`` takes jobs; ``draining`` keeps its running jobs and takes no new
+    ones. A removed node's row is deleted (the audit log keeps what it was)."""
+
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    site: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    model: Mapped[str] = mapped_column(String(64))
+    devices: Mapped[int] = mapped_column(Integer)
+    cpu: Mapped[float] = mapped_column(Float)
+    memory_gb: Mapped[float] = mapped_column(Float)
+    topology: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
+    calibrated_tflops: Mapped[float | None] = mapped_column(Float, nullable=True)
+    state: Mapped[str] = mapped_column(String(20), default="active")
+
+
+class ShareRow(Base):
+    __tablename__ = "shares"
+    member: Mapped[str] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    borrowing_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lending_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class GrantRow(Base):
+    __tablename__ = "grants"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    member: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    model: Mapped[str] = mapped_column(String(64))
+    devices: Mapped[int] = mapped_column(Integer)
+    donor: Mapped[str | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+
+
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    owner: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    readers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    residency_sites: Mapped[list[str]] = mapped_column(JSON, default=list)
+    residency_members: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class JobRow(Base):
+    """A job: its resolved spec (JSON), what is wanted of it and what was observed.
+
+    ``seq`` is the submit order. ``attempt`` counts starts: the executor keys every run by
+    ``(id, attempt)``, so that a start repeated after a crash is recognized, not run twice.
+    ``stop_requested``: a preemption or cancellation was decided and not yet observed done;
+    ``cancel_requested``: the user wants it gone (terminal CANCELLED once stopped).
+    """
+
+    __tablename__ = "jobs"
+    seq: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(ID, unique=True)
+    member: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    phase: Mapped[str] = mapped_column(String(20), default="PENDING")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    placement: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    preemptions: Mapped[int] = mapped_column(Integer, default=0)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    stop_deadline: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    submitted_by: Mapped[str] = mapped_column(String(64), default="")
+    submitted_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (
+        Index("ix_jobs_phase_seq", "phase", "seq"),
+        Index("ix_jobs_member_seq", "member", "seq"),
+    )
+
+
+class AuditRow(Base):
+    """Every change, who made it and what it was: append-only."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_audit_target", "target"),)
+
+
+class UserRow(Base):
+    """A user and the SHA-256 of its bearer token (the token itself is never stored).
+    ``role``: alliance-admin, member-admin, member-user or viewer; ``member`` for the two
+    member roles."""
+
+    __tablename__ = "users"
+    name: Mapped[str] = mapped_column(ID, primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+    member: Mapped[str | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,91 @@
+"""The local-process executor with real child processes."""
+
+import time
+from pathlib import Path
+
+from suanli.executors.base import RunPhase, RunRequest, RunState
+from suanli.executors.local import LocalProcessExecutor
+from suanli.model.ids import JobId, ModelId, NodeId
+
+
+def request(job: str, entrypoint: str, stack: str = "cuda", attempt: int = 1) -> RunRequest:
+    return RunRequest(
+        JobId(job),
+        attempt,
+        entrypoint,
+        ModelId("H800-80GB"),
+        stack,
+        ((NodeId("n1"), (2, 3)),),
+        {"EXTRA": "yes"},
+    )
+
+
+def wait_for(
+    ex: LocalProcessExecutor, job: str, attempt: int = 1, timeout: float = 20.0
+) -> RunState:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = ex.observe().get((JobId(job), attempt))
+        if st is not None and st.phase is not RunPhase.RUNNING:
+            return st
+        time.sleep(0.05)
+    raise AssertionError(f"{job} did not finish")
+
+
+def test_a_run_sees_its_devices_and_checkpoint_dir_and_reports_its_exit(tmp_path: Path) -> None:
+    ex = LocalProcessExecutor(tmp_path)
+    ex.start(
+        request(
+            "j1",
+            'echo "dev=$ASCEND_RT_VISIBLE_DEVICES extra=$EXTRA"; '
+            'echo saved > "$SUANLI_CHECKPOINT_DIR/ckpt"; exit 3',
+            stack="npu",
+        )
+    )
+    st = wait_for(ex, "j1")
+    assert st.phase is RunPhase.EXITED and st.exit_code == 3
+    assert b"dev=2,3 extra=yes" in ex.logs(JobId("j1"), 1)
+    assert (ex.checkpoint_dir(JobId("j1")) / "ckpt").read_text() == "saved\n"
+    assert ex.logs(JobId("j1"), 1, offset=4).startswith(b"2,3")
+
+
+def test_start_is_idempotent_per_job_and_attempt(tmp_path: Path) -> None:
+    ex = LocalProcessExecutor(tmp_path)
+    marker = tmp_path / "count"
+    for _ in range(3):
+        ex.start(request("j2", f"echo x >> {marker}"))
+    wait_for(ex, "j2")
+    assert marker.read_text() == "x\n"
+    ex.start(request("j2", f"echo x >> {marker}", attempt=2))
+    wait_for(ex, "j2", attempt=2)
+    assert marker.read_text() == "x\nx\n"
+
+
+def test_stop_sends_sigterm_then_kills_after_the_grace_period(tmp_path: Path) -> None:
+    ex = LocalProcessExecutor(tmp_path)
+    polite = "trap 'echo checkpointed; exit 0' TERM; echo up; while true; do sleep 0.05; done"
+    stubborn = "trap '' TERM; echo up; while true; do sleep 0.05; done"
+    ex.start(request("polite", polite))
+    ex.start(request("stubborn", stubborn))
+    deadline = time.time() + 20
+    while time.time() < deadline and not all(
+        b"up" in ex.logs(JobId(j), 1) for j in ("polite", "stubborn")
+    ):
+        time.sleep(0.05)
+    ex.stop(JobId("polite"), 1, grace_s=10)
+    ex.stop(JobId("stubborn"), 1, grace_s=0.5)
+    ex.stop(JobId("stubborn"), 1, grace_s=0.5)  # idempotent
+    assert wait_for(ex, "polite").exit_code == 0
+    assert b"checkpointed" in ex.logs(JobId("polite"), 1)
+    assert wait_for(ex, "stubborn").exit_code == -9
+
+
+def test_a_run_whose_supervisor_vanished_is_lost(tmp_path: Path) -> None:
+    ex = LocalProcessExecutor(tmp_path)
+    d = tmp_path / "runs" / "ghost" / "1"
+    d.mkdir(parents=True)
+    (d / "request.json").write_text('{"at": 0}')
+    (d / "supervisor.json").write_text('{"pid": 999999999, "start": "1", "at": 0}')
+    assert ex.observe()[(JobId("ghost"), 1)].phase is RunPhase.LOST
+    ex.forget(JobId("ghost"), 1)
+    assert (JobId("ghost"), 1) not in ex.observe()
