@@ -45,3 +45,15 @@ class ValidationError(SuanliError):
 
 class CalibrationRequiredError(ValidationError):
     """A node's accelerator model has no trustworthy peak figure and none was declared."""
+
+
+class ConflictError(SuanliError):
+    """The request contradicts the current state (a duplicate id, removing a busy node)."""
+
+
+class PermissionDeniedError(SuanliError):
+    """The caller is known but may not do this."""
+
+
+class UnauthenticatedError(SuanliError):
+    """No valid credentials were presented."""

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanli.catalog.accelerator import Catalog
-from suanli.errors import ValidationError
+from suanli.errors import NotFoundError
 from suanli.model.alliance import Alliance
 from suanli.model.ids import NodeId
 from suanli.spec.alliance_file import parse_alliance
@@ -99,7 +99,7 @@ def alliance_document(s: Session) -> dict[str, Any]:
     """The alliance as an alliance-file document, from the rows."""
     head = s.scalars(select(AllianceRow)).first()
     if head is None:
-        raise ValidationError([], "the database holds no alliance yet")
+        raise NotFoundError("the database holds no alliance yet")
     return {
         "alliance": head.id,
         "members": [

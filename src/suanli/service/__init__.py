@@ -1,0 +1,1 @@
+"""The pool service: service functions over the store, and the controller's reconcile loop."""

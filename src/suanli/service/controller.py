@@ -1,0 +1,242 @@
+"""The controller: a reconcile loop in the manner of Kubernetes controllers.
+
+One :meth:`Controller.step`:
+
+1. **Observe.** Ask the executor what every run is doing and record it: a run that started is
+   RUNNING; one that exited ends the job (SUCCEEDED or FAILED by exit code, CANCELLED if a
+   cancel was asked) or, if it was preempted, puts it back in the queue; a run the executor lost
+   puts the job back too. An ADMITTED job with no run (the controller died between recording
+   the admission and starting it) is started now.
+2. **Decide.** Build the snapshot from the database and call the same ``schedule()`` as the
+   simulator.
+3. **Act.** Record each decision first (ADMITTED with its placement and a new attempt number;
+   or a stop request), commit, then tell the executor. Starts and stops are keyed by
+   ``(job, attempt)`` and idempotent, and stop requests are repeated every step until the run
+   has ended.
+
+So a crash at any point loses nothing (every intention is in the database before it is carried
+out) and runs nothing twice (a repeated start of the same key is a no-op; a new attempt is
+only made after the previous one was observed to end).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.orm import Session
+
+from suanli.executors.base import Executor, RunPhase, RunRequest, RunState
+from suanli.model.alliance import Alliance
+from suanli.model.ids import JobId, NodeId
+from suanli.model.job import Phase
+from suanli.sched.decision import Admit, Preempt
+from suanli.sched.policy import Policy
+from suanli.sched.schedule import schedule
+from suanli.service.audit import record
+from suanli.store.alliance_rows import read_alliance
+from suanli.store.codec import placement_from_json, placement_to_json, spec_from_json
+from suanli.store.database import Database
+from suanli.store.snapshot import ACTIVE, build_snapshot
+from suanli.store.tables import JobRow
+
+log = logging.getLogger("suanli.controller")
+ACTOR = "controller"
+
+
+@dataclass
+class StepReport:
+    observed: int = 0
+    admitted: list[str] = field(default_factory=list)
+    preempted: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    pass_s: float = 0.0
+    pending: int = 0
+
+
+class Controller:
+    def __init__(
+        self,
+        db: Database,
+        executor: Executor,
+        policy: Policy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.executor = executor
+        self.policy = policy
+        self.clock = clock
+
+    # -- 1. observe ------------------------------------------------------------------------
+    def _observe(self, s: Session, now: float, report: StepReport) -> list[RunRequest]:
+        observed = self.executor.observe()
+        report.observed = len(observed)
+        to_start: list[RunRequest] = []
+        alliance: Alliance | None = None
+        for row in s.scalars(select(JobRow).where(JobRow.phase.in_(ACTIVE))):
+            st = observed.get((JobId(row.id), row.attempt))
+            if st is None:
+                if row.phase == Phase.ADMITTED.value:
+                    if row.stop_requested:  # never started, no need to: back or gone
+                        self._ended(s, row, None, now, report)
+                        continue
+                    alliance = alliance or read_alliance(s)[0]
+                    to_start.append(self._request(row, alliance))
+                else:  # RUNNING, and the executor knows nothing of it
+                    self._ended(s, row, None, now, report, lost=True)
+            elif st.phase is RunPhase.RUNNING:
+                if row.phase == Phase.ADMITTED.value:
+                    row.phase = Phase.RUNNING.value
+                    row.started_at = st.started_at or now
+                    row.reason = "running"
+            else:
+                self._ended(s, row, st, now, report, lost=st.phase is RunPhase.LOST)
+        return to_start
+
+    def _ended(
+        self,
+        s: Session,
+        row: JobRow,
+        st: RunState | None,
+        now: float,
+        report: StepReport,
+        lost: bool = False,
+    ) -> None:
+        """The current attempt of ``row`` is over: record the outcome."""
+        code = st.exit_code if st is not None else None
+        if row.cancel_requested:
+            phase, reason = Phase.CANCELLED, "cancelled; its run stopped"
+        elif row.stop_requested or lost:
+            phase = Phase.PENDING
+            reason = (
+                "preempted; back in the queue, resumes from its checkpoint"
+                if row.stop_requested
+                else "its run was lost by the executor; back in the queue"
+            )
+        elif code == 0:
+            phase, reason = Phase.SUCCEEDED, "exited 0"
+        else:
+            phase, reason = Phase.FAILED, f"exited {code}"
+        record(
+            s,
+            now,
+            ACTOR,
+            f"job.{phase.value.lower()}",
+            f"job/{row.id}",
+            attempt=row.attempt,
+            exit_code=code,
+        )
+        row.exit_code = code
+        row.stop_requested = False
+        row.stop_deadline = None
+        row.reason = reason
+        if phase is Phase.PENDING:
+            row.phase = Phase.PENDING.value
+            row.placement = None
+            row.preemptions += 1
+            report.requeued.append(row.id)
+        else:
+            row.phase = phase.value
+            row.finished_at = now
+            report.finished.append(row.id)
+        self.executor.forget(JobId(row.id), row.attempt)
+
+    def _request(self, row: JobRow, alliance: Alliance) -> RunRequest:
+        spec = spec_from_json(row.spec)
+        assert row.placement is not None
+        placement = placement_from_json(row.placement)
+        model = alliance.catalog.get(placement.model)
+        raw = spec.runtime_env.get("env")
+        env = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        return RunRequest(
+            JobId(row.id),
+            row.attempt,
+            spec.entrypoint or "true",
+            placement.model,
+            model.stack,
+            placement.assignments,
+            env,
+        )
+
+    # -- the step --------------------------------------------------------------------------
+    def step(self) -> StepReport:
+        report = StepReport()
+        now = self.clock()
+        with self.db.session() as s:
+            to_start = self._observe(s, now, report)
+        for req in to_start:
+            self.executor.start(req)
+        starts: list[RunRequest] = []
+        stops: list[tuple[str, int, float]] = []
+        with self.db.session() as s:
+            alliance, draining = read_alliance(s)
+            snap = build_snapshot(s, alliance, draining, now)
+            report.pending = len(snap.pending)
+            t0 = time.perf_counter()
+            result = schedule(snap, self.policy)
+            report.pass_s = time.perf_counter() - t0
+            rows = {
+                r.id: r
+                for r in s.scalars(
+                    select(JobRow).where(JobRow.id.in_([d.job for d in result.decisions]))
+                )
+            }
+            for d in result.decisions:
+                row = rows[d.job]
+                if isinstance(d, Admit):
+                    row.phase = Phase.ADMITTED.value
+                    row.attempt += 1
+                    row.placement = placement_to_json(d.placement)
+                    row.reason = f"admitted: {d.reason}" if d.reason else "admitted"
+                    row.exit_code = None
+                    record(
+                        s,
+                        now,
+                        ACTOR,
+                        "job.admit",
+                        f"job/{row.id}",
+                        attempt=row.attempt,
+                        placement=str(d.placement),
+                    )
+                    starts.append(self._request(row, alliance))
+                    report.admitted.append(row.id)
+                elif isinstance(d, Preempt):
+                    row.stop_requested = True
+                    row.stop_deadline = now + d.grace_s
+                    row.reason = f"preempting: {d.reason}"
+                    record(s, now, ACTOR, "job.preempt", f"job/{row.id}", reason=d.reason)
+                    report.preempted.append(row.id)
+            # why the examined jobs wait (the others' reasons are derived when asked for)
+            waiting = [
+                {"jid": jid, "why": why}
+                for jid, why in result.reasons.items()
+                if jid not in rows and jid in snap.pending
+            ]
+            if waiting:
+                table = cast(Table, JobRow.__table__)
+                s.connection().execute(
+                    update(table)
+                    .where(table.c.id == bindparam("jid"), table.c.phase == Phase.PENDING.value)
+                    .values(reason=bindparam("why")),
+                    waiting,
+                )
+            stops = [
+                (r.id, r.attempt, max(0.0, (r.stop_deadline or now) - now))
+                for r in s.scalars(
+                    select(JobRow).where(JobRow.phase.in_(ACTIVE), JobRow.stop_requested)
+                )
+            ]
+        for req in starts:
+            self.executor.start(req)
+        for jid, attempt, grace in stops:
+            self.executor.stop(JobId(jid), attempt, grace)
+        return report
+
+    def drained(self) -> set[NodeId]:
+        with self.db.session() as s:
+            return read_alliance(s)[1]

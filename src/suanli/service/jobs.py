@@ -1,0 +1,123 @@
+"""Service functions for jobs: submit, read, list, cancel. Each is one transaction."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from suanli.errors import ConflictError, NotFoundError, Problem, ValidationError
+from suanli.model.alliance import Alliance
+from suanli.model.ids import JobId
+from suanli.model.job import Phase
+from suanli.service.audit import record
+from suanli.spec.job_file import parse_jobs
+from suanli.store.codec import spec_to_json
+from suanli.store.tables import JobRow
+
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[JobRow]
+    total: int
+    next_after: int | None
+
+
+def submit(s: Session, alliance: Alliance, document: Any, actor: str, now: float) -> list[JobRow]:
+    """Validate a job document (one job or ``{jobs: [...]}``) against the alliance and queue
+    every job in it, or none. A job without ``id`` gets ``MEMBER-XXXXXXXX`` (random hex)."""
+    specs = parse_jobs(document, "job", alliance)
+    explicit = _explicit_ids(document)
+    specs = [
+        sp if sp.id in explicit else replace(sp, id=JobId(f"{sp.member}-{secrets.token_hex(4)}"))
+        for sp in specs
+    ]
+    ids = [sp.id for sp in specs]
+    clashes = sorted(s.scalars(select(JobRow.id).where(JobRow.id.in_(ids))).all())
+    if clashes:
+        raise ConflictError(f"job id(s) already exist: {', '.join(clashes)}")
+    rows = []
+    for sp in specs:
+        row = JobRow(
+            id=sp.id,
+            member=sp.member,
+            name=sp.name if sp.id in explicit else sp.id,
+            spec=spec_to_json(sp),
+            phase=Phase.PENDING.value,
+            reason="submitted; waiting for the next scheduling pass",
+            submitted_by=actor,
+            submitted_at=now,
+        )
+        s.add(row)
+        record(s, now, actor, "job.submit", f"job/{row.id}", member=sp.member)
+        rows.append(row)
+    s.flush()
+    return rows
+
+
+def _explicit_ids(document: Any) -> set[str]:
+    items = (
+        document.get("jobs") if isinstance(document, dict) and "jobs" in document else [document]
+    )
+    return {str(i["id"]) for i in items or [] if isinstance(i, dict) and i.get("id") is not None}
+
+
+def get(s: Session, job_id: str) -> JobRow:
+    row = s.scalars(select(JobRow).where(JobRow.id == job_id)).first()
+    if row is None:
+        raise NotFoundError(f"no job {job_id!r}")
+    return row
+
+
+def list_jobs(
+    s: Session,
+    members: set[str] | None = None,
+    phases: set[str] | None = None,
+    after: int = 0,
+    limit: int = 100,
+) -> Page:
+    """Jobs in submit order; ``members`` limits to those members (None: all); ``after``: the
+    ``seq`` the previous page ended at (keyset pagination, stable under inserts)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValidationError([Problem("limit", f"must be between 1 and {MAX_PAGE}")])
+    bad = sorted(set(phases or ()) - {p.value for p in Phase})
+    if bad:
+        raise ValidationError([Problem("phase", f"unknown phase {bad[0]!r}")])
+    q = select(JobRow)
+    count = select(func.count()).select_from(JobRow)
+    if members is not None:
+        q = q.where(JobRow.member.in_(members))
+        count = count.where(JobRow.member.in_(members))
+    if phases:
+        q = q.where(JobRow.phase.in_(phases))
+        count = count.where(JobRow.phase.in_(phases))
+    items = list(s.scalars(q.where(JobRow.seq > after).order_by(JobRow.seq).limit(limit + 1)))
+    more = len(items) > limit
+    items = items[:limit]
+    return Page(items, s.scalar(count) or 0, items[-1].seq if more else None)
+
+
+def cancel(s: Session, job_id: str, actor: str, now: float) -> JobRow:
+    """A pending job is cancelled at once; a running one is stopped by the controller and
+    ends CANCELLED. Cancelling a finished job is a conflict; cancelling twice is not."""
+    row = get(s, job_id)
+    phase = Phase(row.phase)
+    if phase.terminal:
+        if phase is Phase.CANCELLED:
+            return row
+        raise ConflictError(f"job {job_id!r} already ended {row.phase}")
+    row.cancel_requested = True
+    if phase is Phase.PENDING:
+        row.phase = Phase.CANCELLED.value
+        row.finished_at = now
+        row.reason = f"cancelled by {actor}"
+    else:
+        row.stop_requested = True
+        row.reason = f"cancel requested by {actor}; stopping"
+    record(s, now, actor, "job.cancel", f"job/{row.id}", phase=phase.value)
+    return row

@@ -1,0 +1,38 @@
+"""The scheduler's snapshot, built from the database: the same :class:`Snapshot` the simulator
+keeps, filled from rows (pending jobs in submit order, running jobs with their placements,
+stopping ones marked, draining nodes unschedulable)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli.model.alliance import Alliance
+from suanli.model.ids import JobId, NodeId
+from suanli.model.job import Phase
+from suanli.sched.snapshot import Snapshot
+from suanli.store.codec import placement_from_json, spec_from_json
+from suanli.store.tables import JobRow
+
+ACTIVE = (Phase.ADMITTED.value, Phase.RUNNING.value)
+
+
+def build_snapshot(s: Session, alliance: Alliance, draining: set[NodeId], now: float) -> Snapshot:
+    snap = Snapshot.from_alliance(alliance, now)
+    for node in sorted(draining):
+        if node in alliance.nodes:
+            snap.set_schedulable(node, False)
+    rows = s.scalars(
+        select(JobRow)
+        .where(JobRow.phase.in_((Phase.PENDING.value, *ACTIVE)))
+        .where(JobRow.cancel_requested.is_(False) | JobRow.phase.in_(ACTIVE))
+        .order_by(JobRow.seq)
+    )
+    for row in rows:
+        spec = spec_from_json(row.spec)
+        snap.submit(spec, row.submitted_at, alliance.allowed_sites(spec.datasets))
+        if row.phase in ACTIVE and row.placement is not None:
+            snap.start(JobId(row.id), placement_from_json(row.placement), row.started_at or now)
+            if row.stop_requested:
+                snap.mark_stopping(JobId(row.id))
+    return snap
