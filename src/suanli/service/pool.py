@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pydantic
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.errors import ConflictError
+from suanli.errors import ConflictError, NotFoundError, Problem, ValidationError
 from suanli.model.alliance import Alliance
+from suanli.model.ids import NodeId
+from suanli.sched.policy import Policy
+from suanli.sched.schedule import schedule
+from suanli.sched.snapshot import Snapshot
 from suanli.service.audit import record
-from suanli.store.alliance_rows import has_alliance, write_alliance
+from suanli.service.auth import Principal
+from suanli.spec.alliance_file import DatasetEntry, NodeEntry
+from suanli.spec.common import pydantic_problems
+from suanli.store.alliance_rows import has_alliance, node_row, read_alliance, write_alliance
+from suanli.store.snapshot import ACTIVE, build_snapshot
+from suanli.store.tables import (
+    AuditRow,
+    DatasetRow,
+    JobRow,
+    MemberRow,
+    NodeRow,
+    ShareRow,
+    SiteRow,
+)
 
 
 def create_alliance(s: Session, alliance: Alliance, actor: str, now: float) -> None:
@@ -24,3 +45,213 @@ def create_alliance(s: Session, alliance: Alliance, actor: str, now: float) -> N
         members=len(alliance.members),
         nodes=len(alliance.nodes),
     )
+
+
+# -- reads ------------------------------------------------------------------------------------
+def view(s: Session, now: float) -> tuple[Alliance, set[NodeId], Snapshot]:
+    alliance, draining = read_alliance(s)
+    return alliance, draining, build_snapshot(s, alliance, draining, now)
+
+
+def nodes(s: Session) -> list[NodeRow]:
+    return list(s.scalars(select(NodeRow).order_by(NodeRow.id)))
+
+
+def node_usage(snap: Snapshot) -> dict[str, int]:
+    """Devices in use per node."""
+    used: dict[str, int] = {}
+    for r in snap.running.values():
+        for n, devs in r.placement.assignments:
+            used[n] = used.get(n, 0) + len(devs)
+    return used
+
+
+def shares(snap: Snapshot) -> list[dict[str, Any]]:
+    out = []
+    for (member, model), sh in sorted(snap.shares.items()):
+        out.append(
+            {
+                "member": member,
+                "model": model,
+                "nominal": sh.nominal,
+                "borrowing_limit": sh.borrowing_limit,
+                "lending_limit": sh.lending_limit,
+                "used": snap.used_devices.get((member, model), 0),
+            }
+        )
+    return out
+
+
+def usage(snap: Snapshot) -> list[dict[str, Any]]:
+    return [
+        {
+            "member": m,
+            "entitled_nu": round(snap.entitlement_nu.get(m, 0.0), 6),
+            "used_nu": round(snap.used_nu.get(m, 0.0), 6),
+            "pending": snap.pending_count(m),
+        }
+        for m in sorted(snap.members)
+    ]
+
+
+def queue(s: Session, policy: Policy, now: float) -> list[dict[str, Any]]:
+    """Every pending job with its position in its member's queue and why it waits, from a dry
+    pass of the scheduler over the current state (nothing is decided or changed)."""
+    _, _, snap = view(s, now)
+    result = schedule(snap, policy)
+    admitted = {d.job for d in result.admits}
+    out = []
+    for q in snap.fifo_queue():
+        out.append(
+            {
+                "id": q.id,
+                "member": q.member,
+                "position": snap.queue_position(q.id),
+                "priority": q.spec.priority,
+                "count": q.spec.count,
+                "models": sorted(q.spec.models),
+                "submitted_at": q.submitted_at,
+                "reason": "would start at the next pass"
+                if q.id in admitted
+                else result.reason(snap, q.id),
+            }
+        )
+    return out
+
+
+# -- changes ----------------------------------------------------------------------------------
+def _check(s: Session) -> None:
+    """The changed alliance must still be valid as a whole (or the transaction rolls back)."""
+    s.flush()
+    read_alliance(s)
+
+
+def register_node(s: Session, by: Principal, entry: dict[str, Any], now: float) -> NodeRow:
+    site = s.get(SiteRow, str(entry.get("site", "")))
+    if site is None:
+        raise NotFoundError(f"no site {entry.get('site')!r}")
+    by.require_member_admin(site.member, "register nodes at sites")
+    if s.get(NodeRow, str(entry.get("id", ""))) is not None:
+        raise ConflictError(f"node {entry.get('id')!r} already exists")
+    try:
+        doc = NodeEntry.model_validate(entry)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(pydantic_problems(exc), "node") from None
+    if doc.count != 1:
+        raise ValidationError([Problem("count", "register one node at a time")], "node")
+    row = node_row(
+        doc.id,
+        doc.site,
+        doc.model,
+        doc.devices,
+        doc.cpu,
+        doc.memory_gb,
+        doc.topology,
+        doc.calibrated_tflops,
+    )
+    s.add(row)
+    _check(s)
+    record(s, now, by.name, "node.register", f"node/{doc.id}", model=doc.model)
+    return row
+
+
+def _node(s: Session, node_id: str) -> tuple[NodeRow, SiteRow]:
+    row = s.get(NodeRow, node_id)
+    if row is None:
+        raise NotFoundError(f"no node {node_id!r}")
+    site = s.get(SiteRow, row.site)
+    assert site is not None
+    return row, site
+
+
+def drain_node(s: Session, by: Principal, node_id: str, on: bool, now: float) -> NodeRow:
+    row, site = _node(s, node_id)
+    by.require_member_admin(site.member, "drain nodes of sites")
+    row.state = "draining" if on else "active"
+    record(s, now, by.name, "node.drain" if on else "node.undrain", f"node/{node_id}")
+    return row
+
+
+def remove_node(s: Session, by: Principal, node_id: str, now: float) -> None:
+    row, site = _node(s, node_id)
+    by.require_member_admin(site.member, "remove nodes of sites")
+    busy = [
+        j.id
+        for j in s.scalars(select(JobRow).where(JobRow.phase.in_(ACTIVE)))
+        if j.placement and any(n == node_id for n, _ in j.placement["assignments"])
+    ]
+    if busy:
+        raise ConflictError(
+            f"node {node_id!r} runs {len(busy)} job(s) ({', '.join(busy[:5])}): drain it first"
+        )
+    before = {"site": row.site, "model": row.model, "devices": row.devices}
+    s.delete(row)
+    _check(s)
+    record(s, now, by.name, "node.remove", f"node/{node_id}", **before)
+
+
+def datasets(s: Session, by: Principal) -> list[DatasetRow]:
+    rows = list(s.scalars(select(DatasetRow).order_by(DatasetRow.id)))
+    if by.admin:
+        return rows
+    if by.member is None:
+        return []
+    return [d for d in rows if d.owner == by.member or by.member in d.readers]
+
+
+def create_dataset(s: Session, by: Principal, entry: dict[str, Any], now: float) -> DatasetRow:
+    try:
+        doc = DatasetEntry.model_validate(entry)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(pydantic_problems(exc), "dataset") from None
+    by.require_member_admin(doc.owner, "create datasets")
+    if s.get(DatasetRow, doc.id) is not None:
+        raise ConflictError(f"dataset {doc.id!r} already exists")
+    row = DatasetRow(
+        id=doc.id,
+        owner=doc.owner,
+        readers=sorted(doc.readers),
+        residency_sites=sorted(doc.residency.sites),
+        residency_members=sorted(doc.residency.members),
+    )
+    s.add(row)
+    _check(s)
+    record(s, now, by.name, "dataset.create", f"dataset/{doc.id}", owner=doc.owner)
+    return row
+
+
+def set_share_limits(
+    s: Session,
+    by: Principal,
+    member: str,
+    model: str,
+    borrowing_limit: int | None,
+    lending_limit: int | None,
+    now: float,
+) -> ShareRow:
+    by.require_admin("change shares")
+    if s.get(MemberRow, member) is None:
+        raise NotFoundError(f"no member {member!r}")
+    row = s.get(ShareRow, (member, model))
+    if row is None:
+        row = ShareRow(member=member, model=model)
+        s.add(row)
+    row.borrowing_limit = borrowing_limit
+    row.lending_limit = lending_limit
+    _check(s)
+    record(
+        s,
+        now,
+        by.name,
+        "share.set",
+        f"share/{member}/{model}",
+        borrowing_limit=borrowing_limit,
+        lending_limit=lending_limit,
+    )
+    return row
+
+
+def audit(s: Session, by: Principal, after: int = 0, limit: int = 100) -> list[AuditRow]:
+    by.require_admin("read the audit log")
+    q = select(AuditRow).where(AuditRow.id > after).order_by(AuditRow.id).limit(limit)
+    return list(s.scalars(q))

@@ -1,0 +1,190 @@
+"""A small client of the suanli REST API, on httpx. The CLI and the web page use it too.
+
+Errors come back as :class:`ApiError` with the HTTP status, the domain error's name, its
+message and, for invalid input, every problem with its field.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, error: str, message: str, problems: list[dict[str, str]]
+    ) -> None:
+        self.status = status
+        self.error = error
+        self.message = message
+        self.problems = problems
+        lines = [message] + [f"  {p['field']}: {p['message']}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+class Client:
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(
+            base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+        )
+
+    @classmethod
+    def over(cls, http: httpx.Client, token: str | None = None) -> Client:
+        """A client over an existing httpx client (an in-process test client, say)."""
+        c = cls.__new__(cls)
+        c.http = http
+        if token:
+            c.http.headers["Authorization"] = f"Bearer {token}"
+        return c
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _check(self, r: httpx.Response) -> httpx.Response:
+        if r.status_code >= 400:
+            try:
+                body = r.json()
+                raise ApiError(
+                    r.status_code,
+                    body.get("error", "Error"),
+                    body.get("message", r.text),
+                    body.get("problems", []),
+                )
+            except ValueError:
+                raise ApiError(r.status_code, "Error", r.text, []) from None
+        return r
+
+    def _get(self, path: str, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self._check(self.http.get(path, params=clean)).json()
+
+    # -- service ---------------------------------------------------------------------------
+    def health(self) -> dict[str, str]:
+        return self._get("/healthz")  # type: ignore[no-any-return]
+
+    def whoami(self) -> dict[str, Any]:
+        return self._get("/api/v1/whoami")  # type: ignore[no-any-return]
+
+    def create_user(self, name: str, role: str, member: str | None = None) -> dict[str, Any]:
+        r = self.http.post("/api/v1/users", json={"name": name, "role": role, "member": member})
+        return self._check(r).json()  # type: ignore[no-any-return]
+
+    def audit(self, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        return self._get("/api/v1/audit", after=after, limit=limit)  # type: ignore[no-any-return]
+
+    # -- pool ------------------------------------------------------------------------------
+    def members(self) -> list[dict[str, Any]]:
+        return self._get("/api/v1/members")  # type: ignore[no-any-return]
+
+    def sites(self) -> list[dict[str, Any]]:
+        return self._get("/api/v1/sites")  # type: ignore[no-any-return]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self._get("/api/v1/nodes")  # type: ignore[no-any-return]
+
+    def register_node(self, node: dict[str, Any]) -> dict[str, Any]:
+        return self._check(self.http.post("/api/v1/nodes", json=node)).json()  # type: ignore[no-any-return]
+
+    def drain(self, node: str, on: bool = True) -> dict[str, Any]:
+        verb = "drain" if on else "undrain"
+        return self._check(self.http.post(f"/api/v1/nodes/{node}/{verb}")).json()  # type: ignore[no-any-return]
+
+    def remove_node(self, node: str) -> None:
+        self._check(self.http.delete(f"/api/v1/nodes/{node}"))
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return self._get("/api/v1/datasets")  # type: ignore[no-any-return]
+
+    def create_dataset(self, dataset: dict[str, Any]) -> dict[str, Any]:
+        return self._check(self.http.post("/api/v1/datasets", json=dataset)).json()  # type: ignore[no-any-return]
+
+    def shares(self) -> list[dict[str, Any]]:
+        return self._get("/api/v1/shares")  # type: ignore[no-any-return]
+
+    def set_share_limits(
+        self, member: str, model: str, borrowing: int | None, lending: int | None
+    ) -> dict[str, Any]:
+        body = {"borrowing_limit": borrowing, "lending_limit": lending}
+        return self._check(self.http.put(f"/api/v1/shares/{member}/{model}", json=body)).json()  # type: ignore[no-any-return]
+
+    # -- jobs ------------------------------------------------------------------------------
+    def submit(self, document: dict[str, Any] | str) -> list[dict[str, Any]]:
+        """Submit one job or ``{jobs: [...]}``, as a mapping or as YAML text."""
+        if isinstance(document, str):
+            r = self.http.post(
+                "/api/v1/jobs",
+                content=document.encode(),
+                headers={"Content-Type": "application/yaml"},
+            )
+        else:
+            r = self.http.post("/api/v1/jobs", json=document)
+        return self._check(r).json()  # type: ignore[no-any-return]
+
+    def jobs(
+        self,
+        member: list[str] | None = None,
+        phase: list[str] | None = None,
+        limit: int = 100,
+        after: int = 0,
+    ) -> dict[str, Any]:
+        return self._get(  # type: ignore[no-any-return]
+            "/api/v1/jobs", member=member, phase=phase, limit=limit, after=after
+        )
+
+    def iter_jobs(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        after = 0
+        while True:
+            page = self.jobs(after=after, limit=1000, **filters)
+            yield from page["items"]
+            if page["next_after"] is None:
+                return
+            after = page["next_after"]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._get(f"/api/v1/jobs/{job_id}")  # type: ignore[no-any-return]
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._check(self.http.post(f"/api/v1/jobs/{job_id}/cancel")).json()  # type: ignore[no-any-return]
+
+    def logs(
+        self, job_id: str, offset: int = 0, attempt: int | None = None
+    ) -> tuple[bytes, int, bool]:
+        """Output from ``offset``; the next offset; whether the job has ended."""
+        params: dict[str, Any] = {"offset": offset}
+        if attempt is not None:
+            params["attempt"] = attempt
+        r = self._check(self.http.get(f"/api/v1/jobs/{job_id}/logs", params=params))
+        return r.content, int(r.headers["X-Next-Offset"]), r.headers["X-Job-Done"] == "true"
+
+    def follow_logs(self, job_id: str, poll_s: float = 0.5) -> Iterator[bytes]:
+        """Output as it comes, until the job ends (across attempts, from the current one)."""
+        offset, attempt = 0, None
+        while True:
+            data, offset_next, done = self.logs(job_id, offset, attempt)
+            if data:
+                yield data
+            offset = offset_next
+            if done and not data:
+                return
+            if not data:
+                time.sleep(poll_s)
+
+    def queue(self) -> list[dict[str, Any]]:
+        return self._get("/api/v1/queue")  # type: ignore[no-any-return]

@@ -1,0 +1,103 @@
+"""The service process: the database, the controller loop in a thread, and the REST API.
+
+On the embedded defaults everything lives in one state directory: ``suanli.db`` (SQLite, WAL),
+``runs/`` and ``checkpoints/`` of the local-process executor, and ``admin-token`` (mode 0600,
+written once when the first admin is created: only its hash is in the database).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from suanli.api.app import Service, create_app
+from suanli.executors.local import LocalProcessExecutor
+from suanli.model.alliance import Alliance
+from suanli.sched.policy import get_policy
+from suanli.service.auth import create_user
+from suanli.service.controller import Controller
+from suanli.service.pool import create_alliance
+from suanli.store.alliance_rows import has_alliance
+from suanli.store.database import Database
+from suanli.store.tables import UserRow
+
+log = logging.getLogger("suanli.server")
+
+
+@dataclass
+class ServerConfig:
+    state_dir: Path
+    db_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8470
+    policy: str = "alliance"
+    interval_s: float = 1.0
+
+
+class ControllerLoop:
+    """Runs :meth:`Controller.step` every ``interval_s`` until stopped; a failing step is
+    logged and retried at the next tick (the database holds every intention)."""
+
+    def __init__(self, controller: Controller, interval_s: float) -> None:
+        self.controller = controller
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
+        self.steps = 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            try:
+                self.controller.step()
+                self.steps += 1
+            except Exception:
+                log.exception("controller step failed; retrying")
+            self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0)))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def prepare(cfg: ServerConfig, alliance: Alliance) -> tuple[Database, str | None]:
+    """Open (and migrate) the database; load ``alliance`` and create the first admin if the
+    database is new. Returns the database and the new admin token (None if there was one)."""
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    url = cfg.db_url or f"sqlite:///{cfg.state_dir / 'suanli.db'}"
+    db = Database.open(url)
+    token = None
+    with db.session() as s:
+        if not has_alliance(s):
+            create_alliance(s, alliance, "bootstrap", time.time())
+        if s.query(UserRow).filter(UserRow.role == "alliance-admin").first() is None:
+            token = create_user(s, None, "admin", "alliance-admin", None, time.time())
+    if token is not None:
+        path = cfg.state_dir / "admin-token"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+    return db, token
+
+
+def serve(cfg: ServerConfig, alliance: Alliance, on_ready: object = None) -> None:
+    db, _ = prepare(cfg, alliance)
+    executor = LocalProcessExecutor(cfg.state_dir)
+    policy = get_policy(cfg.policy)
+    loop = ControllerLoop(Controller(db, executor, policy), cfg.interval_s)
+    app = create_app(Service(db, policy, executor))
+    loop.start()
+    try:
+        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
+    finally:
+        loop.stop()
+        db.close()
