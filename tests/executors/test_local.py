@@ -89,3 +89,22 @@ def test_a_run_whose_supervisor_vanished_is_lost(tmp_path: Path) -> None:
     assert ex.observe()[(JobId("ghost"), 1)].phase is RunPhase.LOST
     ex.forget(JobId("ghost"), 1)
     assert (JobId("ghost"), 1) not in ex.observe()
+
+
+def test_a_multi_node_gang_runs_one_child_per_node(tmp_path: Path) -> None:
+    ex = LocalProcessExecutor(tmp_path)
+    ex.start(
+        RunRequest(
+            JobId("gang"),
+            1,
+            'echo "$SUANLI_NODE_RANK/$SUANLI_NUM_NODES $SUANLI_NODE $MLU_VISIBLE_DEVICES"; '
+            'exit "$SUANLI_NODE_RANK"',
+            ModelId("MLU370-X8"),
+            "mlu",
+            ((NodeId("a"), (0, 1)), (NodeId("b"), (4, 5))),
+        )
+    )
+    st = wait_for(ex, "gang")
+    assert st.exit_code == 1  # the first non-zero exit code
+    lines = sorted(ex.logs(JobId("gang"), 1).decode().splitlines())
+    assert lines == ["0/2 a 0,1", "1/2 b 4,5"]

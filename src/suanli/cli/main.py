@@ -185,9 +185,11 @@ def main() -> None:
 
 
 def _register() -> None:
+    from suanli.cli.service import register
     from suanli.cli.sim import sim
 
     cli.add_command(sim)
+    register(cli)
 
 
 _register()

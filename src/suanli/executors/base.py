@@ -44,7 +44,7 @@ class RunRequest:
     entrypoint: str
     model: ModelId
     stack: str
-    #: node -> device indexes; a local executor runs single-node placements only
+    #: node -> device indexes (several nodes for a multi-node gang)
     devices: tuple[tuple[NodeId, tuple[int, ...]], ...]
     env: Mapping[str, str] = field(default_factory=dict)
 

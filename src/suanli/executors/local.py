@@ -1,4 +1,5 @@
-"""The local-process executor: each run a child process on this machine, supervised by a
+"""The local-process executor: each run a child process on this machine (one per node of a
+multi-node gang, all here), supervised by a
 detached ``suanli.executors.runner`` so that it outlives a crash of the service.
 
 State lives in files under ``root/runs/JOB/ATTEMPT/`` (request, supervisor pid, output, stop
@@ -51,8 +52,6 @@ class LocalProcessExecutor:
         final = self._dir(run.job, run.attempt)
         if final.exists():
             return
-        if len(run.devices) != 1:
-            raise ValueError("the local-process executor runs single-node placements only")
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{run.attempt}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -61,16 +60,18 @@ class LocalProcessExecutor:
         ckpt.mkdir(parents=True, exist_ok=True)
         env = {
             **run.env,
-            **device_env(run.stack, run.devices[0][1]),
             CHECKPOINT_DIR_VAR: str(ckpt),
             "SUANLI_JOB_ID": run.job,
             "SUANLI_ATTEMPT": str(run.attempt),
+            "SUANLI_NUM_NODES": str(len(run.devices)),
         }
+        nodes = [{**device_env(run.stack, devs), "SUANLI_NODE": node} for node, devs in run.devices]
         request = {
             "job": run.job,
             "attempt": run.attempt,
             "entrypoint": run.entrypoint,
             "env": env,
+            "nodes": nodes,
             "at": time.time(),
         }
         (tmp / "request.json").write_text(json.dumps(request))

@@ -1,5 +1,8 @@
 """The supervisor of one local run: ``python -m suanli.executors.runner [--detach] RUN_DIR``.
 
+One child per node of the placement (a multi-node gang on one machine: each child sees its
+node's devices and ``SUANLI_NODE_RANK``); the run's exit code is the first non-zero one.
+
 It is started detached (its own session) by the local-process executor, so that the service
 can die and restart without killing or losing its jobs. It runs the job's entrypoint with
 ``/bin/sh -c`` in a process group of its own, with the request's environment, its output in
@@ -43,38 +46,39 @@ def main(run_dir: str) -> int:
         d / "supervisor.json",
         {"pid": os.getpid(), "start": proc_start_time(os.getpid()), "at": time.time()},
     )
-    env = dict(os.environ)
-    env.update(req["env"])
+    base = dict(os.environ)
+    base.update(req["env"])
+    children: list[subprocess.Popen[bytes]] = []
     with (d / "output.log").open("ab") as log:
-        child = subprocess.Popen(
-            ["/bin/sh", "-c", req["entrypoint"]],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=req.get("cwd") or d,
-            start_new_session=True,
-        )
+        for rank, node_env in enumerate(req.get("nodes") or [{}]):
+            children.append(
+                subprocess.Popen(
+                    ["/bin/sh", "-c", req["entrypoint"]],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**base, **node_env, "SUANLI_NODE_RANK": str(rank)},
+                    cwd=req.get("cwd") or d,
+                    start_new_session=True,
+                )
+            )
     stopping = threading.Event()
+
+    def signal_all(sig: int) -> None:
+        for child in children:
+            if child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, sig)
 
     def on_term(_sig: int, _frame: object) -> None:
         if stopping.is_set():
             return
         stopping.set()
-        try:
-            os.killpg(child.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+        signal_all(signal.SIGTERM)
         grace = 30.0
         with contextlib.suppress(OSError, ValueError, KeyError):
             grace = float(json.loads((d / "stop.json").read_text())["grace_s"])
-
-        def kill_later() -> None:
-            if child.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signal.SIGKILL)
-
-        t = threading.Timer(grace, kill_later)
+        t = threading.Timer(grace, signal_all, args=(signal.SIGKILL,))
         t.daemon = True
         t.start()
 
@@ -82,7 +86,8 @@ def main(run_dir: str) -> int:
     # a stop asked for before this supervisor was up
     if (d / "stop.json").exists():
         on_term(signal.SIGTERM, None)
-    code = child.wait()
+    codes = [child.wait() for child in children]
+    code = next((c for c in codes if c != 0), 0)
     write_atomic(d / "exit.json", {"code": code, "at": time.time(), "stopped": stopping.is_set()})
     return 0
 

@@ -25,6 +25,16 @@ class ApiError(Exception):
         super().__init__("\n".join(lines))
 
 
+class _Http(httpx.Client):
+    """httpx with unreachable servers reported as :class:`ConnectionError` (an OSError)."""
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return super().send(request, **kwargs)
+        except httpx.TransportError as exc:
+            raise ConnectionError(f"{request.url}: {exc}") from exc
+
+
 class Client:
     def __init__(
         self,
@@ -34,7 +44,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(
+        self.http: httpx.Client = _Http(
             base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )
 

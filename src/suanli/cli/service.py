@@ -1,0 +1,363 @@
+"""``suanli server`` and the kubectl-like commands over the SDK: ``login``, ``submit``, ``jobs``,
+``job``, ``cancel``, ``logs``, ``queue``, ``pool``, ``members``, ``shares``. Tables for people,
+``--json`` for scripts. The server URL and token come from ``--url``/``--token``, then
+``SUANLI_URL``/``SUANLI_TOKEN``, then the file ``suanli login`` wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from suanli.cli.table import table
+from suanli.errors import SuanliError
+from suanli.sdk.client import ApiError, Client
+from suanli.spec.alliance_file import load_alliance
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+DEFAULT_URL = "http://127.0.0.1:8470"
+EXIT_CODES = {401: 4, 403: 4, 404: 3, 409: 5, 413: 2, 422: 2}
+
+
+def config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(os.environ.get("SUANLI_CONFIG", Path(base) / "suanli" / "config.json"))
+
+
+def _client(url: str | None, token: str | None) -> Client:
+    saved: dict[str, str] = {}
+    p = config_path()
+    if p.exists():
+        saved = json.loads(p.read_text())
+    url = url or os.environ.get("SUANLI_URL") or saved.get("url") or DEFAULT_URL
+    token = token or os.environ.get("SUANLI_TOKEN") or saved.get("token")
+    return Client(url, token)
+
+
+def _api(fn: Callable[[Client], Any], url: str | None, token: str | None) -> Any:
+    try:
+        with _client(url, token) as c:
+            return fn(c)
+    except ApiError as exc:
+        click.echo(f"error ({exc.status} {exc.error}): {exc}", err=True)
+        sys.exit(EXIT_CODES.get(exc.status, 1))
+    except OSError as exc:
+        click.echo(f"error: cannot reach the suanli server: {exc}", err=True)
+        sys.exit(1)
+
+
+def connection(f: F) -> F:
+    f = click.option("--token", envvar=None, help="bearer token (default: from login)")(f)
+    return click.option("--url", help=f"server URL (default: from login, else {DEFAULT_URL})")(f)
+
+
+def as_json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="JSON for scripts")(f)
+
+
+def _out(data: Any, as_json: bool, headers: list[str], rows: list[list[Any]]) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else table(headers, rows))
+
+
+def _ago(t: float | None) -> str:
+    if t is None:
+        return ""
+    s = max(0, int(time.time() - t))
+    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("server")
+    @click.option(
+        "--state-dir",
+        type=click.Path(path_type=Path),
+        default=Path(".suanli"),
+        show_default=True,
+        help="database, runs, checkpoints, admin token",
+    )
+    @click.option("--db", "db_url", help="SQLAlchemy URL (default: SQLite in the state dir)")
+    @click.option(
+        "--alliance",
+        "alliance_file",
+        type=click.Path(path_type=Path),
+        default=EXAMPLES / "alliance.yaml",
+        show_default=True,
+        help="loaded when the database is new",
+    )
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--port", default=8470, show_default=True, type=int)
+    @click.option("--policy", default="alliance", show_default=True)
+    @click.option("--interval", default=1.0, show_default=True, help="seconds between passes")
+    @click.option(
+        "--submit",
+        "submit_file",
+        type=click.Path(path_type=Path),
+        help="submit this job file once the server is up",
+    )
+    @click.option(
+        "--until-done",
+        is_flag=True,
+        help="with --submit: stop the server once those jobs have ended",
+    )
+    def server(
+        state_dir: Path,
+        db_url: str | None,
+        alliance_file: Path,
+        host: str,
+        port: int,
+        policy: str,
+        interval: float,
+        submit_file: Path | None,
+        until_done: bool,
+    ) -> None:
+        """Run the service: database, controller and REST API (Ctrl-C stops it)."""
+        import threading
+
+        from suanli.service.server import ServerConfig, prepare, serve
+
+        cfg = ServerConfig(state_dir, db_url, host, port, policy, interval)
+        try:
+            alliance = load_alliance(alliance_file)
+            db, token = prepare(cfg, alliance)
+            db.close()
+        except SuanliError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        url = f"http://{host}:{port}"
+        token_file = state_dir / "admin-token"
+        token = token or (token_file.read_text().strip() if token_file.exists() else None)
+        click.echo(f"suanli server on {url}  (state in {state_dir})")
+        if token:
+            click.echo(f"admin token: {token}")
+            click.echo(f"  suanli login --url {url} --token {token}")
+        if submit_file is not None:
+            text = submit_file.read_text()
+
+            def submit_when_up() -> None:
+                with Client(url, token) as c:
+                    for _ in range(200):
+                        try:
+                            c.health()
+                            break
+                        except OSError:
+                            time.sleep(0.1)
+                    try:
+                        jobs = c.submit(text)
+                        click.echo(
+                            f"submitted {len(jobs)} job(s): " + ", ".join(j["id"] for j in jobs)
+                        )
+                        if until_done:
+                            _wait_and_report(c, [j["id"] for j in jobs])
+                    except ApiError as exc:
+                        click.echo(f"submit failed: {exc}", err=True)
+                    if until_done:
+                        os.kill(os.getpid(), signal.SIGINT)
+
+            threading.Thread(target=submit_when_up, daemon=True).start()
+        serve(cfg, alliance)
+
+    def _wait_and_report(c: Client, ids: list[str]) -> None:
+        seen: dict[str, str] = {}
+        while True:
+            jobs = [c.job(i) for i in ids]
+            for j in jobs:
+                if seen.get(j["id"]) != j["phase"]:
+                    seen[j["id"]] = j["phase"]
+                    model = (j["placement"] or {}).get("model", "")
+                    click.echo(f"  {j['id']:<16} {j['phase']:<10} {model:<12} {j['reason'][:70]}")
+            if all(j["phase"] in ("SUCCEEDED", "FAILED", "CANCELLED") for j in jobs):
+                break
+            time.sleep(0.5)
+        click.echo("")
+        for j in jobs:
+            out, _, _ = c.logs(j["id"])
+            last = out.decode(errors="replace").strip().splitlines()[-1:] or [""]
+            click.echo(f"{j['id']:<16} {j['phase']:<10} last output: {last[0][:80]}")
+
+    @cli.command("login")
+    @click.option("--url", default=DEFAULT_URL, show_default=True)
+    @click.option("--token", required=True)
+    def login(url: str, token: str) -> None:
+        """Check the token against the server and remember both."""
+        me = _api(lambda c: c.whoami(), url, token)
+        p = config_path()
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"url": url, "token": token}, f)
+        who = me["name"] + (f" of {me['member']}" if me.get("member") else "")
+        click.echo(f"logged in to {url} as {who} ({me['role']})")
+
+    @cli.command("submit")
+    @click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+    @connection
+    @as_json_option
+    def submit(file: Path, url: str | None, token: str | None, as_json: bool) -> None:
+        """Submit a job file (one job or jobs: [...])."""
+        jobs = _api(lambda c: c.submit(file.read_text()), url, token)
+        _out(
+            jobs,
+            as_json,
+            ["ID", "MEMBER", "PHASE"],
+            [[j["id"], j["member"], j["phase"]] for j in jobs],
+        )
+
+    @cli.command("jobs")
+    @click.option("--member", multiple=True)
+    @click.option("--phase", multiple=True)
+    @click.option("--limit", default=100, show_default=True)
+    @connection
+    @as_json_option
+    def jobs_cmd(
+        member: tuple[str, ...],
+        phase: tuple[str, ...],
+        limit: int,
+        url: str | None,
+        token: str | None,
+        as_json: bool,
+    ) -> None:
+        """List jobs, oldest first."""
+        page = _api(
+            lambda c: c.jobs(list(member) or None, [p.upper() for p in phase] or None, limit),
+            url,
+            token,
+        )
+        rows = [
+            [
+                j["id"],
+                j["member"],
+                j["phase"],
+                j["attempt"],
+                (j["placement"] or {}).get("model", ""),
+                _ago(j["submitted_at"]),
+                j["reason"][:60],
+            ]
+            for j in page["items"]
+        ]
+        _out(page, as_json, ["ID", "MEMBER", "PHASE", "ATTEMPT", "MODEL", "AGE", "REASON"], rows)
+
+    @cli.command("job")
+    @click.argument("job_id")
+    @connection
+    @as_json_option
+    def job_cmd(job_id: str, url: str | None, token: str | None, as_json: bool) -> None:
+        """One job: its spec, phase, placement and why."""
+        j = _api(lambda c: c.job(job_id), url, token)
+        if as_json:
+            click.echo(json.dumps(j, indent=2))
+            return
+        p = j["placement"]
+        where = (
+            ", ".join(f"{n}[{','.join(map(str, d))}]" for n, d in p["assignments"]) if p else "-"
+        )
+        for k, v in [
+            ("id", j["id"]),
+            ("member", j["member"]),
+            ("phase", j["phase"]),
+            ("reason", j["reason"]),
+            ("attempt", j["attempt"]),
+            ("preemptions", j["preemptions"]),
+            ("exit code", j["exit_code"]),
+            ("placement", f"{p['model']} on {where}" if p else "-"),
+            ("accelerators", f"{j['spec']['count']} of {', '.join(j['spec']['models'])}"),
+            ("entrypoint", j["spec"]["entrypoint"]),
+        ]:
+            click.echo(f"{k + ':':14}{v}")
+
+    @cli.command("cancel")
+    @click.argument("job_id")
+    @connection
+    def cancel(job_id: str, url: str | None, token: str | None) -> None:
+        """Cancel a job (a running one is stopped with its grace period)."""
+        j = _api(lambda c: c.cancel(job_id), url, token)
+        click.echo(f"{j['id']}: {j['phase']} ({j['reason']})")
+
+    @cli.command("logs")
+    @click.argument("job_id")
+    @click.option("-f", "--follow", is_flag=True, help="keep printing until the job ends")
+    @click.option("--attempt", type=int, help="which run (default: the latest)")
+    @connection
+    def logs(
+        job_id: str, follow: bool, attempt: int | None, url: str | None, token: str | None
+    ) -> None:
+        """A job's output."""
+
+        def run(c: Client) -> None:
+            if follow:
+                for chunk in c.follow_logs(job_id):
+                    sys.stdout.buffer.write(chunk)
+                    sys.stdout.flush()
+            else:
+                data, _, _ = c.logs(job_id, 0, attempt)
+                sys.stdout.buffer.write(data)
+
+        _api(run, url, token)
+
+    @cli.command("queue")
+    @connection
+    @as_json_option
+    def queue(url: str | None, token: str | None, as_json: bool) -> None:
+        """Pending jobs with their position in their member's queue and why they wait."""
+        q = _api(lambda c: c.queue(), url, token)
+        rows = [[e["id"], e["member"], e["position"], e["count"], e["reason"][:80]] for e in q]
+        _out(q, as_json, ["ID", "MEMBER", "POS", "DEVICES", "REASON"], rows)
+
+    @cli.command("pool")
+    @connection
+    @as_json_option
+    def pool_cmd(url: str | None, token: str | None, as_json: bool) -> None:
+        """Nodes with their model, owner, use and state."""
+        nodes = _api(lambda c: c.nodes(), url, token)
+        rows = [
+            [n["id"], n["member"], n["model"], f"{n['used']}/{n['devices']}", n["state"]]
+            for n in nodes
+        ]
+        _out(nodes, as_json, ["NODE", "MEMBER", "MODEL", "USED", "STATE"], rows)
+
+    @cli.command("members")
+    @connection
+    @as_json_option
+    def members(url: str | None, token: str | None, as_json: bool) -> None:
+        """Members with their entitlement and use in NU."""
+        ms = _api(lambda c: c.members(), url, token)
+        rows = [
+            [
+                m["id"],
+                m["kind"],
+                m["tier"],
+                f"{m['entitled_nu']:.3f}",
+                f"{m['used_nu']:.3f}",
+                m["pending"],
+            ]
+            for m in ms
+        ]
+        _out(ms, as_json, ["MEMBER", "KIND", "TIER", "ENTITLED NU", "USED NU", "PENDING"], rows)
+
+    @cli.command("shares")
+    @connection
+    @as_json_option
+    def shares(url: str | None, token: str | None, as_json: bool) -> None:
+        """Each member's share per model (devices): nominal, limits and use."""
+        sh = _api(lambda c: c.shares(), url, token)
+        rows = [
+            [
+                x["member"],
+                x["model"],
+                x["nominal"],
+                x["used"],
+                "-" if x["borrowing_limit"] is None else x["borrowing_limit"],
+                "-" if x["lending_limit"] is None else x["lending_limit"],
+            ]
+            for x in sh
+        ]
+        _out(
+            sh, as_json, ["MEMBER", "MODEL", "NOMINAL", "USED", "BORROW LIMIT", "LEND LIMIT"], rows
+        )
