@@ -52,6 +52,18 @@ from suanli.store.database import Database, DatabaseError
 from suanli.store.tables import MemberRow, SiteRow
 
 MAX_BODY = 1 << 20
+#: the largest integer a query may carry (a 63-bit database integer)
+MAX_INT = 1 << 62
+#: routes that parse their own body (JSON, or YAML for people) declare it for the schema
+_DOCUMENT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
 STATUS: dict[type[SuanliError], int] = {
     ValidationError: 422,
     NotFoundError: 404,
@@ -166,7 +178,7 @@ def create_app(svc: Service) -> FastAPI:
     @app.get("/api/v1/audit", tags=["service"])
     def audit(
         who: Who,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[AuditOut]:
         with svc.db.session() as s:
@@ -213,7 +225,7 @@ def create_app(svc: Service) -> FastAPI:
         site = s.get(SiteRow, row.site)
         return NodeOut.of(row, site.member, 0)
 
-    @app.post("/api/v1/nodes", status_code=201, tags=["pool"])
+    @app.post("/api/v1/nodes", status_code=201, tags=["pool"], openapi_extra=_DOCUMENT_BODY)
     async def nodes_register(who: Who, request: Request) -> NodeOut:
         doc = await body_document(request)
         if not isinstance(doc, dict):
@@ -243,7 +255,7 @@ def create_app(svc: Service) -> FastAPI:
         with svc.db.session() as s:
             return [DatasetOut.of(d) for d in pool.datasets(s, who)]
 
-    @app.post("/api/v1/datasets", status_code=201, tags=["pool"])
+    @app.post("/api/v1/datasets", status_code=201, tags=["pool"], openapi_extra=_DOCUMENT_BODY)
     async def datasets_create(who: Who, request: Request) -> DatasetOut:
         doc = await body_document(request)
         if not isinstance(doc, dict):
@@ -278,7 +290,7 @@ def create_app(svc: Service) -> FastAPI:
         )
 
     # -- jobs ------------------------------------------------------------------------------
-    @app.post("/api/v1/jobs", status_code=201, tags=["jobs"])
+    @app.post("/api/v1/jobs", status_code=201, tags=["jobs"], openapi_extra=_DOCUMENT_BODY)
     async def jobs_submit(who: Who, request: Request) -> list[JobOut]:
         who.require_writer("submit jobs")
         doc = await body_document(request)
@@ -296,7 +308,7 @@ def create_app(svc: Service) -> FastAPI:
         who: Who,
         member: Annotated[list[str] | None, Query()] = None,
         phase: Annotated[list[str] | None, Query()] = None,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
         limit: Annotated[int, Query(ge=1, le=jobs.MAX_PAGE)] = 100,
     ) -> JobPage:
         wanted = set(member) if member else None
@@ -332,8 +344,8 @@ def create_app(svc: Service) -> FastAPI:
     def jobs_logs(
         job_id: str,
         who: Who,
-        attempt: Annotated[int | None, Query(ge=1)] = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        attempt: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+        offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     ) -> Response:
         with svc.db.session() as s:
             row = _visible_job(s, who, job_id)

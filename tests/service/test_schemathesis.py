@@ -1,0 +1,53 @@
+"""Requests generated from the OpenAPI schema (schemathesis) against the live API, as an
+alliance admin and as a member user: no answer is a 5xx."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import schemathesis
+from schemathesis import Case
+
+from suanli.api.app import Service, create_app
+from suanli.executors.local import LocalProcessExecutor
+from suanli.sched.policy import get_policy
+from suanli.service.auth import create_user
+from suanli.service.pool import create_alliance
+from suanli.spec.alliance_file import load_alliance
+from suanli.store.database import Database
+
+from ..conftest import ROOT
+from .live import serving
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    tmp: Path = tmp_path_factory.mktemp("api")
+    db = Database.open(f"sqlite:///{tmp / 'suanli.db'}")
+    with db.session() as s:
+        create_alliance(
+            s, load_alliance(ROOT / "src/suanli/examples/alliance.yaml"), "t", time.time()
+        )
+        tokens = {
+            "admin": create_user(s, None, "admin", "alliance-admin", None, time.time()),
+            "user": create_user(s, None, "user", "member-user", "huaxia-cloud", time.time()),
+        }
+    app = create_app(Service(db, get_policy("alliance"), LocalProcessExecutor(tmp / "exec")))
+    with serving(app) as url:
+        yield url, tokens
+    db.close()
+
+
+# The schema does not depend on the state behind the app: take it from an app with none.
+schema = schemathesis.openapi.from_dict(
+    create_app(Service(None, get_policy("alliance"), None)).openapi()  # type: ignore[arg-type]
+)
+
+
+@schema.parametrize()
+def test_no_5xx(case: Case, live: tuple[str, dict[str, str]]) -> None:
+    url, tokens = live
+    for token in tokens.values():
+        response = case.call(base_url=url, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code < 500, (case.method, case.path, response.text[:300])
