@@ -1,0 +1,89 @@
+"""The kubectl-like commands against a live server, through click's runner."""
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from suanli.api.app import Service, create_app
+from suanli.cli.main import cli
+from suanli.executors.local import LocalProcessExecutor
+from suanli.sched.policy import get_policy
+from suanli.service.controller import Controller
+from suanli.service.server import ServerConfig, prepare
+from suanli.spec.alliance_file import load_alliance
+
+from ..conftest import EXAMPLES
+from .live import serving
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Controller]]:
+    monkeypatch.setenv("SUANLI_CONFIG", str(tmp_path / "config.json"))
+    monkeypatch.delenv("SUANLI_URL", raising=False)
+    monkeypatch.delenv("SUANLI_TOKEN", raising=False)
+    cfg = ServerConfig(tmp_path / "state")
+    db, token = prepare(cfg, load_alliance(EXAMPLES / "alliance.yaml"))
+    assert (
+        token is not None and (tmp_path / "state" / "admin-token").stat().st_mode & 0o777 == 0o600
+    )
+    executor = LocalProcessExecutor(cfg.state_dir)
+    policy = get_policy("alliance")
+    with serving(create_app(Service(db, policy, executor))) as url:
+        code = CliRunner().invoke(cli, ["login", "--url", url, "--token", token])
+        assert code.exit_code == 0 and "as admin (alliance-admin)" in code.stdout
+        yield url, Controller(db, executor, policy)
+    db.close()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(cli, list(args))
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_submit_watch_and_read_a_job(server: tuple[str, Controller], tmp_path: Path) -> None:
+    _, ctl = server
+    f = tmp_path / "job.yaml"
+    f.write_text(
+        "id: hello\nmember: zhiyuan-ai\naccelerators: MLU370:2\n"
+        "entrypoint: echo hello from $MLU_VISIBLE_DEVICES\n"
+    )
+    code, out, _ = run("submit", str(f))
+    assert code == 0 and "hello" in out and "PENDING" in out
+    code, out, _ = run("queue")
+    assert "hello" in out and "would start at the next pass" in out
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        ctl.step()
+        code, out, _ = run("job", "hello", "--json")
+        if json.loads(out)["phase"] == "SUCCEEDED":
+            break
+        time.sleep(0.05)
+    code, out, _ = run("job", "hello")
+    assert "SUCCEEDED" in out and "MLU370-X8 on zy-mlu370" in out
+    code, out, _ = run("logs", "hello", "-f")
+    assert out == "hello from 0,1\n"
+    code, out, _ = run("jobs", "--phase", "succeeded")
+    assert "hello" in out
+    code, out, _ = run("pool", "--json")
+    assert any(n["model"] == "Ascend910C" for n in json.loads(out))
+    code, out, _ = run("members")
+    assert "huaxia-cloud" in out and "ENTITLED NU" in out
+    code, out, _ = run("shares")
+    assert "H800-80GB" in out
+
+
+def test_errors_exit_with_their_codes(server: tuple[str, Controller], tmp_path: Path) -> None:
+    code, _, err = run("job", "nope")
+    assert code == 3 and "404" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("member: zhiyuan-ai\naccelerators: MLU370:999\n")
+    code, _, err = run("submit", str(bad))
+    assert code == 2 and "accelerators.count" in err
+    code, _, err = run("cancel", "nope", "--token", "wrong")
+    assert code == 4 and "401" in err
+    code, _, err = run("jobs", "--url", "http://127.0.0.1:1")
+    assert code == 1 and "cannot reach" in err
