@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -74,13 +76,31 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+#: how long a verified token is trusted without asking the database again (seconds)
+TOKEN_TTL_S = 5.0
+_verified: dict[str, tuple[float, Principal]] = {}
+_verified_lock = threading.Lock()
+
+
 def authenticate(s: Session, token: str | None) -> Principal:
     if not token:
         raise UnauthenticatedError("a bearer token is required (Authorization: Bearer TOKEN)")
-    row = s.scalars(select(UserRow).where(UserRow.token_sha256 == token_hash(token))).first()
+    digest = token_hash(token)
+    key = f"{id(s.get_bind())}:{digest}"
+    now = time.monotonic()
+    with _verified_lock:
+        hit = _verified.get(key)
+    if hit is not None and now - hit[0] < TOKEN_TTL_S:
+        return hit[1]
+    row = s.scalars(select(UserRow).where(UserRow.token_sha256 == digest)).first()
     if row is None:
         raise UnauthenticatedError("unknown or revoked token")
-    return Principal(row.name, Role(row.role), row.member)
+    who = Principal(row.name, Role(row.role), row.member)
+    with _verified_lock:
+        if len(_verified) > 10_000:
+            _verified.clear()
+        _verified[key] = (now, who)
+    return who
 
 
 def create_user(

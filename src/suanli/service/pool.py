@@ -18,7 +18,14 @@ from suanli.service.audit import record
 from suanli.service.auth import Principal
 from suanli.spec.alliance_file import DatasetEntry, NodeEntry
 from suanli.spec.common import pydantic_problems
-from suanli.store.alliance_rows import has_alliance, node_row, read_alliance, write_alliance
+from suanli.store.alliance_rows import (
+    bump_revision,
+    has_alliance,
+    node_row,
+    parse_rows,
+    read_alliance,
+    write_alliance,
+)
 from suanli.store.snapshot import ACTIVE, build_snapshot
 from suanli.store.tables import (
     AuditRow,
@@ -121,9 +128,11 @@ def queue(s: Session, policy: Policy, now: float) -> list[dict[str, Any]]:
 
 # -- changes ----------------------------------------------------------------------------------
 def _check(s: Session) -> None:
-    """The changed alliance must still be valid as a whole (or the transaction rolls back)."""
+    """The changed alliance must still be valid as a whole (or the transaction rolls back);
+    its revision moves so that every process re-reads it."""
     s.flush()
-    read_alliance(s)
+    parse_rows(s)
+    bump_revision(s)
 
 
 def register_node(s: Session, by: Principal, entry: dict[str, Any], now: float) -> NodeRow:
@@ -168,6 +177,7 @@ def drain_node(s: Session, by: Principal, node_id: str, on: bool, now: float) ->
     row, site = _node(s, node_id)
     by.require_member_admin(site.member, "drain nodes of sites")
     row.state = "draining" if on else "active"
+    bump_revision(s)
     record(s, now, by.name, "node.drain" if on else "node.undrain", f"node/{node_id}")
     return row
 

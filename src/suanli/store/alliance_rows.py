@@ -4,9 +4,12 @@ file could not say)."""
 
 from __future__ import annotations
 
+import secrets
+import threading
+import weakref
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from suanli.catalog.accelerator import Catalog
@@ -27,7 +30,7 @@ from suanli.store.tables import (
 
 def write_alliance(s: Session, alliance: Alliance, now: float) -> None:
     """Insert every entity of ``alliance`` (into an empty database)."""
-    s.add(AllianceRow(id=alliance.name, created_at=now))
+    s.add(AllianceRow(id=alliance.name, created_at=now, revision=1))
     for m in alliance.members.values():
         s.add(
             MemberRow(id=m.id, name=m.name, kind=m.kind.value, tier=m.tier.value, weight=m.weight)
@@ -148,11 +151,55 @@ def alliance_document(s: Session) -> dict[str, Any]:
     }
 
 
-def read_alliance(s: Session, catalog: Catalog | None = None) -> tuple[Alliance, set[NodeId]]:
-    """The alliance and the nodes that take no new jobs (draining)."""
+def parse_rows(s: Session, catalog: Catalog | None = None) -> tuple[Alliance, set[NodeId]]:
+    """The alliance as the rows say now, and the nodes that take no new jobs (draining)."""
     alliance = parse_alliance(alliance_document(s), "database", catalog)
     draining = {NodeId(n) for n in s.scalars(select(NodeRow.id).where(NodeRow.state != "active"))}
     return alliance, draining
+
+
+def bump_revision(s: Session) -> None:
+    """Record that the alliance changed (in the transaction that changes it). The revision is
+    random, never a counter: a rolled-back change's revision can never come back and be taken
+    for a committed one."""
+    s.execute(update(AllianceRow).values(revision=secrets.randbits(62)))
+
+
+class AllianceCache:
+    """The parsed alliance, re-read only when the database's revision moved (one small query
+    per use instead of parsing every row)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._revision: int | None = None
+        self._value: tuple[Alliance, set[NodeId]] | None = None
+
+    def get(self, s: Session) -> tuple[Alliance, set[NodeId]]:
+        rev = s.scalar(select(AllianceRow.revision))
+        if rev is None:
+            raise NotFoundError("the database holds no alliance yet")
+        with self._lock:
+            if self._value is not None and rev == self._revision:
+                return self._value
+        value = parse_rows(s)
+        with self._lock:
+            self._revision, self._value = rev, value
+        return value
+
+
+_caches: weakref.WeakKeyDictionary[Engine, AllianceCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def read_alliance(s: Session) -> tuple[Alliance, set[NodeId]]:
+    """The alliance and its draining nodes, cached per database until its revision moves."""
+    engine = s.get_bind()
+    assert isinstance(engine, Engine)
+    with _caches_lock:
+        cache = _caches.get(engine)
+        if cache is None:
+            cache = _caches[engine] = AllianceCache()
+    return cache.get(s)
 
 
 def has_alliance(s: Session) -> bool:

@@ -23,11 +23,14 @@ class Base(DeclarativeBase):
 
 
 class AllianceRow(Base):
-    """The alliance itself: one row."""
+    """The alliance itself: one row. ``revision`` grows with every change to the alliance's
+    entities (members, sites, nodes and their states, shares, grants, datasets), so that a
+    process can keep the parsed alliance until it changes."""
 
     __tablename__ = "alliance"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     created_at: Mapped[float] = mapped_column(Float)
+    revision: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
 
 
 class MemberRow(Base):
