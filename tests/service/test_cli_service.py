@@ -87,3 +87,10 @@ def test_errors_exit_with_their_codes(server: tuple[str, Controller], tmp_path: 
     assert code == 4 and "401" in err
     code, _, err = run("jobs", "--url", "http://127.0.0.1:1")
     assert code == 1 and "cannot reach" in err
+
+
+def test_the_readme_example_jobs_are_valid_for_the_example_alliance() -> None:
+    from suanli.spec.job_file import load_jobs
+
+    specs = load_jobs(EXAMPLES / "service-jobs.yaml", load_alliance(EXAMPLES / "alliance.yaml"))
+    assert len(specs) == 6 and all(s.entrypoint for s in specs)

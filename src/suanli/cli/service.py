@@ -172,7 +172,7 @@ def register(cli: click.Group) -> None:
                 if seen.get(j["id"]) != j["phase"]:
                     seen[j["id"]] = j["phase"]
                     model = (j["placement"] or {}).get("model", "")
-                    click.echo(f"  {j['id']:<16} {j['phase']:<10} {model:<12} {j['reason'][:70]}")
+                    click.echo(f"  {j['name']:<16} {j['phase']:<10} {model:<12} {j['reason'][:70]}")
             if all(j["phase"] in ("SUCCEEDED", "FAILED", "CANCELLED") for j in jobs):
                 break
             time.sleep(0.5)
@@ -180,7 +180,7 @@ def register(cli: click.Group) -> None:
         for j in jobs:
             out, _, _ = c.logs(j["id"])
             last = out.decode(errors="replace").strip().splitlines()[-1:] or [""]
-            click.echo(f"{j['id']:<16} {j['phase']:<10} last output: {last[0][:80]}")
+            click.echo(f"{j['name']:<16} {j['id']:<22} {j['phase']:<10} {last[0][:70]}")
 
     @cli.command("login")
     @click.option("--url", default=DEFAULT_URL, show_default=True)
