@@ -17,7 +17,6 @@ import argparse
 import json
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import httpx  # noqa: E402
 from tests.pg import postgres_server  # noqa: E402
-from tests.service.live import free_port  # noqa: E402
+from tests.service.live import free_port, spawn_server  # noqa: E402
 
 from suanli.sched.policy import get_policy  # noqa: E402
 from suanli.sched.schedule import schedule  # noqa: E402
@@ -44,21 +43,7 @@ from suanli.store.snapshot import build_snapshot  # noqa: E402
 def submissions(db_url: str | None, label: str, seconds: float, clients: int) -> dict[str, object]:
     state = Path(tempfile.mkdtemp(prefix="suanli-bench-"))
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "suanli",
-        "server",
-        "--state-dir",
-        str(state),
-        "--port",
-        str(port),
-        "--interval",
-        "3600",
-    ]
-    if db_url:
-        cmd += ["--db", db_url]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = spawn_server(state, port, interval=3600, db_url=db_url)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):

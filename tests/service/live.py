@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -36,3 +39,14 @@ def serving(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def spawn_server(
+    state: Path, port: int, interval: float, db_url: str | None = None
+) -> subprocess.Popen[bytes]:
+    """A real ``suanli server`` process (its output discarded)."""
+    cmd = [sys.executable, "-m", "suanli", "server", "--state-dir", str(state)]
+    cmd += ["--port", str(port), "--interval", str(interval)]
+    if db_url:
+        cmd += ["--db", db_url]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -7,34 +7,18 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from suanli.sdk.client import ApiError, Client
 
-from .live import free_port
+from .live import free_port, spawn_server
 
 JOBS = 200
 
 
 def start_server(state: Path, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "suanli",
-            "server",
-            "--state-dir",
-            str(state),
-            "--port",
-            str(port),
-            "--interval",
-            "0.1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return spawn_server(state, port, interval=0.1)
 
 
 def wait_up(url: str) -> None:
