@@ -3,6 +3,8 @@
 import time
 from pathlib import Path
 
+import pytest
+
 from suanli.executors.base import RunPhase, RunRequest, RunState
 from suanli.executors.local import LocalProcessExecutor
 from suanli.model.ids import JobId, ModelId, NodeId
@@ -47,6 +49,16 @@ def test_a_run_sees_its_devices_and_checkpoint_dir_and_reports_its_exit(tmp_path
     assert b"dev=2,3 extra=yes" in ex.logs(JobId("j1"), 1)
     assert (ex.checkpoint_dir(JobId("j1")) / "ckpt").read_text() == "saved\n"
     assert ex.logs(JobId("j1"), 1, offset=4).startswith(b"2,3")
+
+
+def test_a_relative_state_dir_still_gives_jobs_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ex = LocalProcessExecutor(Path("state"))
+    ex.start(request("rel", 'echo x > "$SUANLI_CHECKPOINT_DIR/c"'))
+    assert wait_for(ex, "rel").exit_code == 0
+    assert (tmp_path / "state" / "checkpoints" / "rel" / "c").read_text() == "x\n"
 
 
 def test_start_is_idempotent_per_job_and_attempt(tmp_path: Path) -> None:

@@ -87,6 +87,11 @@ def test_jobs_run_to_their_exit_codes_on_their_devices(db: Database, tmp_path: P
         },
     )
     assert ids[:2] == ["ok", "bad"] and ids[2].startswith("lab-")
+    named = submit(db, {"name": "my run", "member": "lab", "accelerators": "H800:1"})
+    with db.session() as s:
+        row = jobs.get(s, named[0])
+        assert row.name == "my run" and row.id.startswith("lab-")
+        jobs.cancel(s, row.id, "tester", time.time())
     rows = run_until(ctl, db, finished)
     assert rows["ok"].phase == "SUCCEEDED" and rows["bad"].phase == "FAILED"
     assert rows["bad"].exit_code == 7 and rows[ids[2]].phase == "SUCCEEDED"

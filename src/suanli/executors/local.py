@@ -36,9 +36,9 @@ START_TIMEOUT_S = 15.0
 
 class LocalProcessExecutor:
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.runs = root / "runs"
-        self.checkpoints = root / "checkpoints"
+        self.root = root.resolve()  # jobs run in their own directory: paths must be absolute
+        self.runs = self.root / "runs"
+        self.checkpoints = self.root / "checkpoints"
         self.runs.mkdir(parents=True, exist_ok=True)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
 

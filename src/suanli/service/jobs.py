@@ -32,11 +32,17 @@ def submit(s: Session, alliance: Alliance, document: Any, actor: str, now: float
     """Validate a job document (one job or ``{jobs: [...]}``) against the alliance and queue
     every job in it, or none. A job without ``id`` gets ``MEMBER-XXXXXXXX`` (random hex)."""
     specs = parse_jobs(document, "job", alliance)
-    explicit = _explicit_ids(document)
-    specs = [
-        sp if sp.id in explicit else replace(sp, id=JobId(f"{sp.member}-{secrets.token_hex(4)}"))
-        for sp in specs
-    ]
+    items = _items(document)
+    given_ids = [isinstance(i, dict) and i.get("id") is not None for i in items]
+    given_names = [isinstance(i, dict) and bool(i.get("name")) for i in items]
+    fresh = []
+    for parsed, has_id, has_name in zip(specs, given_ids, given_names, strict=True):
+        if has_id:
+            fresh.append(parsed)
+            continue
+        new_id = JobId(f"{parsed.member}-{secrets.token_hex(4)}")
+        fresh.append(replace(parsed, id=new_id, name=parsed.name if has_name else new_id))
+    specs = fresh
     ids = [sp.id for sp in specs]
     clashes = sorted(s.scalars(select(JobRow.id).where(JobRow.id.in_(ids))).all())
     if clashes:
@@ -46,7 +52,7 @@ def submit(s: Session, alliance: Alliance, document: Any, actor: str, now: float
         row = JobRow(
             id=sp.id,
             member=sp.member,
-            name=sp.name if sp.id in explicit else sp.id,
+            name=sp.name,
             spec=spec_to_json(sp),
             phase=Phase.PENDING.value,
             reason="submitted; waiting for the next scheduling pass",
@@ -60,11 +66,11 @@ def submit(s: Session, alliance: Alliance, document: Any, actor: str, now: float
     return rows
 
 
-def _explicit_ids(document: Any) -> set[str]:
-    items = (
-        document.get("jobs") if isinstance(document, dict) and "jobs" in document else [document]
-    )
-    return {str(i["id"]) for i in items or [] if isinstance(i, dict) and i.get("id") is not None}
+def _items(document: Any) -> list[Any]:
+    if isinstance(document, dict) and "jobs" in document:
+        jobs = document["jobs"]
+        return jobs if isinstance(jobs, list) else []
+    return [document]
 
 
 def get(s: Session, job_id: str) -> JobRow:
