@@ -116,6 +116,12 @@ def principal(request: Request) -> Principal:
 Who = Annotated[Principal, Depends(principal)]
 
 
+def openapi_document() -> dict[str, Any]:
+    """The API's OpenAPI document (published as ``schemas/openapi.json``); it does not depend
+    on the state behind the app."""
+    return create_app(Service(None, None, None)).openapi()  # type: ignore[arg-type]
+
+
 def create_app(svc: Service) -> FastAPI:
     app = FastAPI(
         title="suanli",
