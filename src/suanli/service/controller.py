@@ -169,8 +169,7 @@ class Controller:
         now = self.clock()
         with self.db.session() as s:
             to_start = self._observe(s, now, report)
-        for req in to_start:
-            self.executor.start(req)
+        self._start_all(to_start, report)
         starts: list[RunRequest] = []
         stops: list[tuple[str, int, float]] = []
         with self.db.session() as s:
@@ -231,11 +230,37 @@ class Controller:
                     select(JobRow).where(JobRow.phase.in_(ACTIVE), JobRow.stop_requested)
                 )
             ]
-        for req in starts:
-            self.executor.start(req)
+        self._start_all(starts, report)
         for jid, attempt, grace in stops:
             self.executor.stop(JobId(jid), attempt, grace)
         return report
+
+    def _start_all(self, requests: list[RunRequest], report: StepReport) -> None:
+        """Start runs. One the executor cannot run at all (``ValueError``) fails its job with
+        the reason; any other error (an unreachable cluster) is logged and the start is retried
+        at the next step, since the job stays ADMITTED with no run."""
+        for req in requests:
+            try:
+                self.executor.start(req)
+            except ValueError as exc:
+                with self.db.session() as s:
+                    row = s.scalars(select(JobRow).where(JobRow.id == req.job)).one()
+                    if row.attempt == req.attempt and row.phase == Phase.ADMITTED.value:
+                        row.phase = Phase.FAILED.value
+                        row.reason = f"the executor cannot run it: {exc}"
+                        row.finished_at = self.clock()
+                        record(
+                            s,
+                            row.finished_at,
+                            ACTOR,
+                            "job.failed",
+                            f"job/{row.id}",
+                            attempt=row.attempt,
+                            error=str(exc),
+                        )
+                        report.finished.append(row.id)
+            except Exception:
+                log.exception("starting %s attempt %d failed; retrying", req.job, req.attempt)
 
     def drained(self) -> set[NodeId]:
         with self.db.session() as s:

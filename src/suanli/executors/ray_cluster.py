@@ -1,0 +1,182 @@
+"""A Ray cluster on this machine, started and stopped by suanli (embedded mode and tests).
+
+Each Ray node is a ``ray start --block`` child process in its own session, so that stopping it
+(by process group) stops exactly the processes it started and nothing else on the machine. The
+head binds its dashboard to loopback; Ray's token authentication is on (``RAY_AUTH_MODE=token``):
+some of Ray's core services listen on every interface and the token is what guards them.
+Simulated accelerators are Ray resources and labels the nodes declare.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ray_bin() -> str:
+    return str(Path(sys.executable).with_name("ray"))
+
+
+@dataclass
+class RayNodeSpec:
+    """One Ray node: its resources (``{"GPU": 8, "suanli.node.hx-1": 8}``) and labels."""
+
+    resources: dict[str, float]
+    labels: dict[str, str] = field(default_factory=dict)
+    num_cpus: int = 2
+
+
+class LocalRayCluster:
+    def __init__(
+        self, nodes: list[RayNodeSpec], token: str | None = None, stop_grace_s: float = 30.0
+    ) -> None:
+        if not nodes:
+            raise ValueError("a Ray cluster needs at least its head node")
+        self.nodes = nodes
+        self.token = token or secrets.token_hex(24)
+        self.gcs_port = _free_port()
+        self.dashboard_port = _free_port()
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="suanli-ray-"))
+        self.procs: list[subprocess.Popen[bytes]] = []
+        #: how long a stopped job has between SIGTERM and SIGKILL (Ray's job stop timeout)
+        self.stop_grace_s = stop_grace_s
+
+    @property
+    def address(self) -> str:
+        """The Job Submission API's address (the dashboard)."""
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.token,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_JOB_STOP_WAIT_TIME_S": str(int(self.stop_grace_s)),
+        }
+
+    def _start(self, args: list[str], spec: RayNodeSpec) -> None:
+        resources = dict(spec.resources)
+        gpus = int(resources.pop("GPU", 0))  # Ray takes GPUs only through --num-gpus
+        cmd = [
+            _ray_bin(),
+            "start",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={spec.num_cpus}",
+            f"--num-gpus={gpus}",
+            f"--resources={json.dumps(resources)}",
+            "--disable-usage-stats",
+            *args,
+        ]
+        if spec.labels:
+            cmd.append("--labels=" + ",".join(f"{k}={v}" for k, v in spec.labels.items()))
+        with (self.temp_dir / f"node-{len(self.procs)}.log").open("wb") as log:
+            self.procs.append(
+                subprocess.Popen(
+                    cmd,
+                    env=self.env(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+
+    def start(self, timeout_s: float = 120.0) -> LocalRayCluster:
+        head, *workers = self.nodes
+        self._start(
+            [
+                "--head",
+                f"--port={self.gcs_port}",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={self.dashboard_port}",
+                f"--dashboard-agent-listen-port={_free_port()}",
+                "--include-dashboard=true",
+                f"--temp-dir={self.temp_dir}",
+            ],
+            head,
+        )
+        self._wait_dashboard(timeout_s)
+        for w in workers:
+            self._start(
+                [
+                    f"--address=127.0.0.1:{self.gcs_port}",
+                    f"--dashboard-agent-listen-port={_free_port()}",
+                ],
+                w,
+            )
+        self._wait_nodes(len(self.nodes), timeout_s)
+        return self
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _wait_dashboard(self, timeout_s: float) -> None:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            if self.procs[0].poll() is not None:
+                raise RuntimeError(f"the Ray head exited; see {self.temp_dir}")
+            try:
+                r = httpx.get(f"{self.address}/api/version", headers=self._headers(), timeout=2)
+                if r.status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the Ray head did not come up")
+
+    def _wait_nodes(self, n: int, timeout_s: float) -> None:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            try:
+                r = httpx.get(
+                    f"{self.address}/nodes?view=summary", headers=self._headers(), timeout=5
+                )
+                summary = r.json()["data"]["summary"]
+                alive = [x for x in summary if x.get("raylet", {}).get("state") == "ALIVE"]
+                if len(alive) >= n:
+                    return
+            except (httpx.TransportError, KeyError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"{n} Ray nodes did not join")
+
+    def stop(self) -> None:
+        """Stop every process this cluster started (by process group), workers first."""
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for p in reversed(self.procs):
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        self.procs.clear()
+
+    def __enter__(self) -> LocalRayCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
