@@ -120,3 +120,25 @@ def test_a_multi_node_gang_runs_one_child_per_node(tmp_path: Path) -> None:
     assert st.exit_code == 1  # the first non-zero exit code
     lines = sorted(ex.logs(JobId("gang"), 1).decode().splitlines())
     assert lines == ["0/2 a 0,1", "1/2 b 4,5"]
+
+
+def test_runs_go_to_their_sites_executor(tmp_path: Path) -> None:
+    from suanli.executors.sites import PerSiteExecutor
+    from suanli.model.ids import SiteId
+
+    a, b = LocalProcessExecutor(tmp_path / "a"), LocalProcessExecutor(tmp_path / "b")
+    ex = PerSiteExecutor(
+        {SiteId("sa"): a, SiteId("sb"): b}, {NodeId("n1"): SiteId("sa"), NodeId("n2"): SiteId("sb")}
+    )
+    ex.start(request("on-a", "echo a"))
+    ex.start(
+        RunRequest(
+            JobId("on-b"), 1, "echo b", ModelId("H800-80GB"), "cuda", ((NodeId("n2"), (0,)),)
+        )
+    )
+    assert wait_for(a, "on-a").exit_code == 0 and wait_for(b, "on-b").exit_code == 0
+    assert set(ex.observe()) == {(JobId("on-a"), 1), (JobId("on-b"), 1)}
+    assert (JobId("on-b"), 1) not in a.observe()
+    assert ex.logs(JobId("on-b"), 1) == b"b\n"
+    fresh = PerSiteExecutor({SiteId("sa"): a, SiteId("sb"): b}, {})
+    assert fresh.logs(JobId("on-a"), 1) == b"a\n"  # learned from the sites' observations

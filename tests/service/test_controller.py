@@ -213,3 +213,18 @@ def test_reclaim_preempts_the_borrower_which_checkpoints_and_resumes(
     ex = ctl.executor
     assert isinstance(ex, LocalProcessExecutor)
     assert ex.logs(rows["borrow"].id, 2) == b"resumed at 41\n"  # type: ignore[arg-type]
+
+
+class RefusesGangs(LocalProcessExecutor):
+    def start(self, run: RunRequest) -> None:
+        raise ValueError("cannot run this here")
+
+
+def test_a_job_the_executor_cannot_run_fails_with_the_reason(db: Database, tmp_path: Path) -> None:
+    setup(db)
+    submit(db, {"id": "x", "member": "lab", "accelerators": "H800:1", "entrypoint": "true"})
+    ctl = Controller(db, RefusesGangs(tmp_path / "exec"), get_policy("alliance"))
+    ctl.step()
+    with db.session() as s:
+        row = jobs.get(s, "x")
+        assert row.phase == "FAILED" and "cannot run this here" in row.reason
