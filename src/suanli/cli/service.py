@@ -103,6 +103,13 @@ def register(cli: click.Group) -> None:
         help="submit this job file once the server is up",
     )
     @click.option(
+        "--executor",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="child processes here, or Ray (each site's cluster, else an embedded one)",
+    )
+    @click.option(
         "--until-done",
         is_flag=True,
         help="with --submit: stop the server once those jobs have ended",
@@ -116,6 +123,7 @@ def register(cli: click.Group) -> None:
         policy: str,
         interval: float,
         submit_file: Path | None,
+        executor: str,
         until_done: bool,
     ) -> None:
         """Run the service: database, controller and REST API (Ctrl-C stops it)."""
@@ -123,7 +131,7 @@ def register(cli: click.Group) -> None:
 
         from suanli.service.server import ServerConfig, prepare, serve
 
-        cfg = ServerConfig(state_dir, db_url, host, port, policy, interval)
+        cfg = ServerConfig(state_dir, db_url, host, port, policy, interval, executor)
         try:
             alliance = load_alliance(alliance_file)
             db, token = prepare(cfg, alliance)
@@ -143,7 +151,7 @@ def register(cli: click.Group) -> None:
 
             def submit_when_up() -> None:
                 with Client(url, token) as c:
-                    for _ in range(200):
+                    for _ in range(900):  # an embedded Ray cluster takes a while
                         try:
                             c.health()
                             break
@@ -179,7 +187,12 @@ def register(cli: click.Group) -> None:
         click.echo("")
         for j in jobs:
             out, _, _ = c.logs(j["id"])
-            last = out.decode(errors="replace").strip().splitlines()[-1:] or [""]
+            lines = [
+                ln
+                for ln in out.decode(errors="replace").strip().splitlines()
+                if not ln.startswith("Running entrypoint for job") and "job_manager.py" not in ln
+            ]  # Ray's own lines are not the job's output
+            last = lines[-1:] or [""]
             click.echo(f"{j['name']:<16} {j['id']:<22} {j['phase']:<10} {last[0][:70]}")
 
     @cli.command("login")

@@ -9,6 +9,7 @@ Simulated accelerators are Ray resources and labels the nodes declare.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -86,6 +87,15 @@ class LocalRayCluster:
             "--disable-usage-stats",
             *args,
         ]
+        # every port a node opens is chosen here: several Ray nodes share this machine's address
+        cmd += [
+            f"--node-manager-port={_free_port()}",
+            f"--object-manager-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}",
+            f"--runtime-env-agent-port={_free_port()}",
+            f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--dashboard-agent-listen-port={_free_port()}",
+        ]
         if spec.labels:
             cmd.append("--labels=" + ",".join(f"{k}={v}" for k, v in spec.labels.items()))
         with (self.temp_dir / f"node-{len(self.procs)}.log").open("wb") as log:
@@ -100,7 +110,16 @@ class LocalRayCluster:
                 )
             )
 
-    def start(self, timeout_s: float = 120.0) -> LocalRayCluster:
+    def start(self, timeout_s: float = 180.0) -> LocalRayCluster:
+        """Start the head, then the workers; on any failure stop what was started."""
+        try:
+            self._start_all(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_all(self, timeout_s: float) -> None:
         head, *workers = self.nodes
         self._start(
             [
@@ -108,23 +127,16 @@ class LocalRayCluster:
                 f"--port={self.gcs_port}",
                 "--dashboard-host=127.0.0.1",
                 f"--dashboard-port={self.dashboard_port}",
-                f"--dashboard-agent-listen-port={_free_port()}",
+                f"--ray-client-server-port={_free_port()}",
                 "--include-dashboard=true",
                 f"--temp-dir={self.temp_dir}",
             ],
             head,
         )
         self._wait_dashboard(timeout_s)
-        for w in workers:
-            self._start(
-                [
-                    f"--address=127.0.0.1:{self.gcs_port}",
-                    f"--dashboard-agent-listen-port={_free_port()}",
-                ],
-                w,
-            )
-        self._wait_nodes(len(self.nodes), timeout_s)
-        return self
+        for k, w in enumerate(workers, start=2):  # one at a time: each joins before the next
+            self._start([f"--address=127.0.0.1:{self.gcs_port}"], w)
+            self._wait_nodes(k, timeout_s)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
@@ -174,6 +186,23 @@ class LocalRayCluster:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
         self.procs.clear()
+        # Ray processes that left their group (none should) are still ours: they name our
+        # temporary directory on their command line.
+        for pid in self._stray_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _stray_pids(self) -> list[int]:
+        mark = str(self.temp_dir).encode()
+        pids = []
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    if mark in (d / "cmdline").read_bytes():
+                        pids.append(int(d.name))
+                except OSError:
+                    continue
+        return pids
 
     def __enter__(self) -> LocalRayCluster:
         return self.start()

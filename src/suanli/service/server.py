@@ -17,13 +17,16 @@ from pathlib import Path
 import uvicorn
 
 from suanli.api.app import Service, create_app
+from suanli.executors.base import Executor
 from suanli.executors.local import LocalProcessExecutor
+from suanli.executors.ray_cluster import LocalRayCluster
 from suanli.model.alliance import Alliance
+from suanli.model.ids import SiteId
 from suanli.sched.policy import get_policy
 from suanli.service.auth import create_user
 from suanli.service.controller import Controller
 from suanli.service.pool import create_alliance
-from suanli.store.alliance_rows import has_alliance
+from suanli.store.alliance_rows import has_alliance, read_alliance
 from suanli.store.database import Database
 from suanli.store.tables import UserRow
 
@@ -38,6 +41,9 @@ class ServerConfig:
     port: int = 8470
     policy: str = "alliance"
     interval_s: float = 1.0
+    #: ``local`` (child processes) or ``ray`` (each site's Ray cluster; sites that name none
+    #: share an embedded Ray cluster on this machine with one Ray node per suanli node)
+    executor: str = "local"
 
 
 class ControllerLoop:
@@ -89,10 +95,62 @@ def prepare(cfg: ServerConfig, alliance: Alliance) -> tuple[Database, str | None
     return db, token
 
 
-def serve(cfg: ServerConfig, alliance: Alliance, on_ready: object = None) -> None:
+def ray_executor(
+    cfg: ServerConfig, alliance: Alliance, grace_s: float
+) -> tuple[Executor, LocalRayCluster | None]:
+    """A per-site Ray executor: sites that name a Ray address use it (its token from
+    ``SUANLI_RAY_TOKEN``); the others share an embedded local Ray cluster whose nodes declare
+    the suanli nodes' chips as resources and labels."""
+    from suanli.executors.ray import RAY_RESOURCE, RayExecutor, node_resource
+    from suanli.executors.ray_cluster import LocalRayCluster, RayNodeSpec
+    from suanli.executors.sites import PerSiteExecutor
+
+    ckpt = cfg.state_dir / "checkpoints"
+    executors: dict[SiteId, Executor] = {}
+    embedded_sites = [s for s in alliance.sites.values() if not s.executor]
+    cluster = None
+    if embedded_sites:
+        specs = []
+        for node in sorted(alliance.nodes.values(), key=lambda n: n.id):
+            site = alliance.sites[node.site]
+            if site.executor:
+                continue
+            accel = RAY_RESOURCE.get(alliance.catalog.get(node.model).stack, "GPU")
+            specs.append(
+                RayNodeSpec(
+                    {accel: node.devices, node_resource(node.id): node.devices},
+                    {
+                        "suanli.io/node": node.id,
+                        "suanli.io/model": node.model,
+                        "suanli.io/site": site.id,
+                        "suanli.io/member": site.member,
+                    },
+                    num_cpus=1,
+                )
+            )
+        cluster = LocalRayCluster(specs, stop_grace_s=grace_s).start()
+        embedded = RayExecutor(cluster.address, cluster.token, ckpt)
+        for site in embedded_sites:
+            executors[site.id] = embedded
+    token = os.environ.get("SUANLI_RAY_TOKEN")
+    for site in alliance.sites.values():
+        if site.executor:
+            executors[site.id] = RayExecutor(site.executor, token, ckpt)
+    site_of = {n.id: n.site for n in alliance.nodes.values()}
+    return PerSiteExecutor(executors, site_of), cluster
+
+
+def serve(cfg: ServerConfig, alliance: Alliance) -> None:
     db, _ = prepare(cfg, alliance)
-    executor = LocalProcessExecutor(cfg.state_dir)
     policy = get_policy(cfg.policy)
+    cluster: LocalRayCluster | None = None
+    executor: Executor
+    if cfg.executor == "ray":
+        with db.session() as s:
+            current, _ = read_alliance(s)
+        executor, cluster = ray_executor(cfg, current, getattr(policy, "grace_s", 30.0))
+    else:
+        executor = LocalProcessExecutor(cfg.state_dir)
     loop = ControllerLoop(Controller(db, executor, policy), cfg.interval_s)
     app = create_app(Service(db, policy, executor))
     loop.start()
@@ -101,3 +159,5 @@ def serve(cfg: ServerConfig, alliance: Alliance, on_ready: object = None) -> Non
     finally:
         loop.stop()
         db.close()
+        if cluster is not None:
+            cluster.stop()
