@@ -169,3 +169,54 @@ def test_reclaim_stops_the_borrower_on_ray_which_resumes_from_its_checkpoint(
     assert rows["owner"].phase == "SUCCEEDED"
     assert rows["borrow"].phase == "SUCCEEDED" and rows["borrow"].attempt == 2
     assert b"resumed at 7" in ctl.executor.logs(JobId("borrow"), 2)
+
+
+def test_drain_by_vendor_moves_jobs_to_other_chips_from_their_checkpoints(
+    setup: tuple[Database, Controller],
+) -> None:
+    from suanli.service.auth import Principal, Role
+    from suanli.service.pool import drain_many
+
+    db, ctl = setup
+    mover = (
+        'C="$SUANLI_CHECKPOINT_DIR/step"; '
+        'if [ -f "$C" ]; then echo "resumed at $(cat "$C") on mlu=$MLU_VISIBLE_DEVICES"; '
+        "exit 0; fi; "
+        "trap 'echo 5 > \"$C\"; exit 0' TERM; echo started on cuda=$CUDA_VISIBLE_DEVICES; "
+        "while true; do sleep 0.1; done"
+    )
+    submit(
+        db,
+        {
+            "jobs": [
+                {
+                    "id": "mover",
+                    "member": "hx",
+                    "entrypoint": mover,
+                    "accelerators": {"any_of": ["H800-80GB", "MLU370-X8"], "count": 4},
+                },
+                {
+                    "id": "stuck",
+                    "member": "hx",
+                    "accelerators": "H800:2",
+                    "entrypoint": "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+                },
+            ]
+        },
+    )
+    run_until(ctl, db, lambda r: all(x.phase == "RUNNING" for x in r.values()))
+    with db.session() as s:
+        assert jobs.get(s, "mover").placement["model"] == "H800-80GB"  # type: ignore[index]
+    admin = Principal("admin", Role.ALLIANCE_ADMIN, None)
+    with db.session() as s:
+        report = drain_many(s, admin, "NVIDIA", None, 10.0, time.time())
+    assert report["nodes"] == ["hx-1"]
+    assert report["moving"] == [{"job": "mover", "to": ["MLU370-X8"]}]
+    assert report["staying"][0]["job"] == "stuck"
+    assert "no other acceptable model" in report["staying"][0]["reason"]
+    rows = run_until(ctl, db, lambda r: r["mover"].phase == "SUCCEEDED")
+    assert rows["mover"].attempt == 2 and rows["stuck"].phase == "RUNNING"
+    assert b"resumed at 5 on mlu=0,1,2,3" in ctl.executor.logs(JobId("mover"), 2)
+    with db.session() as s:
+        jobs.cancel(s, "stuck", "t", time.time())
+    run_until(ctl, db, lambda r: r["stuck"].phase == "CANCELLED")

@@ -276,3 +276,13 @@ def test_nodes_register_drain_and_remove(env: Env) -> None:
     assert admin.drain(busy_node)["state"] == "draining"
     admin.remove_node("lab-2" if busy_node != "lab-2" else "lab-h800")
     assert len(admin.nodes()) == 2
+
+
+def test_pool_drain_by_vendor_is_for_alliance_admins(env: Env) -> None:
+    assert status(lambda: env.client("lab-admin").drain_pool(vendor="NVIDIA")) == 403
+    assert status(lambda: env.client("admin").drain_pool(vendor="NVIDIA", model="H800")) == 422
+    assert status(lambda: env.client("admin").drain_pool(vendor="Nobody")) == 404
+    r = env.client("admin").drain_pool(model="Ascend910B")
+    assert r == {"nodes": ["corp-910b"], "moving": [], "staying": []}
+    states = {n["id"]: n["state"] for n in env.client("viewer").nodes()}
+    assert states == {"corp-910b": "draining", "lab-h800": "active"}

@@ -17,6 +17,8 @@ from suanli import __version__
 from suanli.api.models import (
     AuditOut,
     DatasetOut,
+    DrainIn,
+    DrainOut,
     ErrorOut,
     JobOut,
     JobPage,
@@ -255,6 +257,12 @@ def create_app(svc: Service) -> FastAPI:
         with svc.db.session() as s:
             pool.remove_node(s, who, node_id, svc.clock())
         return Response(status_code=204)
+
+    @app.post("/api/v1/pool/drain", tags=["pool"])
+    def pool_drain(body: DrainIn, who: Who) -> DrainOut:
+        grace = float(getattr(svc.policy, "grace_s", 300.0))
+        with svc.db.session() as s:
+            return DrainOut(**pool.drain_many(s, who, body.vendor, body.model, grace, svc.clock()))
 
     @app.get("/api/v1/datasets", tags=["pool"])
     def datasets(who: Who) -> list[DatasetOut]:

@@ -187,3 +187,15 @@ class WhoAmI(_Out):
     name: str
     role: str
     member: str | None
+
+
+class DrainIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    vendor: str | None = Field(default=None, max_length=100)
+    model: str | None = Field(default=None, max_length=100)
+
+
+class DrainOut(_Out):
+    nodes: list[str]
+    moving: list[dict[str, Any]]
+    staying: list[dict[str, Any]]

@@ -323,17 +323,40 @@ def register(cli: click.Group) -> None:
         rows = [[e["id"], e["member"], e["position"], e["count"], e["reason"][:80]] for e in q]
         _out(q, as_json, ["ID", "MEMBER", "POS", "DEVICES", "REASON"], rows)
 
-    @cli.command("pool")
+    @cli.group("pool", invoke_without_command=True)
     @connection
     @as_json_option
-    def pool_cmd(url: str | None, token: str | None, as_json: bool) -> None:
-        """Nodes with their model, owner, use and state."""
+    @click.pass_context
+    def pool_cmd(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -> None:
+        """Nodes with their model, owner, use and state (and pool-wide actions)."""
+        if ctx.invoked_subcommand is not None:
+            return
         nodes = _api(lambda c: c.nodes(), url, token)
         rows = [
             [n["id"], n["member"], n["model"], f"{n['used']}/{n['devices']}", n["state"]]
             for n in nodes
         ]
         _out(nodes, as_json, ["NODE", "MEMBER", "MODEL", "USED", "STATE"], rows)
+
+    @pool_cmd.command("drain")
+    @click.option("--vendor", help="every node of this vendor (NVIDIA, Huawei, ...)")
+    @click.option("--model", help="every node of this model or family")
+    @connection
+    @as_json_option
+    def pool_drain(
+        vendor: str | None, model: str | None, url: str | None, token: str | None, as_json: bool
+    ) -> None:
+        """Supply-chain drill: drain the nodes and move their jobs onto other chips from their
+        checkpoints; report what could not move and why."""
+        r = _api(lambda c: c.drain_pool(vendor, model), url, token)
+        if as_json:
+            click.echo(json.dumps(r, indent=2))
+            return
+        click.echo(f"drained {len(r['nodes'])} node(s)")
+        for m in r["moving"]:
+            click.echo(f"  moving   {m['job']} -> {', '.join(m['to'])}")
+        for m in r["staying"]:
+            click.echo(f"  staying  {m['job']}: {m['reason']}")
 
     @cli.command("members")
     @connection

@@ -116,6 +116,11 @@ class Client:
         verb = "drain" if on else "undrain"
         return self._check(self.http.post(f"/api/v1/nodes/{node}/{verb}")).json()  # type: ignore[no-any-return]
 
+    def drain_pool(self, vendor: str | None = None, model: str | None = None) -> dict[str, Any]:
+        """Drain every node of a vendor or model; move the jobs that can move."""
+        body = {"vendor": vendor, "model": model}
+        return self._check(self.http.post("/api/v1/pool/drain", json=body)).json()  # type: ignore[no-any-return]
+
     def remove_node(self, node: str) -> None:
         self._check(self.http.delete(f"/api/v1/nodes/{node}"))
 

@@ -265,3 +265,72 @@ def audit(s: Session, by: Principal, after: int = 0, limit: int = 100) -> list[A
     by.require_admin("read the audit log")
     q = select(AuditRow).where(AuditRow.id > after).order_by(AuditRow.id).limit(limit)
     return list(s.scalars(q))
+
+
+def drain_many(
+    s: Session,
+    by: Principal,
+    vendor: str | None,
+    model: str | None,
+    grace_s: float,
+    now: float,
+) -> dict[str, Any]:
+    """A supply-chain drill: drain every node of a vendor (or of a model) and move the jobs on
+    them: each running job that accepts another model still in service is stopped with the
+    grace period to checkpoint, then requeued (the scheduler places it elsewhere and it resumes
+    from its checkpoint); the others keep running, and the report says why."""
+    by.require_admin("drain by vendor or model")
+    if (vendor is None) == (model is None):
+        raise ValidationError([Problem("vendor", "give exactly one of vendor and model")])
+    alliance, draining = read_alliance(s)
+    catalog = alliance.catalog
+    if vendor is not None:
+        targets = {m.id for m in catalog if m.vendor.lower() == vendor.lower()}
+        if not targets:
+            raise NotFoundError(f"no accelerator model of vendor {vendor!r} in the catalog")
+    else:
+        targets = set(catalog.resolve(model or ""))
+        if not targets:
+            raise NotFoundError(f"unknown accelerator model {model!r}")
+    nodes = {n.id for n in alliance.nodes.values() if n.model in targets}
+    for row in s.scalars(select(NodeRow).where(NodeRow.id.in_(nodes))):
+        row.state = "draining"
+    bump_revision(s)
+    still = {
+        n.model
+        for n in alliance.nodes.values()
+        if n.model not in targets and n.id not in draining and n.id not in nodes
+    }
+    moving, staying = [], []
+    for job in s.scalars(select(JobRow).where(JobRow.phase.in_(ACTIVE)).order_by(JobRow.seq)):
+        if not job.placement or job.placement["model"] not in targets:
+            continue
+        others = sorted(set(job.spec["models"]) & still)
+        if not others:
+            staying.append(
+                {
+                    "job": job.id,
+                    "reason": "no other acceptable model is in service "
+                    f"(it accepts {', '.join(job.spec['models'])})",
+                }
+            )
+            continue
+        if not job.spec.get("preemptible", True):
+            staying.append({"job": job.id, "reason": "not preemptible"})
+            continue
+        if not job.stop_requested:
+            job.stop_requested = True
+            job.stop_deadline = now + grace_s
+            job.reason = f"moving off drained {job.placement['model']} (to {', '.join(others)})"
+        moving.append({"job": job.id, "to": others})
+    record(
+        s,
+        now,
+        by.name,
+        "pool.drain",
+        f"pool/{vendor or model}",
+        nodes=len(nodes),
+        moving=len(moving),
+        staying=len(staying),
+    )
+    return {"nodes": sorted(nodes), "moving": moving, "staying": staying}
