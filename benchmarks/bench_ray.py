@@ -45,14 +45,18 @@ nodes: [{id: n1, site: s, model: H800-80GB, devices: 8, cpu: 8, memory_gb: 64}]
 """
 
 
-def wait_running(ex: RayExecutor, sid: str) -> float:
-    while True:
+def wait_running(ex: RayExecutor, sid: str, timeout_s: float = 120.0) -> float:
+    deadline = time.perf_counter() + timeout_s
+    status = None
+    while time.perf_counter() < deadline:
         try:
-            if ex.client.get_job_status(sid) in (JobStatus.RUNNING, JobStatus.SUCCEEDED):
+            status = ex.client.get_job_status(sid)
+            if status in (JobStatus.RUNNING, JobStatus.SUCCEEDED):
                 return time.perf_counter()
         except RuntimeError:
             pass  # not submitted yet
         time.sleep(0.01)
+    raise RuntimeError(f"{sid} not running after {timeout_s} s (last status {status})")
 
 
 def main() -> None:
@@ -60,7 +64,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=15)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="suanli-bench-ray-"))
-    with LocalRayCluster([RayNodeSpec({"GPU": 8, node_resource("n1"): 8})]) as cluster:
+    node = RayNodeSpec({"GPU": 8, node_resource("n1"): 8}, {"suanli.io/node": "n1"})
+    with LocalRayCluster([node]) as cluster:
         ex = RayExecutor(cluster.address, cluster.token, tmp / "ckpt")
         db = Database.open(f"sqlite:///{tmp / 'db.sqlite'}")
         with db.session() as s:
@@ -82,6 +87,7 @@ def main() -> None:
                     entrypoint_resources={node_resource("n1"): 1},
                 )
                 direct.append(wait_running(ex, sid) - t0)
+                print(f"direct {i}: {direct[-1]:.2f} s", file=sys.stderr)
                 ex.client.stop_job(sid)
                 t0 = time.perf_counter()
                 job = c.submit(
@@ -93,6 +99,7 @@ def main() -> None:
                     }
                 )[0]
                 through.append(wait_running(ex, f"suanli-{job['id']}-1") - t0)
+                print(f"suanli {i}: {through[-1]:.2f} s", file=sys.stderr)
                 c.cancel(job["id"])
                 time.sleep(0.5)
         loop.stop()
