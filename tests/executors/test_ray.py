@@ -220,3 +220,54 @@ def test_drain_by_vendor_moves_jobs_to_other_chips_from_their_checkpoints(
     with db.session() as s:
         jobs.cancel(s, "stuck", "t", time.time())
     run_until(ctl, db, lambda r: r["stuck"].phase == "CANCELLED")
+
+
+def test_two_sites_with_their_own_ray_clusters(tmp_path: Path) -> None:
+    """Each member's site is its own Ray cluster (different ports, different tokens); the pool
+    dispatches each job to the cluster of the site the scheduler chose."""
+    from suanli.executors.sites import PerSiteExecutor
+    from suanli.model.ids import SiteId
+
+    a = LocalRayCluster(
+        [RayNodeSpec({"GPU": 8, node_resource("hx-1"): 8}, labels("hx-1", "H800-80GB", "hx"))]
+    )
+    b = LocalRayCluster(
+        [RayNodeSpec({"MLU": 8, node_resource("pc-1"): 8}, labels("pc-1", "MLU370-X8", "pc"))]
+    )
+    with a, b:
+        assert a.token != b.token and a.address != b.address
+        ra = RayExecutor(a.address, a.token, tmp_path / "ckpt")
+        rb = RayExecutor(b.address, b.token, tmp_path / "ckpt")
+        ex = PerSiteExecutor(
+            {SiteId("hx-site"): ra, SiteId("pc-site"): rb},
+            {NodeId("hx-1"): SiteId("hx-site"), NodeId("pc-1"): SiteId("pc-site")},
+        )
+        db = Database.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        with db.session() as s:
+            create_alliance(s, loads_alliance(ALLIANCE), "t", time.time())
+        ctl = Controller(db, ex, get_policy("alliance"))
+        submit(
+            db,
+            {
+                "jobs": [
+                    {
+                        "id": "at-a",
+                        "member": "hx",
+                        "accelerators": "H800:1",
+                        "entrypoint": "echo a",
+                    },
+                    {
+                        "id": "at-b",
+                        "member": "pc",
+                        "accelerators": "MLU370:1",
+                        "entrypoint": "echo b",
+                    },
+                ]
+            },
+        )
+        rows = run_until(ctl, db, lambda r: all(Phase(x.phase).terminal for x in r.values()))
+        assert {r.phase for r in rows.values()} == {"SUCCEEDED"}
+        assert {j.submission_id for j in ra.client.list_jobs()} == {"suanli-at-a-1"}
+        assert {j.submission_id for j in rb.client.list_jobs()} == {"suanli-at-b-1"}
+        assert b"b" in ex.logs(JobId("at-b"), 1)
+        db.close()
