@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from suanli.executors.base import RunRequest
 from suanli.executors.ray import RayExecutor, node_resource
@@ -22,7 +21,8 @@ from suanli.service.pool import create_alliance
 from suanli.spec.alliance_file import loads_alliance
 from suanli.store.alliance_rows import read_alliance
 from suanli.store.database import Database
-from suanli.store.tables import JobRow
+
+from ..stepping import run_until as _run_until
 
 ALLIANCE = """
 alliance: ray-two
@@ -71,17 +71,8 @@ def submit(db: Database, doc: object) -> None:
         jobs.submit(s, read_alliance(s)[0], doc, "t", time.time())
 
 
-def run_until(ctl: Controller, db: Database, done, timeout: float = 120) -> dict[str, JobRow]:  # type: ignore[no-untyped-def]
-    deadline = time.time() + timeout
-    rows: dict[str, JobRow] = {}
-    while time.time() < deadline:
-        ctl.step()
-        with db.session() as s:
-            rows = {r.id: r for r in s.scalars(select(JobRow))}
-        if done(rows):
-            return rows
-        time.sleep(0.2)
-    raise AssertionError([(r.id, r.phase, r.reason) for r in rows.values()])
+def run_until(ctl: Controller, db: Database, done, timeout: float = 120):  # type: ignore[no-untyped-def]
+    return _run_until(ctl, db, done, timeout, pause=0.2)
 
 
 def ray_node_of(cluster: LocalRayCluster, submission: str) -> str:

@@ -18,6 +18,8 @@ from suanli.spec.alliance_file import loads_alliance
 from suanli.store.database import Database
 from suanli.store.tables import AuditRow, JobRow
 
+from ..stepping import run_until
+
 ALLIANCE = """
 alliance: tiny
 members:
@@ -44,18 +46,6 @@ def read(s):  # type: ignore[no-untyped-def]
     from suanli.store.alliance_rows import read_alliance
 
     return read_alliance(s)[0]
-
-
-def run_until(ctl: Controller, db: Database, done, timeout: float = 30.0) -> dict[str, JobRow]:  # type: ignore[no-untyped-def]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        ctl.step()
-        with db.session() as s:
-            rows = {r.id: r for r in s.scalars(select(JobRow))}
-        if done(rows):
-            return rows
-        time.sleep(0.05)
-    raise AssertionError(f"not done: {[(r.id, r.phase, r.reason) for r in rows.values()]}")
 
 
 def finished(rows: dict[str, JobRow]) -> bool:
