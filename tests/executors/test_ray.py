@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from suanli.executors.base import RunRequest
 from suanli.executors.ray import RayExecutor, node_resource
@@ -30,13 +31,19 @@ members:
   - {id: hx, kind: enterprise}
   - {id: zy, kind: startup, tier: commons}
   - {id: pc, kind: institute}
+  - {id: as, kind: university}
 sites:
   - {id: hx-site, member: hx, region: r1}
   - {id: pc-site, member: pc, region: r1}
+  - {id: as-site, member: as, region: r1}
 nodes:
   - {id: hx-1, site: hx-site, model: H800-80GB, devices: 8, cpu: 8, memory_gb: 64}
   - {id: pc-1, site: pc-site, model: MLU370-X8, devices: 8, cpu: 8, memory_gb: 64}
+  - {id: as-1, site: as-site, model: Ascend910B, devices: 4, cpu: 8, memory_gb: 64}
+  - {id: as-2, site: as-site, model: Ascend910B, devices: 4, cpu: 8, memory_gb: 64}
 """
+#: the index of each suanli node's Ray node in the cluster fixture
+RAY_INDEX = {"hx-1": 0, "pc-1": 1, "as-1": 2, "as-2": 3}
 
 
 def labels(node: str, model: str, member: str) -> dict[str, str]:
@@ -49,6 +56,8 @@ def ray_cluster() -> Iterator[LocalRayCluster]:
         [
             RayNodeSpec({"GPU": 8, node_resource("hx-1"): 8}, labels("hx-1", "H800-80GB", "hx")),
             RayNodeSpec({"MLU": 8, node_resource("pc-1"): 8}, labels("pc-1", "MLU370-X8", "pc")),
+            RayNodeSpec({"NPU": 4, node_resource("as-1"): 4}, labels("as-1", "Ascend910B", "as")),
+            RayNodeSpec({"NPU": 4, node_resource("as-2"): 4}, labels("as-2", "Ascend910B", "as")),
         ],
         stop_grace_s=10,
     )
@@ -119,9 +128,7 @@ def test_jobs_land_on_the_chosen_ray_node_with_their_devices(
     assert ray_node_of(ray_cluster, "suanli-on-mlu-1") == "pc-1"
 
 
-def test_start_is_idempotent_and_gangs_are_refused(
-    setup: tuple[Database, Controller], tmp_path: Path
-) -> None:
+def test_start_is_idempotent(setup: tuple[Database, Controller], tmp_path: Path) -> None:
     _, ctl = setup
     ex = ctl.executor
     assert isinstance(ex, RayExecutor)
@@ -131,16 +138,77 @@ def test_start_is_idempotent_and_gangs_are_refused(
     ex.start(req)
     ex.start(req)
     assert sum(1 for k in ex.observe() if k == (JobId("twice"), 1)) == 1
-    gang = RunRequest(
-        JobId("gang"),
-        1,
-        "true",
-        ModelId("H800-80GB"),
-        "cuda",
-        ((NodeId("hx-1"), (0,)), (NodeId("pc-1"), (0,))),
+
+
+RENDEZVOUS = """
+import os, socket, time
+rank, n = int(os.environ["NODE_RANK"]), int(os.environ["WORLD_SIZE"])
+addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+print(f"rank={rank}/{n} node={os.environ['SUANLI_NODE']} "
+      f"npu={os.environ['ASCEND_RT_VISIBLE_DEVICES']}", flush=True)
+if rank == 0:
+    srv = socket.create_server((addr, port))
+    conn, _ = srv.accept()
+    print("rank 0 heard", conn.recv(64).decode(), flush=True)
+else:
+    for _ in range(100):
+        try:
+            socket.create_connection((addr, port)).sendall(f"hello from {rank}".encode())
+            break
+        except OSError:
+            time.sleep(0.1)
+"""
+
+
+def test_a_gang_runs_once_per_node_in_a_placement_group_and_meets_at_its_master(
+    setup: tuple[Database, Controller], tmp_path: Path
+) -> None:
+    db, ctl = setup
+    script = tmp_path / "rendezvous.py"
+    script.write_text(RENDEZVOUS)
+    submit(
+        db,
+        {
+            "id": "gang",
+            "member": "as",
+            "accelerators": "Ascend910B:8",
+            "gang": "2x4",
+            "entrypoint": f"python {script}",
+        },
     )
-    with pytest.raises(ValueError, match="multi-node"):
-        ex.start(gang)
+    rows = run_until(ctl, db, lambda r: Phase(r["gang"].phase).terminal)
+    logs = ctl.executor.logs(JobId("gang"), 1).decode()
+    assert rows["gang"].phase == "SUCCEEDED", logs
+    assert "rank=0/2 node=as-1 npu=0,1,2,3" in logs
+    assert "rank=1/2 node=as-2 npu=0,1,2,3" in logs
+    assert "rank 0 heard hello from 1" in logs
+
+
+def test_a_stopped_gang_stops_on_every_node(setup: tuple[Database, Controller]) -> None:
+    db, ctl = setup
+    submit(
+        db,
+        {
+            "id": "long-gang",
+            "member": "as",
+            "accelerators": "Ascend910B:8",
+            "gang": "2x4",
+            "entrypoint": "trap 'echo rank $NODE_RANK saved; exit 0' TERM; "
+            "echo rank $NODE_RANK up; while true; do sleep 0.1; done",
+        },
+    )
+
+    def both_up(_: object) -> bool:
+        logs = ctl.executor.logs(JobId("long-gang"), 1)
+        return b"rank 0 up" in logs and b"rank 1 up" in logs
+
+    run_until(ctl, db, both_up)
+    with db.session() as s:
+        jobs.cancel(s, "long-gang", "t", time.time())
+    rows = run_until(ctl, db, lambda r: Phase(r["long-gang"].phase).terminal)
+    assert rows["long-gang"].phase == "CANCELLED"
+    logs = ctl.executor.logs(JobId("long-gang"), 1)
+    assert b"rank 0 saved" in logs and b"rank 1 saved" in logs
 
 
 def test_reclaim_stops_the_borrower_on_ray_which_resumes_from_its_checkpoint(
@@ -261,4 +329,146 @@ def test_two_sites_with_their_own_ray_clusters(tmp_path: Path) -> None:
         assert {j.submission_id for j in ra.client.list_jobs()} == {"suanli-at-a-1"}
         assert {j.submission_id for j in rb.client.list_jobs()} == {"suanli-at-b-1"}
         assert b"b" in ex.logs(JobId("at-b"), 1)
+        db.close()
+
+
+COUNTER = (
+    'C="$SUANLI_CHECKPOINT_DIR/step"; i=$(cat "$C" 2>/dev/null || echo 0); '
+    'echo "attempt $SUANLI_ATTEMPT on $SUANLI_NODE from step $i"; '
+    'while [ "$i" -lt 100000 ]; do i=$((i+1)); echo $i > "$C.tmp"; mv "$C.tmp" "$C"; '
+    "sleep 0.05; done"
+)
+
+
+def test_a_dead_ray_node_sends_its_job_elsewhere_from_its_last_checkpoint(
+    setup: tuple[Database, Controller], ray_cluster: LocalRayCluster
+) -> None:
+    """The Ray node under a job dies (SIGKILL to all its processes): the job is requeued, the
+    node is marked down and nothing more is placed on it, the job resumes on the other node
+    from its last checkpoint; the node comes back up when its Ray node rejoins."""
+    from suanli.store.tables import AuditRow, NodeRow
+
+    db, ctl = setup
+    submit(
+        db, {"id": "counter", "member": "as", "accelerators": "Ascend910B:4", "entrypoint": COUNTER}
+    )
+    rows = run_until(ctl, db, lambda r: r["counter"].phase == "RUNNING")
+    node = rows["counter"].placement["assignments"][0][0]  # type: ignore[index]
+    other = "as-2" if node == "as-1" else "as-1"
+    run_until(ctl, db, lambda r: b"from step 0" in ctl.executor.logs(JobId("counter"), 1))
+    time.sleep(1.0)  # a few checkpoints
+    ray_cluster.kill_node(RAY_INDEX[node])
+    try:
+        rows = run_until(
+            ctl,
+            db,
+            lambda r: r["counter"].attempt >= 2 and r["counter"].phase == "RUNNING",
+            timeout=180,
+        )
+        assert rows["counter"].placement["assignments"][0][0] == other  # type: ignore[index]
+        with db.session() as s:
+            dead = s.get(NodeRow, node)
+            assert dead is not None and dead.health == "down"
+            assert "DEAD" in (dead.health_reason or "")
+        # (if Ray reported the job lost before the node dead, attempt 2 went to the dead node,
+        # waited there unstarted until the node was known down, and attempt 3 moved)
+        attempt = rows["counter"].attempt
+        log = lambda: ctl.executor.logs(JobId("counter"), attempt)  # noqa: E731
+        run_until(ctl, db, lambda r: f"attempt {attempt}".encode() in log())
+        resumed = next(x for x in log().decode().splitlines() if x.startswith("attempt"))
+        assert f"on {other} from step" in resumed and not resumed.endswith("from step 0")
+    finally:
+        ray_cluster.restart_node(RAY_INDEX[node])
+    run_until(ctl, db, lambda r: True)
+    with db.session() as s:
+        back = s.get(NodeRow, node)
+        assert back is not None and back.health == "up"
+        actions = [
+            a.action for a in s.scalars(select(AuditRow).where(AuditRow.target == f"node/{node}"))
+        ]
+        assert actions[-2:] == ["node.down", "node.up"]
+        jobs.cancel(s, "counter", "t", time.time())
+    run_until(ctl, db, lambda r: r["counter"].phase == "CANCELLED")
+
+
+def test_an_unreachable_site_is_given_up_after_its_timeout_and_fenced_when_it_returns(
+    tmp_path: Path,
+) -> None:
+    """The network to a member's site fails while the site runs on: after the timeout its
+    node is down and its job is placed at another site; when the site answers again, the run
+    it kept is stopped (fenced), so the job runs in one place only, and the node is up."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from suanli.executors.sites import PerSiteExecutor
+    from suanli.model.ids import SiteId
+    from suanli.store.tables import AuditRow, NodeRow
+
+    from ..proxy import Proxy
+
+    a = LocalRayCluster(
+        [RayNodeSpec({"GPU": 8, node_resource("hx-1"): 8}, labels("hx-1", "H800-80GB", "hx"))]
+    )
+    b = LocalRayCluster(
+        [RayNodeSpec({"MLU": 8, node_resource("pc-1"): 8}, labels("pc-1", "MLU370-X8", "pc"))]
+    )
+    with a, b:
+        link = Proxy(a.dashboard_port)
+        sites = {SiteId("hx-site"): RayExecutor(link.address, a.token, tmp_path / "ckpt-a")}
+        sites[SiteId("pc-site")] = RayExecutor(b.address, b.token, tmp_path / "ckpt-b")
+        ex = PerSiteExecutor(
+            sites,
+            {NodeId("hx-1"): SiteId("hx-site"), NodeId("pc-1"): SiteId("pc-site")},
+            timeout_s=3.0,
+        )
+        db = Database.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        with db.session() as s:
+            create_alliance(s, loads_alliance(ALLIANCE), "t", time.time())
+        ctl = Controller(db, ex, get_policy("alliance", grace_s=5))
+        script = (
+            'echo "attempt $SUANLI_ATTEMPT on $SUANLI_NODE"; '
+            "trap 'echo \"attempt $SUANLI_ATTEMPT stopped\"; exit 0' TERM; "
+            'if [ "$SUANLI_ATTEMPT" = 1 ]; then n=100000; else n=30; fi; i=0; '
+            'while [ "$i" -lt "$n" ]; do sleep 0.1; i=$((i+1)); done; echo finished'
+        )
+        submit(
+            db,
+            {
+                "id": "mover",
+                "member": "hx",
+                "entrypoint": script,
+                "accelerators": {"any_of": ["H800-80GB", "MLU370-X8"], "count": 4},
+            },
+        )
+        run_until(ctl, db, lambda r: b"attempt 1 on hx-1" in ex.logs(JobId("mover"), 1))
+        link.cut()
+        rows = run_until(ctl, db, lambda r: r["mover"].attempt == 2, timeout=60)
+        assert rows["mover"].placement["assignments"][0][0] == "pc-1"  # type: ignore[index]
+        with db.session() as s:
+            node = s.get(NodeRow, "hx-1")
+            assert node is not None and node.health == "down"
+            assert "has not answered" in (node.health_reason or "")
+        direct_a = JobSubmissionClient(a.address, headers={"Authorization": f"Bearer {a.token}"})
+        assert direct_a.get_job_status("suanli-mover-1") is JobStatus.RUNNING  # still there
+        run_until(ctl, db, lambda r: b"attempt 2 on pc-1" in ex.logs(JobId("mover"), 2))
+        link.restore()
+        rows = run_until(
+            ctl,
+            db,
+            lambda r: (
+                r["mover"].phase == "SUCCEEDED"
+                and direct_a.get_job_status("suanli-mover-1") is JobStatus.STOPPED
+            ),
+            timeout=90,
+        )
+        assert rows["mover"].attempt == 2
+        assert b"attempt 1 stopped" in direct_a.get_job_logs("suanli-mover-1").encode()
+        assert b"finished" in ex.logs(JobId("mover"), 2)
+        with db.session() as s:
+            node = s.get(NodeRow, "hx-1")
+            assert node is not None and node.health == "up"
+            audit = [(x.action, x.target) for x in s.scalars(select(AuditRow))]
+        assert ("run.fenced", "job/mover") in audit
+        assert ("node.down", "node/hx-1") in audit and ("node.up", "node/hx-1") in audit
+        assert sum(1 for act, tgt in audit if tgt == "job/mover" and act == "job.succeeded") == 1
+        link.close()
         db.close()

@@ -87,6 +87,9 @@ class NodeOut(_Out):
     cpu: float
     memory_gb: float
     state: str
+    #: ``up``, or ``down`` (its Ray node died or its site is unreachable), and why
+    health: str
+    health_reason: str | None
 
     @classmethod
     def of(cls, r: NodeRow, member: str, used: int) -> NodeOut:
@@ -100,6 +103,8 @@ class NodeOut(_Out):
             cpu=r.cpu,
             memory_gb=r.memory_gb,
             state=r.state,
+            health=r.health,
+            health_reason=r.health_reason,
         )
 
 

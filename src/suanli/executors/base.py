@@ -54,10 +54,16 @@ class RunRequest:
 
 
 class RunPhase(StrEnum):
+    #: accepted by the executor, waiting to start (a Ray job waiting for its node): it may
+    #: not be stoppable until it starts
+    PENDING = "PENDING"
     RUNNING = "RUNNING"
     EXITED = "EXITED"
-    #: the executor lost track of the run (its supervisor died without a word)
+    #: the executor lost track of the run (its supervisor or node died, or its site has been
+    #: unreachable for longer than the timeout)
     LOST = "LOST"
+    #: the run's site does not answer just now: nothing can be said of the run yet
+    UNKNOWN = "UNKNOWN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,10 @@ class Executor(Protocol):
 
     def forget(self, job: JobId, attempt: int) -> None:
         """Drop what is kept of a finished run once its outcome is recorded (logs stay)."""
+
+    def node_health(self) -> dict[NodeId, str | None]:
+        """The nodes this executor can speak for: ``None`` if up, else why it is down. Nodes
+        left out keep the health they had."""
 
 
 def device_env(stack: str, devices: tuple[int, ...]) -> dict[str, str]:

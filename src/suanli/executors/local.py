@@ -28,7 +28,7 @@ from suanli.executors.base import (
     device_env,
 )
 from suanli.executors.runner import proc_start_time, write_atomic
-from suanli.model.ids import JobId
+from suanli.model.ids import JobId, NodeId
 
 #: a run whose supervisor has not said a word this long after the request is lost
 START_TIMEOUT_S = 15.0
@@ -157,3 +157,7 @@ class LocalProcessExecutor:
         d = self._dir(job, attempt)
         if d.exists():
             (d / "forgotten").touch()
+
+    def node_health(self) -> dict[NodeId, str | None]:
+        """The nodes are this machine's (simulated): they are up while it is."""
+        return {}

@@ -55,7 +55,8 @@ class LocalRayCluster:
         self.gcs_port = _free_port()
         self.dashboard_port = _free_port()
         self.temp_dir = Path(tempfile.mkdtemp(prefix="suanli-ray-"))
-        self.procs: list[subprocess.Popen[bytes]] = []
+        #: the running ``ray start`` process of each node, by its index in ``nodes``
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
         #: how long a stopped job has between SIGTERM and SIGKILL (Ray's job stop timeout)
         self.stop_grace_s = stop_grace_s
 
@@ -65,15 +66,21 @@ class LocalRayCluster:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def env(self) -> dict[str, str]:
+        # jobs' ``python`` is the one suanli runs on (the gang driver imports suanli)
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         return {
             **os.environ,
+            "PATH": path,
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": self.token,
             "RAY_USAGE_STATS_ENABLED": "0",
+            # drivers started under ``uv run`` must not ship the working directory around
+            "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
             "RAY_JOB_STOP_WAIT_TIME_S": str(int(self.stop_grace_s)),
         }
 
-    def _start(self, args: list[str], spec: RayNodeSpec) -> None:
+    def _start(self, index: int, args: list[str]) -> None:
+        spec = self.nodes[index]
         resources = dict(spec.resources)
         gpus = int(resources.pop("GPU", 0))  # Ray takes GPUs only through --num-gpus
         cmd = [
@@ -98,16 +105,14 @@ class LocalRayCluster:
         ]
         if spec.labels:
             cmd.append("--labels=" + ",".join(f"{k}={v}" for k, v in spec.labels.items()))
-        with (self.temp_dir / f"node-{len(self.procs)}.log").open("wb") as log:
-            self.procs.append(
-                subprocess.Popen(
-                    cmd,
-                    env=self.env(),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+        with (self.temp_dir / f"node-{index}.log").open("ab") as log:
+            self.procs[index] = subprocess.Popen(
+                cmd,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
 
     def start(self, timeout_s: float = 180.0) -> LocalRayCluster:
@@ -120,8 +125,8 @@ class LocalRayCluster:
         return self
 
     def _start_all(self, timeout_s: float) -> None:
-        head, *workers = self.nodes
         self._start(
+            0,
             [
                 "--head",
                 f"--port={self.gcs_port}",
@@ -131,12 +136,26 @@ class LocalRayCluster:
                 "--include-dashboard=true",
                 f"--temp-dir={self.temp_dir}",
             ],
-            head,
         )
         self._wait_dashboard(timeout_s)
-        for k, w in enumerate(workers, start=2):  # one at a time: each joins before the next
-            self._start([f"--address=127.0.0.1:{self.gcs_port}"], w)
-            self._wait_nodes(k, timeout_s)
+        for k in range(1, len(self.nodes)):  # one at a time: each joins before the next
+            self._start(k, [f"--address=127.0.0.1:{self.gcs_port}"])
+            self._wait_nodes(k + 1, timeout_s)
+
+    def kill_node(self, index: int) -> None:
+        """Kill a worker node outright (SIGKILL to its process group): a node dying."""
+        if index == 0:
+            raise ValueError("the head cannot be killed and brought back")
+        p = self.procs.pop(index)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+    def restart_node(self, index: int, timeout_s: float = 180.0) -> None:
+        """Start a killed worker node again (a new Ray node with the same labels)."""
+        alive = len(self.procs)
+        self._start(index, [f"--address=127.0.0.1:{self.gcs_port}"])
+        self._wait_nodes(alive + 1, timeout_s)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
@@ -173,13 +192,14 @@ class LocalRayCluster:
 
     def stop(self) -> None:
         """Stop every process this cluster started (by process group), workers first."""
-        for p in reversed(self.procs):
+        procs = [self.procs[k] for k in sorted(self.procs, reverse=True)]
+        for p in procs:
             if p.poll() is None:
                 try:
                     os.killpg(p.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     continue
-        for p in reversed(self.procs):
+        for p in procs:
             try:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:

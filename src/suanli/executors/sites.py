@@ -1,39 +1,135 @@
 """Several executors, one per site (each member's own Ray cluster, say), behind the one
-executor interface: a run goes to the executor of the site of its placement's first node."""
+executor interface: a run goes to the executor of the site of its placement's nodes.
+
+A site that does not answer is not given up at once. For ``timeout_s`` its runs are reported
+:attr:`~RunPhase.UNKNOWN` (the controller leaves their jobs as they are); after that they are
+reported :attr:`~RunPhase.LOST` and the site's nodes down, so their jobs are requeued and placed
+elsewhere. When the site answers again its nodes are up, and any run it still has of an
+attempt that was replaced is stopped by the controller (fenced): a job never goes on running
+in two places once the pool can see both.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Callable, Mapping
 
-from suanli.executors.base import Executor, RunRequest, RunState
+from suanli.executors.base import Executor, RunPhase, RunRequest, RunState
 from suanli.model.ids import JobId, NodeId, SiteId
+
+log = logging.getLogger("suanli.sites")
 
 
 class PerSiteExecutor:
-    def __init__(self, executors: Mapping[SiteId, Executor], site_of: Mapping[NodeId, SiteId]):
+    def __init__(
+        self,
+        executors: Mapping[SiteId, Executor],
+        site_of: Mapping[NodeId, SiteId],
+        timeout_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.executors = dict(executors)
         self.site_of = dict(site_of)
+        self.timeout_s = timeout_s
+        self.clock = clock
         #: where each run went, learned from starts and from every site's observations
         self._where: dict[tuple[JobId, int], SiteId] = {}
+        #: the last answer of each site: its runs
+        self._seen: dict[SiteId, dict[tuple[JobId, int], RunState]] = {}
+        #: since when a site has not answered, and its last error
+        self._silent: dict[SiteId, tuple[float, str]] = {}
+
+    def _groups(self) -> list[tuple[list[SiteId], Executor]]:
+        """Sites sharing one executor (one embedded cluster) are asked once."""
+        groups: dict[int, tuple[list[SiteId], Executor]] = {}
+        for site, ex in self.executors.items():
+            groups.setdefault(id(ex), ([], ex))[0].append(site)
+        return list(groups.values())
 
     def _for(self, run: RunRequest) -> tuple[SiteId, Executor]:
-        node = run.devices[0][0]
-        site = self.site_of.get(node)
-        if site is None or site not in self.executors:
-            raise ValueError(f"no executor for the site of node {node!r}")
+        sites = {self.site_of.get(node) for node, _ in run.devices}
+        if None in sites or not sites <= set(self.executors):
+            missing = [n for n, _ in run.devices if self.site_of.get(n) not in self.executors]
+            raise ValueError(f"no executor for the site of node {missing[0]!r}")
+        executors = {id(self.executors[s]) for s in sites if s is not None}
+        if len(executors) > 1:
+            raise ValueError(
+                f"the gang spans sites {sorted(str(s) for s in sites)} that are different "
+                "clusters; a gang must run within one"
+            )
+        site = self.site_of[run.devices[0][0]]
         return site, self.executors[site]
 
     def start(self, run: RunRequest) -> None:
         site, ex = self._for(run)
-        ex.start(run)
         self._where[run.key] = site
+        ex.start(run)
+
+    def unreachable(self) -> dict[SiteId, str]:
+        """Sites silent for longer than the timeout, and why."""
+        now = self.clock()
+        return {
+            site: f"site {site} has not answered for {now - since:.0f} s: {error}"
+            for site, (since, error) in self._silent.items()
+            if now - since >= self.timeout_s
+        }
 
     def observe(self) -> dict[tuple[JobId, int], RunState]:
         out: dict[tuple[JobId, int], RunState] = {}
-        for site, ex in self.executors.items():
-            for key, st in ex.observe().items():
+        now = self.clock()
+        for sites, ex in self._groups():
+            try:
+                runs = ex.observe()
+            except Exception as exc:  # any failure to answer is silence
+                for site in sites:
+                    if site not in self._silent:
+                        log.warning("site %s does not answer: %s", site, exc)
+                    since = self._silent.get(site, (now, ""))[0]
+                    self._silent[site] = (since, f"{type(exc).__name__}: {exc}")
+                    out.update(self._silent_runs(site, now - since >= self.timeout_s))
+                continue
+            for site in sites:
+                if self._silent.pop(site, None) is not None:
+                    log.warning("site %s answers again", site)
+            for key, st in runs.items():
                 out[key] = st
-                self._where[key] = site
+                site = self._where.setdefault(key, sites[0])
+                self._seen.setdefault(site, {})[key] = st
+            for site in sites:
+                seen = self._seen.get(site, {})
+                for key in [k for k in seen if k not in runs]:
+                    del seen[key]
+        return out
+
+    def _silent_runs(self, site: SiteId, gone: bool) -> dict[tuple[JobId, int], RunState]:
+        """What is said of a silent site's runs: unknown, or lost once it is past the timeout."""
+        keys = set(self._seen.get(site, {})) | {k for k, s in self._where.items() if s == site}
+        out = {}
+        for key in keys:
+            last = self._seen.get(site, {}).get(key)
+            if last is not None and last.phase is RunPhase.EXITED:
+                out[key] = last
+            elif gone:
+                started = last.started_at if last is not None else None
+                out[key] = RunState(key[0], key[1], RunPhase.LOST, None, started, time.time())
+            else:
+                out[key] = RunState(key[0], key[1], RunPhase.UNKNOWN)
+        return out
+
+    def node_health(self) -> dict[NodeId, str | None]:
+        out: dict[NodeId, str | None] = {}
+        unreachable = self.unreachable()
+        for sites, ex in self._groups():
+            if any(s in self._silent for s in sites):
+                continue
+            try:
+                out.update(ex.node_health())
+            except Exception as exc:
+                log.warning("site %s: node health unknown: %s", sites[0], exc)
+        for node, site in self.site_of.items():
+            if site in unreachable:
+                out[node] = unreachable[site]
         return out
 
     def _site_ex(self, job: JobId, attempt: int) -> Executor | None:
@@ -42,18 +138,26 @@ class PerSiteExecutor:
 
     def stop(self, job: JobId, attempt: int, grace_s: float) -> None:
         ex = self._site_ex(job, attempt)
-        targets = [ex] if ex is not None else list(self.executors.values())
+        targets = [ex] if ex is not None else [e for _, e in self._groups()]
         for t in targets:
             t.stop(job, attempt, grace_s)
 
     def logs(self, job: JobId, attempt: int, offset: int = 0) -> bytes:
         ex = self._site_ex(job, attempt)
-        if ex is None:
-            self.observe()
-            ex = self._site_ex(job, attempt)
-        return b"" if ex is None else ex.logs(job, attempt, offset)
+        if ex is not None:
+            return ex.logs(job, attempt, offset)
+        for _, other in self._groups():  # a run whose outcome was recorded: ask each site
+            try:
+                out = other.logs(job, attempt, offset)
+            except Exception:  # a silent site has nothing to say
+                continue
+            if out:
+                return out
+        return b""
 
     def forget(self, job: JobId, attempt: int) -> None:
-        ex = self._site_ex(job, attempt)
-        if ex is not None:
-            ex.forget(job, attempt)
+        key = (job, attempt)
+        site = self._where.pop(key, None)
+        if site is not None:
+            self._seen.get(site, {}).pop(key, None)
+            self.executors[site].forget(job, attempt)

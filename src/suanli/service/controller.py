@@ -14,6 +14,12 @@ One :meth:`Controller.step`:
    ``(job, attempt)`` and idempotent, and stop requests are repeated every step until the run
    has ended.
 
+Before observing, the controller records what the executor says of the nodes' health: a node
+whose Ray node died, or whose site has not answered for longer than the timeout, is ``down``
+and takes no jobs; an ADMITTED job placed on a down node and not yet started goes back to the
+queue. A run the executor reports of an attempt that is no longer the job's current one (its
+site came back after the job was placed elsewhere) is stopped: it is *fenced*.
+
 So a crash at any point loses nothing (every intention is in the database before it is carried
 out) and runs nothing twice (a repeated start of the same key is a no-op; a new attempt is
 only made after the previous one was observed to end).
@@ -38,11 +44,11 @@ from suanli.sched.decision import Admit, Preempt
 from suanli.sched.policy import Policy
 from suanli.sched.schedule import schedule
 from suanli.service.audit import record
-from suanli.store.alliance_rows import read_alliance
+from suanli.store.alliance_rows import bump_revision, read_alliance
 from suanli.store.codec import placement_from_json, placement_to_json, spec_from_json
 from suanli.store.database import Database
 from suanli.store.snapshot import ACTIVE, build_snapshot
-from suanli.store.tables import JobRow
+from suanli.store.tables import JobRow, NodeRow
 
 log = logging.getLogger("suanli.controller")
 ACTOR = "controller"
@@ -55,6 +61,7 @@ class StepReport:
     preempted: list[str] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
+    fenced: list[str] = field(default_factory=list)
     pass_s: float = 0.0
     pending: int = 0
 
@@ -71,24 +78,57 @@ class Controller:
         self.executor = executor
         self.policy = policy
         self.clock = clock
+        #: stale runs being stopped (their attempt was replaced while their site was away)
+        self._fencing: set[tuple[JobId, int]] = set()
+
+    # -- 0. node health --------------------------------------------------------------------
+    def _health(self, s: Session, now: float) -> None:
+        health = self.executor.node_health()
+        if not health:
+            return
+        changed = False
+        for row in s.scalars(select(NodeRow).where(NodeRow.id.in_(list(health)))):
+            why = health[NodeId(row.id)]
+            want = "up" if why is None else "down"
+            if row.health != want:
+                row.health, row.health_reason, row.health_since = want, why, now
+                record(s, now, ACTOR, f"node.{want}", f"node/{row.id}", reason=why)
+                log.warning("node %s is %s%s", row.id, want, f": {why}" if why else "")
+                changed = True
+        if changed:
+            bump_revision(s)
 
     # -- 1. observe ------------------------------------------------------------------------
     def _observe(self, s: Session, now: float, report: StepReport) -> list[RunRequest]:
         observed = self.executor.observe()
         report.observed = len(observed)
         to_start: list[RunRequest] = []
-        alliance: Alliance | None = None
+        alliance = read_alliance(s)[0]
+        down = {NodeId(n) for n in s.scalars(select(NodeRow.id).where(NodeRow.health != "up"))}
+        current: set[tuple[JobId, int]] = set()
         for row in s.scalars(select(JobRow).where(JobRow.phase.in_(ACTIVE))):
-            st = observed.get((JobId(row.id), row.attempt))
+            key = (JobId(row.id), row.attempt)
+            current.add(key)
+            st = observed.get(key)
             if st is None:
                 if row.phase == Phase.ADMITTED.value:
                     if row.stop_requested:  # never started, no need to: back or gone
                         self._ended(s, row, None, now, report)
-                        continue
-                    alliance = alliance or read_alliance(s)[0]
-                    to_start.append(self._request(row, alliance))
+                    elif self._placed_on(row, down):
+                        self._ended(s, row, None, now, report, lost=True)
+                    else:
+                        to_start.append(self._request(row, alliance))
                 else:  # RUNNING, and the executor knows nothing of it
                     self._ended(s, row, None, now, report, lost=True)
+            elif st.phase is RunPhase.UNKNOWN:
+                continue  # its site is silent: wait for it, or for its timeout
+            elif st.phase is RunPhase.PENDING:
+                # Ray cannot stop a job that has not started: a run to be stopped, or whose
+                # node went down before it started, is left behind (its stop is queued in
+                # Ray, and should it start anyway it is fenced) and the job moves on.
+                if row.stop_requested or self._placed_on(row, down):
+                    self.executor.stop(key[0], key[1], 0.0)
+                    self._ended(s, row, None, now, report, lost=not row.stop_requested)
             elif st.phase is RunPhase.RUNNING:
                 if row.phase == Phase.ADMITTED.value:
                     row.phase = Phase.RUNNING.value
@@ -96,7 +136,36 @@ class Controller:
                     row.reason = "running"
             else:
                 self._ended(s, row, st, now, report, lost=st.phase is RunPhase.LOST)
+        self._fence(s, observed, current, now, report)
         return to_start
+
+    @staticmethod
+    def _placed_on(row: JobRow, nodes: set[NodeId]) -> bool:
+        if not nodes or row.placement is None:
+            return False
+        return any(n in nodes for n, _ in placement_from_json(row.placement).assignments)
+
+    def _fence(
+        self,
+        s: Session,
+        observed: dict[tuple[JobId, int], RunState],
+        current: set[tuple[JobId, int]],
+        now: float,
+        report: StepReport,
+    ) -> None:
+        """Stop runs of attempts that were replaced (seen again after their site came back)."""
+        for key, st in observed.items():
+            if key in current:
+                continue
+            if st.phase is RunPhase.RUNNING:
+                if key not in self._fencing:
+                    self._fencing.add(key)
+                    record(s, now, ACTOR, "run.fenced", f"job/{key[0]}", attempt=key[1])
+                    log.warning("stopping %s attempt %d: a newer attempt replaced it", *key)
+                report.fenced.append(key[0])
+            elif st.phase is RunPhase.EXITED and key in self._fencing:
+                self._fencing.discard(key)
+                self.executor.forget(*key)
 
     def _ended(
         self,
@@ -116,7 +185,7 @@ class Controller:
             reason = (
                 "preempted; back in the queue, resumes from its checkpoint"
                 if row.stop_requested
-                else "its run was lost by the executor; back in the queue"
+                else "its run was lost (its node, site or supervisor died); back in the queue"
             )
         elif code == 0:
             phase, reason = Phase.SUCCEEDED, "exited 0"
@@ -144,7 +213,9 @@ class Controller:
             row.phase = phase.value
             row.finished_at = now
             report.finished.append(row.id)
-        self.executor.forget(JobId(row.id), row.attempt)
+        if st is not None and st.phase is RunPhase.EXITED:
+            # a lost run is not forgotten: should it turn up again, it is fenced
+            self.executor.forget(JobId(row.id), row.attempt)
 
     def _request(self, row: JobRow, alliance: Alliance) -> RunRequest:
         spec = spec_from_json(row.spec)
@@ -167,6 +238,8 @@ class Controller:
     def step(self) -> StepReport:
         report = StepReport()
         now = self.clock()
+        with self.db.session() as s:
+            self._health(s, now)
         with self.db.session() as s:
             to_start = self._observe(s, now, report)
         self._start_all(to_start, report)
@@ -231,8 +304,12 @@ class Controller:
                 )
             ]
         self._start_all(starts, report)
+        stops += [(j, a, 0.0) for j, a in sorted(self._fencing)]
         for jid, attempt, grace in stops:
-            self.executor.stop(JobId(jid), attempt, grace)
+            try:
+                self.executor.stop(JobId(jid), attempt, grace)
+            except Exception:  # an unreachable site: the stop is repeated next step
+                log.warning("stopping %s attempt %d failed; retrying", jid, attempt, exc_info=True)
         return report
 
     def _start_all(self, requests: list[RunRequest], report: StepReport) -> None:

@@ -152,10 +152,16 @@ def alliance_document(s: Session) -> dict[str, Any]:
 
 
 def parse_rows(s: Session, catalog: Catalog | None = None) -> tuple[Alliance, set[NodeId]]:
-    """The alliance as the rows say now, and the nodes that take no new jobs (draining)."""
+    """The alliance as the rows say now, and the nodes that take no new jobs (draining, or
+    down)."""
     alliance = parse_alliance(alliance_document(s), "database", catalog)
-    draining = {NodeId(n) for n in s.scalars(select(NodeRow.id).where(NodeRow.state != "active"))}
-    return alliance, draining
+    closed = {
+        NodeId(n)
+        for n in s.scalars(
+            select(NodeRow.id).where((NodeRow.state != "active") | (NodeRow.health != "up"))
+        )
+    }
+    return alliance, closed
 
 
 def bump_revision(s: Session) -> None:

@@ -52,7 +52,9 @@ class SiteRow(Base):
 
 class NodeRow(Base):
     """``state``: ``active`` takes jobs; ``draining`` keeps its running jobs and takes no new
-    ones. A removed node's row is deleted (the audit log keeps what it was)."""
+    ones. A removed node's row is deleted (the audit log keeps what it was). ``health`` is what
+    the executor last said of the node: ``up``, or ``down`` (its Ray node died, or its site has
+    not answered for longer than the timeout): a down node takes no jobs until it is up again."""
 
     __tablename__ = "nodes"
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -64,6 +66,9 @@ class NodeRow(Base):
     topology: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
     calibrated_tflops: Mapped[float | None] = mapped_column(Float, nullable=True)
     state: Mapped[str] = mapped_column(String(20), default="active")
+    health: Mapped[str] = mapped_column(String(20), default="up", server_default="up")
+    health_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    health_since: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class ShareRow(Base):

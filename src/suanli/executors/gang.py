@@ -1,0 +1,169 @@
+"""The driver of a multi-node gang on Ray: ``python -m suanli.executors.gang``.
+
+The Ray executor submits a gang as one Ray job whose entrypoint is this module. It reads the
+plan from ``SUANLI_GANG`` (JSON: one entry per node, in rank order, with the node, its device
+indexes, the Ray resource and the stack's device variable) and the job's own command from
+``SUANLI_ENTRYPOINT``, then:
+
+1. reserves every node's devices at once in a placement group, one bundle per node pinned to
+   its node by the label selector ``suanli.io/node`` (all or nothing: a gang never half-starts);
+2. starts one member actor per bundle, which runs the job's command on its node with the
+   node's devices and the rendezvous variables (``SUANLI_NODE_RANK``, ``SUANLI_NUM_NODES``,
+   ``SUANLI_MASTER_ADDR``, ``SUANLI_MASTER_PORT`` and the ``torch.distributed`` names
+   ``NODE_RANK``, ``NNODES``, ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``: one
+   process per node, which may start one worker per device itself, with ``torchrun`` say);
+3. waits: when one member fails, stops the others and exits with its code; on SIGTERM (a
+   preemption) passes SIGTERM to every member, waits for them to checkpoint and exit, and
+   exits with the worst of their codes.
+
+The members' commands die with their actor (``PR_SET_PDEATHSIG``), so a gang killed by Ray
+leaves nothing behind on any node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any
+
+PLAN_VAR = "SUANLI_GANG"
+ENTRYPOINT_VAR = "SUANLI_ENTRYPOINT"
+#: how long the placement group may take to be placed before the gang gives up
+READY_TIMEOUT_S = float(os.environ.get("SUANLI_GANG_READY_TIMEOUT_S", "120"))
+#: exit code when the gang could not be placed (the devices were not free after all)
+EXIT_UNPLACED = 75
+
+
+#: runs the command in a shell that the kernel kills when the actor's process dies
+#: (``PR_SET_PDEATHSIG`` is kept across ``exec``)
+_SHIM = (
+    "import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 9); "
+    "os.execvp('/bin/sh', ['/bin/sh', '-c', sys.argv[1]])"
+)
+
+
+class Member:
+    """Runs the job's command on one node of the gang (a Ray actor)."""
+
+    def __init__(self, rank: int, node: str) -> None:
+        self.rank, self.node = rank, node
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:  # Ray prefixes the member's output with it
+        return f"rank {self.rank} on {self.node}"
+
+    def rendezvous(self) -> tuple[str, int]:
+        """This node's address and a free port on it (asked of rank 0 only)."""
+        import ray
+
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = int(s.getsockname()[1])
+        return str(ray.util.get_node_ip_address()), port  # type: ignore[no-untyped-call]
+
+    def run(self, command: str, env: dict[str, str]) -> int:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SHIM, command], env={**os.environ, **env}
+        )
+        return self.proc.wait()
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+
+def member_env(plan: list[dict[str, Any]], rank: int, master: tuple[str, int]) -> dict[str, str]:
+    """What the command on the node of ``rank`` sees besides the job's own variables."""
+    entry = plan[rank]
+    n = str(len(plan))
+    addr, port = master[0], str(master[1])
+    return {
+        entry["var"]: ",".join(str(d) for d in entry["devices"]),
+        "SUANLI_NODE": entry["node"],
+        "SUANLI_NODE_RANK": str(rank),
+        "SUANLI_NUM_NODES": n,
+        "SUANLI_MASTER_ADDR": addr,
+        "SUANLI_MASTER_PORT": port,
+        "NODE_RANK": str(rank),
+        "RANK": str(rank),
+        "NNODES": n,
+        "WORLD_SIZE": n,
+        "MASTER_ADDR": addr,
+        "MASTER_PORT": port,
+    }
+
+
+def bundles(plan: list[dict[str, Any]]) -> tuple[list[dict[str, float]], list[dict[str, str]]]:
+    """One bundle per node: its devices as the chip's Ray resource plus the node's own
+    resource, pinned to the node by its label."""
+    out, selectors = [], []
+    for entry in plan:
+        count = float(len(entry["devices"]))
+        out.append({entry["resource"]: count, f"suanli.node.{entry['node']}": count})
+        selectors.append({"suanli.io/node": entry["node"]})
+    return out, selectors
+
+
+def main() -> int:
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    plan: list[dict[str, Any]] = json.loads(os.environ[PLAN_VAR])
+    command = os.environ[ENTRYPOINT_VAR]
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+
+    ray.init(log_to_driver=True)
+    wanted, selectors = bundles(plan)
+    pg = placement_group(wanted, strategy="STRICT_SPREAD", bundle_label_selector=selectors)
+    members: list[Any] = []
+    try:
+        ready, _ = ray.wait([pg.ready()], timeout=READY_TIMEOUT_S)
+        if not ready:
+            print(f"suanli gang: the {len(plan)} nodes were not placed in time", file=sys.stderr)
+            return EXIT_UNPLACED
+        actor: Any = ray.remote(max_concurrency=3)(Member)  # type: ignore[call-overload]
+        for i in range(len(plan)):
+            resources = dict(wanted[i])
+            gpus = resources.pop("GPU", 0.0)  # Ray takes GPUs only as num_gpus
+            strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)
+            members.append(
+                actor.options(
+                    num_cpus=0,
+                    num_gpus=gpus,
+                    resources=resources,
+                    scheduling_strategy=strategy,
+                ).remote(i, plan[i]["node"])
+            )
+        master = ray.get(members[0].rendezvous.remote())
+        runs = {
+            members[i].run.remote(command, member_env(plan, i, master)): i for i in range(len(plan))
+        }
+        print(f"suanli gang: {len(plan)} nodes, master {master[0]}:{master[1]}", flush=True)
+        codes: dict[int, int] = {}
+        terminated = False
+        while runs:
+            done, _ = ray.wait(list(runs), num_returns=1, timeout=0.2)
+            for ref in done:
+                rank = runs.pop(ref)
+                codes[rank] = int(ray.get(ref))
+                print(f"suanli gang: node rank {rank} exited {codes[rank]}", flush=True)
+            failed = any(c != 0 for c in codes.values())
+            if (stopping.is_set() or failed) and not terminated:
+                terminated = True
+                ray.get([m.terminate.remote() for m in members])
+        return max(codes.values(), key=abs, default=0)
+    finally:
+        for m in members:  # their commands have exited; end the actors quietly
+            ray.kill(m)
+        remove_placement_group(pg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
