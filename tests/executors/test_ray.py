@@ -2,6 +2,7 @@
 controller: jobs land on the Ray node the scheduler chose, see their devices, are preempted
 with SIGTERM, checkpoint, and resume."""
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,12 +37,16 @@ sites:
   - {id: hx-site, member: hx, region: r1}
   - {id: pc-site, member: pc, region: r1}
   - {id: as-site, member: as, region: r1}
+datasets:
+  - {id: pc-corpus, owner: pc, residency: {sites: [pc-site]}}
 nodes:
   - {id: hx-1, site: hx-site, model: H800-80GB, devices: 8, cpu: 8, memory_gb: 64}
   - {id: pc-1, site: pc-site, model: MLU370-X8, devices: 8, cpu: 8, memory_gb: 64}
   - {id: as-1, site: as-site, model: Ascend910B, devices: 4, cpu: 8, memory_gb: 64}
   - {id: as-2, site: as-site, model: Ascend910B, devices: 4, cpu: 8, memory_gb: 64}
 """
+EXAMPLES = str(Path(__file__).resolve().parents[2] / "examples")
+
 #: the index of each suanli node's Ray node in the cluster fixture
 RAY_INDEX = {"hx-1": 0, "pc-1": 1, "as-1": 2, "as-2": 3}
 
@@ -281,57 +286,6 @@ def test_drain_by_vendor_moves_jobs_to_other_chips_from_their_checkpoints(
     run_until(ctl, db, lambda r: r["stuck"].phase == "CANCELLED")
 
 
-def test_two_sites_with_their_own_ray_clusters(tmp_path: Path) -> None:
-    """Each member's site is its own Ray cluster (different ports, different tokens); the pool
-    dispatches each job to the cluster of the site the scheduler chose."""
-    from suanli.executors.sites import PerSiteExecutor
-    from suanli.model.ids import SiteId
-
-    a = LocalRayCluster(
-        [RayNodeSpec({"GPU": 8, node_resource("hx-1"): 8}, labels("hx-1", "H800-80GB", "hx"))]
-    )
-    b = LocalRayCluster(
-        [RayNodeSpec({"MLU": 8, node_resource("pc-1"): 8}, labels("pc-1", "MLU370-X8", "pc"))]
-    )
-    with a, b:
-        assert a.token != b.token and a.address != b.address
-        ra = RayExecutor(a.address, a.token, tmp_path / "ckpt")
-        rb = RayExecutor(b.address, b.token, tmp_path / "ckpt")
-        ex = PerSiteExecutor(
-            {SiteId("hx-site"): ra, SiteId("pc-site"): rb},
-            {NodeId("hx-1"): SiteId("hx-site"), NodeId("pc-1"): SiteId("pc-site")},
-        )
-        db = Database.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
-        with db.session() as s:
-            create_alliance(s, loads_alliance(ALLIANCE), "t", time.time())
-        ctl = Controller(db, ex, get_policy("alliance"))
-        submit(
-            db,
-            {
-                "jobs": [
-                    {
-                        "id": "at-a",
-                        "member": "hx",
-                        "accelerators": "H800:1",
-                        "entrypoint": "echo a",
-                    },
-                    {
-                        "id": "at-b",
-                        "member": "pc",
-                        "accelerators": "MLU370:1",
-                        "entrypoint": "echo b",
-                    },
-                ]
-            },
-        )
-        rows = run_until(ctl, db, lambda r: all(Phase(x.phase).terminal for x in r.values()))
-        assert {r.phase for r in rows.values()} == {"SUCCEEDED"}
-        assert {j.submission_id for j in ra.client.list_jobs()} == {"suanli-at-a-1"}
-        assert {j.submission_id for j in rb.client.list_jobs()} == {"suanli-at-b-1"}
-        assert b"b" in ex.logs(JobId("at-b"), 1)
-        db.close()
-
-
 COUNTER = (
     'C="$SUANLI_CHECKPOINT_DIR/step"; i=$(cat "$C" 2>/dev/null || echo 0); '
     'echo "attempt $SUANLI_ATTEMPT on $SUANLI_NODE from step $i"; '
@@ -391,12 +345,14 @@ def test_a_dead_ray_node_sends_its_job_elsewhere_from_its_last_checkpoint(
     run_until(ctl, db, lambda r: r["counter"].phase == "CANCELLED")
 
 
-def test_an_unreachable_site_is_given_up_after_its_timeout_and_fenced_when_it_returns(
+def test_two_sites_and_an_unreachable_site_given_up_after_its_timeout_then_fenced(
     tmp_path: Path,
 ) -> None:
-    """The network to a member's site fails while the site runs on: after the timeout its
-    node is down and its job is placed at another site; when the site answers again, the run
-    it kept is stopped (fenced), so the job runs in one place only, and the node is up."""
+    """Two members' sites are two Ray clusters (different ports and tokens); each run goes to
+    the cluster of the site the scheduler chose. The network to one site fails while the site
+    runs on: after the timeout its node is down and its job is placed at the other site; when
+    the site answers again, the run it kept is stopped (fenced), so the job runs in one place
+    only, and the node is up."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     from suanli.executors.sites import PerSiteExecutor
@@ -412,6 +368,7 @@ def test_an_unreachable_site_is_given_up_after_its_timeout_and_fenced_when_it_re
         [RayNodeSpec({"MLU": 8, node_resource("pc-1"): 8}, labels("pc-1", "MLU370-X8", "pc"))]
     )
     with a, b:
+        assert a.token != b.token and a.address != b.address
         link = Proxy(a.dashboard_port)
         sites = {SiteId("hx-site"): RayExecutor(link.address, a.token, tmp_path / "ckpt-a")}
         sites[SiteId("pc-site")] = RayExecutor(b.address, b.token, tmp_path / "ckpt-b")
@@ -463,6 +420,10 @@ def test_an_unreachable_site_is_given_up_after_its_timeout_and_fenced_when_it_re
         assert rows["mover"].attempt == 2
         assert b"attempt 1 stopped" in direct_a.get_job_logs("suanli-mover-1").encode()
         assert b"finished" in ex.logs(JobId("mover"), 2)
+        assert {j.submission_id for j in direct_a.list_jobs()} == {"suanli-mover-1"}
+        assert {j.submission_id for j in sites[SiteId("pc-site")].client.list_jobs()} == {
+            "suanli-mover-2"
+        }
         with db.session() as s:
             node = s.get(NodeRow, "hx-1")
             assert node is not None and node.health == "up"
@@ -472,3 +433,91 @@ def test_an_unreachable_site_is_given_up_after_its_timeout_and_fenced_when_it_re
         assert sum(1 for act, tgt in audit if tgt == "job/mover" and act == "job.succeeded") == 1
         link.close()
         db.close()
+
+
+def need_torch() -> None:
+    """The PyTorch examples need torch (CI installs the CPU build, and asks for it)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        if os.environ.get("SUANLI_REQUIRE_TORCH") == "1":
+            pytest.fail("torch is required here (SUANLI_REQUIRE_TORCH=1)")
+        pytest.skip(
+            "torch is not installed: python3 -m pip --python .venv/bin/python install torch==2.13.0"
+        )
+
+
+def test_the_torch_example_checkpoints_on_preemption_and_resumes_where_it_stopped(
+    setup: tuple[Database, Controller],
+) -> None:
+    need_torch()
+    db, ctl = setup
+    train = {
+        "id": "train",
+        "member": "zy",
+        "accelerators": "H800:8",
+        "entrypoint": "python train_torch.py --steps 20000 --checkpoint-every 30",
+        "runtime_env": {"working_dir": EXAMPLES},
+    }
+    submit(db, train)
+    run_until(ctl, db, lambda r: b"step 500 " in ctl.executor.logs(JobId("train"), 1))
+    submit(db, {"id": "owner2", "member": "hx", "accelerators": "H800:8", "entrypoint": "true"})
+    rows = run_until(ctl, db, lambda r: Phase(r["train"].phase).terminal, timeout=300)
+    first = ctl.executor.logs(JobId("train"), 1).decode()
+    second = ctl.executor.logs(JobId("train"), 2).decode()
+    assert rows["train"].phase == "SUCCEEDED" and rows["owner2"].phase == "SUCCEEDED", second
+    saved = int(first.split("SIGTERM: checkpointed step ")[1].split()[0])
+    assert f"resumed from step {saved} " in second
+    assert "done: step 20000" in second
+
+
+def test_the_gang_example_all_reduces_across_two_nodes(
+    setup: tuple[Database, Controller],
+) -> None:
+    need_torch()
+    db, ctl = setup
+    submit(
+        db,
+        {
+            "id": "allreduce",
+            "member": "as",
+            "accelerators": "Ascend910B:8",
+            "gang": "2x4",
+            "entrypoint": "python gang_allreduce.py",
+            "runtime_env": {"working_dir": EXAMPLES},
+        },
+    )
+    rows = run_until(ctl, db, lambda r: Phase(r["allreduce"].phase).terminal, timeout=180)
+    logs = ctl.executor.logs(JobId("allreduce"), 1).decode()
+    assert rows["allreduce"].phase == "SUCCEEDED", logs
+    assert "rank 0/2 on as-1: sum of ranks+1 = 3" in logs
+    assert "rank 1/2 on as-2: sum of ranks+1 = 3" in logs
+
+
+def test_the_dataset_example_runs_only_where_its_dataset_resides(
+    setup: tuple[Database, Controller], tmp_path: Path
+) -> None:
+    db, ctl = setup
+    shards = tmp_path / "data" / "pc-corpus"
+    shards.mkdir(parents=True)
+    (shards / "0.txt").write_text("a\nb\n")
+    (shards / "1.txt").write_text("c\n")
+    submit(
+        db,
+        {
+            "id": "reader",
+            "member": "pc",
+            # the H800 would do as well, but the data may only be processed at pc-site
+            "accelerators": {"any_of": ["H800-80GB", "MLU370-X8"], "count": 1},
+            "datasets": ["pc-corpus"],
+            "entrypoint": "python read_dataset.py",
+            "runtime_env": {
+                "working_dir": EXAMPLES,
+                "env_vars": {"DATA_DIR": str(tmp_path / "data")},
+            },
+        },
+    )
+    rows = run_until(ctl, db, lambda r: Phase(r["reader"].phase).terminal)
+    logs = ctl.executor.logs(JobId("reader"), 1).decode()
+    assert rows["reader"].phase == "SUCCEEDED", logs
+    assert "dataset pc-corpus at pc-1: 2 shards, 3 lines" in logs

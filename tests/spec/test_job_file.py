@@ -62,6 +62,16 @@ def test_short_and_long_forms() -> None:
         ("member: m\naccelerators: H800:8\ngpu: 8\n", "gpu", "unknown field"),
         ("accelerators: H800:8\n", "member", "Field required"),
         ('member: "\'; DROP TABLE jobs;--"\naccelerators: H800:8\n', "member", "pattern"),
+        (
+            "member: m\naccelerators: H800:8\nruntime_env: {env_vars: [A=1]}\n",
+            "runtime_env",
+            "env_vars must map variable names",
+        ),
+        (
+            "member: m\naccelerators: H800:8\nruntime_env: {working_dir: 3}\n",
+            "runtime_env",
+            "working_dir must be a directory path",
+        ),
     ],
 )
 def test_mistakes_name_the_field(text: str, field: str, words: str) -> None:

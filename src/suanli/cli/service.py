@@ -110,6 +110,12 @@ def register(cli: click.Group) -> None:
         help="child processes here, or Ray (each site's cluster, else an embedded one)",
     )
     @click.option(
+        "--site-timeout",
+        default=60.0,
+        show_default=True,
+        help="seconds a site may not answer before its jobs move elsewhere (Ray)",
+    )
+    @click.option(
         "--until-done",
         is_flag=True,
         help="with --submit: stop the server once those jobs have ended",
@@ -124,6 +130,7 @@ def register(cli: click.Group) -> None:
         interval: float,
         submit_file: Path | None,
         executor: str,
+        site_timeout: float,
         until_done: bool,
     ) -> None:
         """Run the service: database, controller and REST API (Ctrl-C stops it)."""
@@ -131,7 +138,7 @@ def register(cli: click.Group) -> None:
 
         from suanli.service.server import ServerConfig, prepare, serve
 
-        cfg = ServerConfig(state_dir, db_url, host, port, policy, interval, executor)
+        cfg = ServerConfig(state_dir, db_url, host, port, policy, interval, executor, site_timeout)
         try:
             alliance = load_alliance(alliance_file)
             db, token = prepare(cfg, alliance)

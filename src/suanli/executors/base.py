@@ -47,6 +47,9 @@ class RunRequest:
     #: node -> device indexes (several nodes for a multi-node gang)
     devices: tuple[tuple[NodeId, tuple[int, ...]], ...]
     env: Mapping[str, str] = field(default_factory=dict)
+    #: the directory the command runs in (``runtime_env.working_dir``; Ray ships it to the
+    #: cluster), or None for the executor's own
+    working_dir: str | None = None
 
     @property
     def key(self) -> tuple[JobId, int]:

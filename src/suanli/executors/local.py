@@ -72,6 +72,7 @@ class LocalProcessExecutor:
             "entrypoint": run.entrypoint,
             "env": env,
             "nodes": nodes,
+            "cwd": str(Path(run.working_dir).resolve()) if run.working_dir else None,
             "at": time.time(),
         }
         (tmp / "request.json").write_text(json.dumps(request))

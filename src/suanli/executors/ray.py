@@ -140,6 +140,8 @@ class RayExecutor:
             env["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
             request["entrypoint"] = "python -m suanli.executors.gang"
         request["runtime_env"] = {"env_vars": env}
+        if run.working_dir:
+            request["runtime_env"]["working_dir"] = run.working_dir
         return request
 
     def start(self, run: RunRequest) -> None:

@@ -191,20 +191,21 @@ class LocalRayCluster:
         raise RuntimeError(f"{n} Ray nodes did not join")
 
     def stop(self) -> None:
-        """Stop every process this cluster started (by process group), workers first."""
+        """Stop every process this cluster started, workers first: SIGTERM to each
+        ``ray start`` (it stops its own Ray processes in a second or two; a SIGTERM to the
+        whole group instead makes it wait half a minute), then SIGKILL to whatever is left in
+        its process group."""
         procs = [self.procs[k] for k in sorted(self.procs, reverse=True)]
         for p in procs:
             if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM)
         for p in procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+            p.wait()
         self.procs.clear()
         # Ray processes that left their group (none should) are still ours: they name our
         # temporary directory on their command line.

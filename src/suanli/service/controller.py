@@ -222,8 +222,11 @@ class Controller:
         assert row.placement is not None
         placement = placement_from_json(row.placement)
         model = alliance.catalog.get(placement.model)
-        raw = spec.runtime_env.get("env")
+        raw = spec.runtime_env.get("env_vars")
         env = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        if spec.datasets:
+            env["SUANLI_DATASETS"] = ",".join(spec.datasets)
+        wd = spec.runtime_env.get("working_dir")
         return RunRequest(
             JobId(row.id),
             row.attempt,
@@ -232,6 +235,7 @@ class Controller:
             model.stack,
             placement.assignments,
             env,
+            str(wd) if wd else None,
         )
 
     # -- the step --------------------------------------------------------------------------

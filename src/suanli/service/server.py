@@ -44,6 +44,8 @@ class ServerConfig:
     #: ``local`` (child processes) or ``ray`` (each site's Ray cluster; sites that name none
     #: share an embedded Ray cluster on this machine with one Ray node per suanli node)
     executor: str = "local"
+    #: how long a site may stay silent before its nodes are down and its jobs move (Ray)
+    site_timeout_s: float = 60.0
 
 
 class ControllerLoop:
@@ -137,7 +139,7 @@ def ray_executor(
         if site.executor:
             executors[site.id] = RayExecutor(site.executor, token, ckpt)
     site_of = {n.id: n.site for n in alliance.nodes.values()}
-    return PerSiteExecutor(executors, site_of), cluster
+    return PerSiteExecutor(executors, site_of, timeout_s=cfg.site_timeout_s), cluster
 
 
 def serve(cfg: ServerConfig, alliance: Alliance) -> None:

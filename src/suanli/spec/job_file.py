@@ -90,6 +90,18 @@ class JobEntry(_Strict):
             return {"any_of": [m.group(1)], "count": int(m.group(2))}
         return v
 
+    @field_validator("runtime_env")
+    @classmethod
+    def _runtime_env(cls, v: dict[str, Any]) -> dict[str, Any]:
+        env = v.get("env_vars", {})
+        if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(x, str | int | float | bool) for k, x in env.items()
+        ):
+            raise ValueError("env_vars must map variable names to strings or numbers")
+        if "working_dir" in v and not (isinstance(v["working_dir"], str) and v["working_dir"]):
+            raise ValueError("working_dir must be a directory path")
+        return v
+
     @field_validator("gang", mode="before")
     @classmethod
     def _short_gang(cls, v: Any) -> Any:
