@@ -46,7 +46,7 @@ from suanli.executors.base import Executor
 from suanli.model.ids import JobId
 from suanli.model.job import Phase
 from suanli.sched.policy import Policy
-from suanli.service import jobs, pool
+from suanli.service import jobs, ledger, pool
 from suanli.service.auth import Principal, authenticate, create_user
 from suanli.spec.common import parse_yaml
 from suanli.store.alliance_rows import read_alliance
@@ -385,5 +385,36 @@ def create_app(svc: Service) -> FastAPI:
         if not (who.admin or who.role.value == "viewer"):
             entries = [e for e in entries if e["member"] == who.member]
         return [QueueEntry(**e) for e in entries]
+
+    # -- ledger ----------------------------------------------------------------------------
+    @app.get(
+        "/api/v1/ledger/statement",
+        tags=["ledger"],
+        responses={200: {"content": {"text/csv": {}}}},
+    )
+    def ledger_statement(
+        who: Who,
+        member: Annotated[str, Query(max_length=64)],
+        period: Annotated[str, Query(max_length=16, description="a month: 2026-11")],
+        book: Annotated[str, Query(max_length=128)] = "real",
+        format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+    ) -> Any:
+        with svc.db.session() as s:
+            st = ledger.statement(s, who, member, period, book)
+        if format == "csv":
+            return Response(ledger.statement_csv(st), media_type="text/csv")
+        return st.to_json()
+
+    @app.get("/api/v1/ledger/verify", tags=["ledger"])
+    def ledger_verify(who: Who, book: Annotated[str, Query(max_length=128)] = "real") -> Any:
+        with svc.db.session() as s:
+            c = ledger.check(s, who, book)
+        return {
+            "book": book,
+            "records": c.records,
+            "ok": c.ok,
+            "first_bad": c.first_bad,
+            "reason": c.reason,
+        }
 
     return app

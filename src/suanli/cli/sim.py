@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from suanli.errors import SuanliError
+from suanli.errors import ConflictError, Problem, SuanliError, ValidationError
 from suanli.sched.policy import get_policy
 from suanli.sim.metrics import summarize
 from suanli.sim.report import member_table, summary_table, write_html, write_json
@@ -86,6 +86,17 @@ alone_opt = click.option(
 @json_opt
 @report_opt
 @alone_opt
+@click.option(
+    "--ledger",
+    "ledger_url",
+    help="write the runs to this database's ledger, in the book sim/SCENARIO/POLICY/seedN",
+)
+@click.option(
+    "--ledger-start",
+    default=None,
+    help="the date (YYYY-MM-DD, UTC) simulated time 0 is put at in the book "
+    "(default: the first of this month)",
+)
 def sim_run(
     scenario: str,
     trace: str | None,
@@ -94,6 +105,8 @@ def sim_run(
     json_path: Path | None,
     report_dir: Path | None,
     no_alone: bool,
+    ledger_url: str | None,
+    ledger_start: str | None,
 ) -> None:
     """Simulate one policy on a scenario."""
     try:
@@ -109,6 +122,39 @@ def sim_run(
         click.echo(f"\nJSON: {json_path}")
     if report_dir:
         click.echo(f"HTML report: {write_html(report_dir, [res], [summary], _meta(sc))}")
+    if ledger_url:
+        _write_book(ledger_url, ledger_start, sc.name, policy, seed, res)
+
+
+def _write_book(
+    url: str, start: str | None, scenario: str, policy: str, seed: int, res: SimResult
+) -> None:
+    import datetime as dt
+
+    from suanli.sim.book import book_name, book_records
+    from suanli.store.database import Database
+    from suanli.store.ledger_rows import append
+    from suanli.store.tables import LedgerHeadRow
+
+    try:
+        day = (
+            dt.datetime.strptime(start, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+            if start
+            else dt.datetime.now(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        )
+    except ValueError:
+        _fail(ValidationError([Problem("ledger-start", f"expected YYYY-MM-DD, got {start!r}")]))
+    book = book_name(scenario, policy, seed)
+    db = Database.open(url)
+    try:
+        with db.session() as s:
+            if s.get(LedgerHeadRow, book) is not None:
+                _fail(ConflictError(f"the ledger already has a book {book!r}"))
+            records = book_records(res, book, day.timestamp())
+            append(s, records)
+    finally:
+        db.close()
+    click.echo(f"ledger: {len(records):,} records in book {book} (from {day:%Y-%m-%d})")
 
 
 @sim.command("compare")

@@ -203,3 +203,17 @@ class Client:
 
     def queue(self) -> list[dict[str, Any]]:
         return self._get("/api/v1/queue")  # type: ignore[no-any-return]
+
+    # -- ledger ----------------------------------------------------------------------------
+    def statement(self, member: str, period: str, book: str = "real") -> dict[str, Any]:
+        """A member's ledger statement for a month (``2026-11``), in NU-hours."""
+        return self._get(  # type: ignore[no-any-return]
+            "/api/v1/ledger/statement", member=member, period=period, book=book
+        )
+
+    def statement_csv(self, member: str, period: str, book: str = "real") -> str:
+        params = {"member": member, "period": period, "book": book, "format": "csv"}
+        return self._check(self.http.get("/api/v1/ledger/statement", params=params)).text
+
+    def verify_ledger(self, book: str = "real") -> dict[str, Any]:
+        return self._get("/api/v1/ledger/verify", book=book)  # type: ignore[no-any-return]

@@ -55,6 +55,14 @@ class Principal:
     def can_see_job_metadata(self, member: str) -> bool:
         return self.admin or self.role is Role.VIEWER or self.member == member
 
+    def require_books(self, member: str) -> None:
+        """A member's ledger statement: alliance admins and viewers read every member's,
+        members their own."""
+        if not (self.admin or self.role is Role.VIEWER or self.member == member):
+            raise PermissionDeniedError(
+                f"{self.name} may not read the ledger statement of member {member!r}"
+            )
+
     def require_member(self, member: str, what: str) -> None:
         if not (self.admin or self.member == member):
             raise PermissionDeniedError(f"{self.name} may not {what} of member {member!r}")

@@ -43,6 +43,7 @@ from suanli.model.job import Phase
 from suanli.sched.decision import Admit, Preempt
 from suanli.sched.policy import Policy
 from suanli.sched.schedule import schedule
+from suanli.service.accounting import Accountant
 from suanli.service.audit import record
 from suanli.store.alliance_rows import bump_revision, read_alliance
 from suanli.store.codec import placement_from_json, placement_to_json, spec_from_json
@@ -73,8 +74,10 @@ class Controller:
         executor: Executor,
         policy: Policy,
         clock: Callable[[], float] = time.time,
+        accounting_interval_s: float = 300.0,
     ) -> None:
         self.db = db
+        self.accountant = Accountant(accounting_interval_s)
         self.executor = executor
         self.policy = policy
         self.clock = clock
@@ -178,6 +181,10 @@ class Controller:
     ) -> None:
         """The current attempt of ``row`` is over: record the outcome."""
         code = st.exit_code if st is not None else None
+        ended_at = (st.finished_at if st is not None else None) or now
+        # a run may start and end between two observations: the executor knows it started
+        started = row.started_at if row.phase == Phase.RUNNING.value else None
+        self.accountant.run_ended(s, row, started or (st.started_at if st else None), ended_at)
         if row.cancel_requested:
             phase, reason = Phase.CANCELLED, "cancelled; its run stopped"
         elif row.stop_requested or lost:
@@ -246,6 +253,8 @@ class Controller:
             self._health(s, now)
         with self.db.session() as s:
             to_start = self._observe(s, now, report)
+        with self.db.session() as s:
+            self.accountant.flush(s, now)
         self._start_all(to_start, report)
         starts: list[RunRequest] = []
         stops: list[tuple[str, int, float]] = []
@@ -268,6 +277,7 @@ class Controller:
                     row.phase = Phase.ADMITTED.value
                     row.attempt += 1
                     row.placement = placement_to_json(d.placement)
+                    row.accounted_until = None
                     row.reason = f"admitted: {d.reason}" if d.reason else "admitted"
                     row.exit_code = None
                     record(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from suanli.model.ids import JobId, ModelId
+from suanli.model.ids import JobId, ModelId, NodeId
 from suanli.model.job import Placement
 from suanli.sim.workload import SimJob
 
@@ -29,6 +29,8 @@ class Run:
     end: float | None = None
     kept: float = 0.0
     lost: float = 0.0
+    #: where it ran (node -> device indexes), for the simulation's ledger book
+    assignments: tuple[tuple[NodeId, tuple[int, ...]], ...] = ()
 
 
 @dataclass(slots=True)
@@ -70,7 +72,15 @@ class SimulatedExecutor:
         rec = self.records[job]
         self._token += 1
         speed = rec.job.speed[placement.model]
-        run = Run(now, placement.model, placement.devices, speed, rec.done, self._token)
+        run = Run(
+            now,
+            placement.model,
+            placement.devices,
+            speed,
+            rec.done,
+            self._token,
+            assignments=placement.assignments,
+        )
         rec.runs.append(run)
         return now + (rec.job.work - rec.done) / speed, self._token
 

@@ -12,6 +12,7 @@ from suanli.model.ids import JobId, NodeId
 from suanli.model.job import Phase
 from suanli.sched.snapshot import Snapshot
 from suanli.store.codec import placement_from_json, spec_from_json
+from suanli.store.ledger_rows import usage_history
 from suanli.store.tables import JobRow
 
 ACTIVE = (Phase.ADMITTED.value, Phase.RUNNING.value)
@@ -19,6 +20,9 @@ ACTIVE = (Phase.ADMITTED.value, Phase.RUNNING.value)
 
 def build_snapshot(s: Session, alliance: Alliance, draining: set[NodeId], now: float) -> Snapshot:
     snap = Snapshot.from_alliance(alliance, now)
+    for member, nu_s in usage_history(s, now).items():
+        if member in snap.usage_history:
+            snap.usage_history[member] = nu_s  # type: ignore[index]
     for node in sorted(draining):
         if node in alliance.nodes:
             snap.set_schedulable(node, False)

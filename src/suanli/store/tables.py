@@ -125,6 +125,8 @@ class JobRow(Base):
     submitted_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: the current attempt's usage is in the ledger up to this time
+    accounted_until: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_phase_seq", "phase", "seq"),
@@ -157,3 +159,44 @@ class UserRow(Base):
     member: Mapped[str | None] = mapped_column(ForeignKey("members.id"), nullable=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class LedgerRow(Base):
+    """One ledger record (see :mod:`suanli.ledger.record`): append-only, hash-chained per
+    book. ``member`` and ``provider`` are plain ids, not foreign keys: the books outlive the
+    members and nodes they speak of."""
+
+    __tablename__ = "ledger"
+    seq: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True, autoincrement=True)
+    book: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    member: Mapped[str] = mapped_column(ID)
+    provider: Mapped[str] = mapped_column(ID)
+    model: Mapped[str] = mapped_column(String(64))
+    devices: Mapped[int] = mapped_column(Integer)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    units: Mapped[float] = mapped_column(Float)
+    job: Mapped[str | None] = mapped_column(ID, nullable=True)
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    prev: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_ledger_book_member_start", "book", "member", "start"),
+        Index("ix_ledger_book_provider_start", "book", "provider", "start"),
+        Index("ix_ledger_book_seq", "book", "seq"),
+    )
+
+
+class LedgerHeadRow(Base):
+    """The last record of each book (the chain's head, locked by each append) and the time up
+    to which its capacity has been recorded."""
+
+    __tablename__ = "ledger_heads"
+    book: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(BIGINT_ID, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+    capacity_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: the longest record's duration (statements look that far back before their period)
+    max_span: Mapped[float | None] = mapped_column(Float, nullable=True)

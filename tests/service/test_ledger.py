@@ -1,0 +1,101 @@
+"""The ledger written by the controller from real runs, read through the API, the SDK and the
+CLI, on SQLite and PostgreSQL; tampering found by the chain check."""
+
+import time
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, update
+
+from suanli.cli.main import cli
+from suanli.sdk.client import ApiError
+from suanli.store.tables import JobRow, LedgerRow
+
+from ..stepping import run_until
+from .test_api import Env, env, job  # noqa: F401 - the fixture
+
+
+def period_now() -> str:
+    return time.strftime("%Y-%m", time.gmtime())
+
+
+def test_usage_and_capacity_from_real_runs_make_balanced_statements(env: Env) -> None:  # noqa: F811
+    ctl = env.controller
+    with env.db.session() as s:
+        ctl.accountant.flush(s, time.time(), force=True)  # the capacity clock starts
+    admin = env.client("admin")
+    borrowing = {**job("borrow", "startup"), "entrypoint": "sleep 1"}
+    own = {**job("own", "corp", "Ascend910B:2"), "entrypoint": "sleep 1"}
+    env.client("startup-user").submit(borrowing)
+    env.client("corp-user").submit(own)
+    rows = run_until(ctl, env.db, lambda r: all(x.phase == "SUCCEEDED" for x in r.values()))
+    with env.db.session() as s:
+        ctl.accountant.flush(s, time.time(), force=True)
+        usage = list(s.scalars(select(LedgerRow).where(LedgerRow.kind == "usage")))
+    by_job = {u.job: u for u in usage}
+    assert set(by_job) == {"borrow", "own"}
+    b = by_job["borrow"]
+    assert (b.member, b.provider, b.model, b.devices) == ("startup", "lab", "H800-80GB", 1)
+    ran = b.end - b.start
+    assert 0.9 <= ran <= 3.0
+    run = rows["borrow"]
+    assert run.started_at is not None and abs(b.start - run.started_at) < 0.01
+
+    period = period_now()
+    st = {m: admin.statement(m, period) for m in ("lab", "corp", "startup")}
+    assert st["startup"]["borrowed_from"] == {"lab": pytest.approx(b.units)}
+    assert st["startup"]["balance"] == pytest.approx(-b.units)
+    assert st["lab"]["lent_to"] == {"startup": pytest.approx(b.units)}
+    assert st["corp"]["own_use"] == pytest.approx(by_job["own"].units)
+    assert st["lab"]["contributed"] > 0 and st["startup"]["contributed"] == 0
+    assert abs(sum(x["balance"] for x in st.values())) < 1e-6
+    csv = env.client("lab-admin").statement_csv("lab", period)
+    assert csv.splitlines()[0] == "member,period,book,line,detail,nu_hours"
+    assert f"lab,{period},real,lent_to,startup," in csv
+
+
+def test_who_may_read_which_books_and_bad_periods(env: Env) -> None:  # noqa: F811
+    period = period_now()
+    assert env.client("viewer").statement("lab", period)["member"] == "lab"
+    assert env.client("lab-user").statement("lab", period)["member"] == "lab"
+    for user, call in [
+        ("corp-user", lambda c: c.statement("lab", period)),
+        ("lab-admin", lambda c: c.verify_ledger()),
+    ]:
+        try:
+            call(env.client(user))
+            raise AssertionError(f"{user} was let through")
+        except ApiError as exc:
+            assert exc.status == 403
+    try:
+        env.client("admin").statement("lab", "11/2026")
+        raise AssertionError("a bad period was accepted")
+    except ApiError as exc:
+        assert exc.status == 422 and exc.problems[0]["field"] == "period"
+    try:
+        env.client("admin").statement("nobody", period)
+        raise AssertionError("an unknown member was accepted")
+    except ApiError as exc:
+        assert exc.status == 404
+
+
+def test_verify_finds_a_changed_record(env: Env) -> None:  # noqa: F811
+    ctl = env.controller
+    env.client("startup-user").submit({**job("j1", "startup"), "entrypoint": "true"})
+    env.client("lab-user").submit({**job("j2", "lab"), "entrypoint": "true"})
+    run_until(ctl, env.db, lambda r: all(x.phase == "SUCCEEDED" for x in r.values()))
+    runner = CliRunner()
+    args = ["--url", env.url, "--token", env.tokens["admin"]]
+    ok = runner.invoke(cli, ["ledger", "verify", *args])
+    assert ok.exit_code == 0 and "2 records, chain intact" in ok.output
+    shown = runner.invoke(
+        cli, ["ledger", "statement", "--member", "lab", "--period", period_now(), *args]
+    )
+    assert shown.exit_code == 0 and "lent_to" in shown.output
+    with env.db.session() as s:
+        first = s.scalars(select(LedgerRow.seq).order_by(LedgerRow.seq)).first()
+        s.execute(update(LedgerRow).where(LedgerRow.seq == first).values(units=LedgerRow.units / 2))
+        assert s.scalars(select(JobRow)).first() is not None
+    bad = runner.invoke(cli, ["ledger", "verify", *args])
+    assert bad.exit_code == 6
+    assert f"TAMPERED at record {first}" in bad.output
