@@ -49,6 +49,14 @@ def test_usage_and_capacity_from_real_runs_make_balanced_statements(env: Env) ->
     assert st["corp"]["own_use"] == pytest.approx(by_job["own"].units)
     assert st["lab"]["contributed"] > 0 and st["startup"]["contributed"] == 0
     assert abs(sum(x["balance"] for x in st.values())) < 1e-6
+
+    # the alliance policy's usage history comes from the book
+    from suanli.store.ledger_rows import usage_history
+
+    with env.db.session() as s:
+        history = usage_history(s, time.time(), ttl_s=0.0)
+    assert history["startup"] == pytest.approx(b.units * 3600, rel=1e-3)
+    assert history["corp"] > 0 and "lab" not in history
     csv = env.client("lab-admin").statement_csv("lab", period)
     assert csv.splitlines()[0] == "member,period,book,line,detail,nu_hours"
     assert f"lab,{period},real,lent_to,startup," in csv
@@ -87,7 +95,7 @@ def test_verify_finds_a_changed_record(env: Env) -> None:  # noqa: F811
     runner = CliRunner()
     args = ["--url", env.url, "--token", env.tokens["admin"]]
     ok = runner.invoke(cli, ["ledger", "verify", *args])
-    assert ok.exit_code == 0 and "2 records, chain intact" in ok.output
+    assert ok.exit_code == 0 and "2 records, chain intact, head " in ok.output
     shown = runner.invoke(
         cli, ["ledger", "statement", "--member", "lab", "--period", period_now(), *args]
     )

@@ -408,9 +408,10 @@ def create_app(svc: Service) -> FastAPI:
     @app.get("/api/v1/ledger/verify", tags=["ledger"])
     def ledger_verify(who: Who, book: Annotated[str, Query(max_length=128)] = "real") -> Any:
         with svc.db.session() as s:
-            c = ledger.check(s, who, book)
+            c, head = ledger.check(s, who, book)
         return {
             "book": book,
+            "head": head,
             "records": c.records,
             "ok": c.ok,
             "first_bad": c.first_bad,

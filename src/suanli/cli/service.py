@@ -447,7 +447,7 @@ def register(cli: click.Group) -> None:
         """Check the book's hash chain: exit 0 if whole, 6 if a record was changed or lost."""
         r = _api(lambda c: c.verify_ledger(book), url, token)
         if r["ok"]:
-            click.echo(f"{book}: {r['records']} records, chain intact")
+            click.echo(f"{book}: {r['records']} records, chain intact, head {r['head']}")
             return
         where = f" at record {r['first_bad']}" if r["first_bad"] is not None else ""
         click.echo(f"{book}: TAMPERED{where}: {r['reason']}", err=True)

@@ -32,12 +32,14 @@ def statement(s: Session, who: Principal, member: str, period: str, book: str) -
     return member_statement(s, member, period, _book(book))
 
 
-def check(s: Session, who: Principal, book: str) -> ChainCheck:
+def check(s: Session, who: Principal, book: str) -> tuple[ChainCheck, str]:
+    """The chain check and the book's head hash (to publish when a period closes)."""
     if not (who.admin or who.role is Role.VIEWER):
         raise PermissionDeniedError("only alliance admins and viewers may verify the books")
-    if s.get(LedgerHeadRow, _book(book)) is None:
+    head = s.get(LedgerHeadRow, _book(book))
+    if head is None:
         raise NotFoundError(f"no book {book!r}")
-    return verify(s, book)
+    return verify(s, book), head.hash
 
 
 def statement_csv(st: Statement) -> str:

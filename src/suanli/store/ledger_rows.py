@@ -171,15 +171,14 @@ def decayed_usage(
 
 
 class _HistoryCache:
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.value: dict[str, float] = {}
         self.at = -math.inf
 
-    def get(self, s: Session, now: float, book: str) -> dict[str, float]:
+    def get(self, s: Session, now: float, book: str, ttl_s: float) -> dict[str, float]:
         with self.lock:
-            if time.monotonic() - self.at < self.ttl_s:
+            if time.monotonic() - self.at < ttl_s:
                 return self.value
         horizon = now - 10 * HALF_LIFE_S
         rows = s.execute(
@@ -206,5 +205,5 @@ def usage_history(
     with _history_lock:
         cache = _history.get(engine)
         if cache is None:
-            cache = _history[engine] = _HistoryCache(ttl_s)
-    return cache.get(s, now, book)
+            cache = _history[engine] = _HistoryCache()
+    return cache.get(s, now, book, ttl_s)
