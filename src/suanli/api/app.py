@@ -48,6 +48,8 @@ from suanli.model.job import Phase
 from suanli.sched.policy import Policy
 from suanli.service import jobs, ledger, pool
 from suanli.service.auth import Principal, authenticate, create_user
+from suanli.service.metrics import CONTENT_TYPE as METRICS_TYPE
+from suanli.service.metrics import Metrics
 from suanli.spec.common import parse_yaml
 from suanli.store.alliance_rows import read_alliance
 from suanli.store.database import Database, DatabaseError
@@ -87,6 +89,8 @@ class Service:
     executor: Executor
     clock: Callable[[], float] = time.time
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the controller's metrics when it runs in this process (``suanli server``)
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def _error(exc: SuanliError) -> JSONResponse:
@@ -172,6 +176,13 @@ def create_app(svc: Service) -> FastAPI:
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    svc.metrics.watch_database(svc.db.session)
+
+    @app.get("/metrics", tags=["service"], responses={200: {"content": {"text/plain": {}}}})
+    def metrics(who: Who) -> Response:
+        """Prometheus metrics (scrape with any user's token, a viewer's say)."""
+        return Response(svc.metrics.exposition(), media_type=METRICS_TYPE)
 
     @app.get("/api/v1/whoami", tags=["service"])
     def whoami(who: Who) -> WhoAmI:

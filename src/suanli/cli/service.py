@@ -116,6 +116,19 @@ def register(cli: click.Group) -> None:
         help="seconds a site may not answer before its jobs move elsewhere (Ray)",
     )
     @click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="json: one object per line (ts, level, logger, msg, fields) for a log pipeline",
+    )
+    @click.option(
+        "--log-level",
+        type=click.Choice(["debug", "info", "warning", "error"]),
+        default="info",
+        show_default=True,
+    )
+    @click.option(
         "--until-done",
         is_flag=True,
         help="with --submit: stop the server once those jobs have ended",
@@ -131,10 +144,16 @@ def register(cli: click.Group) -> None:
         submit_file: Path | None,
         executor: str,
         site_timeout: float,
+        log_format: str,
+        log_level: str,
         until_done: bool,
     ) -> None:
         """Run the service: database, controller and REST API (Ctrl-C stops it)."""
         import threading
+
+        from suanli.service.logs import configure
+
+        configure(log_format, log_level)
 
         from suanli.service.server import ServerConfig, prepare, serve
 

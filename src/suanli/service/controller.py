@@ -45,6 +45,7 @@ from suanli.sched.policy import Policy
 from suanli.sched.schedule import schedule
 from suanli.service.accounting import Accountant
 from suanli.service.audit import record
+from suanli.service.metrics import Metrics
 from suanli.store.alliance_rows import bump_revision, read_alliance
 from suanli.store.codec import placement_from_json, placement_to_json, spec_from_json
 from suanli.store.database import Database
@@ -75,7 +76,9 @@ class Controller:
         policy: Policy,
         clock: Callable[[], float] = time.time,
         accounting_interval_s: float = 300.0,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.db = db
         self.accountant = Accountant(accounting_interval_s)
         self.executor = executor
@@ -207,6 +210,20 @@ class Controller:
             attempt=row.attempt,
             exit_code=code,
         )
+        log.info(
+            "%s %s (attempt %d): %s",
+            row.id,
+            phase.value.lower(),
+            row.attempt,
+            reason,
+            extra={
+                "event": f"job.{phase.value.lower()}",
+                "job": row.id,
+                "member": row.member,
+                "attempt": row.attempt,
+                "exit_code": code,
+            },
+        )
         row.exit_code = code
         row.stop_requested = False
         row.stop_deadline = None
@@ -265,6 +282,8 @@ class Controller:
             t0 = time.perf_counter()
             result = schedule(snap, self.policy)
             report.pass_s = time.perf_counter() - t0
+            if self.metrics is not None:
+                self.metrics.pool(snap)
             rows = {
                 r.id: r
                 for r in s.scalars(
@@ -291,12 +310,29 @@ class Controller:
                     )
                     starts.append(self._request(row, alliance))
                     report.admitted.append(row.id)
+                    log.info(
+                        "admitted %s",
+                        row.id,
+                        extra={
+                            "event": "job.admit",
+                            "job": row.id,
+                            "member": row.member,
+                            "attempt": row.attempt,
+                            "placement": str(d.placement),
+                        },
+                    )
                 elif isinstance(d, Preempt):
                     row.stop_requested = True
                     row.stop_deadline = now + d.grace_s
                     row.reason = f"preempting: {d.reason}"
                     record(s, now, ACTOR, "job.preempt", f"job/{row.id}", reason=d.reason)
                     report.preempted.append(row.id)
+                    log.info(
+                        "preempting %s: %s",
+                        row.id,
+                        d.reason,
+                        extra={"event": "job.preempt", "job": row.id, "member": row.member},
+                    )
             # why the examined jobs wait (the others' reasons are derived when asked for)
             waiting = [
                 {"jid": jid, "why": why}
@@ -318,6 +354,14 @@ class Controller:
                 )
             ]
         self._start_all(starts, report)
+        if self.metrics is not None:
+            self.metrics.step(
+                len(report.admitted),
+                len(report.preempted),
+                len(report.requeued),
+                len(set(report.fenced)),
+                report.pass_s,
+            )
         stops += [(j, a, 0.0) for j, a in sorted(self._fencing)]
         for jid, attempt, grace in stops:
             try:

@@ -25,6 +25,7 @@ from suanli.model.ids import SiteId
 from suanli.sched.policy import get_policy
 from suanli.service.auth import create_user
 from suanli.service.controller import Controller
+from suanli.service.metrics import Metrics
 from suanli.service.pool import create_alliance
 from suanli.store.alliance_rows import has_alliance, read_alliance
 from suanli.store.database import Database
@@ -153,8 +154,9 @@ def serve(cfg: ServerConfig, alliance: Alliance) -> None:
         executor, cluster = ray_executor(cfg, current, getattr(policy, "grace_s", 30.0))
     else:
         executor = LocalProcessExecutor(cfg.state_dir)
-    loop = ControllerLoop(Controller(db, executor, policy), cfg.interval_s)
-    app = create_app(Service(db, policy, executor))
+    metrics = Metrics()
+    loop = ControllerLoop(Controller(db, executor, policy, metrics=metrics), cfg.interval_s)
+    app = create_app(Service(db, policy, executor, metrics=metrics))
     loop.start()
     try:
         uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
