@@ -177,7 +177,7 @@ def create_app(svc: Service) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    svc.metrics.watch_database(svc.db.session)
+    svc.metrics.watch_database(lambda: svc.db.session())  # noqa: PLW0108 - late: no db yet for the OpenAPI document
 
     @app.get("/metrics", tags=["service"], responses={200: {"content": {"text/plain": {}}}})
     def metrics(who: Who) -> Response:
