@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
@@ -54,6 +55,7 @@ from suanli.spec.common import parse_yaml
 from suanli.store.alliance_rows import read_alliance
 from suanli.store.database import Database, DatabaseError
 from suanli.store.tables import MemberRow, SiteRow
+from suanli.ui.pages import COOKIE, SignInRequired, router, sign_in_redirect
 
 MAX_BODY = 1 << 20
 #: the largest integer a query may carry (a 63-bit database integer)
@@ -91,6 +93,8 @@ class Service:
     extra: dict[str, Any] = field(default_factory=dict)
     #: the controller's metrics when it runs in this process (``suanli server``)
     metrics: Metrics = field(default_factory=Metrics)
+    #: where the dashboard finds the simulator's HTML reports
+    reports_dir: Path | None = None
 
 
 def _error(exc: SuanliError) -> JSONResponse:
@@ -111,12 +115,16 @@ def _error(exc: SuanliError) -> JSONResponse:
 
 
 def principal(request: Request) -> Principal:
-    """The caller, from its bearer token."""
+    """The caller, from its bearer token; for reads only, also from the dashboard's cookie (a
+    cookie never authorizes a change, so no other site can make a signed-in browser write)."""
     svc: Service = request.app.state.service
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    found = token.strip() if scheme.lower() == "bearer" else None
+    if not found and request.method in ("GET", "HEAD"):
+        found = request.cookies.get(COOKIE)
     with svc.db.session() as s:
-        return authenticate(s, token.strip() if scheme.lower() == "bearer" else None)
+        return authenticate(s, found)
 
 
 Who = Annotated[Principal, Depends(principal)]
@@ -176,6 +184,9 @@ def create_app(svc: Service) -> FastAPI:
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    app.include_router(router(svc.reports_dir))
+    app.add_exception_handler(SignInRequired, sign_in_redirect)
 
     svc.metrics.watch_database(lambda: svc.db.session())  # noqa: PLW0108 - late: no db yet for the OpenAPI document
 

@@ -116,6 +116,12 @@ def register(cli: click.Group) -> None:
         help="seconds a site may not answer before its jobs move elsewhere (Ray)",
     )
     @click.option(
+        "--reports",
+        "reports_dir",
+        type=click.Path(path_type=Path),
+        help="the simulator's HTML reports the dashboard lists (default: STATE_DIR/reports)",
+    )
+    @click.option(
         "--log-format",
         type=click.Choice(["text", "json"]),
         default="text",
@@ -144,6 +150,7 @@ def register(cli: click.Group) -> None:
         submit_file: Path | None,
         executor: str,
         site_timeout: float,
+        reports_dir: Path | None,
         log_format: str,
         log_level: str,
         until_done: bool,
@@ -157,7 +164,9 @@ def register(cli: click.Group) -> None:
 
         from suanli.service.server import ServerConfig, prepare, serve
 
-        cfg = ServerConfig(state_dir, db_url, host, port, policy, interval, executor, site_timeout)
+        cfg = ServerConfig(
+            state_dir, db_url, host, port, policy, interval, executor, site_timeout, reports_dir
+        )
         try:
             alliance = load_alliance(alliance_file)
             db, token = prepare(cfg, alliance)

@@ -47,6 +47,8 @@ class ServerConfig:
     executor: str = "local"
     #: how long a site may stay silent before its nodes are down and its jobs move (Ray)
     site_timeout_s: float = 60.0
+    #: the simulator's HTML reports the dashboard lists (default: STATE_DIR/reports)
+    reports_dir: Path | None = None
 
 
 class ControllerLoop:
@@ -156,7 +158,8 @@ def serve(cfg: ServerConfig, alliance: Alliance) -> None:
         executor = LocalProcessExecutor(cfg.state_dir)
     metrics = Metrics()
     loop = ControllerLoop(Controller(db, executor, policy, metrics=metrics), cfg.interval_s)
-    app = create_app(Service(db, policy, executor, metrics=metrics))
+    reports = cfg.reports_dir or cfg.state_dir / "reports"
+    app = create_app(Service(db, policy, executor, metrics=metrics, reports_dir=reports))
     loop.start()
     try:
         uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
