@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 PLAN_VAR = "SUANLI_GANG"
@@ -37,6 +38,9 @@ ENTRYPOINT_VAR = "SUANLI_ENTRYPOINT"
 READY_TIMEOUT_S = float(os.environ.get("SUANLI_GANG_READY_TIMEOUT_S", "120"))
 #: exit code when the gang could not be placed (the devices were not free after all)
 EXIT_UNPLACED = 75
+#: how long the driver waits after the members exited for their last lines to reach its log
+#: (Ray streams actors' output to the driver asynchronously)
+LOG_FLUSH_S = float(os.environ.get("SUANLI_GANG_LOG_FLUSH_S", "2"))
 
 
 #: runs the command in a shell that the kernel kills when the actor's process dies
@@ -158,6 +162,7 @@ def main() -> int:
             if (stopping.is_set() or failed) and not terminated:
                 terminated = True
                 ray.get([m.terminate.remote() for m in members])
+        time.sleep(LOG_FLUSH_S)
         return max(codes.values(), key=abs, default=0)
     finally:
         for m in members:  # their commands have exited; end the actors quietly
