@@ -17,6 +17,7 @@ from suanli.errors import NotFoundError
 from suanli.model.alliance import Alliance
 from suanli.model.ids import NodeId
 from suanli.spec.alliance_file import parse_alliance
+from suanli.store.database import per_engine
 from suanli.store.tables import (
     AllianceRow,
     DatasetRow,
@@ -194,18 +195,12 @@ class AllianceCache:
 
 
 _caches: weakref.WeakKeyDictionary[Engine, AllianceCache] = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
 
 
 def read_alliance(s: Session) -> tuple[Alliance, set[NodeId]]:
-    """The alliance and its draining nodes, cached per database until its revision moves."""
-    engine = s.get_bind()
-    assert isinstance(engine, Engine)
-    with _caches_lock:
-        cache = _caches.get(engine)
-        if cache is None:
-            cache = _caches[engine] = AllianceCache()
-    return cache.get(s)
+    """The alliance and its closed nodes (draining or down), cached per database until its
+    revision moves."""
+    return per_engine(s, _caches, AllianceCache).get(s)
 
 
 def has_alliance(s: Session) -> bool:

@@ -7,10 +7,12 @@ migrations in ``store/migrations``: :meth:`Database.open` upgrades to the newest
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -91,3 +93,21 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+_T = TypeVar("_T")
+_per_engine_lock = threading.Lock()
+
+
+def per_engine(
+    s: Session, caches: weakref.WeakKeyDictionary[Engine, _T], factory: Callable[[], _T]
+) -> _T:
+    """The cache object of the database ``s`` is bound to (made on first use): each database
+    has its own, and it goes when the engine does."""
+    engine = s.get_bind()
+    assert isinstance(engine, Engine)
+    with _per_engine_lock:
+        cache = caches.get(engine)
+        if cache is None:
+            cache = caches[engine] = factory()
+    return cache

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from suanli.ledger.record import GENESIS, ChainCheck, Record, chain_hash, verify_chain
 from suanli.ledger.statement import Statement, period_bounds, statement
+from suanli.store.database import per_engine
 from suanli.store.tables import LedgerHeadRow, LedgerRow
 
 REAL = "real"
@@ -193,17 +194,10 @@ class _HistoryCache:
 
 
 _history: weakref.WeakKeyDictionary[Engine, _HistoryCache] = weakref.WeakKeyDictionary()
-_history_lock = threading.Lock()
 
 
 def usage_history(
     s: Session, now: float, book: str = REAL, ttl_s: float = 60.0
 ) -> dict[str, float]:
     """Decayed usage per member from the book, re-read at most every ``ttl_s``."""
-    engine = s.get_bind()
-    assert isinstance(engine, Engine)
-    with _history_lock:
-        cache = _history.get(engine)
-        if cache is None:
-            cache = _history[engine] = _HistoryCache()
-    return cache.get(s, now, book, ttl_s)
+    return per_engine(s, _history, _HistoryCache).get(s, now, book, ttl_s)
