@@ -286,6 +286,55 @@ def test_drain_by_vendor_moves_jobs_to_other_chips_from_their_checkpoints(
     run_until(ctl, db, lambda r: r["stuck"].phase == "CANCELLED")
 
 
+def test_cancelling_a_job_ray_holds_pending_leaves_it_behind_and_stops_it_if_it_starts(
+    setup: tuple[Database, Controller], ray_cluster: LocalRayCluster
+) -> None:
+    """Ray cannot stop a job that has not started. A job suanli placed on pc-1 waits in Ray
+    behind another Ray user's job holding pc-1's devices; cancelled, it ends CANCELLED at once;
+    when the devices free up and Ray starts it after all, it is stopped at once."""
+    from ray.job_submission import JobStatus
+
+    db, ctl = setup
+    ex = ctl.executor
+    assert isinstance(ex, RayExecutor)
+    blocker = ex.client.submit_job(
+        entrypoint="sleep 600",
+        entrypoint_num_cpus=0,
+        entrypoint_resources={"MLU": 8, node_resource("pc-1"): 8},
+    )
+    try:
+        deadline = time.time() + 60
+        while ex.client.get_job_status(blocker) is not JobStatus.RUNNING:
+            assert time.time() < deadline
+            time.sleep(0.2)
+        submit(
+            db,
+            {
+                "id": "held",
+                "member": "pc",
+                "accelerators": "MLU370:2",
+                "entrypoint": "echo started; sleep 60",
+            },
+        )
+        rows = run_until(ctl, db, lambda r: r["held"].phase == "ADMITTED")
+        time.sleep(1.0)
+        ctl.step()
+        assert ex.client.get_job_status("suanli-held-1") is JobStatus.PENDING
+        with db.session() as s:
+            jobs.cancel(s, "held", "t", time.time())
+        rows = run_until(ctl, db, lambda r: r["held"].phase == "CANCELLED", timeout=10)
+        assert rows["held"].finished_at is not None
+    finally:
+        ex.client.stop_job(blocker)
+    # the devices free up; Ray starts the held job after all, and it is stopped straight away
+    deadline = time.time() + 60
+    while ex.client.get_job_status("suanli-held-1") in (JobStatus.PENDING, JobStatus.RUNNING):
+        assert time.time() < deadline, "the job Ray started late was not stopped"
+        ctl.step()
+        time.sleep(0.2)
+    assert ex.client.get_job_status("suanli-held-1") is JobStatus.STOPPED
+
+
 COUNTER = (
     'C="$SUANLI_CHECKPOINT_DIR/step"; i=$(cat "$C" 2>/dev/null || echo 0); '
     'echo "attempt $SUANLI_ATTEMPT on $SUANLI_NODE from step $i"; '
