@@ -178,6 +178,7 @@ def register(cli: click.Group) -> None:
         token_file = state_dir / "admin-token"
         token = token or (token_file.read_text().strip() if token_file.exists() else None)
         click.echo(f"suanli server on {url}  (state in {state_dir})")
+        click.echo(f"  dashboard: {url}/ui/   metrics: {url}/metrics   API docs: {url}/docs")
         if token:
             click.echo(f"admin token: {token}")
             click.echo(f"  suanli login --url {url} --token {token}")
