@@ -12,7 +12,7 @@ It runs on the CPU (a regression of a fixed random function by a small MLP on sy
 it makes itself), so any machine can run it; on a real accelerator it would move the model to
 the devices in the stack's visible-devices variable.
 
-    SUANLI_CHECKPOINT_DIR=/tmp/ck python examples/train_torch.py --steps 2000
+    SUANLI_CHECKPOINT_DIR=./checkpoints python examples/train_torch.py --steps 2000
 """
 
 from __future__ import annotations

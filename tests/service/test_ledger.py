@@ -107,3 +107,30 @@ def test_verify_finds_a_changed_record(env: Env) -> None:  # noqa: F811
     bad = runner.invoke(cli, ["ledger", "verify", *args])
     assert bad.exit_code == 6
     assert f"TAMPERED at record {first}" in bad.output
+
+
+def test_usage_history_is_kept_up_to_date_from_new_records_only(env: Env) -> None:  # noqa: F811
+    """Refreshing decays what was counted and adds only the records appended since: the
+    result equals a fresh count over the whole book."""
+    from suanli.ledger.record import Record
+    from suanli.store.ledger_rows import _HistoryCache, append
+
+    now = time.time()
+
+    def rec(member: str, ago_h: float, units: float) -> Record:
+        start = now - ago_h * 3600
+        return Record("real", "usage", member, member, "H800-80GB", 1, start, start + 300, units)
+
+    with env.db.session() as s:
+        append(s, [rec("lab", 30, 2.0), rec("corp", 5, 1.0)])
+    kept = _HistoryCache()
+    with env.db.session() as s:
+        kept.get(s, now, "real", 0.0)
+        append(s, [rec("lab", 1, 4.0), rec("startup", 0.5, 0.5)])
+    later = now + 7200
+    with env.db.session() as s:
+        incremental = kept.get(s, later, "real", 0.0)
+        fresh = _HistoryCache().get(s, later, "real", 0.0)
+    assert set(incremental) == {"lab", "corp", "startup"}
+    for m, v in fresh.items():
+        assert incremental[m] == pytest.approx(v, rel=1e-9)

@@ -133,7 +133,10 @@ class Controller:
                 # node went down before it started, is left behind (its stop is queued in
                 # Ray, and should it start anyway it is fenced) and the job moves on.
                 if row.stop_requested or self._placed_on(row, down):
-                    self.executor.stop(key[0], key[1], 0.0)
+                    try:  # queued in Ray until the run starts; if it fails, fencing stops it
+                        self.executor.stop(key[0], key[1], 0.0)
+                    except Exception:
+                        log.warning("queueing the stop of %s attempt %d failed", *key)
                     self._ended(s, row, None, now, report, lost=not row.stop_requested)
             elif st.phase is RunPhase.RUNNING:
                 if row.phase == Phase.ADMITTED.value:

@@ -172,25 +172,39 @@ def decayed_usage(
 
 
 class _HistoryCache:
+    """The decayed usage of one book, kept up to date incrementally: at each refresh the
+    values decay by the time since the last one and the records appended since are added
+    (records are only ever appended), so a refresh reads only the new records."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.value: dict[str, float] = {}
-        self.at = -math.inf
+        self.value: dict[str, float] | None = None
+        self.at = 0.0  # the `now` the value is for
+        self.seq = 0  # the last record counted
+        self.checked = -math.inf  # monotonic time of the last refresh
 
     def get(self, s: Session, now: float, book: str, ttl_s: float) -> dict[str, float]:
         with self.lock:
-            if time.monotonic() - self.at < ttl_s:
+            if self.value is not None and time.monotonic() - self.checked < ttl_s:
                 return self.value
-        horizon = now - 10 * HALF_LIFE_S
-        rows = s.execute(
-            select(LedgerRow.member, LedgerRow.start, LedgerRow.end, LedgerRow.units).where(
-                LedgerRow.book == book, LedgerRow.kind == "usage", LedgerRow.end > horizon
-            )
-        )
-        value = decayed_usage([tuple(r) for r in rows], now, HALF_LIFE_S)  # type: ignore[misc]
-        with self.lock:
-            self.value, self.at = value, time.monotonic()
-        return value
+            q = select(
+                LedgerRow.seq, LedgerRow.member, LedgerRow.start, LedgerRow.end, LedgerRow.units
+            ).where(LedgerRow.book == book, LedgerRow.kind == "usage")
+            if self.value is None:
+                q = q.where(LedgerRow.end > now - 10 * HALF_LIFE_S)
+                value: dict[str, float] = {}
+            else:
+                q = q.where(LedgerRow.seq > self.seq)
+                decay = math.exp(-math.log(2) / HALF_LIFE_S * max(0.0, now - self.at))
+                value = {m: v * decay for m, v in self.value.items()}
+            records: list[tuple[str, float, float, float]] = []
+            for seq, member, start, end, units in s.execute(q):
+                records.append((member, start, end, units))
+                self.seq = max(self.seq, seq)
+            for m, v in decayed_usage(records, now, HALF_LIFE_S).items():
+                value[m] = value.get(m, 0.0) + v
+            self.value, self.at, self.checked = value, now, time.monotonic()
+            return value
 
 
 _history: weakref.WeakKeyDictionary[Engine, _HistoryCache] = weakref.WeakKeyDictionary()
