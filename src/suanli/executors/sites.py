@@ -4,9 +4,12 @@ executor interface: a run goes to the executor of the site of its placement's no
 A site that does not answer is not given up at once. For ``timeout_s`` its runs are reported
 :attr:`~RunPhase.UNKNOWN` (the controller leaves their jobs as they are); after that they are
 reported :attr:`~RunPhase.LOST` and the site's nodes down, so their jobs are requeued and placed
-elsewhere. When the site answers again its nodes are up, and any run it still has of an
-attempt that was replaced is stopped by the controller (fenced): a job never goes on running
-in two places once the pool can see both.
+elsewhere. The site is given up in one place, :meth:`PerSiteExecutor.node_health` (which the
+controller asks at the start of each step, before it observes): its runs are reported lost only
+once its nodes have been reported down, never in between, or a lost job could be placed again on
+a node of the silent site that still looked up. When the site answers again its nodes are up,
+and any run it still has of an attempt that was replaced is stopped by the controller (fenced):
+a job never goes on running in two places once the pool can see both.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class PerSiteExecutor:
         self._seen: dict[SiteId, dict[tuple[JobId, int], RunState]] = {}
         #: since when a site has not answered, and its last error
         self._silent: dict[SiteId, tuple[float, str]] = {}
+        #: silent sites given up (their nodes reported down), until they answer again
+        self._gone: set[SiteId] = set()
 
     def _groups(self) -> list[tuple[list[SiteId], Executor]]:
         """Sites sharing one executor (one embedded cluster) are asked once."""
@@ -67,13 +72,16 @@ class PerSiteExecutor:
         ex.start(run)
 
     def unreachable(self) -> dict[SiteId, str]:
-        """Sites silent for longer than the timeout, and why."""
+        """Sites silent for longer than the timeout, and why. A site found so is given up:
+        from now on its runs are reported lost, until it answers again."""
         now = self.clock()
-        return {
+        out = {
             site: f"site {site} has not answered for {now - since:.0f} s: {error}"
             for site, (since, error) in self._silent.items()
             if now - since >= self.timeout_s
         }
+        self._gone.update(out)
+        return out
 
     def observe(self) -> dict[tuple[JobId, int], RunState]:
         out: dict[tuple[JobId, int], RunState] = {}
@@ -87,9 +95,10 @@ class PerSiteExecutor:
                         log.warning("site %s does not answer: %s", site, exc)
                     since = self._silent.get(site, (now, ""))[0]
                     self._silent[site] = (since, f"{type(exc).__name__}: {exc}")
-                    out.update(self._silent_runs(site, now - since >= self.timeout_s))
+                    out.update(self._silent_runs(site, site in self._gone))
                 continue
             for site in sites:
+                self._gone.discard(site)
                 if self._silent.pop(site, None) is not None:
                     log.warning("site %s answers again", site)
             for key, st in runs.items():
