@@ -212,8 +212,10 @@ def test_a_stopped_gang_stops_on_every_node(setup: tuple[Database, Controller]) 
         jobs.cancel(s, "long-gang", "t", time.time())
     rows = run_until(ctl, db, lambda r: Phase(r["long-gang"].phase).terminal)
     assert rows["long-gang"].phase == "CANCELLED"
-    logs = ctl.executor.logs(JobId("long-gang"), 1)
-    assert b"rank 0 saved" in logs and b"rank 1 saved" in logs
+    logs = ctl.executor.logs(JobId("long-gang"), 1).decode()
+    assert "rank 0 saved" in logs and "rank 1 saved" in logs, logs
+    # the driver passed the SIGTERM on and waited for both (not killed by Ray's own handler)
+    assert "node rank 0 exited 0" in logs and "node rank 1 exited 0" in logs, logs
 
 
 def test_reclaim_stops_the_borrower_on_ray_which_resumes_from_its_checkpoint(

@@ -121,9 +121,10 @@ def main() -> int:
     plan: list[dict[str, Any]] = json.loads(os.environ[PLAN_VAR])
     command = os.environ[ENTRYPOINT_VAR]
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-
     ray.init(log_to_driver=True)
+    # after ray.init, which installs its own SIGTERM handler (exit at once): a preemption must
+    # reach the members, and the driver wait for their checkpoints
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     wanted, selectors = bundles(plan)
     pg = placement_group(wanted, strategy="STRICT_SPREAD", bundle_label_selector=selectors)
     members: list[Any] = []
