@@ -184,9 +184,10 @@ def test_a_gang_runs_once_per_node_in_a_placement_group_and_meets_at_its_master(
     rows = run_until(ctl, db, lambda r: Phase(r["gang"].phase).terminal)
     logs = ctl.executor.logs(JobId("gang"), 1).decode()
     assert rows["gang"].phase == "SUCCEEDED", logs
-    assert "rank=0/2 node=as-1 npu=0,1,2,3" in logs
-    assert "rank=1/2 node=as-2 npu=0,1,2,3" in logs
-    assert "rank 0 heard hello from 1" in logs
+    # every line of every node exactly once, prefixed with its member, down to the last
+    assert logs.count("(rank 0 on as-1) rank=0/2 node=as-1 npu=0,1,2,3") == 1, logs
+    assert logs.count("(rank 1 on as-2) rank=1/2 node=as-2 npu=0,1,2,3") == 1, logs
+    assert logs.count("(rank 0 on as-1) rank 0 heard hello from 1") == 1, logs
 
 
 def test_a_stopped_gang_stops_on_every_node(setup: tuple[Database, Controller]) -> None:
@@ -213,7 +214,7 @@ def test_a_stopped_gang_stops_on_every_node(setup: tuple[Database, Controller]) 
     rows = run_until(ctl, db, lambda r: Phase(r["long-gang"].phase).terminal)
     assert rows["long-gang"].phase == "CANCELLED"
     logs = ctl.executor.logs(JobId("long-gang"), 1).decode()
-    assert "rank 0 saved" in logs and "rank 1 saved" in logs, logs
+    assert logs.count("rank 0 saved") == 1 and logs.count("rank 1 saved") == 1, logs
     # the driver passed the SIGTERM on and waited for both (not killed by Ray's own handler)
     assert "node rank 0 exited 0" in logs and "node rank 1 exited 0" in logs, logs
 

@@ -16,6 +16,13 @@ indexes, the Ray resource and the stack's device variable) and the job's own com
    preemption) passes SIGTERM to every member, waits for them to checkpoint and exit, and
    exits with the worst of their codes.
 
+Each member keeps its command's output (stdout and stderr, line by line) and the driver
+fetches it from the member actors a few times a second and writes it to its own output, each
+line prefixed with the member's rank and node: the job's log holds every line of every node
+exactly once, down to the last one before the members exit. (Ray's own forwarding of actors'
+output to the driver is asynchronous, so a driver that exits loses the last lines, and on one
+machine with several Ray nodes it repeats them once per node.)
+
 The members' commands die with their actor (``PR_SET_PDEATHSIG``), so a gang killed by Ray
 leaves nothing behind on any node.
 """
@@ -29,7 +36,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 PLAN_VAR = "SUANLI_GANG"
@@ -38,9 +44,11 @@ ENTRYPOINT_VAR = "SUANLI_ENTRYPOINT"
 READY_TIMEOUT_S = float(os.environ.get("SUANLI_GANG_READY_TIMEOUT_S", "120"))
 #: exit code when the gang could not be placed (the devices were not free after all)
 EXIT_UNPLACED = 75
-#: how long the driver waits after the members exited for their last lines to reach its log
-#: (Ray streams actors' output to the driver asynchronously)
-LOG_FLUSH_S = float(os.environ.get("SUANLI_GANG_LOG_FLUSH_S", "2"))
+#: how often the driver fetches the members' output
+POLL_S = 0.2
+#: how long a member waits, once its command exited, for the rest of the output of the
+#: processes it left behind holding its output
+TAIL_S = 2.0
 
 
 #: runs the command in a shell that the kernel kills when the actor's process dies
@@ -57,6 +65,8 @@ class Member:
     def __init__(self, rank: int, node: str) -> None:
         self.rank, self.node = rank, node
         self.proc: subprocess.Popen[bytes] | None = None
+        self._lines: list[bytes] = []
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:  # Ray prefixes the member's output with it
         return f"rank {self.rank} on {self.node}"
@@ -72,9 +82,28 @@ class Member:
 
     def run(self, command: str, env: dict[str, str]) -> int:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SHIM, command], env={**os.environ, **env}
+            [sys.executable, "-c", _SHIM, command],
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
-        return self.proc.wait()
+        reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
+        reader.start()
+        code = self.proc.wait()
+        reader.join(TAIL_S)  # a background process it started may hold the pipe open
+        return code
+
+    def _read(self, pipe: Any) -> None:
+        for line in pipe:
+            with self._lock:
+                self._lines.append(line)
+
+    def output(self) -> bytes:
+        """The command's output since the last call."""
+        with self._lock:
+            out, self._lines = b"".join(self._lines), []
+        return out
 
     def terminate(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -113,6 +142,24 @@ def bundles(plan: list[dict[str, Any]]) -> tuple[list[dict[str, float]], list[di
     return out, selectors
 
 
+def relay(members: list[Any], plan: list[dict[str, Any]]) -> None:
+    """Write what the members printed since the last call to the driver's output, each line
+    prefixed with its member's rank and node."""
+    import ray
+
+    refs = [m.output.remote() for m in members]
+    out = sys.stdout.buffer
+    for rank, ref in enumerate(refs):
+        try:
+            chunk = ray.get(ref)
+        except ray.exceptions.RayError:  # a member gone (its node died): its run says so
+            continue
+        prefix = f"(rank {rank} on {plan[rank]['node']}) ".encode()
+        for line in chunk.splitlines():
+            out.write(prefix + line + b"\n")
+    out.flush()
+
+
 def main() -> int:
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
@@ -121,7 +168,7 @@ def main() -> int:
     plan: list[dict[str, Any]] = json.loads(os.environ[PLAN_VAR])
     command = os.environ[ENTRYPOINT_VAR]
     stopping = threading.Event()
-    ray.init(log_to_driver=True)
+    ray.init(log_to_driver=False)  # the members' output comes through Member.output
     # after ray.init, which installs its own SIGTERM handler (exit at once): a preemption must
     # reach the members, and the driver wait for their checkpoints
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -133,7 +180,8 @@ def main() -> int:
         if not ready:
             print(f"suanli gang: the {len(plan)} nodes were not placed in time", file=sys.stderr)
             return EXIT_UNPLACED
-        actor: Any = ray.remote(max_concurrency=3)(Member)  # type: ignore[call-overload]
+        # threads for: run, output, terminate (and rendezvous first)
+        actor: Any = ray.remote(max_concurrency=4)(Member)  # type: ignore[call-overload]
         for i in range(len(plan)):
             resources = dict(wanted[i])
             gpus = resources.pop("GPU", 0.0)  # Ray takes GPUs only as num_gpus
@@ -154,7 +202,8 @@ def main() -> int:
         codes: dict[int, int] = {}
         terminated = False
         while runs:
-            done, _ = ray.wait(list(runs), num_returns=1, timeout=0.2)
+            done, _ = ray.wait(list(runs), num_returns=1, timeout=POLL_S)
+            relay(members, plan)
             for ref in done:
                 rank = runs.pop(ref)
                 codes[rank] = int(ray.get(ref))
@@ -163,7 +212,6 @@ def main() -> int:
             if (stopping.is_set() or failed) and not terminated:
                 terminated = True
                 ray.get([m.terminate.remote() for m in members])
-        time.sleep(LOG_FLUSH_S)
         return max(codes.values(), key=abs, default=0)
     finally:
         for m in members:  # their commands have exited; end the actors quietly
