@@ -68,7 +68,7 @@ class Member:
         self._lines: list[bytes] = []
         self._lock = threading.Lock()
 
-    def __repr__(self) -> str:  # Ray prefixes the member's output with it
+    def __repr__(self) -> str:  # how Ray names the member in errors and on its dashboard
         return f"rank {self.rank} on {self.node}"
 
     def rendezvous(self) -> tuple[str, int]:
