@@ -363,8 +363,14 @@ def test_a_dead_ray_node_sends_its_job_elsewhere_from_its_last_checkpoint(
     other = "as-2" if node == "as-1" else "as-1"
     run_until(ctl, db, lambda r: b"from step 0" in ctl.executor.logs(JobId("counter"), 1))
     time.sleep(1.0)  # a few checkpoints
-    ray_cluster.kill_node(RAY_INDEX[node])
+    killed = ray_cluster.kill_node(RAY_INDEX[node])
     try:
+        # the whole node died, the processes Ray moved out of its session too
+        assert len(killed) > 3
+        deadline = time.time() + 5
+        while set(killed) & set(ray_cluster.processes()):
+            assert time.time() < deadline, "a process of the killed node lives on"
+            time.sleep(0.1)
         rows = run_until(
             ctl,
             db,
@@ -485,6 +491,16 @@ def test_two_sites_and_an_unreachable_site_given_up_after_its_timeout_then_fence
         assert sum(1 for act, tgt in audit if tgt == "job/mover" and act == "job.succeeded") == 1
         link.close()
         db.close()
+        # a job still running when the clusters stop: its driver, in a session of its own
+        direct_b = sites[SiteId("pc-site")].client
+        direct_b.submit_job(entrypoint="sleep 300", submission_id="left-running")
+        deadline = time.time() + 60
+        while direct_b.get_job_status("left-running") is not JobStatus.RUNNING:
+            assert time.time() < deadline, "the job did not start"
+            time.sleep(0.2)
+        assert len(b.processes()) > 5
+    # nothing of either cluster outlives it
+    assert a.processes() == [] and b.processes() == []
 
 
 def need_torch() -> None:

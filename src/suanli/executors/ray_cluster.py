@@ -1,10 +1,17 @@
 """A Ray cluster on this machine, started and stopped by suanli (embedded mode and tests).
 
-Each Ray node is a ``ray start --block`` child process in its own session, so that stopping it
-(by process group) stops exactly the processes it started and nothing else on the machine. The
-head binds its dashboard to loopback; Ray's token authentication is on (``RAY_AUTH_MODE=token``):
-some of Ray's core services listen on every interface and the token is what guards them.
-Simulated accelerators are Ray resources and labels the nodes declare.
+Each Ray node is a ``ray start --block`` child process in its own session. Not everything Ray
+starts stays in that process group: Ray puts each worker in a group of its own, and a job's
+driver, and the shell that watches it, in a session of their own. Every process started from a
+node carries the cluster's mark in its environment (``SUANLI_RAY_CLUSTER``), and that is how
+stopping the cluster, or killing one node, finds exactly its processes and nothing else on the
+machine. Nothing of the cluster outlives it: a watcher left behind would, once its job's
+supervisor is gone, SIGKILL the driver's process group by its number, long after that number may
+have been given to an unrelated process.
+
+The head binds its dashboard to loopback; Ray's token authentication is on
+(``RAY_AUTH_MODE=token``): some of Ray's core services listen on every interface and the token
+is what guards them. Simulated accelerators are Ray resources and labels the nodes declare.
 """
 
 from __future__ import annotations
@@ -35,6 +42,26 @@ def _ray_bin() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
 
+#: the environment variable that marks every process of a cluster with the cluster's id
+MARK = "SUANLI_RAY_CLUSTER"
+
+
+def _marked(mark: bytes) -> dict[int, tuple[int, int]]:
+    """The processes whose environment holds ``mark``: pid -> (parent pid, session id)."""
+    found = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            if mark not in (d / "environ").read_bytes().split(b"\0"):
+                continue  # (a zombie's environment reads empty: there is nothing to kill)
+            stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone, or not ours
+            continue
+        found[int(d.name)] = (int(stat[1]), int(stat[3]))
+    return found
+
+
 @dataclass
 class RayNodeSpec:
     """One Ray node: its resources (``{"GPU": 8, "suanli.node.hx-1": 8}``) and labels."""
@@ -55,6 +82,8 @@ class LocalRayCluster:
         self.gcs_port = _free_port()
         self.dashboard_port = _free_port()
         self.temp_dir = Path(tempfile.mkdtemp(prefix="suanli-ray-"))
+        #: what every process of this cluster carries in its environment (see ``MARK``)
+        self.mark = f"{MARK}={self.temp_dir.name}-{secrets.token_hex(8)}"
         #: the running ``ray start`` process of each node, by its index in ``nodes``
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         #: how long a stopped job has between SIGTERM and SIGKILL (Ray's job stop timeout)
@@ -77,6 +106,7 @@ class LocalRayCluster:
             # drivers started under ``uv run`` must not ship the working directory around
             "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
             "RAY_JOB_STOP_WAIT_TIME_S": str(int(self.stop_grace_s)),
+            MARK: self.mark.split("=", 1)[1],
         }
 
     def _start(self, index: int, args: list[str]) -> None:
@@ -142,14 +172,25 @@ class LocalRayCluster:
             self._start(k, [f"--address=127.0.0.1:{self.gcs_port}"])
             self._wait_nodes(k + 1, timeout_s)
 
-    def kill_node(self, index: int) -> None:
-        """Kill a worker node outright (SIGKILL to its process group): a node dying."""
+    def kill_node(self, index: int) -> list[int]:
+        """Kill a worker node outright, as a machine dies: SIGKILL to every process of it at
+        once (its session, and the workers, jobs' drivers and their children started from it
+        that left the session). Returns the process ids it killed."""
         if index == 0:
             raise ValueError("the head cannot be killed and brought back")
         p = self.procs.pop(index)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGKILL)
+        procs = _marked(self.mark.encode())
+        node = {pid for pid, (_, sid) in procs.items() if sid == p.pid} | {p.pid}
+        grew = True
+        while grew:  # and their descendants, down the tree
+            more = {pid for pid, (ppid, _) in procs.items() if ppid in node} - node
+            node |= more
+            grew = bool(more)
+        for pid in node:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         p.wait()
+        return sorted(node)
 
     def restart_node(self, index: int, timeout_s: float = 180.0) -> None:
         """Start a killed worker node again (a new Ray node with the same labels)."""
@@ -194,7 +235,7 @@ class LocalRayCluster:
         """Stop every process this cluster started, workers first: SIGTERM to each
         ``ray start`` (it stops its own Ray processes in a second or two; a SIGTERM to the
         whole group instead makes it wait half a minute), then SIGKILL to whatever is left in
-        its process group."""
+        its process group, then to every process still carrying the cluster's mark."""
         procs = [self.procs[k] for k in sorted(self.procs, reverse=True)]
         for p in procs:
             if p.poll() is None:
@@ -207,23 +248,18 @@ class LocalRayCluster:
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait()
         self.procs.clear()
-        # Ray processes that left their group (none should) are still ours: they name our
-        # temporary directory on their command line.
-        for pid in self._stray_pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        # then whatever of the cluster left the nodes' groups (workers, jobs' drivers, the
+        # shells watching them, their children), until none is left
+        deadline = time.monotonic() + 10
+        while (left := _marked(self.mark.encode())) and time.monotonic() < deadline:
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
 
-    def _stray_pids(self) -> list[int]:
-        mark = str(self.temp_dir).encode()
-        pids = []
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                try:
-                    if mark in (d / "cmdline").read_bytes():
-                        pids.append(int(d.name))
-                except OSError:
-                    continue
-        return pids
+    def processes(self) -> list[int]:
+        """The process ids of everything this cluster runs now (for operators and tests)."""
+        return sorted(_marked(self.mark.encode()))
 
     def __enter__(self) -> LocalRayCluster:
         return self.start()
