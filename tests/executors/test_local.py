@@ -1,5 +1,6 @@
 """The local-process executor with real child processes."""
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -49,6 +50,17 @@ def test_a_run_sees_its_devices_and_checkpoint_dir_and_reports_its_exit(tmp_path
     assert b"dev=2,3 extra=yes" in ex.logs(JobId("j1"), 1)
     assert (ex.checkpoint_dir(JobId("j1")) / "ckpt").read_text() == "saved\n"
     assert ex.logs(JobId("j1"), 1, offset=4).startswith(b"2,3")
+
+
+def test_a_job_that_cannot_start_exits_126_with_the_reason_in_its_log(tmp_path: Path) -> None:
+    """The supervisor records what kept the command from starting, rather than vanish (the run
+    would be reported lost, and requeued forever)."""
+    ex = LocalProcessExecutor(tmp_path)
+    ex.start(dataclasses.replace(request("nowhere", "echo x"), working_dir=str(tmp_path / "no")))
+    st = wait_for(ex, "nowhere")
+    assert st.phase is RunPhase.EXITED and st.exit_code == 126
+    log = ex.logs(JobId("nowhere"), 1).decode()
+    assert "could not start the job" in log and "No such file or directory" in log
 
 
 def test_a_relative_state_dir_still_gives_jobs_absolute_paths(

@@ -28,6 +28,12 @@ class Link(LocalProcessExecutor):
         return {NodeId("n1"): None}
 
 
+def files(site: LocalProcessExecutor) -> dict[str, str]:
+    """What the run's directory holds (to tell why a run was lost)."""
+    d = site.runs / "j" / "1"
+    return {f.name: f.read_text()[-300:] for f in d.iterdir() if f.name != "request.json"}
+
+
 @pytest.mark.parametrize("tick", [0.25, 0.5, 1.0, 1.5])
 def test_a_silent_site_is_given_up_nodes_and_runs_at_once(tmp_path: Path, tick: float) -> None:
     """However the clock moves between the controller's health check and its observation, a run
@@ -45,7 +51,7 @@ def test_a_silent_site_is_given_up_nodes_and_runs_at_once(tmp_path: Path, tick: 
         RunRequest(JobId("j"), 1, "sleep 30", ModelId("H800-80GB"), "cuda", ((NodeId("n1"), (0,)),))
     )
     try:
-        assert ex.observe()[key].phase is RunPhase.RUNNING
+        assert ex.observe()[key].phase is RunPhase.RUNNING, files(site)
         site.cut = True
         phases = []
         for _ in range(40):
@@ -61,7 +67,7 @@ def test_a_silent_site_is_given_up_nodes_and_runs_at_once(tmp_path: Path, tick: 
         down = ex.node_health()[NodeId("n1")]
         assert down is not None and "site s has not answered" in down
         site.cut = False
-        assert ex.observe()[key].phase is RunPhase.RUNNING  # it kept the run
+        assert ex.observe()[key].phase is RunPhase.RUNNING, files(site)  # it kept the run
         assert ex.node_health() == {NodeId("n1"): None}
     finally:
         site.stop(JobId("j"), 1, 0.0)

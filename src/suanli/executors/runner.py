@@ -7,8 +7,10 @@ It is started detached (its own session) by the local-process executor, so that 
 can die and restart without killing or losing its jobs. It runs the job's entrypoint with
 ``/bin/sh -c`` in a process group of its own, with the request's environment, its output in
 ``output.log``; writes ``supervisor.json`` (its pid and start time) first and ``exit.json``
-(atomically) last. On SIGTERM it forwards SIGTERM to the job's group, waits the grace period
-written in ``stop.json``, then kills the group.
+(atomically) last. Its own errors go to ``supervisor.log``; a job it could not start exits 126
+with the reason at the end of ``output.log``, so that no failure of the supervisor goes unseen
+(the executor would only see it gone: the run lost). On SIGTERM it forwards SIGTERM to the job's
+group, waits the grace period written in ``stop.json``, then kills the group.
 """
 
 from __future__ import annotations
@@ -39,8 +41,16 @@ def write_atomic(path: Path, data: object) -> None:
     os.replace(tmp, path)
 
 
+#: the exit code of a run whose command could not be started (the shell's "cannot execute")
+CANNOT_START = 126
+
+
 def main(run_dir: str) -> int:
     d = Path(run_dir)
+    # the supervisor's own errors (a traceback included) are kept beside the run
+    errors = os.open(d / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(errors, 2)
+    os.close(errors)
     req = json.loads((d / "request.json").read_text())
     write_atomic(
         d / "supervisor.json",
@@ -50,18 +60,29 @@ def main(run_dir: str) -> int:
     base.update(req["env"])
     children: list[subprocess.Popen[bytes]] = []
     with (d / "output.log").open("ab") as log:
-        for rank, node_env in enumerate(req.get("nodes") or [{}]):
-            children.append(
-                subprocess.Popen(
-                    ["/bin/sh", "-c", req["entrypoint"]],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env={**base, **node_env, "SUANLI_NODE_RANK": str(rank)},
-                    cwd=req.get("cwd") or d,
-                    start_new_session=True,
+        try:
+            for rank, node_env in enumerate(req.get("nodes") or [{}]):
+                children.append(
+                    subprocess.Popen(
+                        ["/bin/sh", "-c", req["entrypoint"]],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env={**base, **node_env, "SUANLI_NODE_RANK": str(rank)},
+                        cwd=req.get("cwd") or d,
+                        start_new_session=True,
+                    )
                 )
+        except OSError as e:  # (no such directory, no more processes, ...)
+            log.write(f"suanli: could not start the job: {e}\n".encode())
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+            write_atomic(
+                d / "exit.json", {"code": CANNOT_START, "at": time.time(), "stopped": False}
             )
+            return 0
     stopping = threading.Event()
 
     def signal_all(sig: int) -> None:
