@@ -1,13 +1,17 @@
 """The local-process executor with real child processes."""
 
 import dataclasses
+import json
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from suanli.executors.base import RunPhase, RunRequest, RunState
 from suanli.executors.local import LocalProcessExecutor
+from suanli.executors.runner import proc_start_time, write_atomic
 from suanli.model.ids import JobId, ModelId, NodeId
 
 
@@ -61,6 +65,35 @@ def test_a_job_that_cannot_start_exits_126_with_the_reason_in_its_log(tmp_path: 
     assert st.phase is RunPhase.EXITED and st.exit_code == 126
     log = ex.logs(JobId("nowhere"), 1).decode()
     assert "could not start the job" in log and "No such file or directory" in log
+
+
+def test_a_run_whose_supervisor_writes_its_pid_while_observed_is_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor writes supervisor.json at any moment: a look that finds it missing, the
+    file appearing, then a second look, must not make a starting run lost (it was requeued
+    while it ran on)."""
+    ex = LocalProcessExecutor(tmp_path)
+    d = ex.runs / "j" / "1"
+    d.mkdir(parents=True)
+    (d / "request.json").write_text(json.dumps({"at": time.time()}))
+    me = {"pid": os.getpid(), "start": proc_start_time(os.getpid()), "at": time.time()}
+    read_text = Path.read_text
+
+    def written_right_after_a_miss(self: Path, *args: Any, **kwargs: Any) -> str:
+        try:
+            return read_text(self, *args, **kwargs)
+        finally:
+            if self.name == "supervisor.json" and not self.exists():
+                write_atomic(self, me)  # (the supervisor, a live process: this one)
+
+    monkeypatch.setattr(Path, "read_text", written_right_after_a_miss)
+    try:
+        assert ex.observe()[JobId("j"), 1].phase is RunPhase.RUNNING  # still starting
+        assert ex.observe()[JobId("j"), 1].phase is RunPhase.RUNNING  # its supervisor is up
+    finally:
+        monkeypatch.undo()
+        write_atomic(d / "exit.json", {"code": 0, "at": time.time()})  # (nothing to stop)
 
 
 def test_a_relative_state_dir_still_gives_jobs_absolute_paths(

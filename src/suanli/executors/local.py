@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from suanli.executors.base import (
     CHECKPOINT_DIR_VAR,
@@ -32,6 +33,21 @@ from suanli.model.ids import JobId, NodeId
 
 #: a run whose supervisor has not said a word this long after the request is lost
 START_TIMEOUT_S = 15.0
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    """A JSON file the supervisor writes atomically, or None while it is not there."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _alive(sup: dict[str, Any]) -> int | None:
+    """The supervisor's pid if that process still runs (not another one given its pid)."""
+    pid = int(sup["pid"])
+    return pid if proc_start_time(pid) == sup["start"] else None
 
 
 class LocalProcessExecutor:
@@ -93,12 +109,8 @@ class LocalProcessExecutor:
 
     def _supervisor(self, d: Path) -> int | None:
         """The live supervisor's pid, or None."""
-        try:
-            sup = json.loads((d / "supervisor.json").read_text())
-        except (OSError, ValueError):
-            return None
-        pid = int(sup["pid"])
-        return pid if proc_start_time(pid) == sup["start"] else None
+        sup = _read(d / "supervisor.json")
+        return None if sup is None else _alive(sup)
 
     def stop(self, job: JobId, attempt: int, grace_s: float) -> None:
         d = self._dir(job, attempt)
@@ -112,22 +124,23 @@ class LocalProcessExecutor:
                 os.kill(pid, signal.SIGTERM)
 
     def _state(self, job: JobId, attempt: int, d: Path, now: float) -> RunState:
-        try:
-            ex = json.loads((d / "exit.json").read_text())
-            sup = json.loads((d / "supervisor.json").read_text())
+        # each file is read once: a state decided from two looks at a file the supervisor is
+        # writing meanwhile (absent, then present) once called a starting run lost
+        sup = _read(d / "supervisor.json")
+        ex = _read(d / "exit.json")
+        if ex is not None and sup is not None:
             return RunState(job, attempt, RunPhase.EXITED, int(ex["code"]), sup["at"], ex["at"])
-        except (OSError, ValueError):
-            pass
-        if self._supervisor(d) is not None:
+        if sup is None:
+            req = _read(d / "request.json")
+            req_at = float(req["at"]) if req is not None else 0.0
+            if now - req_at < START_TIMEOUT_S:
+                return RunState(job, attempt, RunPhase.RUNNING)  # still starting
+            return RunState(job, attempt, RunPhase.LOST)
+        if _alive(sup) is not None:
             return RunState(job, attempt, RunPhase.RUNNING)
-        try:
-            req_at = float(json.loads((d / "request.json").read_text())["at"])
-        except (OSError, ValueError):
-            req_at = 0.0
-        if not (d / "supervisor.json").exists() and now - req_at < START_TIMEOUT_S:
-            return RunState(job, attempt, RunPhase.RUNNING)  # still starting
-        if (d / "exit.json").exists():  # it finished between the two looks
-            return self._state(job, attempt, d, now)
+        ex = _read(d / "exit.json")  # it finished between the two looks
+        if ex is not None:
+            return RunState(job, attempt, RunPhase.EXITED, int(ex["code"]), sup["at"], ex["at"])
         return RunState(job, attempt, RunPhase.LOST)
 
     def observe(self) -> dict[tuple[JobId, int], RunState]:
