@@ -3,8 +3,8 @@
 The job spec names the dataset (``datasets: [pc-corpus]``): the scheduler then places the job
 only at sites where every named dataset may be processed, and suanli tells the job which
 datasets it was admitted with in ``SUANLI_DATASETS``. The data itself never leaves its site:
-the job reads it from the site's own storage, given here by ``DATA_DIR`` (one directory per
-dataset id), and prints only an aggregate.
+the job sees each dataset read-only at ``$SUANLI_DATA_DIR/ID`` (the site's own storage,
+``DATA_ROOT/OWNER/PATH``, shown to this job only), and prints only an aggregate.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def main() -> int:
-    root = Path(os.environ.get("DATA_DIR", "data"))
+    root = Path(os.environ.get("SUANLI_DATA_DIR", "data"))
     names = [d for d in os.environ.get("SUANLI_DATASETS", "").split(",") if d]
     if not names:
         print("no dataset was named in the job spec")

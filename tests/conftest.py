@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +35,18 @@ def no_run_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
         if not (run / "exit.json").exists():
             ex = LocalProcessExecutor(run.parent.parent.parent)
             ex.stop(JobId(run.parent.name), int(run.name), 0.0)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory any user may read (a job's working directory: runs read it as their
+    member's own OS user, who cannot enter a test's private temporary directory)."""
+    d = Path(tempfile.mkdtemp(prefix="suanli-test-"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

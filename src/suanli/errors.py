@@ -57,3 +57,13 @@ class PermissionDeniedError(SuanliError):
 
 class UnauthenticatedError(SuanliError):
     """No valid credentials were presented."""
+
+
+class CannotRunError(SuanliError):
+    """A job can never run as asked, whatever the scheduler does: its executor refuses it (no
+    executor for its site, a working directory it cannot read, secrets this server cannot
+    decrypt). The controller fails the job with the reason instead of retrying."""
+
+
+class PayloadTooLargeError(SuanliError):
+    """A request's body is larger than the route accepts."""

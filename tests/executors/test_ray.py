@@ -166,11 +166,10 @@ else:
 
 
 def test_a_gang_runs_once_per_node_in_a_placement_group_and_meets_at_its_master(
-    setup: tuple[Database, Controller], tmp_path: Path
+    setup: tuple[Database, Controller], shared_dir: Path
 ) -> None:
     db, ctl = setup
-    script = tmp_path / "rendezvous.py"
-    script.write_text(RENDEZVOUS)
+    (shared_dir / "rendezvous.py").write_text(RENDEZVOUS)
     submit(
         db,
         {
@@ -178,7 +177,8 @@ def test_a_gang_runs_once_per_node_in_a_placement_group_and_meets_at_its_master(
             "member": "as",
             "accelerators": "Ascend910B:8",
             "gang": "2x4",
-            "entrypoint": f"python {script}",
+            "entrypoint": "python rendezvous.py",
+            "runtime_env": {"working_dir": str(shared_dir)},
         },
     )
     rows = run_until(ctl, db, lambda r: Phase(r["gang"].phase).terminal)
@@ -566,7 +566,7 @@ def test_the_dataset_example_runs_only_where_its_dataset_resides(
     setup: tuple[Database, Controller], tmp_path: Path
 ) -> None:
     db, ctl = setup
-    shards = tmp_path / "data" / "pc-corpus"
+    shards = tmp_path / "data" / "pc" / "pc-corpus"  # DATA_ROOT/OWNER/DATASET
     shards.mkdir(parents=True)
     (shards / "0.txt").write_text("a\nb\n")
     (shards / "1.txt").write_text("c\n")
@@ -579,10 +579,7 @@ def test_the_dataset_example_runs_only_where_its_dataset_resides(
             "accelerators": {"any_of": ["H800-80GB", "MLU370-X8"], "count": 1},
             "datasets": ["pc-corpus"],
             "entrypoint": "python read_dataset.py",
-            "runtime_env": {
-                "working_dir": EXAMPLES,
-                "env_vars": {"DATA_DIR": str(tmp_path / "data")},
-            },
+            "runtime_env": {"working_dir": EXAMPLES},
         },
     )
     rows = run_until(ctl, db, lambda r: Phase(r["reader"].phase).terminal)

@@ -50,3 +50,18 @@ def spawn_server(
     if db_url:
         cmd += ["--db", db_url]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@contextmanager
+def serving_html(html: str) -> Iterator[str]:
+    """One page served at ``/`` by another origin (another site, in a browser's eyes)."""
+    from fastapi.responses import HTMLResponse
+
+    app = FastAPI()
+
+    @app.get("/")
+    def page() -> HTMLResponse:
+        return HTMLResponse(html)
+
+    with serving(app) as url:
+        yield f"{url}/"

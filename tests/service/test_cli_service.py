@@ -94,3 +94,40 @@ def test_the_readme_example_jobs_are_valid_for_the_example_alliance() -> None:
 
     specs = load_jobs(EXAMPLES / "service-jobs.yaml", load_alliance(EXAMPLES / "alliance.yaml"))
     assert len(specs) == 6 and all(s.entrypoint for s in specs)
+
+
+def _first_lines(state: Path) -> str:
+    """What ``suanli server`` prints as it starts (it is stopped once it has said it)."""
+    import subprocess
+    import sys
+
+    from .live import free_port
+
+    cmd = [sys.executable, "-m", "suanli", "server", "--state-dir", str(state)]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(free_port())], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    out = []
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            out.append(raw.decode())
+            if "admin token" in out[-1] and "login" not in out[-1]:
+                if "shown once" in out[-1]:
+                    out.append(proc.stdout.readline().decode())
+                break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    return "".join(out)
+
+
+def test_the_admin_token_is_printed_once(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = _first_lines(state)
+    token = (state / "admin-token").read_text().strip()
+    assert f"shown once; also in {state / 'admin-token'}" in first and token in first
+    second = _first_lines(state)
+    assert token not in second and f"admin token: in {state / 'admin-token'}" in second

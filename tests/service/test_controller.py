@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from suanli.errors import ConflictError, ValidationError
+from suanli.errors import CannotRunError, ConflictError, ValidationError
 from suanli.executors.base import RunRequest
 from suanli.executors.local import LocalProcessExecutor
 from suanli.model.job import Phase
@@ -130,14 +130,14 @@ def test_a_crash_between_recording_and_starting_runs_the_job_exactly_once(
     db: Database, tmp_path: Path
 ) -> None:
     setup(db)
-    marker = tmp_path / "runs.txt"
+    marker = tmp_path / "exec" / "checkpoints" / "once" / "runs.txt"
     submit(
         db,
         {
             "id": "once",
             "member": "lab",
             "accelerators": "H800:8",
-            "entrypoint": f"echo ran >> {marker}",
+            "entrypoint": 'echo ran >> "$SUANLI_CHECKPOINT_DIR/runs.txt"',
         },
     )
     with pytest.raises(KeyboardInterrupt):
@@ -207,7 +207,7 @@ def test_reclaim_preempts_the_borrower_which_checkpoints_and_resumes(
 
 class RefusesGangs(LocalProcessExecutor):
     def start(self, run: RunRequest) -> None:
-        raise ValueError("cannot run this here")
+        raise CannotRunError("cannot run this here")
 
 
 def test_a_job_the_executor_cannot_run_fails_with_the_reason(db: Database, tmp_path: Path) -> None:

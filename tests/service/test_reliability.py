@@ -35,8 +35,8 @@ def wait_up(url: str) -> None:
 
 def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
     rng = random.Random(7)
-    state, marks = tmp_path / "state", tmp_path / "marks"
-    marks.mkdir()
+    state = tmp_path / "state"
+    marks = state / "checkpoints"  # each job marks its runs in its checkpoint directory
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_server(state, port)
@@ -47,7 +47,8 @@ def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(tmp_path:
             "id": f"r{i:03d}",
             "member": ["huaxia-cloud", "pengcheng-lab", "zhiyuan-ai", "xinghuo"][i % 4],
             "accelerators": ["H800:1", "Ascend910B:2", "MLU370:1", "A800:1"][i % 4],
-            "entrypoint": f"echo ran >> {marks}/$SUANLI_JOB_ID; sleep {rng.uniform(0.05, 0.6):.2f}",
+            "entrypoint": 'echo ran >> "$SUANLI_CHECKPOINT_DIR/ran"; '
+            f"sleep {rng.uniform(0.05, 0.6):.2f}",
         }
         for i in range(JOBS)
     ]
@@ -99,7 +100,7 @@ def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(tmp_path:
         assert sorted(j["id"] for j in final) == sorted(j["id"] for j in jobs)
         assert {j["phase"] for j in final} == {"SUCCEEDED"}
         for j in final:
-            assert (marks / j["id"]).read_text() == "ran\n", f"{j['id']} ran twice"
+            assert (marks / j["id"] / "ran").read_text() == "ran\n", f"{j['id']} ran twice"
             assert j["attempt"] == 1
         ends = [a["target"] for a in audit if a["action"] == "job.succeeded"]
         assert sorted(ends) == sorted(f"job/{j['id']}" for j in jobs)  # one terminal record each

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -25,7 +26,7 @@ from suanli.spec.alliance_file import loads_alliance
 from suanli.store.alliance_rows import read_alliance
 from suanli.store.database import Database
 
-from ..service.live import serving
+from ..service.live import serving, serving_html
 from ..service.test_api import ALLIANCE
 from ..stepping import run_until
 from .browser import chromium
@@ -107,7 +108,7 @@ def test_every_page_as_an_admin(site: Site) -> None:
         page.goto(f"{site.url}/ui/login")
         page.fill("input[name=token]", "not-a-token")
         page.click("button[type=submit]")
-        assert "unknown token" in page.content()
+        assert "Unknown or revoked token" in page.content()
         sign_in(page, site.url, site.admin)
 
         # pool: vendors, models, sites, and the H800 node's bar drawn full
@@ -177,4 +178,76 @@ def test_a_member_sees_its_own_jobs_only(site: Site) -> None:
         assert "may not read the ledger statement" in page.content()
         page.click("text=sign out")
         page.goto(f"{site.url}/ui/queue")
+        assert page.url.endswith("/ui/login")
+
+
+def test_the_session_cookie_holds_no_token_and_sign_out_ends_the_session(site: Site) -> None:
+    with chromium() as browser:
+        context = browser.new_context()
+        page = context.new_page()
+        sign_in(page, site.url, site.corp)
+        cookies = {c["name"]: c for c in context.cookies()}
+        session = cookies["suanli_session"]
+        assert session["httpOnly"] and session["sameSite"] == "Strict"
+        assert site.corp not in session["value"] and all(
+            site.corp not in c["value"] for c in cookies.values()
+        )
+        # the session reads the API's GET endpoints, as the member
+        listed = page.evaluate(
+            "fetch('/api/v1/jobs').then(r => r.json()).then(j => j.items.map(x => x.id))"
+        )
+        assert listed == ["talks"]
+        # but never writes through it
+        status = page.evaluate(
+            "fetch('/api/v1/jobs/talks/cancel', {method: 'POST'}).then(r => r.status)"
+        )
+        assert status == 401
+        page.click("text=sign out")
+        page.wait_for_url(f"{site.url}/ui/login")
+        # the old cookie is dead on the server, not only forgotten by the browser
+        old = httpx.get(f"{site.url}/api/v1/jobs", cookies={"suanli_session": session["value"]})
+        assert old.status_code == 401
+
+
+def test_a_sign_in_from_another_site_is_refused(site: Site) -> None:
+    """Login CSRF: another site's page posting the attacker's token to /ui/login would sign the
+    victim's browser in as the attacker."""
+    page_html = (
+        (
+            "<form id=f method=post action='SITE/ui/login'>"
+            "<input name=token value='TOKEN'><input name=csrf value=guess></form>"
+            "<script>document.getElementById('f').submit()</script>"
+        )
+        .replace("SITE", site.url)
+        .replace("TOKEN", site.corp)
+    )
+    with serving_html(page_html) as evil, chromium() as browser:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(evil)
+        page.wait_for_url(f"{site.url}/ui/login")
+        assert "Refused" in page.content()
+        assert "suanli_session" not in {c["name"] for c in context.cookies()}
+    # without a browser: no Origin, a forged Origin, or no CSRF cookie: all refused
+    form = {"token": site.corp, "csrf": "x"}
+    assert httpx.post(f"{site.url}/ui/login", data=form).status_code == 403
+    evil_origin = {"Origin": "http://evil.example"}
+    assert httpx.post(f"{site.url}/ui/login", data=form, headers=evil_origin).status_code == 403
+    own = {"Origin": site.url}
+    r = httpx.post(f"{site.url}/ui/login", data=form, headers=own, cookies={"suanli_login": "y"})
+    assert r.status_code == 403
+    # sign-out is a POST from the dashboard with the session's CSRF token; GET does nothing
+    assert httpx.get(f"{site.url}/ui/logout").status_code == 405
+
+
+def test_a_revoked_token_ends_its_sessions(site: Site) -> None:
+    with chromium() as browser:
+        page = browser.new_page()
+        sign_in(page, site.url, site.corp)
+        r = httpx.post(
+            f"{site.url}/api/v1/users/cu/revoke",
+            headers={"Authorization": f"Bearer {site.admin}"},
+        )
+        assert r.status_code == 200 and r.json()["revoked"] == 1
+        page.goto(f"{site.url}/ui/jobs")
         assert page.url.endswith("/ui/login")

@@ -27,16 +27,21 @@ from suanli.api.models import (
     NodeOut,
     ProblemOut,
     QueueEntry,
+    RevokedOut,
     ShareLimitsIn,
     ShareOut,
     SiteOut,
+    TokenIn,
+    TokenOut,
     UserCreated,
     UserIn,
+    UserOut,
     WhoAmI,
 )
 from suanli.errors import (
     ConflictError,
     NotFoundError,
+    PayloadTooLargeError,
     PermissionDeniedError,
     Problem,
     SuanliError,
@@ -47,10 +52,11 @@ from suanli.executors.base import Executor
 from suanli.model.ids import JobId
 from suanli.model.job import Phase
 from suanli.sched.policy import Policy
-from suanli.service import jobs, ledger, pool
-from suanli.service.auth import Principal, authenticate, create_user
+from suanli.service import auth, jobs, ledger, pool
+from suanli.service.auth import Principal, authenticate, session_principal
 from suanli.service.metrics import CONTENT_TYPE as METRICS_TYPE
 from suanli.service.metrics import Metrics
+from suanli.service.vault import Vault
 from suanli.spec.common import parse_yaml
 from suanli.store.alliance_rows import read_alliance
 from suanli.store.database import Database, DatabaseError
@@ -80,10 +86,6 @@ STATUS: dict[type[SuanliError], int] = {
 }
 
 
-class PayloadTooLargeError(SuanliError):
-    pass
-
-
 @dataclass
 class Service:
     db: Database
@@ -95,6 +97,8 @@ class Service:
     metrics: Metrics = field(default_factory=Metrics)
     #: where the dashboard finds the simulator's HTML reports
     reports_dir: Path | None = None
+    #: seals jobs' secrets (None: this server accepts no job with secrets)
+    vault: Vault | None = None
 
 
 def _error(exc: SuanliError) -> JSONResponse:
@@ -121,10 +125,10 @@ def principal(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     found = token.strip() if scheme.lower() == "bearer" else None
-    if not found and request.method in ("GET", "HEAD"):
-        found = request.cookies.get(COOKIE)
     with svc.db.session() as s:
-        return authenticate(s, found)
+        if not found and request.method in ("GET", "HEAD") and request.cookies.get(COOKIE):
+            return session_principal(s, request.cookies.get(COOKIE), svc.clock())[0]
+        return authenticate(s, found, svc.clock())
 
 
 Who = Annotated[Principal, Depends(principal)]
@@ -199,11 +203,40 @@ def create_app(svc: Service) -> FastAPI:
     def whoami(who: Who) -> WhoAmI:
         return WhoAmI(name=who.name, role=who.role.value, member=who.member)
 
+    @app.get("/api/v1/users", tags=["service"])
+    def users_list(who: Who) -> list[UserOut]:
+        """Alliance admins see every user, member admins their member's, others themselves."""
+        with svc.db.session() as s:
+            return [UserOut(**vars(u)) for u in auth.list_users(s, who, svc.clock())]
+
     @app.post("/api/v1/users", status_code=201, tags=["service"])
     def users_create(body: UserIn, who: Who) -> UserCreated:
+        days = body.expires_in_days
         with svc.db.session() as s:
-            token = create_user(s, who, body.name, body.role, body.member, svc.clock())
+            token = auth.create_user(
+                s,
+                who,
+                body.name,
+                body.role,
+                body.member,
+                svc.clock(),
+                None if days is None else days * 86400,
+            )
         return UserCreated(name=body.name, role=body.role, member=body.member, token=token)
+
+    @app.post("/api/v1/users/{name}/revoke", tags=["service"])
+    def users_revoke(name: str, who: Who) -> RevokedOut:
+        """Every token of the user stops working at once, and its dashboard sessions end."""
+        with svc.db.session() as s:
+            return RevokedOut(name=name, revoked=auth.revoke(s, who, name, svc.clock()))
+
+    @app.post("/api/v1/users/{name}/rotate", tags=["service"])
+    def users_rotate(name: str, who: Who, body: TokenIn | None = None) -> TokenOut:
+        """A new token for the user (shown once); its other tokens stop working."""
+        days = body.expires_in_days if body else None
+        with svc.db.session() as s:
+            token = auth.rotate(s, who, name, svc.clock(), None if days is None else days * 86400)
+        return TokenOut(name=name, token=token)
 
     @app.get("/api/v1/audit", tags=["service"])
     def audit(
@@ -336,8 +369,8 @@ def create_app(svc: Service) -> FastAPI:
                 who.require_member(item["member"], "submit jobs")
         with svc.db.session() as s:
             alliance, _ = read_alliance(s)
-            rows = jobs.submit(s, alliance, doc, who.name, svc.clock())
-            return [JobOut.of(r) for r in rows]
+            rows = jobs.submit(s, alliance, doc, who.name, svc.clock(), svc.vault)
+            return [JobOut.of(r, who) for r in rows]
 
     @app.get("/api/v1/jobs", tags=["jobs"])
     def jobs_list(
@@ -353,7 +386,7 @@ def create_app(svc: Service) -> FastAPI:
         with svc.db.session() as s:
             page = jobs.list_jobs(s, wanted, set(phase) if phase else None, after, limit)
             return JobPage(
-                items=[JobOut.of(r) for r in page.items],
+                items=[JobOut.of(r, who) for r in page.items],
                 total=page.total,
                 next_after=page.next_after,
             )
@@ -367,14 +400,14 @@ def create_app(svc: Service) -> FastAPI:
     @app.get("/api/v1/jobs/{job_id}", tags=["jobs"])
     def jobs_get(job_id: str, who: Who) -> JobOut:
         with svc.db.session() as s:
-            return JobOut.of(_visible_job(s, who, job_id))
+            return JobOut.of(_visible_job(s, who, job_id), who)
 
     @app.post("/api/v1/jobs/{job_id}/cancel", tags=["jobs"])
     def jobs_cancel(job_id: str, who: Who) -> JobOut:
         with svc.db.session() as s:
             row = _visible_job(s, who, job_id)
             who.require_member(row.member, "cancel jobs")
-            return JobOut.of(jobs.cancel(s, job_id, who.name, svc.clock()))
+            return JobOut.of(jobs.cancel(s, job_id, who.name, svc.clock()), who)
 
     @app.get("/api/v1/jobs/{job_id}/logs", tags=["jobs"])
     def jobs_logs(

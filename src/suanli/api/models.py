@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from suanli.service.auth import Principal
+from suanli.service.jobs import visible_spec
 from suanli.store.tables import AuditRow, DatasetRow, JobRow, NodeRow
 
 
@@ -41,7 +43,7 @@ class JobOut(_Out):
     spec: dict[str, Any]
 
     @classmethod
-    def of(cls, r: JobRow) -> JobOut:
+    def of(cls, r: JobRow, who: Principal) -> JobOut:
         return cls(
             id=r.id,
             member=r.member,
@@ -56,7 +58,7 @@ class JobOut(_Out):
             started_at=r.started_at,
             finished_at=r.finished_at,
             placement=r.placement,
-            spec=r.spec,
+            spec=visible_spec(r, who),
         )
 
 
@@ -147,6 +149,8 @@ class DatasetOut(_Out):
     readers: list[str]
     residency_sites: list[str]
     residency_members: list[str]
+    #: where its files lie, relative to DATA_ROOT/OWNER on the nodes of its sites
+    path: str
 
     @classmethod
     def of(cls, r: DatasetRow) -> DatasetOut:
@@ -156,6 +160,7 @@ class DatasetOut(_Out):
             readers=r.readers,
             residency_sites=r.residency_sites,
             residency_members=r.residency_members,
+            path=r.path or r.id,
         )
 
 
@@ -179,6 +184,36 @@ class UserIn(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
     role: str
     member: str | None = None
+    #: the token stops working after this many days (default: never)
+    expires_in_days: float | None = Field(default=None, gt=0, le=3650)
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: the new token stops working after this many days (default: never)
+    expires_in_days: float | None = Field(default=None, gt=0, le=3650)
+
+
+class TokenOut(_Out):
+    name: str
+    token: str
+
+
+class RevokedOut(_Out):
+    name: str
+    #: how many of its tokens were live
+    revoked: int
+
+
+class UserOut(_Out):
+    name: str
+    role: str
+    member: str | None
+    created_at: float
+    #: live tokens (neither revoked nor expired)
+    tokens: int
+    #: when its last live token expires (None: never, or it has none)
+    expires_at: float | None
 
 
 class UserCreated(_Out):

@@ -192,8 +192,10 @@ def main() -> None:
 def _register() -> None:
     from suanli.cli.service import register
     from suanli.cli.sim import sim
+    from suanli.cli.users import users
 
     cli.add_command(sim)
+    cli.add_command(users)
     register(cli)
 
 

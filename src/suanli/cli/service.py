@@ -139,6 +139,26 @@ def register(cli: click.Group) -> None:
         is_flag=True,
         help="with --submit: stop the server once those jobs have ended",
     )
+    @click.option(
+        "--sandbox",
+        type=click.Choice(["bwrap", "none"]),
+        default="bwrap",
+        show_default=True,
+        help="isolate each run (bubblewrap; as its member's OS user when run as root), or "
+        "none: only where every member trusts every other",
+    )
+    @click.option(
+        "--job-network",
+        type=click.Choice(["private", "host"]),
+        default="private",
+        show_default=True,
+        help="a sandboxed local run's network: its own loopback only, or this machine's",
+    )
+    @click.option(
+        "--data-root",
+        type=click.Path(path_type=Path),
+        help="where datasets lie: DATA_ROOT/OWNER/PATH (default: STATE_DIR/data)",
+    )
     def server(
         state_dir: Path,
         db_url: str | None,
@@ -154,6 +174,9 @@ def register(cli: click.Group) -> None:
         log_format: str,
         log_level: str,
         until_done: bool,
+        sandbox: str,
+        job_network: str,
+        data_root: Path | None,
     ) -> None:
         """Run the service: database, controller and REST API (Ctrl-C stops it)."""
         import threading
@@ -165,7 +188,18 @@ def register(cli: click.Group) -> None:
         from suanli.service.server import ServerConfig, prepare, serve
 
         cfg = ServerConfig(
-            state_dir, db_url, host, port, policy, interval, executor, site_timeout, reports_dir
+            state_dir,
+            db_url,
+            host,
+            port,
+            policy,
+            interval,
+            executor,
+            site_timeout,
+            reports_dir,
+            sandbox,
+            job_network,
+            data_root,
         )
         try:
             alliance = load_alliance(alliance_file)
@@ -176,12 +210,14 @@ def register(cli: click.Group) -> None:
             sys.exit(2)
         url = f"http://{host}:{port}"
         token_file = state_dir / "admin-token"
-        token = token or (token_file.read_text().strip() if token_file.exists() else None)
         click.echo(f"suanli server on {url}  (state in {state_dir})")
         click.echo(f"  dashboard: {url}/ui/   metrics: {url}/metrics   API docs: {url}/docs")
-        if token:
-            click.echo(f"admin token: {token}")
+        if token:  # printed once, when it is made; later starts say where it is
+            click.echo(f"admin token (shown once; also in {token_file}, mode 0600): {token}")
             click.echo(f"  suanli login --url {url} --token {token}")
+        elif token_file.exists():
+            click.echo(f"admin token: in {token_file}")
+            token = token_file.read_text().strip()
         if submit_file is not None:
             text = submit_file.read_text()
 

@@ -50,6 +50,11 @@ class RunRequest:
     #: the directory the command runs in (``runtime_env.working_dir``; Ray ships it to the
     #: cluster), or None for the executor's own
     working_dir: str | None = None
+    #: the job's member: its runs execute as that member's OS user
+    member: str = "anonymous"
+    #: the datasets the job reads: id -> where their files lie at the job's site (None: the
+    #: dataset declares no location; the job finds it by its own means)
+    datasets: Mapping[str, str | None] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[JobId, int]:
@@ -98,6 +103,25 @@ class Executor(Protocol):
     def node_health(self) -> dict[NodeId, str | None]:
         """The nodes this executor can speak for: ``None`` if up, else why it is down. Nodes
         left out keep the health they had."""
+
+
+def rendezvous_env(rank: int, nodes: int, addr: str, port: int) -> dict[str, str]:
+    """What the copy of a gang's command on node ``rank`` needs to find the others: one
+    process per node (which may start one worker per device itself, ``torchrun`` say), under
+    suanli's names and ``torch.distributed``'s."""
+    r, n, p = str(rank), str(nodes), str(port)
+    return {
+        "SUANLI_NODE_RANK": r,
+        "SUANLI_NUM_NODES": n,
+        "SUANLI_MASTER_ADDR": addr,
+        "SUANLI_MASTER_PORT": p,
+        "NODE_RANK": r,
+        "RANK": r,
+        "NNODES": n,
+        "WORLD_SIZE": n,
+        "MASTER_ADDR": addr,
+        "MASTER_PORT": p,
+    }
 
 
 def device_env(stack: str, devices: tuple[int, ...]) -> dict[str, str]:

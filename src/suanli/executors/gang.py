@@ -2,8 +2,8 @@
 
 The Ray executor submits a gang as one Ray job whose entrypoint is this module. It reads the
 plan from ``SUANLI_GANG`` (JSON: one entry per node, in rank order, with the node, its device
-indexes, the Ray resource and the stack's device variable) and the job's own command from
-``SUANLI_ENTRYPOINT``, then:
+indexes, the Ray resource and the stack's device variable) and the job's run (its command,
+variables, member, directories) from ``SUANLI_RUN``, then:
 
 1. reserves every node's devices at once in a placement group, one bundle per node pinned to
    its node by the label selector ``suanli.io/node`` (all or nothing: a gang never half-starts);
@@ -23,8 +23,9 @@ exactly once, down to the last one before the members exit. (Ray's own forwardin
 output to the driver is asynchronous, so a driver that exits loses the last lines, and on one
 machine with several Ray nodes it repeats them once per node.)
 
-The members' commands die with their actor (``PR_SET_PDEATHSIG``), so a gang killed by Ray
-leaves nothing behind on any node.
+Each member runs the command in its sandbox, as the job's member's user, with the job's own
+environment only (:mod:`suanli.executors.sandbox`). The members' commands die with their actor
+(``PR_SET_PDEATHSIG``), so a gang killed by Ray leaves nothing behind on any node.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ import sys
 import threading
 from typing import Any
 
+from suanli.executors.base import rendezvous_env
+from suanli.executors.sandbox import RUN_VAR
+
 PLAN_VAR = "SUANLI_GANG"
-ENTRYPOINT_VAR = "SUANLI_ENTRYPOINT"
 #: how long the placement group may take to be placed before the gang gives up
 READY_TIMEOUT_S = float(os.environ.get("SUANLI_GANG_READY_TIMEOUT_S", "120"))
 #: exit code when the gang could not be placed (the devices were not free after all)
@@ -49,14 +52,6 @@ POLL_S = 0.2
 #: how long a member waits, once its command exited, for the rest of the output of the
 #: processes it left behind holding its output
 TAIL_S = 2.0
-
-
-#: runs the command in a shell that the kernel kills when the actor's process dies
-#: (``PR_SET_PDEATHSIG`` is kept across ``exec``)
-_SHIM = (
-    "import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 9); "
-    "os.execvp('/bin/sh', ['/bin/sh', '-c', sys.argv[1]])"
-)
 
 
 class Member:
@@ -80,10 +75,13 @@ class Member:
             port = int(s.getsockname()[1])
         return str(ray.util.get_node_ip_address()), port  # type: ignore[no-untyped-call]
 
-    def run(self, command: str, env: dict[str, str]) -> int:
+    def run(self, plan: str) -> int:
+        """Run the job's command on this node in its sandbox (the run's ``plan``, see
+        :func:`suanli.executors.sandbox.launch`), which the kernel kills should this actor's
+        process die; nothing of the actor's environment reaches the command."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SHIM, command],
-            env={**os.environ, **env},
+            [sys.executable, "-m", "suanli.executors.sandbox", "--die-with-parent"],
+            env={RUN_VAR: plan, "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -113,21 +111,10 @@ class Member:
 def member_env(plan: list[dict[str, Any]], rank: int, master: tuple[str, int]) -> dict[str, str]:
     """What the command on the node of ``rank`` sees besides the job's own variables."""
     entry = plan[rank]
-    n = str(len(plan))
-    addr, port = master[0], str(master[1])
     return {
         entry["var"]: ",".join(str(d) for d in entry["devices"]),
         "SUANLI_NODE": entry["node"],
-        "SUANLI_NODE_RANK": str(rank),
-        "SUANLI_NUM_NODES": n,
-        "SUANLI_MASTER_ADDR": addr,
-        "SUANLI_MASTER_PORT": port,
-        "NODE_RANK": str(rank),
-        "RANK": str(rank),
-        "NNODES": n,
-        "WORLD_SIZE": n,
-        "MASTER_ADDR": addr,
-        "MASTER_PORT": port,
+        **rendezvous_env(rank, len(plan), master[0], master[1]),
     }
 
 
@@ -166,7 +153,7 @@ def main() -> int:
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     plan: list[dict[str, Any]] = json.loads(os.environ[PLAN_VAR])
-    command = os.environ[ENTRYPOINT_VAR]
+    run: dict[str, Any] = json.loads(os.environ[RUN_VAR])
     stopping = threading.Event()
     ray.init(log_to_driver=False)  # the members' output comes through Member.output
     # after ray.init, which installs its own SIGTERM handler (exit at once): a preemption must
@@ -196,7 +183,8 @@ def main() -> int:
             )
         master = ray.get(members[0].rendezvous.remote())
         runs = {
-            members[i].run.remote(command, member_env(plan, i, master)): i for i in range(len(plan))
+            members[i].run.remote(json.dumps({**run, "nodes": [member_env(plan, i, master)]})): i
+            for i in range(len(plan))
         }
         print(f"suanli gang: {len(plan)} nodes, master {master[0]}:{master[1]}", flush=True)
         codes: dict[int, int] = {}

@@ -1,6 +1,6 @@
-"""The local-process executor: each run a child process on this machine (one per node of a
-multi-node gang, all here), supervised by a
-detached ``suanli.executors.runner`` so that it outlives a crash of the service.
+"""The local-process executor: each run a sandboxed process on this machine (one per node of a
+multi-node gang, all here, meeting on the sandbox's loopback), supervised by a detached
+``suanli.executors.runner`` so that it outlives a crash of the service.
 
 State lives in files under ``root/runs/JOB/ATTEMPT/`` (request, supervisor pid, output, stop
 request, exit status), so a restarted service learns everything from :meth:`observe`. A run
@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,8 +28,10 @@ from suanli.executors.base import (
     RunRequest,
     RunState,
     device_env,
+    rendezvous_env,
 )
 from suanli.executors.runner import proc_start_time, write_atomic
+from suanli.executors.sandbox import SandboxConfig, SandboxMode
 from suanli.model.ids import JobId, NodeId
 
 #: a run whose supervisor has not said a word this long after the request is lost
@@ -50,13 +53,45 @@ def _alive(sup: dict[str, Any]) -> int | None:
     return pid if proc_start_time(pid) == sup["start"] else None
 
 
+#: the rendezvous port of a gang whose nodes share a private network (torch's default)
+GANG_PORT = 29500
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class LocalProcessExecutor:
-    def __init__(self, root: Path) -> None:
+    """Runs jobs on this machine, each in its sandbox (``sandbox``; see
+    :mod:`suanli.executors.sandbox`). ``forbidden``: directories a job's working directory may
+    neither be nor lie in (the state directory, always). ``data_root``: where datasets lie
+    (``DATA_ROOT/OWNER/PATH``; default ``root/data``)."""
+
+    def __init__(
+        self,
+        root: Path,
+        sandbox: SandboxConfig | None = None,
+        forbidden: tuple[Path, ...] = (),
+        data_root: Path | None = None,
+    ) -> None:
         self.root = root.resolve()  # jobs run in their own directory: paths must be absolute
         self.runs = self.root / "runs"
         self.checkpoints = self.root / "checkpoints"
-        self.runs.mkdir(parents=True, exist_ok=True)
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        self.runs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.checkpoints.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.sandbox = sandbox or SandboxConfig()
+        self.sandbox.check_against(self.root)
+        self.forbidden = (self.root, *forbidden)
+        self.data_root = (data_root or self.root / "data").resolve()
+
+    def dataset_dir(self, location: str) -> Path | None:
+        """Where a dataset's files lie here (None: nowhere, or outside the data root)."""
+        path = (self.data_root / location).resolve()
+        if self.data_root not in path.parents or not path.is_dir():
+            return None
+        return path
 
     def _dir(self, job: JobId, attempt: int) -> Path:
         return self.runs / job / str(attempt)
@@ -68,30 +103,54 @@ class LocalProcessExecutor:
         final = self._dir(run.job, run.attempt)
         if final.exists():
             return
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = final.parent / f".{run.attempt}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        tmp.mkdir(mode=0o700)
         ckpt = self.checkpoint_dir(run.job)
-        ckpt.mkdir(parents=True, exist_ok=True)
+        ckpt.mkdir(parents=True, exist_ok=True, mode=0o700)
         env = {
-            **run.env,
-            CHECKPOINT_DIR_VAR: str(ckpt),
+            **{k: v for k, v in run.env.items() if k != CHECKPOINT_DIR_VAR},
             "SUANLI_JOB_ID": run.job,
             "SUANLI_ATTEMPT": str(run.attempt),
             "SUANLI_NUM_NODES": str(len(run.devices)),
         }
-        nodes = [{**device_env(run.stack, devs), "SUANLI_NODE": node} for node, devs in run.devices]
+        if run.datasets:
+            env["SUANLI_DATASETS"] = ",".join(run.datasets)
+        # a gang's nodes are all here: they meet on a loopback (the sandbox's own one, where
+        # every port is free, or this machine's)
+        private = self.sandbox.mode is SandboxMode.BWRAP and self.sandbox.network != "host"
+        port = GANG_PORT if private else _free_port()
+        nodes = [
+            {
+                **device_env(run.stack, devs),
+                "SUANLI_NODE": node,
+                **rendezvous_env(rank, len(run.devices), "127.0.0.1", port),
+            }
+            for rank, (node, devs) in enumerate(run.devices)
+        ]
         request = {
             "job": run.job,
             "attempt": run.attempt,
+            "member": run.member,
             "entrypoint": run.entrypoint,
             "env": env,
             "nodes": nodes,
-            "cwd": str(Path(run.working_dir).resolve()) if run.working_dir else None,
+            "stack": run.stack,
+            "checkpoint": str(ckpt),
+            "datasets": {
+                k: str(path)
+                for k, loc in run.datasets.items()
+                if loc and (path := self.dataset_dir(loc)) is not None
+            },
+            "source": run.working_dir,
+            "forbidden": [str(p) for p in self.forbidden],
+            "sandbox": self.sandbox.to_json(),
             "at": time.time(),
         }
-        (tmp / "request.json").write_text(json.dumps(request))
+        fd = os.open(tmp / "request.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(request))
         try:
             os.rename(tmp, final)
         except OSError:  # someone else created it first: that start wins

@@ -29,14 +29,19 @@ nothing there until it is back.
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from suanli.errors import CannotRunError
 from suanli.executors.base import (
     CHECKPOINT_DIR_VAR,
     VISIBLE_DEVICES_VAR,
@@ -45,7 +50,14 @@ from suanli.executors.base import (
     RunState,
     device_env,
 )
-from suanli.executors.gang import ENTRYPOINT_VAR, PLAN_VAR
+from suanli.executors.gang import PLAN_VAR
+from suanli.executors.sandbox import (
+    RUN_VAR,
+    SandboxConfig,
+    member_account,
+    run_plan,
+    stage,
+)
 from suanli.model.ids import JobId, NodeId
 
 #: Ray's resource name per software stack (Ray knows GPU and NPU; the others are custom)
@@ -74,33 +86,62 @@ def node_resource(node: str) -> str:
     return f"suanli.node.{node}"
 
 
+#: a single-node job's entrypoint on Ray: the sandbox launcher runs the job's command
+LAUNCHER = "python -m suanli.executors.sandbox --engine-signals"
+
+
 def submission_id(job: JobId, attempt: int) -> str:
     return f"suanli-{job}-{attempt}"
 
 
 class RayExecutor:
-    def __init__(self, address: str, token: str | None, checkpoint_root: Path) -> None:
+    """``sandbox``: how the job runs on the Ray node (see :mod:`suanli.executors.sandbox`; a
+    gang's members always share the node's network, to meet). ``staging``: where a job's
+    working directory is copied, with its member's permissions, before Ray uploads it;
+    ``forbidden``: directories a working directory may neither be nor lie in (the state
+    directory). ``data_root``: where datasets lie on the cluster's nodes."""
+
+    def __init__(
+        self,
+        address: str,
+        token: str | None,
+        checkpoint_root: Path,
+        sandbox: SandboxConfig | None = None,
+        staging: Path | None = None,
+        forbidden: tuple[Path, ...] = (),
+        data_root: Path | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         self.address = address.rstrip("/")
         self.headers = headers or {}
         self.client = JobSubmissionClient(address, headers=headers)
         self.checkpoint_root = checkpoint_root.resolve()
+        self.sandbox = sandbox or SandboxConfig(network="host")
+        self.staging = (staging or self.checkpoint_root.parent / "staging").resolve()
+        self.forbidden = (self.checkpoint_root.parent, *forbidden)
+        self.data_root = (data_root or self.checkpoint_root.parent / "data").resolve()
         self._forgotten: set[str] = set()
         #: Ray node id -> the suanli node it is (from its labels, while it was alive)
         self._ray_nodes: dict[str, NodeId] = {}
 
-    def request_of(self, run: RunRequest) -> dict[str, Any]:
-        """The Job Submission API request for ``run`` (pure: tests read it)."""
+    def request_of(self, run: RunRequest, working_dir: str | None = None) -> dict[str, Any]:
+        """The Job Submission API request for ``run`` (pure: tests read it). The job's command
+        and variables travel in the run's plan (:data:`RUN_VAR`), read by the sandbox launcher
+        on the node; Ray's own variables are the only others. ``working_dir``: the staged copy
+        of the job's working directory Ray uploads."""
         accel = RAY_RESOURCE.get(run.stack, run.stack.upper())
         var = VISIBLE_DEVICES_VAR.get(run.stack, "CUDA_VISIBLE_DEVICES")
         first, devices = run.devices[0]
-        env = {
-            **run.env,
-            CHECKPOINT_DIR_VAR: str(self.checkpoint_root / run.job),
+        job_env = {
+            **{k: v for k, v in run.env.items() if k != CHECKPOINT_DIR_VAR},
             "SUANLI_JOB_ID": run.job,
             "SUANLI_ATTEMPT": str(run.attempt),
             "SUANLI_NUM_NODES": str(len(run.devices)),
         }
+        if run.datasets:
+            job_env["SUANLI_DATASETS"] = ",".join(run.datasets)
+        datasets = {k: str(self.data_root / loc) for k, loc in run.datasets.items() if loc}
+        env: dict[str, str] = {}
         if var in NOSET:
             env[NOSET[var]] = "1"
         request: dict[str, Any] = {
@@ -115,10 +156,26 @@ class RayExecutor:
             "entrypoint_num_cpus": 0,
             "entrypoint_label_selector": {f"{LABEL}/node": first},
         }
+
+        def plan_of(nodes: list[dict[str, str]], config: SandboxConfig) -> str:
+            return json.dumps(
+                run_plan(
+                    run.member,
+                    run.entrypoint,
+                    job_env,
+                    nodes,
+                    run.stack,
+                    str(self.checkpoint_root / run.job),
+                    datasets,
+                    config,
+                    working_dir=working_dir is not None,
+                )
+            )
+
         if len(run.devices) == 1:
-            env.update(device_env(run.stack, devices))
-            env["SUANLI_NODE"] = first
-            request["entrypoint"] = run.entrypoint
+            node_env = {**device_env(run.stack, devices), "SUANLI_NODE": first}
+            env[RUN_VAR] = plan_of([node_env], self.sandbox)
+            request["entrypoint"] = LAUNCHER
             # Ray takes GPUs only as entrypoint_num_gpus, every other chip as a resource
             request["entrypoint_num_gpus"] = len(devices) if accel == "GPU" else None
             request["entrypoint_resources"] = {
@@ -131,7 +188,7 @@ class RayExecutor:
                 for n, d in run.devices
             ]
             env[PLAN_VAR] = json.dumps(plan)
-            env[ENTRYPOINT_VAR] = run.entrypoint
+            env[RUN_VAR] = plan_of([], replace(self.sandbox, network="host"))
             # every member's lines in the job's log, as written, without terminal colours
             env["RAY_DEDUP_LOGS"] = "0"
             env["RAY_COLOR_PREFIX"] = "0"
@@ -140,17 +197,32 @@ class RayExecutor:
             env["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
             request["entrypoint"] = "python -m suanli.executors.gang"
         request["runtime_env"] = {"env_vars": env}
-        if run.working_dir:
-            request["runtime_env"]["working_dir"] = run.working_dir
+        if working_dir:
+            request["runtime_env"]["working_dir"] = working_dir
         return request
 
     def start(self, run: RunRequest) -> None:
-        (self.checkpoint_root / run.job).mkdir(parents=True, exist_ok=True)
+        (self.checkpoint_root / run.job).mkdir(parents=True, exist_ok=True, mode=0o700)
+        staged = None
+        if run.working_dir:  # read with the member's own permissions, then uploaded by Ray
+            staged = self.staging / f"{run.job}-{run.attempt}-{secrets.token_hex(4)}"
+            staged.mkdir(parents=True, mode=0o700)
+            account = member_account(run.member)
+            try:
+                if account is not None:
+                    os.chown(staged, account.uid, account.gid)
+                stage(run.working_dir, staged, account, self.forbidden)
+            except ValueError as exc:
+                shutil.rmtree(staged, ignore_errors=True)
+                raise CannotRunError(str(exc)) from None
         try:
-            self.client.submit_job(**self.request_of(run))
+            self.client.submit_job(**self.request_of(run, str(staged) if staged else None))
         except RuntimeError as exc:
             if "already exists" not in str(exc):
                 raise
+        finally:
+            if staged is not None:
+                shutil.rmtree(staged, ignore_errors=True)
 
     def stop(self, job: JobId, attempt: int, grace_s: float) -> None:
         """Ray sends SIGTERM, then SIGKILL after the cluster's stop timeout

@@ -9,9 +9,11 @@ machine. Nothing of the cluster outlives it: a watcher left behind would, once i
 supervisor is gone, SIGKILL the driver's process group by its number, long after that number may
 have been given to an unrelated process.
 
-The head binds its dashboard to loopback; Ray's token authentication is on
-(``RAY_AUTH_MODE=token``): some of Ray's core services listen on every interface and the token
-is what guards them. Simulated accelerators are Ray resources and labels the nodes declare.
+Every node's address is 127.0.0.1, kept as such (see :data:`RAY_START`), so that every port the
+cluster opens (GCS, raylets, dashboard and its agents, the runtime-env agent, the client server,
+the metrics exporters) listens on loopback only; Ray's token authentication is on as well
+(``RAY_AUTH_MODE=token``). The nodes start with a bare environment (:data:`PASSED`), never the
+server's. Simulated accelerators are Ray resources and labels the nodes declare.
 """
 
 from __future__ import annotations
@@ -38,9 +40,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ray_bin() -> str:
-    return str(Path(sys.executable).with_name("ray"))
+#: ``ray start``, keeping the loopback address it is given. Ray replaces 127.0.0.1 by the
+#: machine's routable address (``resolve_ip_for_localhost``) and its services then listen on
+#: every interface; with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` in the cluster's environment
+#: every Ray process takes loopback as its node's address, and binds there, but ``ray start``
+#: would refuse to add worker nodes: this process alone keeps the cluster mode on.
+RAY_START = [
+    sys.executable,
+    "-c",
+    "import sys; import ray._private.ray_constants as c; import ray._private.services as s; "
+    "c.ENABLE_RAY_CLUSTER = True; s.resolve_ip_for_localhost = lambda h: h; "
+    "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()",
+]
 
+#: the server's variables a Ray node is started with (none of them is a secret)
+PASSED = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME")
 
 #: the environment variable that marks every process of a cluster with the cluster's id
 MARK = "SUANLI_RAY_CLUSTER"
@@ -95,14 +109,17 @@ class LocalRayCluster:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def env(self) -> dict[str, str]:
+        """The cluster's environment: nothing of the server's but the basics (no secret of
+        suanli's reaches a Ray process, nor through it a job)."""
         # jobs' ``python`` is the one suanli runs on (the gang driver imports suanli)
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         return {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k in PASSED},
             "PATH": path,
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": self.token,
             "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # (see RAY_START)
             # drivers started under ``uv run`` must not ship the working directory around
             "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
             "RAY_JOB_STOP_WAIT_TIME_S": str(int(self.stop_grace_s)),
@@ -114,7 +131,7 @@ class LocalRayCluster:
         resources = dict(spec.resources)
         gpus = int(resources.pop("GPU", 0))  # Ray takes GPUs only through --num-gpus
         cmd = [
-            _ray_bin(),
+            *RAY_START,
             "start",
             "--block",
             "--node-ip-address=127.0.0.1",

@@ -1,16 +1,22 @@
 """The supervisor of one local run: ``python -m suanli.executors.runner [--detach] RUN_DIR``.
 
-One child per node of the placement (a multi-node gang on one machine: each child sees its
-node's devices and ``SUANLI_NODE_RANK``); the run's exit code is the first non-zero one.
-
 It is started detached (its own session) by the local-process executor, so that the service
-can die and restart without killing or losing its jobs. It runs the job's entrypoint with
-``/bin/sh -c`` in a process group of its own, with the request's environment, its output in
-``output.log``; writes ``supervisor.json`` (its pid and start time) first and ``exit.json``
-(atomically) last. Its own errors go to ``supervisor.log``; a job it could not start exits 126
-with the reason at the end of ``output.log``, so that no failure of the supervisor goes unseen
-(the executor would only see it gone: the run lost). On SIGTERM it forwards SIGTERM to the job's
-group, waits the grace period written in ``stop.json``, then kills the group.
+can die and restart without killing or losing its jobs. It writes ``supervisor.json`` (its pid
+and start time) first and ``exit.json`` (atomically) last, then:
+
+1. finds (or, as root, creates) the OS account of the job's member, makes the run's ``work``
+   and ``tmp`` directories and its checkpoint directory that account's, and copies the job's
+   working directory into ``work`` with that account's permissions;
+2. starts the run in its sandbox (:mod:`suanli.executors.sandbox`): the reaper runs the job's
+   command once per node of the placement (a multi-node gang on one machine: each copy sees its
+   node's devices and rank) with the job's environment only, output to ``output.log``;
+3. on SIGTERM asks the job to stop (SIGTERM to every process of it), waits the grace period
+   written in ``stop.json``, then kills the sandbox, and with it every process the job left.
+
+The run's exit code is the first non-zero one of its nodes. Its own errors go to
+``supervisor.log``; a job it could not start exits 126 with the reason at the end of
+``output.log``, so that no failure of the supervisor goes unseen (the executor would only see it
+gone: the run lost).
 """
 
 from __future__ import annotations
@@ -18,12 +24,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+from suanli.executors.sandbox import (
+    Layout,
+    Sandbox,
+    SandboxConfig,
+    SandboxError,
+    base_env,
+    member_account,
+    prepare,
+    stage,
+)
 
 
 def proc_start_time(pid: int) -> str | None:
@@ -37,7 +54,9 @@ def proc_start_time(pid: int) -> str | None:
 
 def write_atomic(path: Path, data: object) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data))
     os.replace(tmp, path)
 
 
@@ -46,9 +65,10 @@ CANNOT_START = 126
 
 
 def main(run_dir: str) -> int:
+    os.umask(0o077)  # the run's files are the service's alone
     d = Path(run_dir)
     # the supervisor's own errors (a traceback included) are kept beside the run
-    errors = os.open(d / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    errors = os.open(d / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(errors, 2)
     os.close(errors)
     req = json.loads((d / "request.json").read_text())
@@ -56,60 +76,64 @@ def main(run_dir: str) -> int:
         d / "supervisor.json",
         {"pid": os.getpid(), "start": proc_start_time(os.getpid()), "at": time.time()},
     )
-    base = dict(os.environ)
-    base.update(req["env"])
-    children: list[subprocess.Popen[bytes]] = []
-    with (d / "output.log").open("ab") as log:
-        try:
-            for rank, node_env in enumerate(req.get("nodes") or [{}]):
-                children.append(
-                    subprocess.Popen(
-                        ["/bin/sh", "-c", req["entrypoint"]],
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env={**base, **node_env, "SUANLI_NODE_RANK": str(rank)},
-                        cwd=req.get("cwd") or d,
-                        start_new_session=True,
-                    )
-                )
-        except OSError as e:  # (no such directory, no more processes, ...)
-            log.write(f"suanli: could not start the job: {e}\n".encode())
-            for child in children:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
-            write_atomic(
-                d / "exit.json", {"code": CANNOT_START, "at": time.time(), "stopped": False}
-            )
-            return 0
+    config = SandboxConfig.from_json(req.get("sandbox") or {})
+    layout = Layout(
+        work=d / "work",
+        checkpoint=Path(req["checkpoint"]),
+        tmp=d / "tmp",
+        datasets={k: Path(v) for k, v in (req.get("datasets") or {}).items()},
+        stack=req.get("stack", "cuda"),
+    )
     stopping = threading.Event()
+    box: Sandbox | None = None
+    lock = threading.Lock()
 
-    def signal_all(sig: int) -> None:
-        for child in children:
-            if child.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, sig)
-
-    def on_term(_sig: int, _frame: object) -> None:
-        if stopping.is_set():
-            return
-        stopping.set()
-        signal_all(signal.SIGTERM)
+    def stop_run() -> None:
         grace = 30.0
         with contextlib.suppress(OSError, ValueError, KeyError):
             grace = float(json.loads((d / "stop.json").read_text())["grace_s"])
-        t = threading.Timer(grace, signal_all, args=(signal.SIGKILL,))
-        t.daemon = True
-        t.start()
+        with lock:
+            started = box
+        if started is None:  # not started yet: the main thread sees ``stopping`` and stops
+            return
+        timer = threading.Timer(grace, started.kill)
+        timer.daemon = True
+        timer.start()
+        started.terminate()
+
+    def on_term(_sig: int, _frame: object) -> None:
+        # (a signal handler takes no lock the main thread may hold: a thread does the work)
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=stop_run, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_term)
     # a stop asked for before this supervisor was up
     if (d / "stop.json").exists():
         on_term(signal.SIGTERM, None)
-    codes = [child.wait() for child in children]
-    code = next((c for c in codes if c != 0), 0)
-    write_atomic(d / "exit.json", {"code": code, "at": time.time(), "stopped": stopping.is_set()})
+    with (d / "output.log").open("ab") as log:
+        try:
+            account = member_account(req["member"])
+            prepare(layout, account)
+            if req.get("source"):
+                stage(req["source"], layout.work, account, [Path(p) for p in req["forbidden"]])
+            env = {**base_env(config, layout, account), **req["env"]}
+            with lock:
+                if stopping.is_set():  # stopped before it started: nothing to run
+                    return _exit(d, 128 + signal.SIGTERM, stopped=True)
+                box = Sandbox.start(
+                    config, layout, account, env, req["entrypoint"], req["nodes"], log.fileno()
+                )
+        except (OSError, ValueError, SandboxError) as e:  # no such directory, no account...
+            log.write(f"suanli: could not start the job: {e}\n".encode())
+            return _exit(d, CANNOT_START, stopped=False)
+        code = box.wait()
+    shutil.rmtree(layout.tmp, ignore_errors=True)
+    return _exit(d, code, stopped=stopping.is_set())
+
+
+def _exit(d: Path, code: int, stopped: bool) -> int:
+    write_atomic(d / "exit.json", {"code": code, "at": time.time(), "stopped": stopped})
     return 0
 
 

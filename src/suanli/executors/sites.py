@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
+from suanli.errors import CannotRunError
 from suanli.executors.base import Executor, RunPhase, RunRequest, RunState
 from suanli.model.ids import JobId, NodeId, SiteId
 
@@ -56,10 +57,10 @@ class PerSiteExecutor:
         sites = {self.site_of.get(node) for node, _ in run.devices}
         if None in sites or not sites <= set(self.executors):
             missing = [n for n, _ in run.devices if self.site_of.get(n) not in self.executors]
-            raise ValueError(f"no executor for the site of node {missing[0]!r}")
+            raise CannotRunError(f"no executor for the site of node {missing[0]!r}")
         executors = {id(self.executors[s]) for s in sites if s is not None}
         if len(executors) > 1:
-            raise ValueError(
+            raise CannotRunError(
                 f"the gang spans sites {sorted(str(s) for s in sites)} that are different "
                 "clusters; a gang must run within one"
             )

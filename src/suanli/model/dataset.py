@@ -14,6 +14,10 @@ class Dataset:
     ``readers``: members whose jobs may read it (the owner always may).
     Residency: jobs reading it may run only at ``sites``, or at any site of ``members``; when
     both are empty the data may go anywhere in the pool. The two combine as a union.
+
+    ``path``: where its files lie, relative to the owner's directory under each site's data
+    root (``DATA_ROOT/OWNER/PATH`` on the nodes; the dataset's id when empty). A job that names
+    the dataset sees it read-only at ``$SUANLI_DATA_DIR/ID``; no other job sees it.
     """
 
     id: DatasetId
@@ -21,6 +25,12 @@ class Dataset:
     readers: frozenset[MemberId] = frozenset()
     resident_sites: frozenset[SiteId] = frozenset()
     resident_members: frozenset[MemberId] = frozenset()
+    path: str = ""
+
+    @property
+    def location(self) -> str:
+        """Where its files lie under a site's data root: ``OWNER/PATH``."""
+        return f"{self.owner}/{self.path or self.id}"
 
     def may_read(self, member: MemberId) -> bool:
         return member == self.owner or member in self.readers

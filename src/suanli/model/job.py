@@ -52,6 +52,9 @@ class JobSpec:
     entrypoint: str = ""
     runtime_env: Mapping[str, object] = field(default_factory=dict)
     estimated_duration_s: float | None = None
+    #: the names of the job's secrets (their values are kept encrypted, apart from the spec,
+    #: and handed only to the job's runs as environment variables)
+    secrets: tuple[str, ...] = ()
 
     @property
     def multi_node(self) -> bool:

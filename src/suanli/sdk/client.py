@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -92,8 +93,32 @@ class Client:
     def whoami(self) -> dict[str, Any]:
         return self._get("/api/v1/whoami")  # type: ignore[no-any-return]
 
-    def create_user(self, name: str, role: str, member: str | None = None) -> dict[str, Any]:
-        r = self.http.post("/api/v1/users", json={"name": name, "role": role, "member": member})
+    def create_user(
+        self,
+        name: str,
+        role: str,
+        member: str | None = None,
+        expires_in_days: float | None = None,
+    ) -> dict[str, Any]:
+        """A new user; the answer holds its token (shown this once)."""
+        body = {"name": name, "role": role, "member": member, "expires_in_days": expires_in_days}
+        r = self.http.post("/api/v1/users", json=body)
+        return self._check(r).json()  # type: ignore[no-any-return]
+
+    def users(self) -> list[dict[str, Any]]:
+        return self._get("/api/v1/users")  # type: ignore[no-any-return]
+
+    def revoke_user(self, name: str) -> dict[str, Any]:
+        """Every token of the user stops working, and its dashboard sessions end."""
+        r = self.http.post(f"/api/v1/users/{quote(name, safe='')}/revoke")
+        return self._check(r).json()  # type: ignore[no-any-return]
+
+    def rotate_token(self, name: str, expires_in_days: float | None = None) -> dict[str, Any]:
+        """A new token for the user (in the answer); its other tokens stop working."""
+        r = self.http.post(
+            f"/api/v1/users/{quote(name, safe='')}/rotate",
+            json={"expires_in_days": expires_in_days},
+        )
         return self._check(r).json()  # type: ignore[no-any-return]
 
     def audit(self, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from suanli.errors import (
@@ -28,7 +27,7 @@ from suanli.errors import (
     ValidationError,
 )
 from suanli.service.audit import record
-from suanli.store.tables import MemberRow, UserRow
+from suanli.store.tables import MemberRow, SessionRow, TokenRow, UserRow
 
 
 class Role(StrEnum):
@@ -84,35 +83,58 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-#: how long a verified token is trusted without asking the database again (seconds)
-TOKEN_TTL_S = 5.0
-_verified: dict[str, tuple[float, Principal]] = {}
-_verified_lock = threading.Lock()
+#: the longest life a token may be given (seconds; ten years)
+MAX_TOKEN_LIFE_S = 10 * 365 * 86400.0
+#: how long a dashboard session lasts
+SESSION_LIFE_S = 12 * 3600.0
 
 
-def authenticate(s: Session, token: str | None) -> Principal:
-    if not token:
-        raise UnauthenticatedError("a bearer token is required (Authorization: Bearer TOKEN)")
-    digest = token_hash(token)
-    key = f"{id(s.get_bind())}:{digest}"
-    now = time.monotonic()
-    with _verified_lock:
-        hit = _verified.get(key)
-    if hit is not None and now - hit[0] < TOKEN_TTL_S:
-        return hit[1]
-    row = s.scalars(select(UserRow).where(UserRow.token_sha256 == digest)).first()
+def _principal(s: Session, user: str) -> Principal:
+    row = s.get(UserRow, user)
     if row is None:
         raise UnauthenticatedError("unknown or revoked token")
-    who = Principal(row.name, Role(row.role), row.member)
-    with _verified_lock:
-        if len(_verified) > 10_000:
-            _verified.clear()
-        _verified[key] = (now, who)
-    return who
+    return Principal(row.name, Role(row.role), row.member)
+
+
+def authenticate(s: Session, token: str | None, now: float | None = None) -> Principal:
+    """The user of a bearer token. Asked of the database every time: a revoked or expired
+    token stops working at the next request."""
+    if not token:
+        raise UnauthenticatedError("a bearer token is required (Authorization: Bearer TOKEN)")
+    at = time.time() if now is None else now
+    row = s.scalars(select(TokenRow).where(TokenRow.sha256 == token_hash(token))).first()
+    if row is None or row.revoked_at is not None:
+        raise UnauthenticatedError("unknown or revoked token")
+    if row.expires_at is not None and row.expires_at <= at:
+        raise UnauthenticatedError("the token has expired: ask an admin to rotate it")
+    return _principal(s, row.user)
+
+
+def _issue(s: Session, user: str, now: float, expires_in_s: float | None) -> str:
+    if expires_in_s is not None and not 0 < expires_in_s <= MAX_TOKEN_LIFE_S:
+        raise ValidationError(
+            [Problem("expires_in_days", f"between 0 and {MAX_TOKEN_LIFE_S / 86400:.0f} days")]
+        )
+    token = secrets.token_urlsafe(32)
+    s.add(
+        TokenRow(
+            user=user,
+            sha256=token_hash(token),
+            created_at=now,
+            expires_at=None if expires_in_s is None else now + expires_in_s,
+        )
+    )
+    return token
 
 
 def create_user(
-    s: Session, by: Principal | None, name: str, role: str, member: str | None, now: float
+    s: Session,
+    by: Principal | None,
+    name: str,
+    role: str,
+    member: str | None,
+    now: float,
+    expires_in_s: float | None = None,
 ) -> str:
     """A new user; returns its token (shown once, stored hashed). ``by`` None: bootstrap."""
     problems = []
@@ -120,16 +142,16 @@ def create_user(
         r = Role(role)
     except ValueError:
         problems.append(Problem("role", f"one of {', '.join(x.value for x in Role)}"))
-        r = Role.VIEWER
+        r = None
     member_role = r in (Role.MEMBER_ADMIN, Role.MEMBER_USER)
-    if member_role and not member:
+    if r is not None and member_role and not member:
         problems.append(Problem("member", f"required for role {r.value}"))
-    if not member_role and member:
+    if r is not None and not member_role and member:
         problems.append(Problem("member", f"role {r.value} belongs to no member"))
-    if problems:
+    if problems or r is None:
         raise ValidationError(problems)
     if member and s.get(MemberRow, member) is None:
-        raise NotFoundError(f"no member {member!r}")
+        raise ValidationError([Problem("member", f"no member {member!r}")])
     if by is not None:
         if member_role and member:
             by.require_member_admin(member, "create users")
@@ -137,12 +159,9 @@ def create_user(
             by.require_admin("create users without a member")
     if s.get(UserRow, name) is not None:
         raise ConflictError(f"user {name!r} already exists")
-    token = secrets.token_urlsafe(32)
-    s.add(
-        UserRow(
-            name=name, role=r.value, member=member, token_sha256=token_hash(token), created_at=now
-        )
-    )
+    s.add(UserRow(name=name, role=r.value, member=member, created_at=now))
+    s.flush()
+    token = _issue(s, name, now, expires_in_s)
     record(
         s,
         now,
@@ -153,3 +172,131 @@ def create_user(
         member=member,
     )
     return token
+
+
+@dataclass(frozen=True)
+class UserView:
+    name: str
+    role: str
+    member: str | None
+    created_at: float
+    #: live tokens (neither revoked nor expired)
+    tokens: int
+    #: when the last live token expires (None: one never does, or there is none)
+    expires_at: float | None
+
+
+def _manageable(s: Session, by: Principal, name: str, what: str) -> UserRow:
+    """The user ``name``, if ``by`` may manage it: alliance admins everyone, member admins
+    their member's users, and everyone themselves; others do not learn whether it exists."""
+    row = s.get(UserRow, name)
+    if row is not None and (
+        by.admin
+        or by.name == name
+        or (by.role is Role.MEMBER_ADMIN and row.member is not None and row.member == by.member)
+    ):
+        return row
+    if row is None or not (by.admin or by.role is Role.MEMBER_ADMIN):
+        raise NotFoundError(f"no user {name!r}")
+    raise PermissionDeniedError(f"{by.name} may not {what} of user {name!r}")
+
+
+def list_users(s: Session, by: Principal, now: float) -> list[UserView]:
+    """Alliance admins see every user, member admins their member's; others themselves."""
+    q = select(UserRow).order_by(UserRow.name)
+    if not by.admin:
+        if by.role is Role.MEMBER_ADMIN and by.member:
+            q = q.where(UserRow.member == by.member)
+        else:
+            q = q.where(UserRow.name == by.name)
+    out = []
+    for u in s.scalars(q):
+        live = [
+            t
+            for t in s.scalars(select(TokenRow).where(TokenRow.user == u.name))
+            if t.revoked_at is None and (t.expires_at is None or t.expires_at > now)
+        ]
+        ends = [t.expires_at for t in live]
+        out.append(
+            UserView(
+                u.name,
+                u.role,
+                u.member,
+                u.created_at,
+                len(live),
+                None if not ends or None in ends else max(e for e in ends if e is not None),
+            )
+        )
+    return out
+
+
+def _revoke_all(s: Session, user: str, now: float) -> int:
+    n = 0
+    for t in s.scalars(select(TokenRow).where(TokenRow.user == user)):
+        if t.revoked_at is None:
+            t.revoked_at = now
+            n += 1
+    s.execute(delete(SessionRow).where(SessionRow.user == user))
+    return n
+
+
+def revoke(s: Session, by: Principal, name: str, now: float) -> int:
+    """Revoke every token of ``name`` and end its dashboard sessions, at once. Returns how
+    many tokens were live."""
+    _manageable(s, by, name, "revoke the tokens")
+    n = _revoke_all(s, name, now)
+    record(s, now, by.name, "user.revoke", f"user/{name}", tokens=n)
+    return n
+
+
+def rotate(
+    s: Session, by: Principal, name: str, now: float, expires_in_s: float | None = None
+) -> str:
+    """A new token for ``name``; its others (and its sessions) stop working. Returns it."""
+    _manageable(s, by, name, "rotate the token")
+    _revoke_all(s, name, now)
+    token = _issue(s, name, now, expires_in_s)
+    record(s, now, by.name, "user.rotate", f"user/{name}")
+    return token
+
+
+# -- dashboard sessions --------------------------------------------------------------------
+@dataclass(frozen=True)
+class WebSession:
+    id: str
+    csrf: str
+    expires_at: float
+
+
+def open_session(s: Session, token: str, now: float) -> tuple[Principal, WebSession]:
+    """Sign in to the dashboard with a bearer token: a new server-side session."""
+    who = authenticate(s, token, now)
+    sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    expires = now + SESSION_LIFE_S
+    s.execute(delete(SessionRow).where(SessionRow.expires_at <= now))
+    s.add(
+        SessionRow(
+            id_sha256=token_hash(sid), user=who.name, csrf=csrf, created_at=now, expires_at=expires
+        )
+    )
+    record(s, now, who.name, "session.open", f"user/{who.name}")
+    return who, WebSession(sid, csrf, expires)
+
+
+def session_principal(s: Session, sid: str | None, now: float) -> tuple[Principal, str]:
+    """The user of a dashboard session and its CSRF token."""
+    if not sid:
+        raise UnauthenticatedError("not signed in")
+    row = s.get(SessionRow, token_hash(sid))
+    if row is None or row.expires_at <= now:
+        raise UnauthenticatedError("the session has ended: sign in again")
+    return _principal(s, row.user), row.csrf
+
+
+def close_session(s: Session, sid: str | None, now: float) -> None:
+    if not sid:
+        return
+    row = s.get(SessionRow, token_hash(sid))
+    if row is not None:
+        s.delete(row)
+        record(s, now, row.user, "session.close", f"user/{row.user}")

@@ -36,6 +36,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from suanli.errors import CannotRunError
 from suanli.executors.base import Executor, RunPhase, RunRequest, RunState
 from suanli.model.alliance import Alliance
 from suanli.model.ids import JobId, NodeId
@@ -46,6 +47,7 @@ from suanli.sched.schedule import schedule
 from suanli.service.accounting import Accountant
 from suanli.service.audit import record
 from suanli.service.metrics import Metrics
+from suanli.service.vault import Vault, VaultError
 from suanli.store.alliance_rows import bump_revision, read_alliance
 from suanli.store.codec import placement_from_json, placement_to_json, spec_from_json
 from suanli.store.database import Database
@@ -77,8 +79,11 @@ class Controller:
         clock: Callable[[], float] = time.time,
         accounting_interval_s: float = 300.0,
         metrics: Metrics | None = None,
+        vault: Vault | None = None,
     ) -> None:
         self.metrics = metrics
+        #: opens jobs' sealed secrets for their runs
+        self.vault = vault
         self.db = db
         self.accountant = Accountant(accounting_interval_s)
         self.executor = executor
@@ -123,7 +128,7 @@ class Controller:
                     elif self._placed_on(row, down):
                         self._ended(s, row, None, now, report, lost=True)
                     else:
-                        to_start.append(self._request(row, alliance))
+                        self._to_start(s, row, alliance, to_start, now, report)
                 else:  # RUNNING, and the executor knows nothing of it
                     self._ended(s, row, None, now, report, lost=True)
             elif st.phase is RunPhase.UNKNOWN:
@@ -253,6 +258,13 @@ class Controller:
         env = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
         if spec.datasets:
             env["SUANLI_DATASETS"] = ",".join(spec.datasets)
+        if row.secrets:
+            if self.vault is None:
+                raise CannotRunError("it has secrets and this server keeps none")
+            try:
+                env.update(self.vault.open_sealed(row.secrets))
+            except VaultError as exc:
+                raise CannotRunError(str(exc)) from None
         wd = spec.runtime_env.get("working_dir")
         return RunRequest(
             JobId(row.id),
@@ -263,6 +275,11 @@ class Controller:
             placement.assignments,
             env,
             str(wd) if wd else None,
+            member=row.member,
+            datasets={
+                d: alliance.datasets[d].location if d in alliance.datasets else None
+                for d in spec.datasets
+            },
         )
 
     # -- the step --------------------------------------------------------------------------
@@ -311,7 +328,7 @@ class Controller:
                         attempt=row.attempt,
                         placement=str(d.placement),
                     )
-                    starts.append(self._request(row, alliance))
+                    self._to_start(s, row, alliance, starts, now, report)
                     report.admitted.append(row.id)
                     log.info(
                         "admitted %s",
@@ -373,30 +390,43 @@ class Controller:
                 log.warning("stopping %s attempt %d failed; retrying", jid, attempt, exc_info=True)
         return report
 
+    def _to_start(
+        self,
+        s: Session,
+        row: JobRow,
+        alliance: Alliance,
+        out: list[RunRequest],
+        now: float,
+        report: StepReport,
+    ) -> None:
+        """Add the run of ``row`` to ``out``, or fail the job if it can never run."""
+        try:
+            out.append(self._request(row, alliance))
+        except CannotRunError as exc:
+            self._cannot_run(s, row, exc, now, report)
+
+    def _cannot_run(
+        self, s: Session, row: JobRow, exc: Exception, now: float, report: StepReport
+    ) -> None:
+        row.phase = Phase.FAILED.value
+        row.reason = f"the executor cannot run it: {exc}"
+        row.finished_at = now
+        record(s, now, ACTOR, "job.failed", f"job/{row.id}", attempt=row.attempt, error=str(exc))
+        log.warning("%s failed: it cannot run: %s", row.id, exc)
+        report.finished.append(row.id)
+
     def _start_all(self, requests: list[RunRequest], report: StepReport) -> None:
-        """Start runs. One the executor cannot run at all (``ValueError``) fails its job with
-        the reason; any other error (an unreachable cluster) is logged and the start is retried
-        at the next step, since the job stays ADMITTED with no run."""
+        """Start runs. One the executor cannot run at all (:class:`CannotRunError`) fails its
+        job with the reason; any other error (an unreachable cluster) is logged and the start
+        is retried at the next step, since the job stays ADMITTED with no run."""
         for req in requests:
             try:
                 self.executor.start(req)
-            except ValueError as exc:
+            except CannotRunError as exc:
                 with self.db.session() as s:
                     row = s.scalars(select(JobRow).where(JobRow.id == req.job)).one()
                     if row.attempt == req.attempt and row.phase == Phase.ADMITTED.value:
-                        row.phase = Phase.FAILED.value
-                        row.reason = f"the executor cannot run it: {exc}"
-                        row.finished_at = self.clock()
-                        record(
-                            s,
-                            row.finished_at,
-                            ACTOR,
-                            "job.failed",
-                            f"job/{row.id}",
-                            attempt=row.attempt,
-                            error=str(exc),
-                        )
-                        report.finished.append(row.id)
+                        self._cannot_run(s, row, exc, self.clock(), report)
             except Exception:
                 log.exception("starting %s attempt %d failed; retrying", req.job, req.attempt)
 

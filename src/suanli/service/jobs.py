@@ -14,6 +14,8 @@ from suanli.model.alliance import Alliance
 from suanli.model.ids import JobId
 from suanli.model.job import Phase
 from suanli.service.audit import record
+from suanli.service.auth import Principal
+from suanli.service.vault import Vault
 from suanli.spec.job_file import parse_jobs
 from suanli.store.codec import spec_to_json
 from suanli.store.tables import JobRow
@@ -28,11 +30,28 @@ class Page:
     next_after: int | None
 
 
-def submit(s: Session, alliance: Alliance, document: Any, actor: str, now: float) -> list[JobRow]:
+def submit(
+    s: Session,
+    alliance: Alliance,
+    document: Any,
+    actor: str,
+    now: float,
+    vault: Vault | None = None,
+) -> list[JobRow]:
     """Validate a job document (one job or ``{jobs: [...]}``) against the alliance and queue
-    every job in it, or none. A job without ``id`` gets ``MEMBER-XXXXXXXX`` (random hex)."""
+    every job in it, or none. A job without ``id`` gets ``MEMBER-XXXXXXXX`` (random hex). Its
+    secrets are sealed by ``vault`` and kept apart from the spec."""
     specs = parse_jobs(document, "job", alliance)
     items = _items(document)
+    sealed: list[str | None] = []
+    for k, (sp, item) in enumerate(zip(specs, items, strict=True)):
+        if not sp.secrets:
+            sealed.append(None)
+            continue
+        if vault is None:
+            where = f"jobs.{k}.secrets" if len(items) > 1 else "secrets"
+            raise ValidationError([Problem(where, "this server keeps no secrets")], "job")
+        sealed.append(vault.seal({str(n): str(v) for n, v in item["secrets"].items()}))
     given_ids = [isinstance(i, dict) and i.get("id") is not None for i in items]
     given_names = [isinstance(i, dict) and bool(i.get("name")) for i in items]
     fresh = []
@@ -48,7 +67,7 @@ def submit(s: Session, alliance: Alliance, document: Any, actor: str, now: float
     if clashes:
         raise ConflictError(f"job id(s) already exist: {', '.join(clashes)}")
     rows = []
-    for sp in specs:
+    for sp, secret in zip(specs, sealed, strict=True):
         row = JobRow(
             id=sp.id,
             member=sp.member,
@@ -58,12 +77,28 @@ def submit(s: Session, alliance: Alliance, document: Any, actor: str, now: float
             reason="submitted; waiting for the next scheduling pass",
             submitted_by=actor,
             submitted_at=now,
+            secrets=secret,
         )
         s.add(row)
         record(s, now, actor, "job.submit", f"job/{row.id}", member=sp.member)
         rows.append(row)
     s.flush()
     return rows
+
+
+#: what others see instead of a job's variables' values
+HIDDEN = "(hidden)"
+
+
+def visible_spec(row: JobRow, who: Principal) -> dict[str, Any]:
+    """The job's spec as ``who`` may see it: the values of its ``env_vars`` only for its own
+    member and alliance admins (secrets are never in the spec, only their names)."""
+    spec = row.spec
+    env = (spec.get("runtime_env") or {}).get("env_vars")
+    if not env or who.can_read_member(row.member):
+        return spec
+    runtime = {**spec["runtime_env"], "env_vars": dict.fromkeys(env, HIDDEN)}
+    return {**spec, "runtime_env": runtime}
 
 
 def _items(document: Any) -> list[Any]:

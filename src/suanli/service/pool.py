@@ -223,6 +223,7 @@ def create_dataset(s: Session, by: Principal, entry: dict[str, Any], now: float)
         readers=sorted(doc.readers),
         residency_sites=sorted(doc.residency.sites),
         residency_members=sorted(doc.residency.members),
+        path=doc.path or "",
     )
     s.add(row)
     _check(s)

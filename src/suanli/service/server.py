@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import uvicorn
@@ -20,6 +20,8 @@ from suanli.api.app import Service, create_app
 from suanli.executors.base import Executor
 from suanli.executors.local import LocalProcessExecutor
 from suanli.executors.ray_cluster import LocalRayCluster
+from suanli.executors.sandbox import SandboxConfig, SandboxMode
+from suanli.executors.sandbox import check as check_sandbox
 from suanli.model.alliance import Alliance
 from suanli.model.ids import SiteId
 from suanli.sched.policy import get_policy
@@ -27,6 +29,8 @@ from suanli.service.auth import create_user
 from suanli.service.controller import Controller
 from suanli.service.metrics import Metrics
 from suanli.service.pool import create_alliance
+from suanli.service.statedir import secure
+from suanli.service.vault import Vault
 from suanli.store.alliance_rows import has_alliance, read_alliance
 from suanli.store.database import Database
 from suanli.store.tables import UserRow
@@ -49,6 +53,16 @@ class ServerConfig:
     site_timeout_s: float = 60.0
     #: the simulator's HTML reports the dashboard lists (default: STATE_DIR/reports)
     reports_dir: Path | None = None
+    #: how jobs are isolated: ``bwrap`` (a sandbox per run, as the member's OS user when the
+    #: server is root) or ``none`` (only where every member trusts every other)
+    sandbox: str = "bwrap"
+    #: a sandboxed run's network: ``private`` (its own loopback) or ``host``
+    job_network: str = "private"
+    #: where datasets lie on this machine (DATA_ROOT/OWNER/PATH; default STATE_DIR/data)
+    data_root: Path | None = None
+
+    def sandbox_config(self) -> SandboxConfig:
+        return SandboxConfig(SandboxMode(self.sandbox), self.job_network)
 
 
 class ControllerLoop:
@@ -83,7 +97,7 @@ class ControllerLoop:
 def prepare(cfg: ServerConfig, alliance: Alliance) -> tuple[Database, str | None]:
     """Open (and migrate) the database; load ``alliance`` and create the first admin if the
     database is new. Returns the database and the new admin token (None if there was one)."""
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    secure(cfg.state_dir)
     url = cfg.db_url or f"sqlite:///{cfg.state_dir / 'suanli.db'}"
     db = Database.open(url)
     token = None
@@ -134,13 +148,19 @@ def ray_executor(
                 )
             )
         cluster = LocalRayCluster(specs, stop_grace_s=grace_s).start()
-        embedded = RayExecutor(cluster.address, cluster.token, ckpt)
+        embedded = RayExecutor(
+            cluster.address, cluster.token, ckpt, cfg.sandbox_config(), data_root=cfg.data_root
+        )
         for site in embedded_sites:
             executors[site.id] = embedded
     token = os.environ.get("SUANLI_RAY_TOKEN")
+    # a member's own cluster: its jobs share its nodes' network (the cluster's machines)
+    remote = replace(cfg.sandbox_config(), network="host")
     for site in alliance.sites.values():
         if site.executor:
-            executors[site.id] = RayExecutor(site.executor, token, ckpt)
+            executors[site.id] = RayExecutor(
+                site.executor, token, ckpt, remote, data_root=cfg.data_root
+            )
     site_of = {n.id: n.site for n in alliance.nodes.values()}
     return PerSiteExecutor(executors, site_of, timeout_s=cfg.site_timeout_s), cluster
 
@@ -150,16 +170,24 @@ def serve(cfg: ServerConfig, alliance: Alliance) -> None:
     policy = get_policy(cfg.policy)
     cluster: LocalRayCluster | None = None
     executor: Executor
+    check_sandbox(cfg.sandbox_config())
     if cfg.executor == "ray":
         with db.session() as s:
             current, _ = read_alliance(s)
         executor, cluster = ray_executor(cfg, current, getattr(policy, "grace_s", 30.0))
     else:
-        executor = LocalProcessExecutor(cfg.state_dir)
+        executor = LocalProcessExecutor(
+            cfg.state_dir, cfg.sandbox_config(), data_root=cfg.data_root
+        )
     metrics = Metrics()
-    loop = ControllerLoop(Controller(db, executor, policy, metrics=metrics), cfg.interval_s)
+    vault = Vault.open(cfg.state_dir)
+    loop = ControllerLoop(
+        Controller(db, executor, policy, metrics=metrics, vault=vault), cfg.interval_s
+    )
     reports = cfg.reports_dir or cfg.state_dir / "reports"
-    app = create_app(Service(db, policy, executor, metrics=metrics, reports_dir=reports))
+    app = create_app(
+        Service(db, policy, executor, metrics=metrics, reports_dir=reports, vault=vault)
+    )
     loop.start()
     try:
         uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from suanli.catalog.accelerator import Catalog, load_catalog
 from suanli.errors import CalibrationRequiredError, Problem, ValidationError
@@ -81,11 +81,22 @@ class Residency(_Strict):
     members: list[Ident] = []
 
 
+def _relative_path(v: str) -> str:
+    parts = v.split("/")
+    if v.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in v:
+        raise ValueError(
+            "a relative path under the owner's data directory (no leading /, no . or .. parts)"
+        )
+    return v
+
+
 class DatasetEntry(_Strict):
     id: Ident
     owner: Ident
     readers: list[Ident] = []
     residency: Residency = Residency()
+    #: relative to DATA_ROOT/OWNER on the nodes; the id when empty
+    path: Annotated[str, Field(max_length=500), AfterValidator(_relative_path)] | None = None
 
 
 class AllianceFile(_Strict):
@@ -235,6 +246,7 @@ def build_alliance(doc: AllianceFile, catalog: Catalog) -> Alliance:
             frozenset(MemberId(r) for r in d.readers),
             frozenset(SiteId(x) for x in d.residency.sites),
             frozenset(MemberId(m) for m in d.residency.members),
+            d.path or "",
         )
     alliance = Alliance(
         doc.alliance, catalog, members, sites, nodes, datasets, tuple(grants), limits

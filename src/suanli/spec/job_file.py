@@ -24,6 +24,8 @@ from suanli.model.job import Gang, JobSpec
 from suanli.spec.common import ID_PATTERN, parse_duration, pydantic_problems, read_yaml
 
 MAX_DEVICES_PER_JOB = 16384
+#: an environment variable's name
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _SHORT_ACCEL = re.compile(r"^\s*([A-Za-z0-9._-]+)\s*:\s*(-?\d+)\s*$")
 _SHORT_GANG = re.compile(r"^\s*(\d+)\s*[xX*]\s*(\d+)\s*$")
 
@@ -79,6 +81,12 @@ class JobEntry(_Strict):
     entrypoint: Annotated[str, Field(max_length=10000)] = ""
     runtime_env: dict[str, Any] = {}
     estimated_duration: float | None = None
+    #: secret values (API keys...) the job's runs get as environment variables: stored
+    #: encrypted, never shown (only their names)
+    secrets: Annotated[
+        dict[Annotated[str, Field(pattern=ENV_NAME)], Annotated[str, Field(max_length=65536)]],
+        Field(max_length=64),
+    ] = {}
 
     @field_validator("accelerators", mode="before")
     @classmethod
@@ -263,6 +271,7 @@ def build_job(
         entrypoint=entry.entrypoint,
         runtime_env=dict(entry.runtime_env),
         estimated_duration_s=entry.estimated_duration,
+        secrets=tuple(sorted(entry.secrets)),
     )
 
 

@@ -72,6 +72,7 @@ def write_alliance(s: Session, alliance: Alliance, now: float) -> None:
                 readers=sorted(d.readers),
                 residency_sites=sorted(d.resident_sites),
                 residency_members=sorted(d.resident_members),
+                path=d.path,
             )
         )
 
@@ -146,6 +147,7 @@ def alliance_document(s: Session) -> dict[str, Any]:
                 "owner": d.owner,
                 "readers": d.readers,
                 "residency": {"sites": d.residency_sites, "members": d.residency_members},
+                **({"path": d.path} if d.path else {}),
             }
             for d in s.scalars(select(DatasetRow).order_by(DatasetRow.id))
         ],

@@ -25,6 +25,7 @@ def spec_to_json(spec: JobSpec) -> dict[str, Any]:
         "entrypoint": spec.entrypoint,
         "runtime_env": dict(spec.runtime_env),
         "estimated_duration_s": spec.estimated_duration_s,
+        **({"secrets": list(spec.secrets)} if spec.secrets else {}),
     }
 
 
@@ -45,6 +46,7 @@ def spec_from_json(d: dict[str, Any]) -> JobSpec:
         entrypoint=d.get("entrypoint", ""),
         runtime_env=dict(d.get("runtime_env") or {}),
         estimated_duration_s=d.get("estimated_duration_s"),
+        secrets=tuple(d.get("secrets", ())),
     )
 
 

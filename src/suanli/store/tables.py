@@ -95,6 +95,8 @@ class DatasetRow(Base):
     readers: Mapped[list[str]] = mapped_column(JSON, default=list)
     residency_sites: Mapped[list[str]] = mapped_column(JSON, default=list)
     residency_members: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: where its files lie, relative to DATA_ROOT/OWNER ("": its id)
+    path: Mapped[str] = mapped_column(String(500), default="", server_default="")
 
 
 class JobRow(Base):
@@ -127,6 +129,9 @@ class JobRow(Base):
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     #: the current attempt's usage is in the ledger up to this time
     accounted_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: the job's secret values, encrypted (see :mod:`suanli.service.vault`); their names are
+    #: in the spec
+    secrets: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_phase_seq", "phase", "seq"),
@@ -149,16 +154,45 @@ class AuditRow(Base):
 
 
 class UserRow(Base):
-    """A user and the SHA-256 of its bearer token (the token itself is never stored).
-    ``role``: alliance-admin, member-admin, member-user or viewer; ``member`` for the two
-    member roles."""
+    """A user. ``role``: alliance-admin, member-admin, member-user or viewer; ``member`` for
+    the two member roles. Its bearer tokens are :class:`TokenRow` rows."""
 
     __tablename__ = "users"
     name: Mapped[str] = mapped_column(ID, primary_key=True)
     role: Mapped[str] = mapped_column(String(20))
     member: Mapped[str | None] = mapped_column(ForeignKey("members.id"), nullable=True)
-    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class TokenRow(Base):
+    """A user's bearer token: only its SHA-256 is stored (a token is 256 random bits, so a
+    fast hash is enough). It works until ``expires_at`` (None: no expiry) and not after
+    ``revoked_at``; rotating a token revokes the user's others."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True, autoincrement=True)
+    user: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (Index("ix_tokens_user", "user"),)
+
+
+class SessionRow(Base):
+    """A dashboard session: the browser's cookie holds a random id whose SHA-256 is the key
+    (never the bearer token); ``csrf`` is the token every form of the session posts back.
+    It ends at ``expires_at``, on sign-out, or when its user's tokens are revoked."""
+
+    __tablename__ = "sessions"
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_sessions_user", "user"),)
 
 
 class LedgerRow(Base):

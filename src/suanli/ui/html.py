@@ -47,6 +47,8 @@ pre.log { background:#0b1020; color:#d6deeb; padding:12px; border-radius:8px; mi
 form.inline { display:flex; gap:8px; align-items:center; margin-bottom:12px; }
 input, select, button { font:inherit; padding:4px 8px; }
 .muted { color:var(--muted); } a { color:var(--accent); }
+button.link { background:none; border:0; color:#d1d5db; cursor:pointer; padding:0; }
+button.link:hover { color:#fff; }
 """
 
 NAV = [
@@ -68,7 +70,7 @@ def url(path: str, **params: object) -> str:
     return path + ("?" + urlencode(clean) if clean else "")
 
 
-def page(title: str, here: str, who: str, body: str, script: str = "") -> str:
+def page(title: str, here: str, who: str, body: str, script: str = "", csrf: str = "") -> str:
     nav = "".join(
         f'<a href="{p}" class="{"on" if p == here else ""}">{e(label)}</a>' for p, label in NAV
     )
@@ -78,7 +80,9 @@ def page(title: str, here: str, who: str, body: str, script: str = "") -> str:
         f"<title>{e(title)} · suanli</title><style>{STYLE}</style></head><body>"
         '<header><span class=brand title="算力: computing power">suanli</span>'
         f"{nav}<span class=who>{e(who)} · "
-        '<a href="/ui/logout">sign out</a></span></header>'
+        '<form method=post action="/ui/logout" style="display:inline">'
+        f'<input type=hidden name=csrf value="{e(csrf)}">'
+        "<button class=link type=submit>sign out</button></form></span></header>"
         f"<main><h1>{e(title)}</h1>{body}</main>"
         f"{f'<script>{script}</script>' if script else ''}</body></html>"
     )

@@ -1,50 +1,100 @@
 """The dashboard's pages (``/ui/...``), behind the service's tokens and roles.
 
-Signing in stores the token in an HttpOnly, SameSite=Strict cookie; the pages and the API's
-read-only (GET) endpoints accept it, so a job page can follow its log through the API. Every
-write still needs the ``Authorization`` header: a cookie never authorizes a change.
+Signing in with a token opens a server-side session: the browser's cookie (HttpOnly,
+SameSite=Strict, Secure over HTTPS) holds only the session's random id, never the token. The
+pages and the API's read-only (GET) endpoints accept it, so a job page can follow its log
+through the API; every write to the API still needs the ``Authorization`` header. The two forms
+(sign in, sign out) are POSTs that must come from this dashboard: their ``Origin`` (or
+``Referer``) must be this server, and they carry a CSRF token (for signing in, one the sign-in
+page set in a cookie of its own; for signing out, the session's).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from suanli.errors import SuanliError, UnauthenticatedError
+from suanli.errors import PayloadTooLargeError, SuanliError, UnauthenticatedError
 from suanli.ledger.statement import period_bounds
 from suanli.model.job import Phase
 from suanli.service import jobs
 from suanli.service import ledger as ledger_service
-from suanli.service.auth import Principal, Role, authenticate
+from suanli.service.auth import (
+    Principal,
+    Role,
+    close_session,
+    open_session,
+    session_principal,
+)
 from suanli.store.alliance_rows import read_alliance
 from suanli.ui import data
 from suanli.ui.html import bar, card, e, page, pill, table, url, when
 from suanli.ui.svg import line_chart
 
-COOKIE = "suanli_token"
+COOKIE = "suanli_session"
+#: the sign-in form's own CSRF cookie (before there is a session)
+LOGIN_COOKIE = "suanli_login"
 PAGE_SIZE = 200
+#: what the sign-in page says after a failed sign-in (never text from the URL)
+LOGIN_ERRORS = {
+    "unknown": "Unknown or revoked token.",
+    "expired": "This token has expired: ask an admin to rotate it.",
+}
+#: the largest form the dashboard reads (a token and a CSRF token)
+MAX_FORM = 4096
 
 
 class SignInRequired(Exception):
     pass
 
 
-def _who(request: Request) -> Principal:
-    token = request.cookies.get(COOKIE)
-    if not token:
-        raise SignInRequired
+@dataclass(frozen=True)
+class SignedIn(Principal):
+    """A principal seen through its dashboard session, with the session's CSRF token."""
+
+    csrf: str = ""
+
+
+def _who(request: Request) -> SignedIn:
     svc = request.app.state.service
     try:
         with svc.db.session() as s:
-            return authenticate(s, token)
+            who, csrf = session_principal(s, request.cookies.get(COOKIE), svc.clock())
     except UnauthenticatedError:
         raise SignInRequired from None
+    return SignedIn(who.name, who.role, who.member, csrf)
+
+
+def _same_origin(request: Request) -> bool:
+    """A form posted from a page of this server (browsers send ``Origin`` with every POST)."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source or source == "null":
+        return False
+    return urlsplit(source).netloc == request.headers.get("host", "")
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A small urlencoded form, read no further than :data:`MAX_FORM` bytes."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            raise PayloadTooLargeError(f"the form is over {MAX_FORM} bytes")
+    form = parse_qs(body.decode(errors="replace"))
+    return {k: v[0] for k, v in form.items() if v}
+
+
+def _forbidden(why: str) -> HTMLResponse:
+    return HTMLResponse(f"<!doctype html><p>Refused: {e(why)}</p>", status_code=403)
 
 
 def _label(who: Principal) -> str:
@@ -56,41 +106,75 @@ def _sees_all(who: Principal) -> bool:
 
 
 def _html(title: str, here: str, who: Principal, body: str, script: str = "") -> HTMLResponse:
-    return HTMLResponse(page(title, here, _label(who), body, script))
+    csrf = who.csrf if isinstance(who, SignedIn) else ""
+    return HTMLResponse(page(title, here, _label(who), body, script, csrf))
 
 
 def router(reports_dir: Path | None) -> APIRouter:
     r = APIRouter(include_in_schema=False)
 
     @r.get("/ui/login")
-    def login_form(error: str = "") -> HTMLResponse:
-        msg = f"<p style='color:#b42318'>{e(error)}</p>" if error else ""
-        return HTMLResponse(
+    def login_form(request: Request, error: str = "") -> HTMLResponse:
+        text = LOGIN_ERRORS.get(error, "")
+        msg = f"<p style='color:#b42318'>{e(text)}</p>" if text else ""
+        nonce = secrets.token_urlsafe(32)
+        resp = HTMLResponse(
             "<!doctype html><html lang=en><head><meta charset=utf-8><title>Sign in · suanli"
             "</title></head><body style='font:15px system-ui;margin:80px auto;max-width:420px'>"
             f"<h1>suanli 算力</h1>{msg}<form method=post action=/ui/login>"
+            f"<input type=hidden name=csrf value='{e(nonce)}'>"
             "<p><label>Token<br><input name=token type=password autofocus required "
             "style='width:100%;padding:6px'></label></p><button type=submit>Sign in</button>"
-            "</form><p style='color:#667085'>The token <code>suanli server</code> printed, "
-            "or one an admin made for you.</p></body></html>"
+            "</form><p style='color:#667085'>The token <code>suanli server</code> printed "
+            "when it made the alliance, or one an admin made for you.</p></body></html>"
         )
+        resp.set_cookie(
+            LOGIN_COOKIE,
+            nonce,
+            max_age=900,
+            path="/ui/login",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return resp
 
     @r.post("/ui/login")
     async def login(request: Request) -> Response:
-        form = parse_qs((await request.body()).decode(errors="replace"))
-        token = (form.get("token") or [""])[0].strip()
+        if not _same_origin(request):
+            return _forbidden("a sign-in must come from this dashboard's own page")
+        form = await _form(request)
+        nonce = request.cookies.get(LOGIN_COOKIE, "")
+        if not nonce or not hmac.compare_digest(nonce, form.get("csrf", "")):
+            return _forbidden("the sign-in form expired or did not come from this dashboard")
         svc = request.app.state.service
         try:
             with svc.db.session() as s:
-                authenticate(s, token)
-        except UnauthenticatedError:
-            return RedirectResponse("/ui/login?error=unknown+token", status_code=303)
+                _, session = open_session(s, form.get("token", "").strip(), svc.clock())
+        except UnauthenticatedError as exc:
+            why = "expired" if "expired" in str(exc) else "unknown"
+            return RedirectResponse(url("/ui/login", error=why), status_code=303)
         resp = RedirectResponse("/ui/", status_code=303)
-        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=7 * 86400)
+        resp.set_cookie(
+            COOKIE,
+            session.id,
+            max_age=int(session.expires_at - svc.clock()),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        resp.delete_cookie(LOGIN_COOKIE, path="/ui/login")
         return resp
 
-    @r.get("/ui/logout")
-    def logout() -> Response:
+    @r.post("/ui/logout")
+    async def logout(request: Request) -> Response:
+        who = _who(request)
+        form = await _form(request)
+        if not _same_origin(request) or not hmac.compare_digest(who.csrf, form.get("csrf", "")):
+            return _forbidden("a sign-out must come from this dashboard's own page")
+        svc = request.app.state.service
+        with svc.db.session() as s:
+            close_session(s, request.cookies.get(COOKIE), svc.clock())
         resp = RedirectResponse("/ui/login", status_code=303)
         resp.delete_cookie(COOKIE)
         return resp
