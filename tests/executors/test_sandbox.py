@@ -164,3 +164,16 @@ def test_without_a_sandbox_runs_keep_the_environment_rules(tmp_path: Path) -> No
     out = ex.logs(JobId("plain"), 1).decode()
     assert st.exit_code == 0 and "canary= " in out
     assert f"ckpt={ex.checkpoint_dir(JobId('plain'))}" in out
+
+
+def test_no_directory_of_the_run_hides_the_python_it_runs_with(tmp_path: Path) -> None:
+    """A Python environment under /tmp (a checkout there) is mounted after the run's own /tmp:
+    mounted before, the run's /tmp covered it and no job could start."""
+    from suanli.executors.sandbox import Layout, bwrap_argv
+
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    layout = Layout(tmp_path / "w", tmp_path / "c", tmp_path / "t")
+    argv = bwrap_argv(SandboxConfig(runtime=(str(venv),)), layout, None, ["true"])
+    mounts = [argv[i + 2] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind")]
+    assert mounts.index(str(venv)) > mounts.index("/tmp")

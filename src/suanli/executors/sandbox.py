@@ -280,20 +280,21 @@ def bwrap_argv(
         args.append("--unshare-net")
     args += _system_args()
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/run"]
-    made: set[str] = set()
-    for p in config.runtime:
-        if os.path.isdir(p) and not any(p == s or p.startswith(s + "/") for s in SYSTEM):
-            args += [*_parents(p, made), "--ro-bind", p, p]
     for pattern in DEVICE_NODES.get(layout.stack, ()):
         for dev in sorted(glob.glob(pattern)):
             args += ["--dev-bind", dev, dev]
     args += ["--bind", str(layout.work), WORK]
     args += ["--bind", str(layout.checkpoint), CHECKPOINT]
     args += ["--bind", str(layout.tmp), TMP]
+    made: set[str] = {WORK, CHECKPOINT, TMP}
     if layout.datasets:
         args += ["--dir", DATA]
         for name, path in sorted(layout.datasets.items()):
             args += ["--ro-bind", str(path), f"{DATA}/{name}"]
+    # last, so that no directory of the run hides them (a Python under /tmp, say)
+    for p in config.runtime:
+        if os.path.isdir(p) and not any(p == s or p.startswith(s + "/") for s in SYSTEM):
+            args += [*_parents(p, made), "--ro-bind", p, p]
     args += [*_parents(REAPER, made), "--ro-bind", str(REAPER_FILE), REAPER, "--chdir", WORK]
     if info_fd is not None:
         args += ["--info-fd", str(info_fd)]
