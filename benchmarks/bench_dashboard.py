@@ -23,20 +23,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.builders import admin  # noqa: E402
 from tests.service.live import serving  # noqa: E402
 from tests.ui.browser import chromium  # noqa: E402
 
-from suanli.api.app import Service, create_app  # noqa: E402
+from suanli.api.app import create_app  # noqa: E402
 from suanli.executors.base import RunPhase, RunRequest, RunState  # noqa: E402
 from suanli.ledger.record import Record, units_of  # noqa: E402
 from suanli.model.ids import JobId, NodeId  # noqa: E402
 from suanli.sched.policy import get_policy  # noqa: E402
 from suanli.service import jobs  # noqa: E402
 from suanli.service.auth import create_user  # noqa: E402
+from suanli.service.context import Service  # noqa: E402
 from suanli.service.controller import Controller  # noqa: E402
 from suanli.service.pool import create_alliance  # noqa: E402
 from suanli.spec.alliance_file import loads_alliance  # noqa: E402
-from suanli.store.alliance_rows import read_alliance  # noqa: E402
 from suanli.store.database import Database  # noqa: E402
 from suanli.store.ledger_rows import append  # noqa: E402
 
@@ -100,7 +101,7 @@ def build(db: Database, n_jobs: int, rng: random.Random) -> tuple[Controller, st
         )
         if len(batch) == 500:
             with db.session() as s:
-                jobs.submit(s, read_alliance(s)[0], {"jobs": batch}, "bench", time.time())
+                jobs.submit(s, admin(), {"jobs": batch}, time.time())
             batch = []
     ctl = Controller(db, StartsNothing(), get_policy("alliance"))  # type: ignore[arg-type]
     for _ in range(3):

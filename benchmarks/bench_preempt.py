@@ -38,7 +38,8 @@ from suanli.service.auth import Principal, Role  # noqa: E402
 from suanli.service.controller import Controller  # noqa: E402
 from suanli.service.pool import create_alliance, drain_many  # noqa: E402
 from suanli.spec.alliance_file import loads_alliance  # noqa: E402
-from suanli.store.alliance_rows import read_alliance  # noqa: E402
+
+ADMIN = Principal("bench", Role.ALLIANCE_ADMIN, None)
 from suanli.store.database import Database  # noqa: E402
 
 ALLIANCE = """
@@ -77,7 +78,7 @@ def one(cluster: LocalRayCluster, work: Path, run: int, interval: float, on_term
     with db.session() as s:
         jobs.submit(
             s,
-            read_alliance(s)[0],
+            ADMIN,
             {
                 "id": jid,
                 "member": "hx",
@@ -86,14 +87,13 @@ def one(cluster: LocalRayCluster, work: Path, run: int, interval: float, on_term
                 f"--checkpoint-every {interval}{flags}",
                 "runtime_env": {"working_dir": str(ROOT / "examples")},
             },
-            "bench",
             time.time(),
         )
     wait(ctl, lambda: b"starting at" in ex.logs(jid, 1))
     time.sleep(1.37 * interval + 3)
     t0 = time.time()
     with db.session() as s:
-        drain_many(s, Principal("bench", Role.ALLIANCE_ADMIN, None), "NVIDIA", None, 30, t0)
+        drain_many(s, ADMIN, "NVIDIA", None, 30, t0)
     wait(
         ctl, lambda: re.search(rb"(resumed from step \d+|starting) at", ex.logs(jid, 2)) is not None
     )
@@ -106,7 +106,7 @@ def one(cluster: LocalRayCluster, work: Path, run: int, interval: float, on_term
     last_step = int(stopped.group(1)) if stopped else steps[-1][0]
     pace = (steps[-1][0] - steps[0][0]) / (steps[-1][1] - steps[0][1])  # steps per second
     with db.session() as s:
-        jobs.cancel(s, jid, "bench", time.time())
+        jobs.cancel(s, ADMIN, jid, time.time())
     wait(ctl, lambda: jobs_phase(db, jid) == "CANCELLED")
     db.close()
     lost = last_step - resumed_step
@@ -124,7 +124,7 @@ def one(cluster: LocalRayCluster, work: Path, run: int, interval: float, on_term
 
 def jobs_phase(db: Database, jid: str) -> str:
     with db.session() as s:
-        return jobs.get(s, jid).phase
+        return jobs.get(s, ADMIN, jid).phase
 
 
 def main() -> None:

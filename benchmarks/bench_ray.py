@@ -25,15 +25,16 @@ sys.path.insert(0, str(ROOT))
 from ray.job_submission import JobStatus  # noqa: E402
 from tests.service.live import serving  # noqa: E402
 
-from suanli.api.app import Service, create_app  # noqa: E402
+from suanli.api.app import create_app  # noqa: E402
 from suanli.executors.ray import RayExecutor, node_resource  # noqa: E402
 from suanli.executors.ray_cluster import LocalRayCluster, RayNodeSpec  # noqa: E402
 from suanli.sched.policy import get_policy  # noqa: E402
 from suanli.sdk.client import Client  # noqa: E402
+from suanli.server import ControllerLoop  # noqa: E402
 from suanli.service.auth import create_user  # noqa: E402
+from suanli.service.context import Service  # noqa: E402
 from suanli.service.controller import Controller  # noqa: E402
 from suanli.service.pool import create_alliance  # noqa: E402
-from suanli.service.server import ControllerLoop  # noqa: E402
 from suanli.spec.alliance_file import loads_alliance  # noqa: E402
 from suanli.store.database import Database  # noqa: E402
 

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import httpx  # noqa: E402
+from tests.builders import admin  # noqa: E402
 from tests.pg import postgres_server  # noqa: E402
 from tests.service.live import free_port, spawn_server  # noqa: E402
 
@@ -120,7 +121,7 @@ def pass_from_db(db_url: str, label: str, pending: int) -> dict[str, object]:
             for i in range(start, min(pending, start + 1000))
         ]
         with db.session() as s:
-            jobs.submit(s, read_alliance(s)[0], {"jobs": docs}, "bench", time.time())
+            jobs.submit(s, admin(), {"jobs": docs}, time.time())
     load_s = time.perf_counter() - t0
     policy = get_policy("alliance")
     runs = []

@@ -15,6 +15,7 @@ from suanli.model.node import Node
 from suanli.model.share import Grant
 from suanli.model.site import Site
 from suanli.sched.snapshot import Snapshot
+from suanli.service.auth import Principal, Role
 
 
 @dataclass
@@ -120,3 +121,8 @@ def snapshot(alliance: Alliance, *jobs: JobSpec, now: float = 0.0) -> Snapshot:
     for i, j in enumerate(jobs):
         snap.submit(j, submitted_at=float(i), allowed_sites=alliance.allowed_sites(j.datasets))
     return snap
+
+
+def admin(name: str = "tester") -> Principal:
+    """An alliance admin, for tests that call service functions directly."""
+    return Principal(name, Role.ALLIANCE_ADMIN, None)

@@ -67,3 +67,21 @@ class CannotRunError(SuanliError):
 
 class PayloadTooLargeError(SuanliError):
     """A request's body is larger than the route accepts."""
+
+
+class DatabaseError(SuanliError):
+    """The database is unreachable, or its schema is newer than this version of suanli."""
+
+
+class StateDirError(SuanliError):
+    """The state directory is not private to the service (another user could read or write
+    it), or it is not the one the database was made with."""
+
+
+class SandboxError(SuanliError):
+    """Runs cannot be isolated on this machine (bubblewrap missing or not working, a member's
+    OS account not made)."""
+
+
+class VaultError(SuanliError):
+    """A job's secret cannot be read back (another key, or a damaged value)."""

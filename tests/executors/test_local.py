@@ -39,23 +39,6 @@ def wait_for(
     raise AssertionError(f"{job} did not finish")
 
 
-def test_a_run_sees_its_devices_and_checkpoint_dir_and_reports_its_exit(tmp_path: Path) -> None:
-    ex = LocalProcessExecutor(tmp_path)
-    ex.start(
-        request(
-            "j1",
-            'echo "dev=$ASCEND_RT_VISIBLE_DEVICES extra=$EXTRA"; '
-            'echo saved > "$SUANLI_CHECKPOINT_DIR/ckpt"; exit 3',
-            stack="npu",
-        )
-    )
-    st = wait_for(ex, "j1")
-    assert st.phase is RunPhase.EXITED and st.exit_code == 3
-    assert b"dev=2,3 extra=yes" in ex.logs(JobId("j1"), 1)
-    assert (ex.checkpoint_dir(JobId("j1")) / "ckpt").read_text() == "saved\n"
-    assert ex.logs(JobId("j1"), 1, offset=4).startswith(b"2,3")
-
-
 def test_a_job_that_cannot_start_exits_126_with_the_reason_in_its_log(tmp_path: Path) -> None:
     """The supervisor records what kept the command from starting, rather than vanish (the run
     would be reported lost, and requeued forever)."""
@@ -104,18 +87,6 @@ def test_a_relative_state_dir_still_gives_jobs_absolute_paths(
     ex.start(request("rel", 'echo x > "$SUANLI_CHECKPOINT_DIR/c"'))
     assert wait_for(ex, "rel").exit_code == 0
     assert (tmp_path / "state" / "checkpoints" / "rel" / "c").read_text() == "x\n"
-
-
-def test_start_is_idempotent_per_job_and_attempt(tmp_path: Path) -> None:
-    ex = LocalProcessExecutor(tmp_path)
-    marker = ex.checkpoint_dir(JobId("j2")) / "count"
-    for _ in range(3):
-        ex.start(request("j2", 'echo x >> "$SUANLI_CHECKPOINT_DIR/count"'))
-    wait_for(ex, "j2")
-    assert marker.read_text() == "x\n"
-    ex.start(request("j2", 'echo x >> "$SUANLI_CHECKPOINT_DIR/count"', attempt=2))
-    wait_for(ex, "j2", attempt=2)
-    assert marker.read_text() == "x\nx\n"
 
 
 def test_stop_sends_sigterm_then_kills_after_the_grace_period(tmp_path: Path) -> None:

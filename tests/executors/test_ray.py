@@ -11,20 +11,20 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from suanli.executors.base import RunRequest
 from suanli.executors.ray import RayExecutor, node_resource
 from suanli.executors.ray_cluster import LocalRayCluster, RayNodeSpec
-from suanli.model.ids import JobId, ModelId, NodeId
+from suanli.model.ids import JobId, NodeId
 from suanli.model.job import Phase
 from suanli.sched.policy import get_policy
 from suanli.service import jobs
 from suanli.service.controller import Controller
 from suanli.service.pool import create_alliance
 from suanli.spec.alliance_file import loads_alliance
-from suanli.store.alliance_rows import read_alliance
 from suanli.store.database import Database
 
+from ..builders import admin
 from ..stepping import run_until as _run_until
+from .conftest import RAY_INDEX, labels
 
 ALLIANCE = """
 alliance: ray-two
@@ -47,28 +47,6 @@ nodes:
 """
 EXAMPLES = str(Path(__file__).resolve().parents[2] / "examples")
 
-#: the index of each suanli node's Ray node in the cluster fixture
-RAY_INDEX = {"hx-1": 0, "pc-1": 1, "as-1": 2, "as-2": 3}
-
-
-def labels(node: str, model: str, member: str) -> dict[str, str]:
-    return {"suanli.io/node": node, "suanli.io/model": model, "suanli.io/member": member}
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[LocalRayCluster]:
-    cluster = LocalRayCluster(
-        [
-            RayNodeSpec({"GPU": 8, node_resource("hx-1"): 8}, labels("hx-1", "H800-80GB", "hx")),
-            RayNodeSpec({"MLU": 8, node_resource("pc-1"): 8}, labels("pc-1", "MLU370-X8", "pc")),
-            RayNodeSpec({"NPU": 4, node_resource("as-1"): 4}, labels("as-1", "Ascend910B", "as")),
-            RayNodeSpec({"NPU": 4, node_resource("as-2"): 4}, labels("as-2", "Ascend910B", "as")),
-        ],
-        stop_grace_s=10,
-    )
-    with cluster:
-        yield cluster
-
 
 @pytest.fixture
 def setup(ray_cluster: LocalRayCluster, tmp_path: Path) -> Iterator[tuple[Database, Controller]]:
@@ -82,7 +60,7 @@ def setup(ray_cluster: LocalRayCluster, tmp_path: Path) -> Iterator[tuple[Databa
 
 def submit(db: Database, doc: object) -> None:
     with db.session() as s:
-        jobs.submit(s, read_alliance(s)[0], doc, "t", time.time())
+        jobs.submit(s, admin(), doc, time.time())
 
 
 def run_until(ctl: Controller, db: Database, done, timeout: float = 120):  # type: ignore[no-untyped-def]
@@ -131,18 +109,6 @@ def test_jobs_land_on_the_chosen_ray_node_with_their_devices(
     assert b"mlu=0,1,2,3" in ctl.executor.logs(JobId("on-mlu"), 1)
     assert ray_node_of(ray_cluster, "suanli-on-h800-1") == "hx-1"
     assert ray_node_of(ray_cluster, "suanli-on-mlu-1") == "pc-1"
-
-
-def test_start_is_idempotent(setup: tuple[Database, Controller], tmp_path: Path) -> None:
-    _, ctl = setup
-    ex = ctl.executor
-    assert isinstance(ex, RayExecutor)
-    req = RunRequest(
-        JobId("twice"), 1, "echo once", ModelId("H800-80GB"), "cuda", ((NodeId("hx-1"), (7,)),)
-    )
-    ex.start(req)
-    ex.start(req)
-    assert sum(1 for k in ex.observe() if k == (JobId("twice"), 1)) == 1
 
 
 RENDEZVOUS = """
@@ -210,7 +176,7 @@ def test_a_stopped_gang_stops_on_every_node(setup: tuple[Database, Controller]) 
 
     run_until(ctl, db, both_up)
     with db.session() as s:
-        jobs.cancel(s, "long-gang", "t", time.time())
+        jobs.cancel(s, admin(), "long-gang", time.time())
     rows = run_until(ctl, db, lambda r: Phase(r["long-gang"].phase).terminal)
     assert rows["long-gang"].phase == "CANCELLED"
     logs = ctl.executor.logs(JobId("long-gang"), 1).decode()
@@ -241,7 +207,6 @@ def test_reclaim_stops_the_borrower_on_ray_which_resumes_from_its_checkpoint(
 def test_drain_by_vendor_moves_jobs_to_other_chips_from_their_checkpoints(
     setup: tuple[Database, Controller],
 ) -> None:
-    from suanli.service.auth import Principal, Role
     from suanli.service.pool import drain_many
 
     db, ctl = setup
@@ -273,19 +238,18 @@ def test_drain_by_vendor_moves_jobs_to_other_chips_from_their_checkpoints(
     )
     run_until(ctl, db, lambda r: all(x.phase == "RUNNING" for x in r.values()))
     with db.session() as s:
-        assert jobs.get(s, "mover").placement["model"] == "H800-80GB"  # type: ignore[index]
-    admin = Principal("admin", Role.ALLIANCE_ADMIN, None)
+        assert jobs.get(s, admin(), "mover").placement["model"] == "H800-80GB"  # type: ignore[index]
     with db.session() as s:
-        report = drain_many(s, admin, "NVIDIA", None, 10.0, time.time())
-    assert report["nodes"] == ["hx-1"]
-    assert report["moving"] == [{"job": "mover", "to": ["MLU370-X8"]}]
-    assert report["staying"][0]["job"] == "stuck"
-    assert "no other acceptable model" in report["staying"][0]["reason"]
+        report = drain_many(s, admin(), "NVIDIA", None, 10.0, time.time())
+    assert report.nodes == ["hx-1"]
+    assert [(m.job, m.to) for m in report.moving] == [("mover", ["MLU370-X8"])]
+    assert report.staying[0].job == "stuck"
+    assert "no other acceptable model" in report.staying[0].reason
     rows = run_until(ctl, db, lambda r: r["mover"].phase == "SUCCEEDED")
     assert rows["mover"].attempt == 2 and rows["stuck"].phase == "RUNNING"
     assert b"resumed at 5 on mlu=0,1,2,3" in ctl.executor.logs(JobId("mover"), 2)
     with db.session() as s:
-        jobs.cancel(s, "stuck", "t", time.time())
+        jobs.cancel(s, admin(), "stuck", time.time())
     run_until(ctl, db, lambda r: r["stuck"].phase == "CANCELLED")
 
 
@@ -324,7 +288,7 @@ def test_cancelling_a_job_ray_holds_pending_leaves_it_behind_and_stops_it_if_it_
         ctl.step()
         assert ex.client.get_job_status("suanli-held-1") is JobStatus.PENDING
         with db.session() as s:
-            jobs.cancel(s, "held", "t", time.time())
+            jobs.cancel(s, admin(), "held", time.time())
         rows = run_until(ctl, db, lambda r: r["held"].phase == "CANCELLED", timeout=10)
         assert rows["held"].finished_at is not None
     finally:
@@ -399,7 +363,7 @@ def test_a_dead_ray_node_sends_its_job_elsewhere_from_its_last_checkpoint(
             a.action for a in s.scalars(select(AuditRow).where(AuditRow.target == f"node/{node}"))
         ]
         assert actions[-2:] == ["node.down", "node.up"]
-        jobs.cancel(s, "counter", "t", time.time())
+        jobs.cancel(s, admin(), "counter", time.time())
     run_until(ctl, db, lambda r: r["counter"].phase == "CANCELLED")
 
 

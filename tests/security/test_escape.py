@@ -19,7 +19,7 @@ import pytest
 
 from suanli.sdk.client import ApiError, Client
 
-from ..service.live import free_port
+from ..live import free_port
 
 ATTACK = (Path(__file__).with_name("attack.sh")).read_text()
 #: every attempt attack.sh makes (the doc's threat model names them)

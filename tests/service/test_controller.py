@@ -18,6 +18,7 @@ from suanli.spec.alliance_file import loads_alliance
 from suanli.store.database import Database
 from suanli.store.tables import AuditRow, JobRow
 
+from ..builders import admin
 from ..stepping import run_until
 
 ALLIANCE = """
@@ -39,7 +40,7 @@ def setup(db: Database) -> None:
 
 def submit(db: Database, doc: object) -> list[str]:
     with db.session() as s:
-        return [r.id for r in jobs.submit(s, read(s), doc, "tester", time.time())]
+        return [r.id for r in jobs.submit(s, admin(), doc, time.time())]
 
 
 def read(s):  # type: ignore[no-untyped-def]
@@ -79,9 +80,9 @@ def test_jobs_run_to_their_exit_codes_on_their_devices(db: Database, tmp_path: P
     assert ids[:2] == ["ok", "bad"] and ids[2].startswith("lab-")
     named = submit(db, {"name": "my run", "member": "lab", "accelerators": "H800:1"})
     with db.session() as s:
-        row = jobs.get(s, named[0])
+        row = jobs.get(s, admin(), named[0])
         assert row.name == "my run" and row.id.startswith("lab-")
-        jobs.cancel(s, row.id, "tester", time.time())
+        jobs.cancel(s, admin(), row.id, time.time())
     rows = run_until(ctl, db, finished)
     assert rows["ok"].phase == "SUCCEEDED" and rows["bad"].phase == "FAILED"
     assert rows["bad"].exit_code == 7 and rows[ids[2]].phase == "SUCCEEDED"
@@ -167,14 +168,14 @@ def test_cancel_pending_and_running_jobs(db: Database, tmp_path: Path) -> None:
     )
     run_until(ctl, db, lambda r: r["long"].phase == "RUNNING")
     with db.session() as s:
-        assert jobs.cancel(s, "queued", "tester", time.time()).phase == "CANCELLED"
-        jobs.cancel(s, "long", "tester", time.time())
+        assert jobs.cancel(s, admin(), "queued", time.time()).phase == "CANCELLED"
+        jobs.cancel(s, admin(), "long", time.time())
     rows = run_until(ctl, db, finished)
     assert rows["long"].phase == "CANCELLED" and rows["queued"].phase == "CANCELLED"
     submit(db, {"id": "x", "member": "lab", "accelerators": "H800:1", "entrypoint": "true"})
     run_until(ctl, db, finished)
     with db.session() as s, pytest.raises(ConflictError, match="already ended SUCCEEDED"):
-        jobs.cancel(s, "x", "tester", time.time())
+        jobs.cancel(s, admin(), "x", time.time())
 
 
 def test_reclaim_preempts_the_borrower_which_checkpoints_and_resumes(
@@ -216,5 +217,5 @@ def test_a_job_the_executor_cannot_run_fails_with_the_reason(db: Database, tmp_p
     ctl = Controller(db, RefusesGangs(tmp_path / "exec"), get_policy("alliance"))
     ctl.step()
     with db.session() as s:
-        row = jobs.get(s, "x")
+        row = jobs.get(s, admin(), "x")
         assert row.phase == "FAILED" and "cannot run this here" in row.reason

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..conftest import EXAMPLES
-from .live import free_port
+from ..live import free_port
 
 
 def ray_processes() -> set[int]:

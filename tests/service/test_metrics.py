@@ -6,19 +6,20 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from suanli.api.app import Service, create_app
+from suanli.api.app import create_app
 from suanli.executors.local import LocalProcessExecutor
 from suanli.sched.policy import get_policy
 from suanli.service.auth import create_user
+from suanli.service.context import Service
 from suanli.service.controller import Controller
 from suanli.service.metrics import Metrics
 from suanli.service.pool import create_alliance
 from suanli.spec.alliance_file import loads_alliance
 from suanli.store.database import Database
 
+from ..live import serving
+from ..stack import ALLIANCE
 from ..stepping import run_until
-from .live import serving
-from .test_api import ALLIANCE
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

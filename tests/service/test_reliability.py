@@ -12,7 +12,7 @@ from pathlib import Path
 
 from suanli.sdk.client import ApiError, Client
 
-from .live import free_port, spawn_server
+from ..live import free_port, spawn_server
 
 JOBS = 200
 

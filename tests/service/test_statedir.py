@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from suanli.service.server import ServerConfig, prepare
+from suanli.server import ServerConfig, prepare
 from suanli.service.statedir import StateDirError
 from suanli.spec.alliance_file import load_alliance
 

@@ -15,19 +15,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from suanli.api.app import Service, create_app
+from suanli.api.app import create_app
 from suanli.executors.local import LocalProcessExecutor
 from suanli.sched.policy import get_policy
 from suanli.service import jobs
 from suanli.service.auth import create_user
+from suanli.service.context import Service
 from suanli.service.controller import Controller
 from suanli.service.pool import create_alliance
 from suanli.spec.alliance_file import loads_alliance
-from suanli.store.alliance_rows import read_alliance
 from suanli.store.database import Database
 
-from ..service.live import serving, serving_html
-from ..service.test_api import ALLIANCE
+from ..builders import admin
+from ..live import serving, serving_html
+from ..stack import ALLIANCE
 from ..stepping import run_until
 from .browser import chromium
 
@@ -59,7 +60,7 @@ class Site:
 
     def submit(self, doc: dict[str, Any]) -> None:
         with self.db.session() as s:
-            jobs.submit(s, read_alliance(s)[0], doc, "t", time.time())
+            jobs.submit(s, admin(), doc, time.time())
 
 
 @pytest.fixture
@@ -89,7 +90,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
         st.url = url
         yield st
     with st.db.session() as s:
-        jobs.cancel(s, "busy", "t", time.time())
+        jobs.cancel(s, admin(), "busy", time.time())
     run_until(st.ctl, st.db, lambda r: r["busy"].phase == "CANCELLED")
     st.db.close()
 

@@ -6,13 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from suanli.service.auth import Principal
-from suanli.service.jobs import visible_spec
-from suanli.store.tables import AuditRow, DatasetRow, JobRow, NodeRow
-
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A response: read from the service's result objects' attributes."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
 
 
 class ProblemOut(_Out):
@@ -41,25 +39,6 @@ class JobOut(_Out):
     finished_at: float | None
     placement: dict[str, Any] | None
     spec: dict[str, Any]
-
-    @classmethod
-    def of(cls, r: JobRow, who: Principal) -> JobOut:
-        return cls(
-            id=r.id,
-            member=r.member,
-            name=r.name,
-            phase=r.phase,
-            reason=r.reason,
-            attempt=r.attempt,
-            preemptions=r.preemptions,
-            exit_code=r.exit_code,
-            submitted_by=r.submitted_by,
-            submitted_at=r.submitted_at,
-            started_at=r.started_at,
-            finished_at=r.finished_at,
-            placement=r.placement,
-            spec=visible_spec(r, who),
-        )
 
 
 class JobPage(_Out):
@@ -92,22 +71,6 @@ class NodeOut(_Out):
     #: ``up``, or ``down`` (its Ray node died or its site is unreachable), and why
     health: str
     health_reason: str | None
-
-    @classmethod
-    def of(cls, r: NodeRow, member: str, used: int) -> NodeOut:
-        return cls(
-            id=r.id,
-            site=r.site,
-            member=member,
-            model=r.model,
-            devices=r.devices,
-            used=used,
-            cpu=r.cpu,
-            memory_gb=r.memory_gb,
-            state=r.state,
-            health=r.health,
-            health_reason=r.health_reason,
-        )
 
 
 class MemberOut(_Out):
@@ -152,17 +115,6 @@ class DatasetOut(_Out):
     #: where its files lie, relative to DATA_ROOT/OWNER on the nodes of its sites
     path: str
 
-    @classmethod
-    def of(cls, r: DatasetRow) -> DatasetOut:
-        return cls(
-            id=r.id,
-            owner=r.owner,
-            readers=r.readers,
-            residency_sites=r.residency_sites,
-            residency_members=r.residency_members,
-            path=r.path or r.id,
-        )
-
 
 class AuditOut(_Out):
     id: int
@@ -171,12 +123,6 @@ class AuditOut(_Out):
     action: str
     target: str
     detail: dict[str, Any]
-
-    @classmethod
-    def of(cls, r: AuditRow) -> AuditOut:
-        return cls(
-            id=r.id, at=r.at, actor=r.actor, action=r.action, target=r.target, detail=r.detail
-        )
 
 
 class UserIn(BaseModel):
@@ -235,7 +181,29 @@ class DrainIn(BaseModel):
     model: str | None = Field(default=None, max_length=100)
 
 
+class MoveOut(_Out):
+    job: str
+    #: the models it may move to
+    to: list[str]
+
+
+class StayOut(_Out):
+    job: str
+    reason: str
+
+
 class DrainOut(_Out):
     nodes: list[str]
-    moving: list[dict[str, Any]]
-    staying: list[dict[str, Any]]
+    moving: list[MoveOut]
+    staying: list[StayOut]
+
+
+class VerifyOut(_Out):
+    book: str
+    #: the hash of the book's last record (publish it when a period closes)
+    head: str
+    records: int
+    ok: bool
+    #: the sequence number of the first record that does not check, and why
+    first_bad: int | None
+    reason: str | None

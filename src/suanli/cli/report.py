@@ -9,8 +9,7 @@ from suanli.model.alliance import Alliance
 from suanli.sched.decision import Admit, Preempt
 from suanli.sched.schedule import PassResult
 from suanli.sched.snapshot import Snapshot
-
-from .table import table
+from suanli.text import table
 
 
 def pool_text(alliance: Alliance) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from suanli.cli.exits import fail
 from suanli.errors import ConflictError, Problem, SuanliError, ValidationError
 from suanli.sched.policy import get_policy
 from suanli.sim.metrics import summarize
@@ -45,12 +46,6 @@ def _run(sc: Scenario, policy: str, alone: bool) -> tuple[SimResult, dict[str, A
     sim = Simulation(sc.alliance, sc.jobs, get_policy(policy), sc.params, sc.faults)
     res = sim.run(_progress(policy))
     return res, summarize(res, sc.params, alone=alone)
-
-
-def _fail(exc: SuanliError) -> None:
-    from suanli.cli.main import _fail as fail
-
-    fail(exc)
 
 
 @click.group()
@@ -113,7 +108,7 @@ def sim_run(
         sc = load_scenario(scenario, trace, seed)
         res, summary = _run(sc, policy, not no_alone)
     except SuanliError as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(summary_table([summary]))
     click.echo("")
     click.echo(member_table(summary))
@@ -143,13 +138,13 @@ def _write_book(
             else dt.datetime.now(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         )
     except ValueError:
-        _fail(ValidationError([Problem("ledger-start", f"expected YYYY-MM-DD, got {start!r}")]))
+        fail(ValidationError([Problem("ledger-start", f"expected YYYY-MM-DD, got {start!r}")]))
     book = book_name(scenario, policy, seed)
     db = Database.open(url)
     try:
         with db.session() as s:
             if s.get(LedgerHeadRow, book) is not None:
-                _fail(ConflictError(f"the ledger already has a book {book!r}"))
+                fail(ConflictError(f"the ledger already has a book {book!r}"))
             records = book_records(res, book, day.timestamp())
             append(s, records)
     finally:
@@ -182,7 +177,7 @@ def sim_compare(
             get_policy(name)
         runs = [_run(sc, name, not no_alone) for name in names]
     except SuanliError as exc:
-        _fail(exc)
+        fail(exc)
     summaries = [s for _, s in runs]
     click.echo(summary_table(summaries))
     if json_path:

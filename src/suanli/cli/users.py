@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from suanli.cli.service import _api, _out, as_json_option, connection
+from suanli.cli.client import api, as_json_option, connection, out
 from suanli.sdk.client import Client
 
 ROLES = ["alliance-admin", "member-admin", "member-user", "viewer"]
@@ -31,8 +31,8 @@ def _when(t: float | None) -> str:
 @as_json_option
 def users_list(url: str | None, token: str | None, as_json: bool) -> None:
     """The users you may manage (alliance admins: all; member admins: their member's)."""
-    rows: list[dict[str, Any]] = _api(lambda c: c.users(), url, token)
-    _out(
+    rows: list[dict[str, Any]] = api(lambda c: c.users(), url, token)
+    out(
         rows,
         as_json,
         ["NAME", "ROLE", "MEMBER", "TOKENS", "EXPIRES (UTC)"],
@@ -66,9 +66,9 @@ def users_create(
     def create(c: Client) -> dict[str, Any]:
         return c.create_user(name, role, member, expires_in_days)
 
-    made: dict[str, Any] = _api(create, url, token)
+    made: dict[str, Any] = api(create, url, token)
     if as_json:
-        _out(made, True, [], [])
+        out(made, True, [], [])
     else:
         click.echo(f"user {made['name']} ({made['role']}) token, shown once: {made['token']}")
 
@@ -79,9 +79,9 @@ def users_create(
 @as_json_option
 def users_revoke(name: str, url: str | None, token: str | None, as_json: bool) -> None:
     """Every token of NAME stops working now, and its dashboard sessions end."""
-    done: dict[str, Any] = _api(lambda c: c.revoke_user(name), url, token)
+    done: dict[str, Any] = api(lambda c: c.revoke_user(name), url, token)
     if as_json:
-        _out(done, True, [], [])
+        out(done, True, [], [])
     else:
         click.echo(f"revoked {done['revoked']} token(s) of {name}")
 
@@ -95,8 +95,8 @@ def users_rotate(
     name: str, expires_in_days: float | None, url: str | None, token: str | None, as_json: bool
 ) -> None:
     """A new token for NAME (printed once); its other tokens stop working."""
-    done: dict[str, Any] = _api(lambda c: c.rotate_token(name, expires_in_days), url, token)
+    done: dict[str, Any] = api(lambda c: c.rotate_token(name, expires_in_days), url, token)
     if as_json:
-        _out(done, True, [], [])
+        out(done, True, [], [])
     else:
         click.echo(f"new token of {name}, shown once: {done['token']}")

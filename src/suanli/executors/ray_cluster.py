@@ -95,6 +95,9 @@ class LocalRayCluster:
         self.token = token or secrets.token_hex(24)
         self.gcs_port = _free_port()
         self.dashboard_port = _free_port()
+        #: the head's two metrics servers (Ray's defaults are fixed ports: two clusters on one
+        #: machine would fight over them)
+        self.metrics_ports = (_free_port(), _free_port())
         self.temp_dir = Path(tempfile.mkdtemp(prefix="suanli-ray-"))
         #: what every process of this cluster carries in its environment (see ``MARK``)
         self.mark = f"{MARK}={self.temp_dir.name}-{secrets.token_hex(8)}"
@@ -120,6 +123,8 @@ class LocalRayCluster:
             "RAY_AUTH_TOKEN": self.token,
             "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # (see RAY_START)
+            "DASHBOARD_METRIC_PORT": str(self.metrics_ports[0]),
+            "AUTOSCALER_METRIC_PORT": str(self.metrics_ports[1]),
             # drivers started under ``uv run`` must not ship the working directory around
             "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
             "RAY_JOB_STOP_WAIT_TIME_S": str(int(self.stop_grace_s)),

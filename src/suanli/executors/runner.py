@@ -31,11 +31,11 @@ import threading
 import time
 from pathlib import Path
 
+from suanli.errors import SandboxError
 from suanli.executors.sandbox import (
     Layout,
     Sandbox,
     SandboxConfig,
-    SandboxError,
     base_env,
     member_account,
     prepare,

@@ -48,6 +48,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from suanli.errors import SandboxError
+
 #: where a sandboxed run finds its directories
 WORK = "/job"
 CHECKPOINT = "/checkpoint"
@@ -83,10 +85,6 @@ SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 class SandboxMode(StrEnum):
     BWRAP = "bwrap"
     NONE = "none"
-
-
-class SandboxError(RuntimeError):
-    """The sandbox cannot be set up on this machine (bubblewrap missing or not working)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,16 +21,24 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 
 GENESIS = "0" * 64
-KINDS = ("usage", "capacity")
 SECONDS_PER_HOUR = 3600.0
+
+
+class Kind(StrEnum):
+    """What a record says: a member's use of devices, or a member's offer of them."""
+
+    USAGE = "usage"
+    CAPACITY = "capacity"
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
     book: str
-    kind: str
+    #: a :class:`Kind` (a string in the chain's payload: the hash is over ``"usage"``)
+    kind: Kind
     member: str
     provider: str
     model: str

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suanli.errors import Problem, ValidationError
+from suanli.ledger.record import Kind
 
 _PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -83,7 +84,7 @@ class Statement:
                 return
             share = units * (hi - lo) / (end - start)
         self.records += 1
-        if kind == "capacity":
+        if kind == Kind.CAPACITY:
             if member == self.member:
                 self.contributed[model] += share
             return

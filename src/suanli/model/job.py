@@ -56,10 +56,6 @@ class JobSpec:
     #: and handed only to the job's runs as environment variables)
     secrets: tuple[str, ...] = ()
 
-    @property
-    def multi_node(self) -> bool:
-        return self.gang.nodes > 1
-
 
 class Phase(StrEnum):
     PENDING = "PENDING"

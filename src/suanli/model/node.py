@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from suanli.model.ids import ModelId, NodeId, SiteId
+
+
+class NodeState(StrEnum):
+    """What its member wants of a node: ``active`` takes jobs; ``draining`` keeps its running
+    jobs and takes no new ones."""
+
+    ACTIVE = "active"
+    DRAINING = "draining"
+
+
+class NodeHealth(StrEnum):
+    """What the executor last said of a node: ``down`` (its Ray node died, its site has been
+    silent past the timeout) takes no jobs until it is ``up`` again."""
+
+    UP = "up"
+    DOWN = "down"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,17 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from suanli.errors import NotFoundError
 from suanli.sched.context import PassContext
 
+#: the grace period of a policy that states none (seconds)
+DEFAULT_GRACE_S = 300.0
+
 
 class Policy(Protocol):
     name: ClassVar[str]
+    #: seconds a stopped job gets to checkpoint before it is killed (preemptions, drains)
+    grace_s: float
+    #: also run a pass every this many seconds while jobs wait (Gavel's rounds); None: a pass
+    #: only when something changed
+    round_s: ClassVar[float | None]
 
     def run(self, ctx: PassContext) -> None:
         """Decide admissions and preemptions for one pass."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from enum import Enum
+from typing import ClassVar
 
 from suanli.model.ids import MemberId, ModelId
 from suanli.sched.context import PassContext, shape
@@ -98,6 +99,7 @@ class GuaranteedSharing:
     """
 
     guarantee_word: str = "guarantee"
+    round_s: ClassVar[float | None] = None
 
     def __init__(self, grace_s: float = 300.0, max_skips: int = 64) -> None:
         self.grace_s = grace_s

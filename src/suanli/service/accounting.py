@@ -19,10 +19,11 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.ledger.record import Record, units_of
+from suanli.ledger.record import Kind, Record, units_of
 from suanli.model.alliance import Alliance
 from suanli.model.ids import NodeId
 from suanli.model.job import Phase
+from suanli.model.node import NodeHealth, NodeState
 from suanli.store.alliance_rows import read_alliance
 from suanli.store.codec import placement_from_json
 from suanli.store.ledger_rows import REAL, append, head
@@ -50,7 +51,7 @@ def usage_records(
     return [
         Record(
             book,
-            "usage",
+            Kind.USAGE,
             row.member,
             provider,
             placement.model,
@@ -96,7 +97,9 @@ class Accountant:
         if since is not None and now > since:
             devices: dict[tuple[str, str], int] = defaultdict(int)
             units: dict[tuple[str, str], float] = defaultdict(float)
-            offering = select(NodeRow.id).where(NodeRow.state == "active", NodeRow.health == "up")
+            offering = select(NodeRow.id).where(
+                NodeRow.state == NodeState.ACTIVE.value, NodeRow.health == NodeHealth.UP.value
+            )
             for node_id in s.scalars(offering):
                 node = alliance.nodes.get(NodeId(node_id))
                 if node is None:
@@ -105,7 +108,7 @@ class Accountant:
                 devices[key] += node.devices
                 units[key] += units_of(node.devices, alliance.nu_per_device(node), now - since)
             records += [
-                Record(REAL, "capacity", m, m, model, devices[(m, model)], since, now, u)
+                Record(REAL, Kind.CAPACITY, m, m, model, devices[(m, model)], since, now, u)
                 for (m, model), u in sorted(units.items())
             ]
         h.capacity_until = now

@@ -51,13 +51,26 @@ class Principal:
         """Jobs and logs of ``member``."""
         return self.admin or self.member == member
 
+    @property
+    def sees_all_members(self) -> bool:
+        """Alliance admins and viewers see every member's jobs' metadata and queue."""
+        return self.admin or self.role is Role.VIEWER
+
     def can_see_job_metadata(self, member: str) -> bool:
-        return self.admin or self.role is Role.VIEWER or self.member == member
+        return self.sees_all_members or self.member == member
+
+    def visible_members(self, wanted: set[str] | None) -> set[str] | None:
+        """Of the members ``wanted`` (None: all), those whose jobs this principal may see
+        (None: all of them)."""
+        if self.sees_all_members:
+            return wanted
+        own = {self.member or ""}
+        return own if wanted is None else wanted & own
 
     def require_books(self, member: str) -> None:
         """A member's ledger statement: alliance admins and viewers read every member's,
         members their own."""
-        if not (self.admin or self.role is Role.VIEWER or self.member == member):
+        if not self.can_see_job_metadata(member):
             raise PermissionDeniedError(
                 f"{self.name} may not read the ledger statement of member {member!r}"
             )
@@ -87,6 +100,8 @@ def token_hash(token: str) -> str:
 MAX_TOKEN_LIFE_S = 10 * 365 * 86400.0
 #: how long a dashboard session lasts
 SESSION_LIFE_S = 12 * 3600.0
+#: the dashboard session's cookie (it authorizes reads only)
+SESSION_COOKIE = "suanli_session"
 
 
 def _principal(s: Session, user: str) -> Principal:
@@ -263,12 +278,16 @@ def rotate(
 # -- dashboard sessions --------------------------------------------------------------------
 @dataclass(frozen=True)
 class WebSession:
+    """A dashboard session: the cookie's value (``id``), the token its forms carry, when it
+    ends, and whose it is."""
+
     id: str
     csrf: str
     expires_at: float
+    who: Principal
 
 
-def open_session(s: Session, token: str, now: float) -> tuple[Principal, WebSession]:
+def open_session(s: Session, token: str, now: float) -> WebSession:
     """Sign in to the dashboard with a bearer token: a new server-side session."""
     who = authenticate(s, token, now)
     sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -280,17 +299,17 @@ def open_session(s: Session, token: str, now: float) -> tuple[Principal, WebSess
         )
     )
     record(s, now, who.name, "session.open", f"user/{who.name}")
-    return who, WebSession(sid, csrf, expires)
+    return WebSession(sid, csrf, expires, who)
 
 
-def session_principal(s: Session, sid: str | None, now: float) -> tuple[Principal, str]:
-    """The user of a dashboard session and its CSRF token."""
+def find_session(s: Session, sid: str | None, now: float) -> WebSession:
+    """The live dashboard session whose cookie is ``sid``."""
     if not sid:
         raise UnauthenticatedError("not signed in")
     row = s.get(SessionRow, token_hash(sid))
     if row is None or row.expires_at <= now:
         raise UnauthenticatedError("the session has ended: sign in again")
-    return _principal(s, row.user), row.csrf
+    return WebSession(sid, row.csrf, row.expires_at, _principal(s, row.user))
 
 
 def close_session(s: Session, sid: str | None, now: float) -> None:

@@ -31,9 +31,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanli.errors import CannotRunError
@@ -41,17 +40,20 @@ from suanli.executors.base import Executor, RunPhase, RunRequest, RunState
 from suanli.model.alliance import Alliance
 from suanli.model.ids import JobId, NodeId
 from suanli.model.job import Phase
+from suanli.model.node import NodeHealth
 from suanli.sched.decision import Admit, Preempt
 from suanli.sched.policy import Policy
 from suanli.sched.schedule import schedule
+from suanli.service import lifecycle
 from suanli.service.accounting import Accountant
 from suanli.service.audit import record
+from suanli.service.lifecycle import Outcome
 from suanli.service.metrics import Metrics
 from suanli.service.vault import Vault, VaultError
 from suanli.store.alliance_rows import bump_revision, read_alliance
-from suanli.store.codec import placement_from_json, placement_to_json, spec_from_json
+from suanli.store.codec import placement_from_json, spec_from_json
 from suanli.store.database import Database
-from suanli.store.snapshot import ACTIVE, build_snapshot
+from suanli.store.snapshot import ACTIVE, build_snapshot, set_pending_reasons
 from suanli.store.tables import JobRow, NodeRow
 
 log = logging.getLogger("suanli.controller")
@@ -68,6 +70,14 @@ class StepReport:
     fenced: list[str] = field(default_factory=list)
     pass_s: float = 0.0
     pending: int = 0
+
+
+@dataclass
+class _Plan:
+    """What a step decided to carry out once its decisions are committed."""
+
+    starts: list[RunRequest] = field(default_factory=list)
+    stops: list[tuple[JobId, int, float]] = field(default_factory=list)
 
 
 class Controller:
@@ -92,66 +102,94 @@ class Controller:
         #: stale runs being stopped (their attempt was replaced while their site was away)
         self._fencing: set[tuple[JobId, int]] = set()
 
+    # -- the step --------------------------------------------------------------------------
+    def step(self) -> StepReport:
+        """One reconcile step (see the module's docstring); each stage commits on its own."""
+        report = StepReport()
+        now = self.clock()
+        self._record_health(now)  # 0. nodes up or down
+        self._start_all(self._observe(now, report), report)  # 1. observe (and resume starts)
+        self._account(now)
+        plan = self._decide(now, report)  # 2. decide, and record every decision
+        self._start_all(plan.starts, report)  # 3. act: start, then stop
+        self._stop_all(plan.stops)
+        self._publish(report)
+        return report
+
     # -- 0. node health --------------------------------------------------------------------
-    def _health(self, s: Session, now: float) -> None:
+    def _record_health(self, now: float) -> None:
         health = self.executor.node_health()
         if not health:
             return
-        changed = False
-        for row in s.scalars(select(NodeRow).where(NodeRow.id.in_(list(health)))):
-            why = health[NodeId(row.id)]
-            want = "up" if why is None else "down"
-            if row.health != want:
-                row.health, row.health_reason, row.health_since = want, why, now
-                record(s, now, ACTOR, f"node.{want}", f"node/{row.id}", reason=why)
-                log.warning("node %s is %s%s", row.id, want, f": {why}" if why else "")
-                changed = True
-        if changed:
-            bump_revision(s)
+        with self.db.session() as s:
+            changed = False
+            for row in s.scalars(select(NodeRow).where(NodeRow.id.in_(list(health)))):
+                why = health[NodeId(row.id)]
+                want = NodeHealth.UP if why is None else NodeHealth.DOWN
+                if row.health != want:
+                    row.health, row.health_reason, row.health_since = want.value, why, now
+                    record(s, now, ACTOR, f"node.{want}", f"node/{row.id}", reason=why)
+                    log.warning("node %s is %s%s", row.id, want, f": {why}" if why else "")
+                    changed = True
+            if changed:
+                bump_revision(s)
 
     # -- 1. observe ------------------------------------------------------------------------
-    def _observe(self, s: Session, now: float, report: StepReport) -> list[RunRequest]:
+    def _observe(self, now: float, report: StepReport) -> list[RunRequest]:
+        """Record what every run is doing; returns the runs of ADMITTED jobs that have none
+        (the controller died between recording the admission and starting it)."""
         observed = self.executor.observe()
         report.observed = len(observed)
         to_start: list[RunRequest] = []
-        alliance = read_alliance(s)[0]
-        down = {NodeId(n) for n in s.scalars(select(NodeRow.id).where(NodeRow.health != "up"))}
-        current: set[tuple[JobId, int]] = set()
-        for row in s.scalars(select(JobRow).where(JobRow.phase.in_(ACTIVE))):
-            key = (JobId(row.id), row.attempt)
-            current.add(key)
-            st = observed.get(key)
-            if st is None:
-                if row.phase == Phase.ADMITTED.value:
-                    if row.stop_requested:  # never started, no need to: back or gone
-                        self._ended(s, row, None, now, report)
-                    elif self._placed_on(row, down):
-                        self._ended(s, row, None, now, report, lost=True)
-                    else:
-                        self._to_start(s, row, alliance, to_start, now, report)
-                else:  # RUNNING, and the executor knows nothing of it
-                    self._ended(s, row, None, now, report, lost=True)
-            elif st.phase is RunPhase.UNKNOWN:
-                continue  # its site is silent: wait for it, or for its timeout
-            elif st.phase is RunPhase.PENDING:
-                # Ray cannot stop a job that has not started: a run to be stopped, or whose
-                # node went down before it started, is left behind (its stop is queued in
-                # Ray, and should it start anyway it is fenced) and the job moves on.
-                if row.stop_requested or self._placed_on(row, down):
-                    try:  # queued in Ray until the run starts; if it fails, fencing stops it
-                        self.executor.stop(key[0], key[1], 0.0)
-                    except Exception:
-                        log.warning("queueing the stop of %s attempt %d failed", *key)
-                    self._ended(s, row, None, now, report, lost=not row.stop_requested)
-            elif st.phase is RunPhase.RUNNING:
-                if row.phase == Phase.ADMITTED.value:
-                    row.phase = Phase.RUNNING.value
-                    row.started_at = st.started_at or now
-                    row.reason = "running"
-            else:
-                self._ended(s, row, st, now, report, lost=st.phase is RunPhase.LOST)
-        self._fence(s, observed, current, now, report)
+        with self.db.session() as s:
+            alliance = read_alliance(s)[0]
+            sick = select(NodeRow.id).where(NodeRow.health != NodeHealth.UP.value)
+            down = {NodeId(n) for n in s.scalars(sick)}
+            current: set[tuple[JobId, int]] = set()
+            for row in s.scalars(select(JobRow).where(JobRow.phase.in_(ACTIVE))):
+                key = (JobId(row.id), row.attempt)
+                current.add(key)
+                self._reconcile(s, row, observed.get(key), down, now, report, alliance, to_start)
+            self._fence(s, observed, current, now, report)
         return to_start
+
+    def _reconcile(
+        self,
+        s: Session,
+        row: JobRow,
+        st: RunState | None,
+        down: set[NodeId],
+        now: float,
+        report: StepReport,
+        alliance: Alliance,
+        to_start: list[RunRequest],
+    ) -> None:
+        """Bring one active job in line with what its run is doing."""
+        if st is None:
+            if row.phase != Phase.ADMITTED.value:  # RUNNING, and the executor knows nothing of it
+                self._ended(s, row, None, now, report, lost=True)
+            elif row.stop_requested:  # never started, no need to: back or gone
+                self._ended(s, row, None, now, report)
+            elif self._placed_on(row, down):
+                self._ended(s, row, None, now, report, lost=True)
+            else:
+                self._to_start(s, row, alliance, to_start, now, report)
+        elif st.phase is RunPhase.UNKNOWN:
+            return  # its site is silent: wait for it, or for its timeout
+        elif st.phase is RunPhase.PENDING:
+            # Ray cannot stop a job that has not started: a run to be stopped, or whose node
+            # went down before it started, is left behind (its stop is queued in Ray, and
+            # should it start anyway it is fenced) and the job moves on.
+            if row.stop_requested or self._placed_on(row, down):
+                try:
+                    self.executor.stop(JobId(row.id), row.attempt, 0.0)
+                except Exception:
+                    log.warning("queueing the stop of %s attempt %d failed", row.id, row.attempt)
+                self._ended(s, row, None, now, report, lost=not row.stop_requested)
+        elif st.phase is RunPhase.RUNNING:
+            lifecycle.started(row, st.started_at or now)
+        else:
+            self._ended(s, row, st, now, report, lost=st.phase is RunPhase.LOST)
 
     @staticmethod
     def _placed_on(row: JobRow, nodes: set[NodeId]) -> bool:
@@ -190,64 +228,68 @@ class Controller:
         report: StepReport,
         lost: bool = False,
     ) -> None:
-        """The current attempt of ``row`` is over: record the outcome."""
+        """The current attempt of ``row`` is over: account for it and record the outcome."""
         code = st.exit_code if st is not None else None
         ended_at = (st.finished_at if st is not None else None) or now
         # a run may start and end between two observations: the executor knows it started
         started = row.started_at if row.phase == Phase.RUNNING.value else None
         self.accountant.run_ended(s, row, started or (st.started_at if st else None), ended_at)
-        if row.cancel_requested:
-            phase, reason = Phase.CANCELLED, "cancelled; its run stopped"
-        elif row.stop_requested or lost:
-            phase = Phase.PENDING
-            reason = (
-                "preempted; back in the queue, resumes from its checkpoint"
-                if row.stop_requested
-                else "its run was lost (its node, site or supervisor died); back in the queue"
-            )
-        elif code == 0:
-            phase, reason = Phase.SUCCEEDED, "exited 0"
-        else:
-            phase, reason = Phase.FAILED, f"exited {code}"
-        record(
-            s,
-            now,
-            ACTOR,
-            f"job.{phase.value.lower()}",
-            f"job/{row.id}",
-            attempt=row.attempt,
-            exit_code=code,
-        )
-        log.info(
-            "%s %s (attempt %d): %s",
-            row.id,
-            phase.value.lower(),
-            row.attempt,
-            reason,
-            extra={
-                "event": f"job.{phase.value.lower()}",
-                "job": row.id,
-                "member": row.member,
-                "attempt": row.attempt,
-                "exit_code": code,
-            },
-        )
-        row.exit_code = code
-        row.stop_requested = False
-        row.stop_deadline = None
-        row.reason = reason
+        phase = lifecycle.ended(s, row, Outcome(code, lost), ACTOR, now)
         if phase is Phase.PENDING:
-            row.phase = Phase.PENDING.value
-            row.placement = None
-            row.preemptions += 1
             report.requeued.append(row.id)
-        else:
-            row.phase = phase.value
-            row.finished_at = now
+        elif phase is not None:
             report.finished.append(row.id)
         if st is not None and st.phase is RunPhase.EXITED:
             # a lost run is not forgotten: should it turn up again, it is fenced
             self.executor.forget(JobId(row.id), row.attempt)
+
+    def _account(self, now: float) -> None:
+        with self.db.session() as s:
+            self.accountant.flush(s, now)
+
+    # -- 2. decide -------------------------------------------------------------------------
+    def _decide(self, now: float, report: StepReport) -> _Plan:
+        """One pass of the scheduler over the state in the database; every decision is
+        recorded (and committed) before anything is carried out."""
+        plan = _Plan()
+        with self.db.session() as s:
+            alliance, draining = read_alliance(s)
+            snap = build_snapshot(s, alliance, draining, now)
+            report.pending = len(snap.pending)
+            t0 = time.perf_counter()
+            result = schedule(snap, self.policy)
+            report.pass_s = time.perf_counter() - t0
+            if self.metrics is not None:
+                self.metrics.pool(snap)
+            decided = {d.job for d in result.decisions}
+            rows = {r.id: r for r in s.scalars(select(JobRow).where(JobRow.id.in_(decided)))}
+            for d in result.decisions:
+                row = rows[d.job]
+                if isinstance(d, Admit):
+                    if lifecycle.admit(s, row, d.placement, d.reason, ACTOR, now):
+                        self._to_start(s, row, alliance, plan.starts, now, report)
+                        report.admitted.append(row.id)
+                elif isinstance(d, Preempt):
+                    why = f"preempting: {d.reason}"
+                    if lifecycle.request_stop(s, row, why, now + d.grace_s, ACTOR, now):
+                        report.preempted.append(row.id)
+            # why the examined jobs wait (the others' reasons are derived when asked for)
+            set_pending_reasons(
+                s,
+                {
+                    j: why
+                    for j, why in result.reasons.items()
+                    if j not in rows and j in snap.pending
+                },
+            )
+            plan.stops = [
+                (JobId(r.id), r.attempt, max(0.0, (r.stop_deadline or now) - now))
+                for r in s.scalars(
+                    select(JobRow).where(JobRow.phase.in_(ACTIVE), JobRow.stop_requested)
+                )
+            ]
+        plan.stops += [(j, a, 0.0) for j, a in sorted(self._fencing)]
+        return plan
 
     def _request(self, row: JobRow, alliance: Alliance) -> RunRequest:
         spec = spec_from_json(row.spec)
@@ -282,114 +324,6 @@ class Controller:
             },
         )
 
-    # -- the step --------------------------------------------------------------------------
-    def step(self) -> StepReport:
-        report = StepReport()
-        now = self.clock()
-        with self.db.session() as s:
-            self._health(s, now)
-        with self.db.session() as s:
-            to_start = self._observe(s, now, report)
-        with self.db.session() as s:
-            self.accountant.flush(s, now)
-        self._start_all(to_start, report)
-        starts: list[RunRequest] = []
-        stops: list[tuple[str, int, float]] = []
-        with self.db.session() as s:
-            alliance, draining = read_alliance(s)
-            snap = build_snapshot(s, alliance, draining, now)
-            report.pending = len(snap.pending)
-            t0 = time.perf_counter()
-            result = schedule(snap, self.policy)
-            report.pass_s = time.perf_counter() - t0
-            if self.metrics is not None:
-                self.metrics.pool(snap)
-            rows = {
-                r.id: r
-                for r in s.scalars(
-                    select(JobRow).where(JobRow.id.in_([d.job for d in result.decisions]))
-                )
-            }
-            for d in result.decisions:
-                row = rows[d.job]
-                if isinstance(d, Admit):
-                    row.phase = Phase.ADMITTED.value
-                    row.attempt += 1
-                    row.placement = placement_to_json(d.placement)
-                    row.accounted_until = None
-                    row.reason = f"admitted: {d.reason}" if d.reason else "admitted"
-                    row.exit_code = None
-                    record(
-                        s,
-                        now,
-                        ACTOR,
-                        "job.admit",
-                        f"job/{row.id}",
-                        attempt=row.attempt,
-                        placement=str(d.placement),
-                    )
-                    self._to_start(s, row, alliance, starts, now, report)
-                    report.admitted.append(row.id)
-                    log.info(
-                        "admitted %s",
-                        row.id,
-                        extra={
-                            "event": "job.admit",
-                            "job": row.id,
-                            "member": row.member,
-                            "attempt": row.attempt,
-                            "placement": str(d.placement),
-                        },
-                    )
-                elif isinstance(d, Preempt):
-                    row.stop_requested = True
-                    row.stop_deadline = now + d.grace_s
-                    row.reason = f"preempting: {d.reason}"
-                    record(s, now, ACTOR, "job.preempt", f"job/{row.id}", reason=d.reason)
-                    report.preempted.append(row.id)
-                    log.info(
-                        "preempting %s: %s",
-                        row.id,
-                        d.reason,
-                        extra={"event": "job.preempt", "job": row.id, "member": row.member},
-                    )
-            # why the examined jobs wait (the others' reasons are derived when asked for)
-            waiting = [
-                {"jid": jid, "why": why}
-                for jid, why in result.reasons.items()
-                if jid not in rows and jid in snap.pending
-            ]
-            if waiting:
-                table = cast(Table, JobRow.__table__)
-                s.connection().execute(
-                    update(table)
-                    .where(table.c.id == bindparam("jid"), table.c.phase == Phase.PENDING.value)
-                    .values(reason=bindparam("why")),
-                    waiting,
-                )
-            stops = [
-                (r.id, r.attempt, max(0.0, (r.stop_deadline or now) - now))
-                for r in s.scalars(
-                    select(JobRow).where(JobRow.phase.in_(ACTIVE), JobRow.stop_requested)
-                )
-            ]
-        self._start_all(starts, report)
-        if self.metrics is not None:
-            self.metrics.step(
-                len(report.admitted),
-                len(report.preempted),
-                len(report.requeued),
-                len(set(report.fenced)),
-                report.pass_s,
-            )
-        stops += [(j, a, 0.0) for j, a in sorted(self._fencing)]
-        for jid, attempt, grace in stops:
-            try:
-                self.executor.stop(JobId(jid), attempt, grace)
-            except Exception:  # an unreachable site: the stop is repeated next step
-                log.warning("stopping %s attempt %d failed; retrying", jid, attempt, exc_info=True)
-        return report
-
     def _to_start(
         self,
         s: Session,
@@ -403,18 +337,10 @@ class Controller:
         try:
             out.append(self._request(row, alliance))
         except CannotRunError as exc:
-            self._cannot_run(s, row, exc, now, report)
+            if lifecycle.fail(s, row, str(exc), ACTOR, now):
+                report.finished.append(row.id)
 
-    def _cannot_run(
-        self, s: Session, row: JobRow, exc: Exception, now: float, report: StepReport
-    ) -> None:
-        row.phase = Phase.FAILED.value
-        row.reason = f"the executor cannot run it: {exc}"
-        row.finished_at = now
-        record(s, now, ACTOR, "job.failed", f"job/{row.id}", attempt=row.attempt, error=str(exc))
-        log.warning("%s failed: it cannot run: %s", row.id, exc)
-        report.finished.append(row.id)
-
+    # -- 3. act ----------------------------------------------------------------------------
     def _start_all(self, requests: list[RunRequest], report: StepReport) -> None:
         """Start runs. One the executor cannot run at all (:class:`CannotRunError`) fails its
         job with the reason; any other error (an unreachable cluster) is logged and the start
@@ -425,10 +351,31 @@ class Controller:
             except CannotRunError as exc:
                 with self.db.session() as s:
                     row = s.scalars(select(JobRow).where(JobRow.id == req.job)).one()
-                    if row.attempt == req.attempt and row.phase == Phase.ADMITTED.value:
-                        self._cannot_run(s, row, exc, self.clock(), report)
+                    if row.attempt == req.attempt and lifecycle.fail(
+                        s, row, str(exc), ACTOR, self.clock()
+                    ):
+                        report.finished.append(row.id)
             except Exception:
                 log.exception("starting %s attempt %d failed; retrying", req.job, req.attempt)
+
+    def _stop_all(self, stops: list[tuple[JobId, int, float]]) -> None:
+        """Ask runs to stop (repeated every step until they have: an unreachable site's stop
+        is retried)."""
+        for jid, attempt, grace in stops:
+            try:
+                self.executor.stop(jid, attempt, grace)
+            except Exception:
+                log.warning("stopping %s attempt %d failed; retrying", jid, attempt, exc_info=True)
+
+    def _publish(self, report: StepReport) -> None:
+        if self.metrics is not None:
+            self.metrics.step(
+                len(report.admitted),
+                len(report.preempted),
+                len(report.requeued),
+                len(set(report.fenced)),
+                report.pass_s,
+            )
 
     def drained(self) -> set[NodeId]:
         with self.db.session() as s:

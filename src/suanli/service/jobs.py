@@ -1,4 +1,6 @@
-"""Service functions for jobs: submit, read, list, cancel. Each is one transaction."""
+"""Service functions for jobs: submit, read, list, cancel, logs. Each takes the principal and
+authorizes it; each is one transaction (the caller's session). A job's phase changes only in
+:mod:`suanli.service.lifecycle`."""
 
 from __future__ import annotations
 
@@ -9,90 +11,87 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from suanli.errors import ConflictError, NotFoundError, Problem, ValidationError
-from suanli.model.alliance import Alliance
+from suanli.errors import (
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    Problem,
+    ValidationError,
+)
+from suanli.executors.base import Executor
 from suanli.model.ids import JobId
 from suanli.model.job import Phase
-from suanli.service.audit import record
+from suanli.service import lifecycle
 from suanli.service.auth import Principal
 from suanli.service.vault import Vault
 from suanli.spec.job_file import parse_jobs
-from suanli.store.codec import spec_to_json
+from suanli.store.alliance_rows import read_alliance
 from suanli.store.tables import JobRow
 
 MAX_PAGE = 1000
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[JobRow]
-    total: int
-    next_after: int | None
-
-
-def submit(
-    s: Session,
-    alliance: Alliance,
-    document: Any,
-    actor: str,
-    now: float,
-    vault: Vault | None = None,
-) -> list[JobRow]:
-    """Validate a job document (one job or ``{jobs: [...]}``) against the alliance and queue
-    every job in it, or none. A job without ``id`` gets ``MEMBER-XXXXXXXX`` (random hex). Its
-    secrets are sealed by ``vault`` and kept apart from the spec."""
-    specs = parse_jobs(document, "job", alliance)
-    items = _items(document)
-    sealed: list[str | None] = []
-    for k, (sp, item) in enumerate(zip(specs, items, strict=True)):
-        if not sp.secrets:
-            sealed.append(None)
-            continue
-        if vault is None:
-            where = f"jobs.{k}.secrets" if len(items) > 1 else "secrets"
-            raise ValidationError([Problem(where, "this server keeps no secrets")], "job")
-        sealed.append(vault.seal({str(n): str(v) for n, v in item["secrets"].items()}))
-    given_ids = [isinstance(i, dict) and i.get("id") is not None for i in items]
-    given_names = [isinstance(i, dict) and bool(i.get("name")) for i in items]
-    fresh = []
-    for parsed, has_id, has_name in zip(specs, given_ids, given_names, strict=True):
-        if has_id:
-            fresh.append(parsed)
-            continue
-        new_id = JobId(f"{parsed.member}-{secrets.token_hex(4)}")
-        fresh.append(replace(parsed, id=new_id, name=parsed.name if has_name else new_id))
-    specs = fresh
-    ids = [sp.id for sp in specs]
-    clashes = sorted(s.scalars(select(JobRow.id).where(JobRow.id.in_(ids))).all())
-    if clashes:
-        raise ConflictError(f"job id(s) already exist: {', '.join(clashes)}")
-    rows = []
-    for sp, secret in zip(specs, sealed, strict=True):
-        row = JobRow(
-            id=sp.id,
-            member=sp.member,
-            name=sp.name,
-            spec=spec_to_json(sp),
-            phase=Phase.PENDING.value,
-            reason="submitted; waiting for the next scheduling pass",
-            submitted_by=actor,
-            submitted_at=now,
-            secrets=secret,
-        )
-        s.add(row)
-        record(s, now, actor, "job.submit", f"job/{row.id}", member=sp.member)
-        rows.append(row)
-    s.flush()
-    return rows
-
-
 #: what others see instead of a job's variables' values
 HIDDEN = "(hidden)"
 
 
-def visible_spec(row: JobRow, who: Principal) -> dict[str, Any]:
-    """The job's spec as ``who`` may see it: the values of its ``env_vars`` only for its own
-    member and alliance admins (secrets are never in the spec, only their names)."""
+@dataclass(frozen=True)
+class JobView:
+    """A job as one principal may see it (the values of its ``env_vars`` hidden from anyone
+    but its member and alliance admins; its secrets never in it, only their names)."""
+
+    id: str
+    member: str
+    name: str
+    phase: str
+    reason: str
+    attempt: int
+    preemptions: int
+    exit_code: int | None
+    submitted_by: str
+    submitted_at: float
+    started_at: float | None
+    finished_at: float | None
+    placement: dict[str, Any] | None
+    spec: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: JobRow, who: Principal) -> JobView:
+        return cls(
+            id=row.id,
+            member=row.member,
+            name=row.name,
+            phase=row.phase,
+            reason=row.reason,
+            attempt=row.attempt,
+            preemptions=row.preemptions,
+            exit_code=row.exit_code,
+            submitted_by=row.submitted_by,
+            submitted_at=row.submitted_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            placement=row.placement,
+            spec=_visible_spec(row, who),
+        )
+
+
+@dataclass(frozen=True)
+class JobPage:
+    items: list[JobView]
+    total: int
+    next_after: int | None
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """A run's output from ``offset``: the bytes, where the next read starts, which attempt,
+    and whether the job has ended (no more will come)."""
+
+    data: bytes
+    next_offset: int
+    attempt: int
+    done: bool
+
+
+def _visible_spec(row: JobRow, who: Principal) -> dict[str, Any]:
     spec = row.spec
     env = (spec.get("runtime_env") or {}).get("env_vars")
     if not env or who.can_read_member(row.member):
@@ -108,27 +107,82 @@ def _items(document: Any) -> list[Any]:
     return [document]
 
 
-def get(s: Session, job_id: str) -> JobRow:
-    row = s.scalars(select(JobRow).where(JobRow.id == job_id)).first()
-    if row is None:
+def submit(
+    s: Session, who: Principal, document: Any, now: float, vault: Vault | None = None
+) -> list[JobView]:
+    """Validate a job document (one job or ``{jobs: [...]}``) against the alliance and queue
+    every job in it, or none: jobs of ``who``'s own member only (alliance admins: any). A job
+    without ``id`` gets ``MEMBER-XXXXXXXX`` (random hex). Its secrets are sealed by ``vault``
+    and kept apart from the spec."""
+    who.require_writer("submit jobs")
+    items = _items(document)
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("member"), str):
+            who.require_member(item["member"], "submit jobs")
+    specs = parse_jobs(document, "job", read_alliance(s)[0])
+    sealed: list[str | None] = []
+    for k, (sp, item) in enumerate(zip(specs, items, strict=True)):
+        if not sp.secrets:
+            sealed.append(None)
+            continue
+        if vault is None:
+            where = f"jobs.{k}.secrets" if len(items) > 1 else "secrets"
+            raise ValidationError([Problem(where, "this server keeps no secrets")], "job")
+        sealed.append(vault.seal({str(n): str(v) for n, v in item["secrets"].items()}))
+    fresh = []
+    for parsed, item in zip(specs, items, strict=True):
+        if isinstance(item, dict) and item.get("id") is not None:
+            fresh.append(parsed)
+            continue
+        new_id = JobId(f"{parsed.member}-{secrets.token_hex(4)}")
+        named = isinstance(item, dict) and bool(item.get("name"))
+        fresh.append(replace(parsed, id=new_id, name=parsed.name if named else new_id))
+    ids = [sp.id for sp in fresh]
+    clashes = sorted(s.scalars(select(JobRow.id).where(JobRow.id.in_(ids))).all())
+    if clashes:
+        raise ConflictError(f"job id(s) already exist: {', '.join(clashes)}")
+    rows = [
+        lifecycle.create(s, sp, who.name, now, secret)
+        for sp, secret in zip(fresh, sealed, strict=True)
+    ]
+    s.flush()
+    return [JobView.of(r, who) for r in rows]
+
+
+def _row(s: Session, job_id: str) -> JobRow | None:
+    return s.scalars(select(JobRow).where(JobRow.id == job_id)).first()
+
+
+def _visible(s: Session, who: Principal, job_id: str) -> JobRow:
+    """The job, if ``who`` may see it; another member's job is not found (its existence is
+    not revealed)."""
+    row = _row(s, job_id)
+    if row is None or not who.can_see_job_metadata(row.member):
         raise NotFoundError(f"no job {job_id!r}")
     return row
 
 
+def get(s: Session, who: Principal, job_id: str) -> JobView:
+    return JobView.of(_visible(s, who, job_id), who)
+
+
 def list_jobs(
     s: Session,
+    who: Principal,
     members: set[str] | None = None,
     phases: set[str] | None = None,
     after: int = 0,
     limit: int = 100,
-) -> Page:
-    """Jobs in submit order; ``members`` limits to those members (None: all); ``after``: the
-    ``seq`` the previous page ended at (keyset pagination, stable under inserts)."""
+) -> JobPage:
+    """Jobs in submit order that ``who`` may see, of ``members`` (None: all of those);
+    ``after``: the ``seq`` the previous page ended at (keyset pagination, stable under
+    inserts)."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationError([Problem("limit", f"must be between 1 and {MAX_PAGE}")])
     bad = sorted(set(phases or ()) - {p.value for p in Phase})
     if bad:
         raise ValidationError([Problem("phase", f"unknown phase {bad[0]!r}")])
+    members = who.visible_members(members)
     q = select(JobRow)
     count = select(func.count()).select_from(JobRow)
     if members is not None:
@@ -140,25 +194,40 @@ def list_jobs(
     items = list(s.scalars(q.where(JobRow.seq > after).order_by(JobRow.seq).limit(limit + 1)))
     more = len(items) > limit
     items = items[:limit]
-    return Page(items, s.scalar(count) or 0, items[-1].seq if more else None)
+    return JobPage(
+        [JobView.of(r, who) for r in items], s.scalar(count) or 0, items[-1].seq if more else None
+    )
 
 
-def cancel(s: Session, job_id: str, actor: str, now: float) -> JobRow:
+def cancel(s: Session, who: Principal, job_id: str, now: float) -> JobView:
     """A pending job is cancelled at once; a running one is stopped by the controller and
     ends CANCELLED. Cancelling a finished job is a conflict; cancelling twice is not."""
-    row = get(s, job_id)
-    phase = Phase(row.phase)
-    if phase.terminal:
-        if phase is Phase.CANCELLED:
-            return row
+    row = _visible(s, who, job_id)
+    who.require_member(row.member, "cancel jobs")
+    if not lifecycle.cancel(s, row, who.name, now) and row.phase != Phase.CANCELLED.value:
         raise ConflictError(f"job {job_id!r} already ended {row.phase}")
-    row.cancel_requested = True
-    if phase is Phase.PENDING:
-        row.phase = Phase.CANCELLED.value
-        row.finished_at = now
-        row.reason = f"cancelled by {actor}"
-    else:
-        row.stop_requested = True
-        row.reason = f"cancel requested by {actor}; stopping"
-    record(s, now, actor, "job.cancel", f"job/{row.id}", phase=phase.value)
-    return row
+    return JobView.of(row, who)
+
+
+def logs_readable(who: Principal, job: JobView) -> bool:
+    """Whether ``who`` may read the job's output: its member's users and alliance admins."""
+    return who.can_read_member(job.member)
+
+
+def logs(
+    s: Session,
+    who: Principal,
+    executor: Executor,
+    job_id: str,
+    attempt: int | None = None,
+    offset: int = 0,
+) -> LogChunk:
+    """A run's output from byte ``offset`` (the latest attempt by default): its member's users
+    and alliance admins only."""
+    row = _visible(s, who, job_id)
+    if not logs_readable(who, JobView.of(row, who)):
+        raise PermissionDeniedError(f"{who.name} may not read logs of {row.member!r}")
+    n = attempt or row.attempt
+    done = Phase(row.phase).terminal
+    data = executor.logs(JobId(job_id), n, offset) if n else b""
+    return LogChunk(data, offset + len(data), n, done)

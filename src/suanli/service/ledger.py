@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from suanli.errors import NotFoundError, PermissionDeniedError, Problem, ValidationError
 from suanli.ledger.record import ChainCheck
 from suanli.ledger.statement import Statement
-from suanli.service.auth import Principal, Role
+from suanli.service.auth import Principal
 from suanli.store.alliance_rows import read_alliance
 from suanli.store.ledger_rows import member_statement, verify
 from suanli.store.tables import LedgerHeadRow
@@ -32,14 +33,27 @@ def statement(s: Session, who: Principal, member: str, period: str, book: str) -
     return member_statement(s, member, period, _book(book))
 
 
-def check(s: Session, who: Principal, book: str) -> tuple[ChainCheck, str]:
-    """The chain check and the book's head hash (to publish when a period closes)."""
-    if not (who.admin or who.role is Role.VIEWER):
+@dataclass(frozen=True)
+class Verification:
+    """A book's chain check, and its head hash (to publish when a period closes)."""
+
+    book: str
+    head: str
+    records: int
+    ok: bool
+    first_bad: int | None
+    reason: str | None
+
+
+def check(s: Session, who: Principal, book: str) -> Verification:
+    """Check a book's hash chain: alliance admins and viewers."""
+    if not who.sees_all_members:
         raise PermissionDeniedError("only alliance admins and viewers may verify the books")
     head = s.get(LedgerHeadRow, _book(book))
     if head is None:
         raise NotFoundError(f"no book {book!r}")
-    return verify(s, book), head.hash
+    c: ChainCheck = verify(s, book)
+    return Verification(book, head.hash, c.records, c.ok, c.first_bad, c.reason)
 
 
 def statement_csv(st: Statement) -> str:

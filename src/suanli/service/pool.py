@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic
@@ -10,10 +11,12 @@ from sqlalchemy.orm import Session
 
 from suanli.errors import ConflictError, NotFoundError, Problem, ValidationError
 from suanli.model.alliance import Alliance
-from suanli.model.ids import NodeId
+from suanli.model.ids import MemberId, NodeId
+from suanli.model.node import NodeState
 from suanli.sched.policy import Policy
 from suanli.sched.schedule import schedule
 from suanli.sched.snapshot import Snapshot
+from suanli.service import lifecycle
 from suanli.service.audit import record
 from suanli.service.auth import Principal
 from suanli.spec.alliance_file import DatasetEntry, NodeEntry
@@ -55,16 +58,120 @@ def create_alliance(s: Session, alliance: Alliance, actor: str, now: float) -> N
 
 
 # -- reads ------------------------------------------------------------------------------------
-def view(s: Session, now: float) -> tuple[Alliance, set[NodeId], Snapshot]:
+@dataclass(frozen=True)
+class MemberView:
+    id: str
+    name: str
+    kind: str
+    tier: str
+    weight: float
+    entitled_nu: float
+    used_nu: float
+    pending: int
+
+
+@dataclass(frozen=True)
+class SiteView:
+    id: str
+    member: str
+    region: str
+    executor: str
+
+
+@dataclass(frozen=True)
+class NodeView:
+    id: str
+    site: str
+    member: str
+    model: str
+    devices: int
+    used: int
+    cpu: float
+    memory_gb: float
+    state: str
+    #: ``up``, or ``down`` (its Ray node died or its site is unreachable), and why
+    health: str
+    health_reason: str | None
+
+
+@dataclass(frozen=True)
+class ShareView:
+    member: str
+    model: str
+    nominal: int
+    borrowing_limit: int | None
+    lending_limit: int | None
+    used: int
+
+
+@dataclass(frozen=True)
+class DatasetView:
+    id: str
+    owner: str
+    readers: list[str]
+    residency_sites: list[str]
+    residency_members: list[str]
+    #: where its files lie, relative to DATA_ROOT/OWNER on the nodes of its sites
+    path: str
+
+    @classmethod
+    def of(cls, r: DatasetRow) -> DatasetView:
+        return cls(r.id, r.owner, r.readers, r.residency_sites, r.residency_members, r.path or r.id)
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    id: str
+    member: str
+    position: int
+    priority: int
+    count: int
+    models: list[str]
+    submitted_at: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class AuditView:
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+def _snapshot(s: Session, now: float) -> tuple[Alliance, set[NodeId], Snapshot]:
     alliance, draining = read_alliance(s)
     return alliance, draining, build_snapshot(s, alliance, draining, now)
 
 
-def nodes(s: Session) -> list[NodeRow]:
-    return list(s.scalars(select(NodeRow).order_by(NodeRow.id)))
+def members(s: Session, who: Principal, now: float) -> list[MemberView]:
+    """Every member with its entitlement, its use (NU) and its queue (anyone signed in)."""
+    _, _, snap = _snapshot(s, now)
+    return [
+        MemberView(
+            m.id,
+            m.name,
+            m.kind,
+            m.tier,
+            m.weight,
+            round(snap.entitlement_nu.get(MemberId(m.id), 0.0), 6),
+            round(snap.used_nu.get(MemberId(m.id), 0.0), 6),
+            snap.pending_count(MemberId(m.id)),
+        )
+        for m in s.scalars(select(MemberRow).order_by(MemberRow.id))
+    ]
 
 
-def node_usage(snap: Snapshot) -> dict[str, int]:
+def sites(s: Session, who: Principal) -> list[SiteView]:
+    return [
+        SiteView(x.id, x.member, x.region, x.executor)
+        for x in s.scalars(select(SiteRow).order_by(SiteRow.id))
+    ]
+
+
+def _node_usage(snap: Snapshot) -> dict[str, int]:
     """Devices in use per node."""
     used: dict[str, int] = {}
     for r in snap.running.values():
@@ -73,57 +180,70 @@ def node_usage(snap: Snapshot) -> dict[str, int]:
     return used
 
 
-def shares(snap: Snapshot) -> list[dict[str, Any]]:
-    out = []
-    for (member, model), sh in sorted(snap.shares.items()):
-        out.append(
-            {
-                "member": member,
-                "model": model,
-                "nominal": sh.nominal,
-                "borrowing_limit": sh.borrowing_limit,
-                "lending_limit": sh.lending_limit,
-                "used": snap.used_devices.get((member, model), 0),
-            }
-        )
-    return out
+def _node_view(s: Session, row: NodeRow, used: int = 0) -> NodeView:
+    site = s.get(SiteRow, row.site)
+    assert site is not None
+    return NodeView(
+        row.id,
+        row.site,
+        site.member,
+        row.model,
+        row.devices,
+        used,
+        row.cpu,
+        row.memory_gb,
+        row.state,
+        row.health,
+        row.health_reason,
+    )
 
 
-def usage(snap: Snapshot) -> list[dict[str, Any]]:
+def nodes(s: Session, who: Principal, now: float) -> list[NodeView]:
+    """Every node with its owner, use, state and health (anyone signed in)."""
+    _, _, snap = _snapshot(s, now)
+    used = _node_usage(snap)
+    rows = s.scalars(select(NodeRow).order_by(NodeRow.id))
+    return [_node_view(s, n, used.get(n.id, 0)) for n in rows]
+
+
+def shares(s: Session, who: Principal, now: float) -> list[ShareView]:
+    """Each member's share per model: nominal devices, limits and use (anyone signed in)."""
+    _, _, snap = _snapshot(s, now)
     return [
-        {
-            "member": m,
-            "entitled_nu": round(snap.entitlement_nu.get(m, 0.0), 6),
-            "used_nu": round(snap.used_nu.get(m, 0.0), 6),
-            "pending": snap.pending_count(m),
-        }
-        for m in sorted(snap.members)
+        ShareView(
+            member,
+            model,
+            sh.nominal,
+            sh.borrowing_limit,
+            sh.lending_limit,
+            snap.used_devices.get((member, model), 0),
+        )
+        for (member, model), sh in sorted(snap.shares.items())
     ]
 
 
-def queue(s: Session, policy: Policy, now: float) -> list[dict[str, Any]]:
-    """Every pending job with its position in its member's queue and why it waits, from a dry
-    pass of the scheduler over the current state (nothing is decided or changed)."""
-    _, _, snap = view(s, now)
+def queue(s: Session, who: Principal, policy: Policy, now: float) -> list[QueueEntry]:
+    """Every pending job ``who`` may see, with its position in its member's queue and why it
+    waits, from a dry pass of the scheduler over the current state (nothing is decided or
+    changed)."""
+    _, _, snap = _snapshot(s, now)
     result = schedule(snap, policy)
     admitted = {d.job for d in result.admits}
-    out = []
-    for q in snap.fifo_queue():
-        out.append(
-            {
-                "id": q.id,
-                "member": q.member,
-                "position": snap.queue_position(q.id),
-                "priority": q.spec.priority,
-                "count": q.spec.count,
-                "models": sorted(q.spec.models),
-                "submitted_at": q.submitted_at,
-                "reason": "would start at the next pass"
-                if q.id in admitted
-                else result.reason(snap, q.id),
-            }
+    visible = who.visible_members(None)
+    return [
+        QueueEntry(
+            q.id,
+            q.member,
+            snap.queue_position(q.id),
+            q.spec.priority,
+            q.spec.count,
+            sorted(q.spec.models),
+            q.submitted_at,
+            "would start at the next pass" if q.id in admitted else result.reason(snap, q.id),
         )
-    return out
+        for q in snap.fifo_queue()
+        if visible is None or q.member in visible
+    ]
 
 
 # -- changes ----------------------------------------------------------------------------------
@@ -135,7 +255,7 @@ def _check(s: Session) -> None:
     bump_revision(s)
 
 
-def register_node(s: Session, by: Principal, entry: dict[str, Any], now: float) -> NodeRow:
+def register_node(s: Session, by: Principal, entry: dict[str, Any], now: float) -> NodeView:
     site = s.get(SiteRow, str(entry.get("site", "")))
     if site is None:
         raise NotFoundError(f"no site {entry.get('site')!r}")
@@ -161,7 +281,7 @@ def register_node(s: Session, by: Principal, entry: dict[str, Any], now: float) 
     s.add(row)
     _check(s)
     record(s, now, by.name, "node.register", f"node/{doc.id}", model=doc.model)
-    return row
+    return _node_view(s, row)
 
 
 def _node(s: Session, node_id: str) -> tuple[NodeRow, SiteRow]:
@@ -173,13 +293,14 @@ def _node(s: Session, node_id: str) -> tuple[NodeRow, SiteRow]:
     return row, site
 
 
-def drain_node(s: Session, by: Principal, node_id: str, on: bool, now: float) -> NodeRow:
+def drain_node(s: Session, by: Principal, node_id: str, on: bool, now: float) -> NodeView:
+    """Close a node to new jobs (its running jobs stay), or open it again."""
     row, site = _node(s, node_id)
     by.require_member_admin(site.member, "drain nodes of sites")
-    row.state = "draining" if on else "active"
+    row.state = NodeState.DRAINING.value if on else NodeState.ACTIVE.value
     bump_revision(s)
     record(s, now, by.name, "node.drain" if on else "node.undrain", f"node/{node_id}")
-    return row
+    return _node_view(s, row)
 
 
 def remove_node(s: Session, by: Principal, node_id: str, now: float) -> None:
@@ -200,16 +321,17 @@ def remove_node(s: Session, by: Principal, node_id: str, now: float) -> None:
     record(s, now, by.name, "node.remove", f"node/{node_id}", **before)
 
 
-def datasets(s: Session, by: Principal) -> list[DatasetRow]:
+def datasets(s: Session, by: Principal) -> list[DatasetView]:
+    """The datasets ``by`` may see: alliance admins all; members those they own or read."""
     rows = list(s.scalars(select(DatasetRow).order_by(DatasetRow.id)))
     if by.admin:
-        return rows
+        return [DatasetView.of(d) for d in rows]
     if by.member is None:
         return []
-    return [d for d in rows if d.owner == by.member or by.member in d.readers]
+    return [DatasetView.of(d) for d in rows if d.owner == by.member or by.member in d.readers]
 
 
-def create_dataset(s: Session, by: Principal, entry: dict[str, Any], now: float) -> DatasetRow:
+def create_dataset(s: Session, by: Principal, entry: dict[str, Any], now: float) -> DatasetView:
     try:
         doc = DatasetEntry.model_validate(entry)
     except pydantic.ValidationError as exc:
@@ -228,7 +350,7 @@ def create_dataset(s: Session, by: Principal, entry: dict[str, Any], now: float)
     s.add(row)
     _check(s)
     record(s, now, by.name, "dataset.create", f"dataset/{doc.id}", owner=doc.owner)
-    return row
+    return DatasetView.of(row)
 
 
 def set_share_limits(
@@ -239,7 +361,8 @@ def set_share_limits(
     borrowing_limit: int | None,
     lending_limit: int | None,
     now: float,
-) -> ShareRow:
+) -> ShareView:
+    """An alliance admin sets a member's borrowing and lending limits for a model."""
     by.require_admin("change shares")
     if s.get(MemberRow, member) is None:
         raise NotFoundError(f"no member {member!r}")
@@ -259,13 +382,35 @@ def set_share_limits(
         borrowing_limit=borrowing_limit,
         lending_limit=lending_limit,
     )
-    return row
+    for view in shares(s, by, now):
+        if view.member == member and view.model == model:
+            return view
+    return ShareView(member, model, 0, borrowing_limit, lending_limit, 0)
 
 
-def audit(s: Session, by: Principal, after: int = 0, limit: int = 100) -> list[AuditRow]:
+def audit(s: Session, by: Principal, after: int = 0, limit: int = 100) -> list[AuditView]:
     by.require_admin("read the audit log")
     q = select(AuditRow).where(AuditRow.id > after).order_by(AuditRow.id).limit(limit)
-    return list(s.scalars(q))
+    return [AuditView(r.id, r.at, r.actor, r.action, r.target, r.detail) for r in s.scalars(q)]
+
+
+@dataclass(frozen=True)
+class Move:
+    job: str
+    to: list[str]
+
+
+@dataclass(frozen=True)
+class Stay:
+    job: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    nodes: list[str]
+    moving: list[Move]
+    staying: list[Stay]
 
 
 def drain_many(
@@ -275,7 +420,7 @@ def drain_many(
     model: str | None,
     grace_s: float,
     now: float,
-) -> dict[str, Any]:
+) -> DrainReport:
     """A supply-chain drill: drain every node of a vendor (or of a model) and move the jobs on
     them: each running job that accepts another model still in service is stopped with the
     grace period to checkpoint, then requeued (the scheduler places it elsewhere and it resumes
@@ -295,35 +440,31 @@ def drain_many(
             raise NotFoundError(f"unknown accelerator model {model!r}")
     nodes = {n.id for n in alliance.nodes.values() if n.model in targets}
     for row in s.scalars(select(NodeRow).where(NodeRow.id.in_(nodes))):
-        row.state = "draining"
+        row.state = NodeState.DRAINING.value
     bump_revision(s)
     still = {
         n.model
         for n in alliance.nodes.values()
         if n.model not in targets and n.id not in draining and n.id not in nodes
     }
-    moving, staying = [], []
+    moving: list[Move] = []
+    staying: list[Stay] = []
     for job in s.scalars(select(JobRow).where(JobRow.phase.in_(ACTIVE)).order_by(JobRow.seq)):
         if not job.placement or job.placement["model"] not in targets:
             continue
         others = sorted(set(job.spec["models"]) & still)
         if not others:
-            staying.append(
-                {
-                    "job": job.id,
-                    "reason": "no other acceptable model is in service "
-                    f"(it accepts {', '.join(job.spec['models'])})",
-                }
-            )
+            accepts = ", ".join(job.spec["models"])
+            why = f"no other acceptable model is in service (it accepts {accepts})"
+            staying.append(Stay(job.id, why))
             continue
         if not job.spec.get("preemptible", True):
-            staying.append({"job": job.id, "reason": "not preemptible"})
+            staying.append(Stay(job.id, "not preemptible"))
             continue
         if not job.stop_requested:
-            job.stop_requested = True
-            job.stop_deadline = now + grace_s
-            job.reason = f"moving off drained {job.placement['model']} (to {', '.join(others)})"
-        moving.append({"job": job.id, "to": others})
+            why = f"moving off drained {job.placement['model']} (to {', '.join(others)})"
+            lifecycle.request_stop(s, job, why, now + grace_s, by.name, now, event="job.move")
+        moving.append(Move(job.id, others))
     record(
         s,
         now,
@@ -334,4 +475,4 @@ def drain_many(
         moving=len(moving),
         staying=len(staying),
     )
-    return {"nodes": sorted(nodes), "moving": moving, "staying": staying}
+    return DrainReport(sorted(nodes), moving, staying)

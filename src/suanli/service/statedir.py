@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from suanli.errors import SuanliError
+from suanli.errors import StateDirError
 
-
-class StateDirError(SuanliError):
-    """The state directory is not private to the service."""
+__all__ = ["StateDirError", "private_files", "secure"]
 
 
 #: the entries checked at start (the runs' own files are made private as they are written)
@@ -33,9 +33,19 @@ CHECKED = (
 )
 
 
+@contextmanager
+def private_files() -> Iterator[None]:
+    """Files and directories made meanwhile are the service's alone (umask 0077). The server
+    process keeps this for its whole life (:func:`suanli.server.serve`)."""
+    before = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(before)
+
+
 def secure(state_dir: Path) -> None:
-    """Create ``state_dir`` private, or check that it is; make this process's files private."""
-    os.umask(0o077)
+    """Create ``state_dir`` private, or check that it is."""
     if not state_dir.exists():
         state_dir.mkdir(parents=True, mode=0o700)
         return

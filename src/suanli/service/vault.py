@@ -15,13 +15,11 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from suanli.errors import SuanliError
+from suanli.errors import VaultError
+
+__all__ = ["KEY_ENV", "Vault", "VaultError"]
 
 KEY_ENV = "SUANLI_SECRET_KEY"
-
-
-class VaultError(SuanliError):
-    """A secret cannot be read back (another key, or a damaged value)."""
 
 
 class Vault:

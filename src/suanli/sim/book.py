@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from suanli.ledger.record import Record, units_of
+from suanli.ledger.record import Kind, Record, units_of
 from suanli.sim.simulator import SimResult
 
 
@@ -39,7 +39,7 @@ def book_records(result: SimResult, book: str, epoch: float) -> list[Record]:
                 out.append(
                     Record(
                         book,
-                        "usage",
+                        Kind.USAGE,
                         member,
                         provider,
                         str(run.model),
@@ -60,5 +60,5 @@ def book_records(result: SimResult, book: str, epoch: float) -> list[Record]:
             u + units_of(node.devices, alliance.nu_per_device(node), result.end_time),
         )
     for (m, model), (d, u) in sorted(capacity.items()):
-        out.append(Record(book, "capacity", m, m, model, d, epoch, epoch + result.end_time, u))
+        out.append(Record(book, Kind.CAPACITY, m, m, model, d, epoch, epoch + result.end_time, u))
     return out

@@ -50,6 +50,3 @@ class EventQueue:
         ev = heapq.heappop(self._heap)
         self.now = ev.time
         return ev
-
-    def peek_time(self) -> float | None:
-        return self._heap[0].time if self._heap else None

@@ -15,9 +15,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from suanli.cli.table import table
 from suanli.sim.metrics import job_rows
 from suanli.sim.simulator import SimResult
+from suanli.text import table
 
 H = 3600.0
 

@@ -130,7 +130,7 @@ class Simulation:
         self.sched_s = 0.0
         self.node_failures_jobs = 0
         #: a policy that plans in rounds says so (Gavel); otherwise passes follow events
-        self._round_s: float | None = getattr(policy, "round_s", None) or self.params.round_s
+        self._round_s: float | None = policy.round_s or self.params.round_s
 
     # -- time ------------------------------------------------------------------------------
     def _rates(

@@ -20,6 +20,3 @@ class SimJob:
     speed: dict[ModelId, float]
     #: free-form facts from the trace (job type, notes on how the speed was derived)
     info: dict[str, str] = field(default_factory=dict)
-
-    def duration_on(self, model: ModelId) -> float:
-        return self.work / self.speed[model]

@@ -9,7 +9,6 @@ A file holds one job, or a list of jobs under ``jobs:``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -320,8 +319,3 @@ def parse_jobs(
 
 def load_jobs(path: Path, alliance: Alliance | None = None) -> list[JobSpec]:
     return parse_jobs(read_yaml(path), str(path), alliance)
-
-
-def iter_problems(exc: ValidationError) -> Iterable[str]:
-    for p in exc.problems:
-        yield f"{exc.source}: {p}" if exc.source else str(p)

@@ -16,6 +16,7 @@ from suanli.catalog.accelerator import Catalog
 from suanli.errors import NotFoundError
 from suanli.model.alliance import Alliance
 from suanli.model.ids import NodeId
+from suanli.model.node import NodeHealth, NodeState
 from suanli.spec.alliance_file import parse_alliance
 from suanli.store.database import per_engine
 from suanli.store.tables import (
@@ -96,7 +97,7 @@ def node_row(
         memory_gb=memory_gb,
         topology=[list(g) for g in topology],
         calibrated_tflops=calibrated_tflops,
-        state="active",
+        state=NodeState.ACTIVE.value,
     )
 
 
@@ -161,7 +162,9 @@ def parse_rows(s: Session, catalog: Catalog | None = None) -> tuple[Alliance, se
     closed = {
         NodeId(n)
         for n in s.scalars(
-            select(NodeRow.id).where((NodeRow.state != "active") | (NodeRow.health != "up"))
+            select(NodeRow.id).where(
+                (NodeRow.state != NodeState.ACTIVE.value) | (NodeRow.health != NodeHealth.UP.value)
+            )
         )
     }
     return alliance, closed

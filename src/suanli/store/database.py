@@ -21,11 +21,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from suanli.errors import SuanliError
+from suanli.errors import DatabaseError
 
-
-class DatabaseError(SuanliError):
-    """The database is unreachable, or its schema is newer than this version of suanli."""
+__all__ = ["Database", "DatabaseError", "per_engine"]
 
 
 def _alembic_config() -> Config:

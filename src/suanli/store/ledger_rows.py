@@ -14,7 +14,7 @@ from typing import cast
 from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.orm import Session
 
-from suanli.ledger.record import GENESIS, ChainCheck, Record, chain_hash, verify_chain
+from suanli.ledger.record import GENESIS, ChainCheck, Kind, Record, chain_hash, verify_chain
 from suanli.ledger.statement import Statement, period_bounds, statement
 from suanli.store.database import per_engine
 from suanli.store.tables import LedgerHeadRow, LedgerRow
@@ -126,7 +126,7 @@ def _chain_rows(s: Session, book: str) -> Generator[tuple[int, Record, str, str]
     result = s.execute(q)
     try:
         for seq, bk, kind, mem, prov, model, dev, start, end, units, job, att, prev, h in result:
-            rec = Record(bk, kind, mem, prov, model, dev, start, end, units, job, att)
+            rec = Record(bk, Kind(kind), mem, prov, model, dev, start, end, units, job, att)
             yield seq, rec, prev, h
     finally:
         result.close()  # a server-side cursor, when the check stops early
@@ -189,7 +189,7 @@ class _HistoryCache:
                 return self.value
             q = select(
                 LedgerRow.seq, LedgerRow.member, LedgerRow.start, LedgerRow.end, LedgerRow.units
-            ).where(LedgerRow.book == book, LedgerRow.kind == "usage")
+            ).where(LedgerRow.book == book, LedgerRow.kind == Kind.USAGE.value)
             if self.value is None:
                 q = q.where(LedgerRow.end > now - 10 * HALF_LIFE_S)
                 value: dict[str, float] = {}

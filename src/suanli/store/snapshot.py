@@ -4,7 +4,9 @@ stopping ones marked, draining nodes unschedulable)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import cast
+
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from suanli.model.alliance import Alliance
@@ -40,3 +42,16 @@ def build_snapshot(s: Session, alliance: Alliance, draining: set[NodeId], now: f
             if row.stop_requested:
                 snap.mark_stopping(JobId(row.id))
     return snap
+
+
+def set_pending_reasons(s: Session, reasons: dict[str, str]) -> None:
+    """Record why each of these jobs waits, if it still does (one bulk UPDATE)."""
+    if not reasons:
+        return
+    table = cast(Table, JobRow.__table__)
+    s.connection().execute(
+        update(table)
+        .where(table.c.id == bindparam("jid"), table.c.phase == Phase.PENDING.value)
+        .values(reason=bindparam("why")),
+        [{"jid": j, "why": why} for j, why in reasons.items()],
+    )

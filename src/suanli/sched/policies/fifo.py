@@ -11,13 +11,17 @@ from __future__ import annotations
 from typing import ClassVar
 
 from suanli.sched.context import PassContext, describe
-from suanli.sched.policy import register
+from suanli.sched.policy import DEFAULT_GRACE_S, register
 from suanli.sched.rounds import present_models
 
 
 @register
 class FifoPolicy:
     name: ClassVar[str] = "fifo"
+    round_s: ClassVar[float | None] = None
+
+    def __init__(self, grace_s: float = DEFAULT_GRACE_S) -> None:
+        self.grace_s = grace_s  # (FIFO preempts nothing; drains use it)
 
     def run(self, ctx: PassContext) -> None:
         for q in ctx.snap.fifo_queue():

@@ -87,7 +87,7 @@ def max_min_lp(
 class GavelPolicy:
     name: ClassVar[str] = "gavel"
     #: Gavel re-plans every round (6 minutes in its paper) even when nothing arrives or ends
-    round_s: ClassVar[float] = 360.0
+    round_s: ClassVar[float | None] = 360.0
 
     def __init__(self, window: int = 1024, grace_s: float = 60.0) -> None:
         self.window = window

@@ -1,4 +1,4 @@
-"""Plain-text tables for people; scripts use ``--json``."""
+"""Plain-text tables for people (the CLI, the simulator's reports); scripts use JSON."""
 
 from __future__ import annotations
 

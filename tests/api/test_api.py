@@ -2,98 +2,18 @@
 and bad input answered with a 4xx that names the problem."""
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from suanli.api.app import Service, create_app
-from suanli.executors.local import LocalProcessExecutor
-from suanli.sched.policy import get_policy
-from suanli.sdk.client import ApiError, Client
-from suanli.service.auth import create_user
-from suanli.service.controller import Controller
-from suanli.service.pool import create_alliance
-from suanli.spec.alliance_file import loads_alliance
-from suanli.store.database import Database
+from suanli.sdk.client import ApiError
 
-from .live import serving
-
-ALLIANCE = """
-alliance: two
-members:
-  - {id: lab, kind: institute}
-  - {id: corp, kind: enterprise}
-  - {id: startup, kind: startup, tier: commons}
-sites:
-  - {id: lab-site, member: lab, region: r1}
-  - {id: corp-site, member: corp, region: r1}
-nodes:
-  - {id: lab-h800, site: lab-site, model: H800-80GB, devices: 8, cpu: 64, memory_gb: 512}
-  - {id: corp-910b, site: corp-site, model: Ascend910B, devices: 8, cpu: 64, memory_gb: 512}
-datasets:
-  - {id: lab-data, owner: lab, readers: [startup], residency: {sites: [lab-site]}}
-  - {id: corp-data, owner: corp}
-"""
-
-USERS = {
-    "admin": ("alliance-admin", None),
-    "lab-admin": ("member-admin", "lab"),
-    "lab-user": ("member-user", "lab"),
-    "corp-user": ("member-user", "corp"),
-    "startup-user": ("member-user", "startup"),
-    "viewer": ("viewer", None),
-}
+from ..stack import Stack, job, status
 
 
-class Env:
-    def __init__(self, db: Database, tmp: Path) -> None:
-        self.db = db
-        self.executor = LocalProcessExecutor(tmp / "exec")
-        policy = get_policy("alliance")
-        self.controller = Controller(db, self.executor, policy)
-        self.app = create_app(Service(db, policy, self.executor))
-        self.tokens: dict[str, str] = {}
-        self.url = ""
-        self.clients: dict[str, Client] = {}
-        with db.session() as s:
-            create_alliance(s, loads_alliance(ALLIANCE), "test", time.time())
-            for name, (role, member) in USERS.items():
-                self.tokens[name] = create_user(s, None, name, role, member, time.time())
-
-    def client(self, user: str | None) -> Client:
-        key = user or ""
-        if key not in self.clients:
-            self.clients[key] = Client(self.url, self.tokens[user] if user else None)
-        return self.clients[key]
-
-
-@pytest.fixture
-def env(db: Database, tmp_path: Path) -> Iterator[Env]:
-    e = Env(db, tmp_path)
-    with serving(e.app) as url:
-        e.url = url
-        yield e
-        for c in e.clients.values():
-            c.close()
-
-
-def status(call) -> int:  # type: ignore[no-untyped-def]
-    try:
-        call()
-    except ApiError as exc:
-        return exc.status
-    return 200
-
-
-def job(jid: str, member: str, accel: str = "H800:1") -> dict[str, object]:
-    return {"id": jid, "member": member, "accelerators": accel, "entrypoint": "echo hi"}
-
-
-def test_whole_matrix_of_roles_and_endpoints(env: Env) -> None:
-    env.client("admin").submit(job("lab-j", "lab"))
-    env.client("admin").submit(job("corp-j", "corp", "Ascend910B:1"))
+def test_whole_matrix_of_roles_and_endpoints(stack: Stack) -> None:
+    stack.client("admin").submit(job("lab-j", "lab"))
+    stack.client("admin").submit(job("corp-j", "corp", "Ascend910B:1"))
     node = {
         "id": "lab-extra",
         "site": "lab-site",
@@ -147,7 +67,7 @@ def test_whole_matrix_of_roles_and_endpoints(env: Env) -> None:
         "viewer": {"whoami", "members", "nodes", "shares", "queue", "read lab job"},
     }
     for user, ok in allowed.items():
-        c = env.client(user)
+        c = stack.client(user)
         for name, call in calls.items():
             code = status(lambda: call(c))  # noqa: B023
             if name == "cancel corp job" and user == "admin":
@@ -161,32 +81,32 @@ def test_whole_matrix_of_roles_and_endpoints(env: Env) -> None:
                     f"{user} {name}: {code}"
                 )
     for call in calls.values():
-        assert status(lambda: call(env.client(None))) == 401  # noqa: B023
+        assert status(lambda: call(stack.client(None))) == 401  # noqa: B023
 
 
-def test_members_see_only_their_jobs_and_datasets(env: Env) -> None:
-    env.client("admin").submit({"jobs": [job("a1", "lab"), job("b1", "corp", "Ascend910B:1")]})
-    assert [j["id"] for j in env.client("lab-user").jobs()["items"]] == ["a1"]
-    assert [j["id"] for j in env.client("lab-user").jobs(member=["corp"])["items"]] == []
-    assert {j["id"] for j in env.client("viewer").jobs()["items"]} == {"a1", "b1"}
-    assert [q["id"] for q in env.client("corp-user").queue()] == ["b1"]
-    assert [d["id"] for d in env.client("startup-user").datasets()] == ["lab-data"]
-    assert [d["id"] for d in env.client("corp-user").datasets()] == ["corp-data"]
-    assert env.client("viewer").datasets() == []
+def test_members_see_only_their_jobs_and_datasets(stack: Stack) -> None:
+    stack.client("admin").submit({"jobs": [job("a1", "lab"), job("b1", "corp", "Ascend910B:1")]})
+    assert [j["id"] for j in stack.client("lab-user").jobs()["items"]] == ["a1"]
+    assert [j["id"] for j in stack.client("lab-user").jobs(member=["corp"])["items"]] == []
+    assert {j["id"] for j in stack.client("viewer").jobs()["items"]} == {"a1", "b1"}
+    assert [q["id"] for q in stack.client("corp-user").queue()] == ["b1"]
+    assert [d["id"] for d in stack.client("startup-user").datasets()] == ["lab-data"]
+    assert [d["id"] for d in stack.client("corp-user").datasets()] == ["corp-data"]
+    assert stack.client("viewer").datasets() == []
 
 
-def test_queue_positions_reasons_and_the_job_lifecycle(env: Env) -> None:
-    lab = env.client("lab-user")
+def test_queue_positions_reasons_and_the_job_lifecycle(stack: Stack) -> None:
+    lab = stack.client("lab-user")
     lab.submit({"jobs": [job(f"q{i}", "lab", "H800:8") for i in range(3)]})
     queue = lab.queue()
     assert [(q["id"], q["position"]) for q in queue] == [("q0", 0), ("q1", 1), ("q2", 2)]
     assert queue[0]["reason"] == "would start at the next pass"
-    env.controller.step()
+    stack.controller.step()
     assert lab.job("q0")["phase"] in ("ADMITTED", "RUNNING")
     assert "q1" in [q["id"] for q in lab.queue()]
     deadline = time.time() + 30
     while lab.job("q2")["phase"] != "SUCCEEDED" and time.time() < deadline:
-        env.controller.step()
+        stack.controller.step()
         time.sleep(0.05)
     assert b"hi" in b"".join(lab.follow_logs("q2", poll_s=0.01))
     page = lab.jobs(limit=2)
@@ -228,22 +148,22 @@ def test_queue_positions_reasons_and_the_job_lifecycle(env: Env) -> None:
     ],
 )
 def test_hostile_input_gets_a_4xx_that_names_the_problem(
-    env: Env, body: str, ctype: str, status_code: int, field: str | None
+    stack: Stack, body: str, ctype: str, status_code: int, field: str | None
 ) -> None:
     r = httpx.post(
-        f"{env.url}/api/v1/jobs",
+        f"{stack.url}/api/v1/jobs",
         content=body.encode(),
-        headers={"Content-Type": ctype, "Authorization": f"Bearer {env.tokens['admin']}"},
+        headers={"Content-Type": ctype, "Authorization": f"Bearer {stack.tokens['admin']}"},
     )
     assert r.status_code == status_code, r.text
     if field is not None:
         fields = [p["field"] for p in r.json()["problems"]]
         assert any(f.startswith(field) for f in fields), fields
-    assert env.client("admin").jobs()["total"] == 0
+    assert stack.client("admin").jobs()["total"] == 0
 
 
-def test_nodes_register_drain_and_remove(env: Env) -> None:
-    admin = env.client("lab-admin")
+def test_nodes_register_drain_and_remove(stack: Stack) -> None:
+    admin = stack.client("lab-admin")
     new = admin.register_node(
         {
             "id": "lab-2",
@@ -268,8 +188,8 @@ def test_nodes_register_drain_and_remove(env: Env) -> None:
         )
     assert err.value.status == 422 and "model" in err.value.problems[0]["field"]
     admin.submit(job("busy", "lab", "H800:8"))
-    env.controller.step()
-    busy_node = env.client("admin").job("busy")["placement"]["assignments"][0][0]
+    stack.controller.step()
+    busy_node = stack.client("admin").job("busy")["placement"]["assignments"][0][0]
     with pytest.raises(ApiError) as err:
         admin.remove_node(busy_node)
     assert err.value.status == 409 and "drain it first" in err.value.message
@@ -278,11 +198,11 @@ def test_nodes_register_drain_and_remove(env: Env) -> None:
     assert len(admin.nodes()) == 2
 
 
-def test_pool_drain_by_vendor_is_for_alliance_admins(env: Env) -> None:
-    assert status(lambda: env.client("lab-admin").drain_pool(vendor="NVIDIA")) == 403
-    assert status(lambda: env.client("admin").drain_pool(vendor="NVIDIA", model="H800")) == 422
-    assert status(lambda: env.client("admin").drain_pool(vendor="Nobody")) == 404
-    r = env.client("admin").drain_pool(model="Ascend910B")
+def test_pool_drain_by_vendor_is_for_alliance_admins(stack: Stack) -> None:
+    assert status(lambda: stack.client("lab-admin").drain_pool(vendor="NVIDIA")) == 403
+    assert status(lambda: stack.client("admin").drain_pool(vendor="NVIDIA", model="H800")) == 422
+    assert status(lambda: stack.client("admin").drain_pool(vendor="Nobody")) == 404
+    r = stack.client("admin").drain_pool(model="Ascend910B")
     assert r == {"nodes": ["corp-910b"], "moving": [], "staying": []}
-    states = {n["id"]: n["state"] for n in env.client("viewer").nodes()}
+    states = {n["id"]: n["state"] for n in stack.client("viewer").nodes()}
     assert states == {"corp-910b": "draining", "lab-h800": "active"}

@@ -10,16 +10,17 @@ import pytest
 import schemathesis
 from schemathesis import Case
 
-from suanli.api.app import Service, create_app, openapi_document
+from suanli.api.app import create_app, openapi_document
 from suanli.executors.local import LocalProcessExecutor
 from suanli.sched.policy import get_policy
 from suanli.service.auth import create_user
+from suanli.service.context import Service
 from suanli.service.pool import create_alliance
 from suanli.spec.alliance_file import load_alliance
 from suanli.store.database import Database
 
 from ..conftest import ROOT
-from .live import serving
+from ..live import serving
 
 
 @pytest.fixture(scope="module")

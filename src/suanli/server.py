@@ -1,4 +1,5 @@
-"""The service process: the database, the controller loop in a thread, and the REST API.
+"""The composition root: the one place that wires the database, the executor, the controller
+loop (in a thread) and the REST API into the service process.
 
 On the embedded defaults everything lives in one state directory: ``suanli.db`` (SQLite, WAL),
 ``runs/`` and ``checkpoints/`` of the local-process executor, and ``admin-token`` (mode 0600,
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
-from suanli.api.app import Service, create_app
+from suanli.api.app import create_app
 from suanli.executors.base import Executor
 from suanli.executors.local import LocalProcessExecutor
 from suanli.executors.ray_cluster import LocalRayCluster
@@ -26,10 +27,11 @@ from suanli.model.alliance import Alliance
 from suanli.model.ids import SiteId
 from suanli.sched.policy import get_policy
 from suanli.service.auth import create_user
+from suanli.service.context import Service
 from suanli.service.controller import Controller
 from suanli.service.metrics import Metrics
 from suanli.service.pool import create_alliance
-from suanli.service.statedir import secure
+from suanli.service.statedir import private_files, secure
 from suanli.service.vault import Vault
 from suanli.store.alliance_rows import has_alliance, read_alliance
 from suanli.store.database import Database
@@ -97,9 +99,10 @@ class ControllerLoop:
 def prepare(cfg: ServerConfig, alliance: Alliance) -> tuple[Database, str | None]:
     """Open (and migrate) the database; load ``alliance`` and create the first admin if the
     database is new. Returns the database and the new admin token (None if there was one)."""
-    secure(cfg.state_dir)
-    url = cfg.db_url or f"sqlite:///{cfg.state_dir / 'suanli.db'}"
-    db = Database.open(url)
+    with private_files():
+        secure(cfg.state_dir)
+        url = cfg.db_url or f"sqlite:///{cfg.state_dir / 'suanli.db'}"
+        db = Database.open(url)
     token = None
     with db.session() as s:
         if not has_alliance(s):
@@ -166,6 +169,9 @@ def ray_executor(
 
 
 def serve(cfg: ServerConfig, alliance: Alliance) -> None:
+    """Run the service until it is stopped. Everything this process writes is private to it
+    (umask 0077): the database and its journal, the runs' files."""
+    os.umask(0o077)
     db, _ = prepare(cfg, alliance)
     policy = get_policy(cfg.policy)
     cluster: LocalRayCluster | None = None
@@ -174,7 +180,7 @@ def serve(cfg: ServerConfig, alliance: Alliance) -> None:
     if cfg.executor == "ray":
         with db.session() as s:
             current, _ = read_alliance(s)
-        executor, cluster = ray_executor(cfg, current, getattr(policy, "grace_s", 30.0))
+        executor, cluster = ray_executor(cfg, current, policy.grace_s)
     else:
         executor = LocalProcessExecutor(
             cfg.state_dir, cfg.sandbox_config(), data_root=cfg.data_root

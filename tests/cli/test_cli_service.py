@@ -8,16 +8,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from suanli.api.app import Service, create_app
+from suanli.api.app import create_app
 from suanli.cli.main import cli
 from suanli.executors.local import LocalProcessExecutor
 from suanli.sched.policy import get_policy
+from suanli.server import ServerConfig, prepare
+from suanli.service.context import Service
 from suanli.service.controller import Controller
-from suanli.service.server import ServerConfig, prepare
 from suanli.spec.alliance_file import load_alliance
 
 from ..conftest import EXAMPLES
-from .live import serving
+from ..live import serving
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ def _first_lines(state: Path) -> str:
     import subprocess
     import sys
 
-    from .live import free_port
+    from ..live import free_port
 
     cmd = [sys.executable, "-m", "suanli", "server", "--state-dir", str(state)]
     proc = subprocess.Popen(

@@ -1,0 +1,154 @@
+"""Jobs on a server: ``login``, ``submit``, ``jobs``, ``job``, ``cancel``, ``logs``, ``queue``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from suanli.cli.client import (
+    DEFAULT_URL,
+    ago,
+    api,
+    as_json_option,
+    config_path,
+    connection,
+    out,
+)
+from suanli.sdk.client import Client
+
+
+@click.command("login")
+@click.option("--url", default=DEFAULT_URL, show_default=True)
+@click.option("--token", required=True)
+def login(url: str, token: str) -> None:
+    """Check the token against the server and remember both."""
+    me = api(lambda c: c.whoami(), url, token)
+    p = config_path()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"url": url, "token": token}, f)
+    who = me["name"] + (f" of {me['member']}" if me.get("member") else "")
+    click.echo(f"logged in to {url} as {who} ({me['role']})")
+
+
+@click.command("submit")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@connection
+@as_json_option
+def submit(file: Path, url: str | None, token: str | None, as_json: bool) -> None:
+    """Submit a job file (one job or jobs: [...])."""
+    jobs = api(lambda c: c.submit(file.read_text()), url, token)
+    out(
+        jobs,
+        as_json,
+        ["ID", "MEMBER", "PHASE"],
+        [[j["id"], j["member"], j["phase"]] for j in jobs],
+    )
+
+
+@click.command("jobs")
+@click.option("--member", multiple=True)
+@click.option("--phase", multiple=True)
+@click.option("--limit", default=100, show_default=True)
+@connection
+@as_json_option
+def jobs_cmd(
+    member: tuple[str, ...],
+    phase: tuple[str, ...],
+    limit: int,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """List jobs, oldest first."""
+    page = api(
+        lambda c: c.jobs(list(member) or None, [p.upper() for p in phase] or None, limit),
+        url,
+        token,
+    )
+    rows = [
+        [
+            j["id"],
+            j["member"],
+            j["phase"],
+            j["attempt"],
+            (j["placement"] or {}).get("model", ""),
+            ago(j["submitted_at"]),
+            j["reason"][:60],
+        ]
+        for j in page["items"]
+    ]
+    out(page, as_json, ["ID", "MEMBER", "PHASE", "ATTEMPT", "MODEL", "AGE", "REASON"], rows)
+
+
+@click.command("job")
+@click.argument("job_id")
+@connection
+@as_json_option
+def job_cmd(job_id: str, url: str | None, token: str | None, as_json: bool) -> None:
+    """One job: its spec, phase, placement and why."""
+    j = api(lambda c: c.job(job_id), url, token)
+    if as_json:
+        click.echo(json.dumps(j, indent=2))
+        return
+    p = j["placement"]
+    where = ", ".join(f"{n}[{','.join(map(str, d))}]" for n, d in p["assignments"]) if p else "-"
+    for k, v in [
+        ("id", j["id"]),
+        ("member", j["member"]),
+        ("phase", j["phase"]),
+        ("reason", j["reason"]),
+        ("attempt", j["attempt"]),
+        ("preemptions", j["preemptions"]),
+        ("exit code", j["exit_code"]),
+        ("placement", f"{p['model']} on {where}" if p else "-"),
+        ("accelerators", f"{j['spec']['count']} of {', '.join(j['spec']['models'])}"),
+        ("entrypoint", j["spec"]["entrypoint"]),
+    ]:
+        click.echo(f"{k + ':':14}{v}")
+
+
+@click.command("cancel")
+@click.argument("job_id")
+@connection
+def cancel(job_id: str, url: str | None, token: str | None) -> None:
+    """Cancel a job (a running one is stopped with its grace period)."""
+    j = api(lambda c: c.cancel(job_id), url, token)
+    click.echo(f"{j['id']}: {j['phase']} ({j['reason']})")
+
+
+@click.command("logs")
+@click.argument("job_id")
+@click.option("-f", "--follow", is_flag=True, help="keep printing until the job ends")
+@click.option("--attempt", type=int, help="which run (default: the latest)")
+@connection
+def logs(
+    job_id: str, follow: bool, attempt: int | None, url: str | None, token: str | None
+) -> None:
+    """A job's output."""
+
+    def run(c: Client) -> None:
+        if follow:
+            for chunk in c.follow_logs(job_id):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+        else:
+            data, _, _ = c.logs(job_id, 0, attempt)
+            sys.stdout.buffer.write(data)
+
+    api(run, url, token)
+
+
+@click.command("queue")
+@connection
+@as_json_option
+def queue(url: str | None, token: str | None, as_json: bool) -> None:
+    """Pending jobs with their position in their member's queue and why they wait."""
+    q = api(lambda c: c.queue(), url, token)
+    rows = [[e["id"], e["member"], e["position"], e["count"], e["reason"][:80]] for e in q]
+    out(q, as_json, ["ID", "MEMBER", "POS", "DEVICES", "REASON"], rows)

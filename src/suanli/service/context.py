@@ -1,0 +1,29 @@
+"""What the service functions run against: one object the composition root builds and every
+surface (API, dashboard) hands on. It holds no rule."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from suanli.executors.base import Executor
+from suanli.sched.policy import Policy
+from suanli.service.metrics import Metrics
+from suanli.service.vault import Vault
+from suanli.store.database import Database
+
+
+@dataclass
+class Service:
+    db: Database
+    policy: Policy
+    executor: Executor
+    clock: Callable[[], float] = time.time
+    #: the controller's metrics when it runs in this process (``suanli server``)
+    metrics: Metrics = field(default_factory=Metrics)
+    #: where the dashboard finds the simulator's HTML reports
+    reports_dir: Path | None = None
+    #: seals jobs' secrets (None: this server accepts no job with secrets)
+    vault: Vault | None = None

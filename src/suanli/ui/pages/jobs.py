@@ -1,0 +1,102 @@
+"""The jobs pages: the list, and one job with its log followed live."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from suanli.errors import NotFoundError
+from suanli.model.job import Phase
+from suanli.service import jobs
+from suanli.ui.html import e, pill, table, url, when
+from suanli.ui.session import render, service_of, who_of
+
+router = APIRouter(include_in_schema=False)
+#: jobs per page
+PAGE_SIZE = 200
+#: the largest ``after`` a link may carry (a 63-bit database integer)
+MAX_SEQ = 1 << 62
+
+
+@router.get("/ui/jobs")
+def jobs_page(request: Request, member: str = "", phase: str = "", after: int = 0) -> HTMLResponse:
+    who = who_of(request)
+    phases = {phase} if phase in {p.value for p in Phase} else None
+    after = min(max(0, after), MAX_SEQ)
+    with service_of(request).db.session() as s:
+        pg = jobs.list_jobs(s, who, {member} if member else None, phases, after, PAGE_SIZE)
+        rows = [
+            [
+                f'<a href="/ui/jobs/{e(j.id)}">{e(j.id)}</a>',
+                e(j.name or ""),
+                e(j.member),
+                pill(j.phase),
+                str(j.attempt),
+                e(when(j.submitted_at)),
+                f"<span class=muted>{e(j.reason or '')}</span>",
+            ]
+            for j in pg.items
+        ]
+    options = "".join(
+        f"<option {'selected' if p.value == phase else ''}>{p.value}</option>" for p in Phase
+    )
+    form = (
+        "<form class=inline method=get>"
+        f'<input name=member placeholder=member value="{e(member)}">'
+        f"<select name=phase><option value=''>any phase</option>{options}</select>"
+        "<button>Show</button></form>"
+    )
+    more = (
+        f'<p><a href="{e(url("/ui/jobs", member=member, phase=phase, after=pg.next_after))}">'
+        "next page</a></p>"
+        if pg.next_after
+        else ""
+    )
+    tbl = table(
+        ["Job", "Name", "Member", "Phase", "Attempt", "Submitted", "Reason"], rows, {4}, "jobs"
+    )
+    body = f"{form}<p class=muted>{pg.total:,} jobs</p>{tbl}{more}"
+    return render("Jobs", "/ui/jobs", who, body)
+
+
+@router.get("/ui/jobs/{job_id}")
+def job_page(request: Request, job_id: str) -> HTMLResponse:
+    who = who_of(request)
+    with service_of(request).db.session() as s:
+        try:
+            row = jobs.get(s, who, job_id)
+        except NotFoundError:
+            return render("Not found", "/ui/jobs", who, f"<p>No job {e(job_id)}.</p>")
+        info = [
+            ("Member", e(row.member)),
+            ("Phase", pill(row.phase)),
+            ("Reason", e(row.reason or "")),
+            ("Attempt", str(row.attempt)),
+            ("Preemptions", str(row.preemptions)),
+            ("Placement", e(json.dumps(row.placement) if row.placement else "")),
+            ("Submitted", e(when(row.submitted_at)) + f" by {e(row.submitted_by)}"),
+            ("Started", e(when(row.started_at))),
+            ("Finished", e(when(row.finished_at))),
+            ("Exit code", e(row.exit_code)),
+            ("Spec", f"<code>{e(json.dumps(row.spec))}</code>"),
+        ]
+        readable = jobs.logs_readable(who, row)
+    details = table(["", ""], [[f"<b>{k}</b>", v] for k, v in info], table_id="job")
+    if not readable:
+        return render(f"Job {job_id}", "/ui/jobs", who, details)
+    body = (
+        f"{details}<h2>Log <span class=muted id=logstate>following…</span></h2>"
+        "<pre class=log id=log></pre>"
+    )
+    script = (
+        f"const jid={json.dumps(job_id)};let off=0;const el=document.getElementById('log');"
+        "async function tick(){try{const r=await fetch('/api/v1/jobs/'+encodeURIComponent(jid)"
+        "+'/logs?offset='+off,{credentials:'same-origin'});if(r.ok){const t=await r.text();"
+        "off=parseInt(r.headers.get('X-Next-Offset')||off);if(t){el.textContent+=t;"
+        "el.scrollTop=el.scrollHeight;}if(r.headers.get('X-Job-Done')==='true'){"
+        "document.getElementById('logstate').textContent='(ended)';return;}}}catch(x){}"
+        "setTimeout(tick,1000);}tick();"
+    )
+    return render(f"Job {job_id}", "/ui/jobs", who, body, script)

@@ -1,0 +1,34 @@
+"""A real Ray cluster on this machine, shared by every test of the executors that needs one
+(starting one takes a while): four Ray nodes declaring four suanli nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from suanli.executors.ray import node_resource
+from suanli.executors.ray_cluster import LocalRayCluster, RayNodeSpec
+
+
+def labels(node: str, model: str, member: str) -> dict[str, str]:
+    return {"suanli.io/node": node, "suanli.io/model": model, "suanli.io/member": member}
+
+
+#: the index of each suanli node's Ray node in the cluster
+RAY_INDEX = {"hx-1": 0, "pc-1": 1, "as-1": 2, "as-2": 3}
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[LocalRayCluster]:
+    cluster = LocalRayCluster(
+        [
+            RayNodeSpec({"GPU": 8, node_resource("hx-1"): 8}, labels("hx-1", "H800-80GB", "hx")),
+            RayNodeSpec({"MLU": 8, node_resource("pc-1"): 8}, labels("pc-1", "MLU370-X8", "pc")),
+            RayNodeSpec({"NPU": 4, node_resource("as-1"): 4}, labels("as-1", "Ascend910B", "as")),
+            RayNodeSpec({"NPU": 4, node_resource("as-2"): 4}, labels("as-2", "Ascend910B", "as")),
+        ],
+        stop_grace_s=10,
+    )
+    with cluster:
+        yield cluster
