@@ -158,3 +158,60 @@ def test_runs_go_to_their_sites_executor(tmp_path: Path) -> None:
     assert ex.logs(JobId("on-b"), 1) == b"b\n"
     fresh = PerSiteExecutor({SiteId("sa"): a, SiteId("sb"): b}, {})
     assert fresh.logs(JobId("on-a"), 1) == b"a\n"  # learned from the sites' observations
+
+
+def test_a_200_mb_log_keeps_its_cap_and_its_end(tmp_path: Path) -> None:
+    """A job that prints 200 MB is neither blocked nor stored whole: the log keeps the first
+    ``log_cap`` bytes, says where it was cut and how much was dropped, and ends with the
+    output's last bytes (where the error usually is); reads come back in bounded chunks."""
+    cap = 1 << 20
+    ex = LocalProcessExecutor(tmp_path, log_cap=cap)
+    printer = (
+        "python3 -c \"import sys; w = sys.stdout.buffer.write; line = b'x' * 1023 + b'\\n'\n"
+        "for i in range(200 * 1024): w(line)\nw(b'the last words\\n')\""
+    )
+    ex.start(request("loud", printer))
+    st = wait_for(ex, "loud", timeout=120)
+    assert st.phase is RunPhase.EXITED and st.exit_code == 0
+    size = ex.log_size(JobId("loud"), 1)
+    assert cap < size < cap + 70 * 1024
+    head = ex.logs(JobId("loud"), 1, 0, 4096)
+    assert len(head) == 4096 and head.startswith(b"x" * 1023 + b"\n")
+    end = ex.logs(JobId("loud"), 1, size - 70 * 1024).decode()
+    assert f"reached its cap of {cap} bytes" in ex.logs(JobId("loud"), 1, cap, 400).decode()
+    dropped = 200 * 1024 * 1024 - cap - 64 * 1024 + len("the last words\n")
+    assert f"{dropped} bytes dropped here" in end
+    assert end.endswith("x\nthe last words\n")
+
+
+def test_a_log_under_its_cap_is_kept_as_written(tmp_path: Path) -> None:
+    ex = LocalProcessExecutor(tmp_path, log_cap=1 << 20)
+    ex.start(request("quiet", "for i in 1 2 3; do echo line $i; done; echo oops >&2"))
+    assert wait_for(ex, "quiet").exit_code == 0
+    assert ex.logs(JobId("quiet"), 1) == b"line 1\nline 2\nline 3\noops\n"
+    assert ex.logs(JobId("quiet"), 1, 7, 7) == b"line 2\n"
+
+
+@pytest.mark.parametrize("sizes", [[1024], [512, 512, 1], [1025], [100, 2000, 3]])
+def test_the_cut_is_noted_however_the_output_arrives(tmp_path: Path, sizes: list[int]) -> None:
+    """Chunks that end exactly at the cap, straddle it or start past it: the log holds the
+    first ``cap`` bytes, one note, and the end."""
+    from suanli.executors.output import CappedOutput
+
+    log = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    out = CappedOutput(log, cap=1024).start()
+    data = bytes(i % 251 for i in range(sum(sizes)))
+    at = 0
+    for n in sizes:
+        os.write(out.write_fd, data[at : at + n])
+        at += n
+    out.finish()
+    os.close(log)
+    kept = (tmp_path / "log").read_bytes()
+    assert kept.startswith(data[:1024])
+    over = len(data) - 1024
+    assert (kept.count(b"reached its cap") == 1) == (over > 0)
+    if over:
+        assert kept.endswith(data[-min(over, 64 * 1024) :])
+    else:
+        assert kept == data

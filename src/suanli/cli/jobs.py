@@ -126,20 +126,23 @@ def cancel(job_id: str, url: str | None, token: str | None) -> None:
 @click.argument("job_id")
 @click.option("-f", "--follow", is_flag=True, help="keep printing until the job ends")
 @click.option("--attempt", type=int, help="which run (default: the latest)")
+@click.option("--tail", type=click.IntRange(min=0), help="only the last BYTES of it")
 @connection
 def logs(
-    job_id: str, follow: bool, attempt: int | None, url: str | None, token: str | None
+    job_id: str,
+    follow: bool,
+    attempt: int | None,
+    tail: int | None,
+    url: str | None,
+    token: str | None,
 ) -> None:
     """A job's output."""
 
     def run(c: Client) -> None:
-        if follow:
-            for chunk in c.follow_logs(job_id):
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
-        else:
-            data, _, _ = c.logs(job_id, 0, attempt)
-            sys.stdout.buffer.write(data)
+        chunks = c.follow_logs(job_id, tail=tail) if follow else c.read_logs(job_id, attempt, tail)
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
 
     api(run, url, token)
 

@@ -94,8 +94,12 @@ class Executor(Protocol):
     def observe(self) -> dict[tuple[JobId, int], RunState]:
         """Every run this executor knows of."""
 
-    def logs(self, job: JobId, attempt: int, offset: int = 0) -> bytes:
-        """The run's output from byte ``offset`` on (empty if none yet)."""
+    def logs(self, job: JobId, attempt: int, offset: int = 0, limit: int | None = None) -> bytes:
+        """At most ``limit`` bytes (None: all) of the run's output from byte ``offset`` on
+        (empty if none yet)."""
+
+    def log_size(self, job: JobId, attempt: int) -> int:
+        """How many bytes of output the run has (0 if none yet)."""
 
     def forget(self, job: JobId, attempt: int) -> None:
         """Drop what is kept of a finished run once its outcome is recorded (logs stay)."""

@@ -30,6 +30,7 @@ from suanli.executors.base import (
     device_env,
     rendezvous_env,
 )
+from suanli.executors.output import DEFAULT_CAP_BYTES
 from suanli.executors.runner import proc_start_time, write_atomic
 from suanli.executors.sandbox import SandboxConfig, SandboxMode
 from suanli.model.ids import JobId, NodeId
@@ -67,7 +68,8 @@ class LocalProcessExecutor:
     """Runs jobs on this machine, each in its sandbox (``sandbox``; see
     :mod:`suanli.executors.sandbox`). ``forbidden``: directories a job's working directory may
     neither be nor lie in (the state directory, always). ``data_root``: where datasets lie
-    (``DATA_ROOT/OWNER/PATH``; default ``root/data``)."""
+    (``DATA_ROOT/OWNER/PATH``; default ``root/data``). ``log_cap``: the most bytes of a
+    run's output its log keeps (then its end; see :mod:`suanli.executors.output`)."""
 
     def __init__(
         self,
@@ -75,6 +77,7 @@ class LocalProcessExecutor:
         sandbox: SandboxConfig | None = None,
         forbidden: tuple[Path, ...] = (),
         data_root: Path | None = None,
+        log_cap: int = DEFAULT_CAP_BYTES,
     ) -> None:
         self.root = root.resolve()  # jobs run in their own directory: paths must be absolute
         self.runs = self.root / "runs"
@@ -85,6 +88,7 @@ class LocalProcessExecutor:
         self.sandbox.check_against(self.root)
         self.forbidden = (self.root, *forbidden)
         self.data_root = (data_root or self.root / "data").resolve()
+        self.log_cap = log_cap
 
     def dataset_dir(self, location: str) -> Path | None:
         """Where a dataset's files lie here (None: nowhere, or outside the data root)."""
@@ -146,6 +150,7 @@ class LocalProcessExecutor:
             "source": run.working_dir,
             "forbidden": [str(p) for p in self.forbidden],
             "sandbox": self.sandbox.to_json(),
+            "log_cap": self.log_cap,
             "at": time.time(),
         }
         fd = os.open(tmp / "request.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -217,14 +222,20 @@ class LocalProcessExecutor:
                 out[key] = self._state(key[0], key[1], ad, now)
         return out
 
-    def logs(self, job: JobId, attempt: int, offset: int = 0) -> bytes:
+    def logs(self, job: JobId, attempt: int, offset: int = 0, limit: int | None = None) -> bytes:
         path = self._dir(job, attempt) / "output.log"
         try:
             with path.open("rb") as f:
                 f.seek(offset)
-                return f.read()
+                return f.read(-1 if limit is None else limit)
         except OSError:
             return b""
+
+    def log_size(self, job: JobId, attempt: int) -> int:
+        try:
+            return (self._dir(job, attempt) / "output.log").stat().st_size
+        except OSError:
+            return 0
 
     def forget(self, job: JobId, attempt: int) -> None:
         d = self._dir(job, attempt)

@@ -284,9 +284,17 @@ class RayExecutor:
             out[node] = dead.get(node, "its Ray node left the cluster")
         return out
 
-    def logs(self, job: JobId, attempt: int, offset: int = 0) -> bytes:
+    def logs(self, job: JobId, attempt: int, offset: int = 0, limit: int | None = None) -> bytes:
+        # (Ray answers a job's whole log at once: only what is sent on is bounded here)
+        data = self._log(job, attempt)
+        return data[offset:] if limit is None else data[offset : offset + limit]
+
+    def log_size(self, job: JobId, attempt: int) -> int:
+        return len(self._log(job, attempt))
+
+    def _log(self, job: JobId, attempt: int) -> bytes:
         try:
-            return self.client.get_job_logs(submission_id(job, attempt)).encode()[offset:]
+            return self.client.get_job_logs(submission_id(job, attempt)).encode()
         except RuntimeError:
             return b""
 

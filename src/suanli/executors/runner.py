@@ -9,7 +9,8 @@ and start time) first and ``exit.json`` (atomically) last, then:
    working directory into ``work`` with that account's permissions;
 2. starts the run in its sandbox (:mod:`suanli.executors.sandbox`): the reaper runs the job's
    command once per node of the placement (a multi-node gang on one machine: each copy sees its
-   node's devices and rank) with the job's environment only, output to ``output.log``;
+   node's devices and rank) with the job's environment only, output to ``output.log`` up to
+   the log cap (:mod:`suanli.executors.output`);
 3. on SIGTERM asks the job to stop (SIGTERM to every process of it), waits the grace period
    written in ``stop.json``, then kills the sandbox, and with it every process the job left.
 
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 
 from suanli.errors import SandboxError
+from suanli.executors.output import DEFAULT_CAP_BYTES, CappedOutput
 from suanli.executors.sandbox import (
     Layout,
     Sandbox,
@@ -121,13 +123,24 @@ def main(run_dir: str) -> int:
             with lock:
                 if stopping.is_set():  # stopped before it started: nothing to run
                     return _exit(d, 128 + signal.SIGTERM, stopped=True)
-                box = Sandbox.start(
-                    config, layout, account, env, req["entrypoint"], req["nodes"], log.fileno()
-                )
+                output = CappedOutput(log.fileno(), int(req.get("log_cap", DEFAULT_CAP_BYTES)))
+                try:
+                    box = Sandbox.start(
+                        config,
+                        layout,
+                        account,
+                        env,
+                        req["entrypoint"],
+                        req["nodes"],
+                        output.write_fd,
+                    )
+                finally:
+                    output.start().close_writer()
         except (OSError, ValueError, SandboxError) as e:  # no such directory, no account...
             log.write(f"suanli: could not start the job: {e}\n".encode())
             return _exit(d, CANNOT_START, stopped=False)
         code = box.wait()
+        output.finish()
     shutil.rmtree(layout.tmp, ignore_errors=True)
     return _exit(d, code, stopped=stopping.is_set())
 

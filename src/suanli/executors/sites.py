@@ -152,18 +152,27 @@ class PerSiteExecutor:
         for t in targets:
             t.stop(job, attempt, grace_s)
 
-    def logs(self, job: JobId, attempt: int, offset: int = 0) -> bytes:
+    def _holder(self, job: JobId, attempt: int) -> Executor | None:
+        """The site that holds the run's output: its own, or for a run whose outcome was
+        recorded (and its site forgotten) the first site that has some."""
         ex = self._site_ex(job, attempt)
         if ex is not None:
-            return ex.logs(job, attempt, offset)
-        for _, other in self._groups():  # a run whose outcome was recorded: ask each site
+            return ex
+        for _, other in self._groups():
             try:
-                out = other.logs(job, attempt, offset)
+                if other.log_size(job, attempt) > 0:
+                    return other
             except Exception:  # a silent site has nothing to say
                 continue
-            if out:
-                return out
-        return b""
+        return None
+
+    def logs(self, job: JobId, attempt: int, offset: int = 0, limit: int | None = None) -> bytes:
+        ex = self._holder(job, attempt)
+        return b"" if ex is None else ex.logs(job, attempt, offset, limit)
+
+    def log_size(self, job: JobId, attempt: int) -> int:
+        ex = self._holder(job, attempt)
+        return 0 if ex is None else ex.log_size(job, attempt)
 
     def forget(self, job: JobId, attempt: int) -> None:
         key = (job, attempt)

@@ -204,20 +204,40 @@ class Client:
         return self._check(self.http.post(f"/api/v1/jobs/{job_id}/cancel")).json()  # type: ignore[no-any-return]
 
     def logs(
-        self, job_id: str, offset: int = 0, attempt: int | None = None
+        self,
+        job_id: str,
+        offset: int = 0,
+        attempt: int | None = None,
+        limit: int | None = None,
+        tail: int | None = None,
     ) -> tuple[bytes, int, bool]:
-        """Output from ``offset``; the next offset; whether the job has ended."""
+        """A bounded chunk of output from ``offset`` (or the last ``tail`` bytes); the next
+        offset; whether nothing more will come (the job has ended and this is the end)."""
         params: dict[str, Any] = {"offset": offset}
-        if attempt is not None:
-            params["attempt"] = attempt
+        for key, value in (("attempt", attempt), ("limit", limit), ("tail", tail)):
+            if value is not None:
+                params[key] = value
         r = self._check(self.http.get(f"/api/v1/jobs/{job_id}/logs", params=params))
         return r.content, int(r.headers["X-Next-Offset"]), r.headers["X-Job-Done"] == "true"
 
-    def follow_logs(self, job_id: str, poll_s: float = 0.5) -> Iterator[bytes]:
-        """Output as it comes, until the job ends (across attempts, from the current one)."""
+    def read_logs(
+        self, job_id: str, attempt: int | None = None, tail: int | None = None
+    ) -> Iterator[bytes]:
+        """The output there is now, chunk by chunk (from ``tail`` bytes before its end)."""
+        data, offset, _ = self.logs(job_id, 0, attempt, tail=tail)
+        while data:
+            yield data
+            data, offset, _ = self.logs(job_id, offset, attempt)
+
+    def follow_logs(
+        self, job_id: str, poll_s: float = 0.5, tail: int | None = None
+    ) -> Iterator[bytes]:
+        """Output as it comes, until the job ends (the current attempt's, from ``tail`` bytes
+        before its end if given)."""
         offset, attempt = 0, None
         while True:
-            data, offset_next, done = self.logs(job_id, offset, attempt)
+            data, offset_next, done = self.logs(job_id, offset, attempt, tail=tail)
+            tail = None
             if data:
                 yield data
             offset = offset_next

@@ -16,6 +16,8 @@ from suanli.ui.session import render, service_of, who_of
 router = APIRouter(include_in_schema=False)
 #: jobs per page
 PAGE_SIZE = 200
+#: how much of a job's log its page keeps (its end)
+LOG_PAGE_CHARS = 256 * 1024
 #: the largest ``after`` a link may carry (a 63-bit database integer)
 MAX_SEQ = 1 << 62
 
@@ -90,13 +92,20 @@ def job_page(request: Request, job_id: str) -> HTMLResponse:
         f"{details}<h2>Log <span class=muted id=logstate>following…</span></h2>"
         "<pre class=log id=log></pre>"
     )
+    # the page shows the log's tail and follows it: a huge log is never loaded whole (the last
+    # LOG_PAGE_CHARS stay on the page; the CLI's ``suanli logs`` prints all of it)
     script = (
-        f"const jid={json.dumps(job_id)};let off=0;const el=document.getElementById('log');"
-        "async function tick(){try{const r=await fetch('/api/v1/jobs/'+encodeURIComponent(jid)"
-        "+'/logs?offset='+off,{credentials:'same-origin'});if(r.ok){const t=await r.text();"
-        "off=parseInt(r.headers.get('X-Next-Offset')||off);if(t){el.textContent+=t;"
-        "el.scrollTop=el.scrollHeight;}if(r.headers.get('X-Job-Done')==='true'){"
-        "document.getElementById('logstate').textContent='(ended)';return;}}}catch(x){}"
+        f"const jid={json.dumps(job_id)};const keep={LOG_PAGE_CHARS};let off=null;"
+        "const el=document.getElementById('log');const st=document.getElementById('logstate');"
+        "async function tick(){try{const q=off===null?'tail='+keep:'offset='+off;"
+        "const r=await fetch('/api/v1/jobs/'+encodeURIComponent(jid)+'/logs?'+q,"
+        "{credentials:'same-origin'});if(r.ok){const t=await r.text();"
+        "off=parseInt(r.headers.get('X-Next-Offset')||off||0);if(t){let s=el.textContent+t;"
+        "if(s.length>keep){s=s.slice(s.length-keep);st.dataset.cut='1';}el.textContent=s;"
+        "el.scrollTop=el.scrollHeight;}const size=parseInt(r.headers.get('X-Log-Size')||'0');"
+        "const cut=st.dataset.cut||size>keep?' (only its end; suanli logs prints all)':'';"
+        "if(r.headers.get('X-Job-Done')==='true'){st.textContent='(ended)'+cut;return;}"
+        "st.textContent='following…'+cut;if(off<size){setTimeout(tick,0);return;}}}catch(x){}"
         "setTimeout(tick,1000);}tick();"
     )
     return render(f"Job {job_id}", "/ui/jobs", who, body, script)
