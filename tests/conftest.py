@@ -76,11 +76,15 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str | None) -> It
         database = Database.open(pg_url)
     yield database
     if request.param == "postgresql":  # a clean schema for the next test
-        with database.engine.begin() as conn:
-            for table in reversed(Base.metadata.sorted_tables):
-                conn.execute(text(f'DROP TABLE IF EXISTS "{table.name}" CASCADE'))
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        _drop_schema(database)
     database.close()
+
+
+def _drop_schema(database: Database) -> None:
+    with database.engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(text(f'DROP TABLE IF EXISTS "{table.name}" CASCADE'))
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
 
 @pytest.fixture

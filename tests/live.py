@@ -42,14 +42,50 @@ def serving(app: FastAPI) -> Iterator[str]:
 
 
 def spawn_server(
-    state: Path, port: int, interval: float, db_url: str | None = None
+    state: Path,
+    port: int,
+    interval: float,
+    db_url: str | None = None,
+    *extra: str,
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A real ``suanli server`` process (its output discarded)."""
+    """A real ``suanli server`` process (its output in ``log``, or discarded)."""
     cmd = [sys.executable, "-m", "suanli", "server", "--state-dir", str(state)]
-    cmd += ["--port", str(port), "--interval", str(interval)]
+    cmd += ["--port", str(port), "--interval", str(interval), *extra]
     if db_url:
         cmd += ["--db", db_url]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if log is None:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 120) -> None:
+    """Until the server at ``url`` answers (its process, if given, must not have exited)."""
+    from suanli.sdk.client import Client
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited ({proc.returncode})")
+        try:
+            with Client(url) as c:
+                c.health()
+            return
+        except ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the server at {url} did not come up")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @contextmanager

@@ -78,6 +78,10 @@ class StateDirError(SuanliError):
     it), or it is not the one the database was made with."""
 
 
+class LeaseLostError(SuanliError):
+    """This server no longer holds the lease it acted under (another runs the controller)."""
+
+
 class SandboxError(SuanliError):
     """Runs cannot be isolated on this machine (bubblewrap missing or not working, a member's
     OS account not made)."""

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import uvicorn
+from sqlalchemy import func, select
 
 from suanli.api.app import create_app
+from suanli.errors import StateDirError
 from suanli.executors.base import Executor
 from suanli.executors.local import LocalProcessExecutor
+from suanli.executors.output import DEFAULT_CAP_BYTES
 from suanli.executors.ray_cluster import LocalRayCluster
 from suanli.executors.sandbox import SandboxConfig, SandboxMode
 from suanli.executors.sandbox import check as check_sandbox
@@ -27,15 +32,23 @@ from suanli.model.alliance import Alliance
 from suanli.model.ids import SiteId
 from suanli.sched.policy import get_policy
 from suanli.service.auth import create_user
-from suanli.service.context import Service
+from suanli.service.context import Health, Service
 from suanli.service.controller import Controller
+from suanli.service.leader import TTL_S, Lease
 from suanli.service.metrics import Metrics
 from suanli.service.pool import create_alliance
-from suanli.service.statedir import private_files, secure
+from suanli.service.statedir import (
+    FileWatch,
+    lock,
+    private_files,
+    refuse_a_new_database_over_old_runs,
+    secure,
+)
 from suanli.service.vault import Vault
 from suanli.store.alliance_rows import has_alliance, read_alliance
 from suanli.store.database import Database
-from suanli.store.tables import UserRow
+from suanli.store.snapshot import ACTIVE
+from suanli.store.tables import JobRow, UserRow
 
 log = logging.getLogger("suanli.server")
 
@@ -62,6 +75,11 @@ class ServerConfig:
     job_network: str = "private"
     #: where datasets lie on this machine (DATA_ROOT/OWNER/PATH; default STATE_DIR/data)
     data_root: Path | None = None
+    #: how long the controller's lease lasts unrenewed: a dead leader's successor takes over
+    #: within this
+    lease_s: float = TTL_S
+    #: the most bytes of a local run's output its log keeps (then its last 64 KiB)
+    log_cap_bytes: int = DEFAULT_CAP_BYTES
 
     def sandbox_config(self) -> SandboxConfig:
         return SandboxConfig(SandboxMode(self.sandbox), self.job_network)
@@ -69,11 +87,21 @@ class ServerConfig:
 
 class ControllerLoop:
     """Runs :meth:`Controller.step` every ``interval_s`` until stopped; a failing step is
-    logged and retried at the next tick (the database holds every intention)."""
+    logged and retried at the next tick (the database holds every intention), and the failure
+    shows in ``health``. A database file deleted or replaced under the server (``watch``)
+    stops the controller for good: nothing it could decide would be kept."""
 
-    def __init__(self, controller: Controller, interval_s: float) -> None:
+    def __init__(
+        self,
+        controller: Controller,
+        interval_s: float,
+        health: Health | None = None,
+        watch: FileWatch | None = None,
+    ) -> None:
         self.controller = controller
         self.interval_s = interval_s
+        self.health = health or Health()
+        self.watch = watch
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self.steps = 0
@@ -81,10 +109,21 @@ class ControllerLoop:
     def _run(self) -> None:
         while not self._stop.is_set():
             t0 = time.monotonic()
+            problem = self.watch.problem() if self.watch is not None else None
+            if problem is not None:
+                self.health.fatal = f"{problem}: the controller stopped; restore it and restart"
+                log.critical("%s", self.health.fatal)
+                return
             try:
-                self.controller.step()
+                report = self.controller.step()
                 self.steps += 1
-            except Exception:
+                self.health.degraded = None
+                role = "standby" if report.standby else "controller"
+                if role != self.health.role:
+                    log.info("this server is now the pool's %s", role)
+                    self.health.role = role
+            except Exception as exc:
+                self.health.degraded = f"the last controller step failed: {exc}"
                 log.exception("controller step failed; retrying")
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0)))
 
@@ -101,11 +140,18 @@ def prepare(cfg: ServerConfig, alliance: Alliance) -> tuple[Database, str | None
     database is new. Returns the database and the new admin token (None if there was one)."""
     with private_files():
         secure(cfg.state_dir)
+        if cfg.db_url is None and not (cfg.state_dir / "suanli.db").exists():
+            refuse_a_new_database_over_old_runs(cfg.state_dir)  # (before making one)
         url = cfg.db_url or f"sqlite:///{cfg.state_dir / 'suanli.db'}"
         db = Database.open(url)
     token = None
     with db.session() as s:
         if not has_alliance(s):
+            try:
+                refuse_a_new_database_over_old_runs(cfg.state_dir)
+            except StateDirError:
+                db.close()
+                raise
             create_alliance(s, alliance, "bootstrap", time.time())
         if s.query(UserRow).filter(UserRow.role == "alliance-admin").first() is None:
             token = create_user(s, None, "admin", "alliance-admin", None, time.time())
@@ -168,37 +214,101 @@ def ray_executor(
     return PerSiteExecutor(executors, site_of, timeout_s=cfg.site_timeout_s), cluster
 
 
+class Stop(BaseException):
+    """SIGTERM or SIGINT: the server stops, and everything it started with it."""
+
+
+def _stop_on_signals() -> None:
+    def stop(signum: int, _frame: object) -> None:
+        raise Stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def serve(cfg: ServerConfig, alliance: Alliance) -> None:
-    """Run the service until it is stopped. Everything this process writes is private to it
-    (umask 0077): the database and its journal, the runs' files."""
+    """Run the service until SIGTERM or SIGINT (at any moment: starting its Ray cluster say),
+    then stop everything it started. Everything this process writes is private to it (umask
+    0077): the database and its journal, the runs' files."""
     os.umask(0o077)
-    db, _ = prepare(cfg, alliance)
-    policy = get_policy(cfg.policy)
+    _stop_on_signals()
+    sqlite = cfg.db_url is None or cfg.db_url.startswith("sqlite")
+    cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    held = lock(cfg.state_dir) if sqlite else None
+    db: Database | None = None
+    loop: ControllerLoop | None = None
+    lease: Lease | None = None
     cluster: LocalRayCluster | None = None
-    executor: Executor
-    check_sandbox(cfg.sandbox_config())
+    try:
+        db, _ = prepare(cfg, alliance)
+        policy = get_policy(cfg.policy)
+        check_sandbox(cfg.sandbox_config())
+        executor, cluster = _executor(cfg, db, policy.grace_s)
+        metrics, vault, health = Metrics(), Vault.open(cfg.state_dir), Health()
+        lease = Lease(db, ttl_s=cfg.lease_s)
+        controller = Controller(db, executor, policy, metrics=metrics, vault=vault, lease=lease)
+        watch = FileWatch(cfg.state_dir / "suanli.db") if cfg.db_url is None else None
+        loop = ControllerLoop(controller, cfg.interval_s, health, watch)
+        reports = cfg.reports_dir or cfg.state_dir / "reports"
+        app = create_app(
+            Service(db, policy, executor, metrics=metrics, reports_dir=reports, vault=vault)
+        )
+        app.state.service.health = health
+        loop.start()
+        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
+    except Stop as why:
+        log.info("stopping (%s)", why)
+    finally:
+        _shutdown(cfg, db, loop, lease, cluster)
+        if held is not None:
+            held.release()
+
+
+def _executor(
+    cfg: ServerConfig, db: Database, grace_s: float
+) -> tuple[Executor, LocalRayCluster | None]:
     if cfg.executor == "ray":
         with db.session() as s:
             current, _ = read_alliance(s)
-        executor, cluster = ray_executor(cfg, current, policy.grace_s)
-    else:
-        executor = LocalProcessExecutor(
-            cfg.state_dir, cfg.sandbox_config(), data_root=cfg.data_root
-        )
-    metrics = Metrics()
-    vault = Vault.open(cfg.state_dir)
-    loop = ControllerLoop(
-        Controller(db, executor, policy, metrics=metrics, vault=vault), cfg.interval_s
+        return ray_executor(cfg, current, grace_s)
+    local = LocalProcessExecutor(
+        cfg.state_dir, cfg.sandbox_config(), data_root=cfg.data_root, log_cap=cfg.log_cap_bytes
     )
-    reports = cfg.reports_dir or cfg.state_dir / "reports"
-    app = create_app(
-        Service(db, policy, executor, metrics=metrics, reports_dir=reports, vault=vault)
-    )
-    loop.start()
-    try:
-        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
-    finally:
+    return local, None
+
+
+def _shutdown(
+    cfg: ServerConfig,
+    db: Database | None,
+    loop: ControllerLoop | None,
+    lease: Lease | None,
+    cluster: LocalRayCluster | None,
+) -> None:
+    """Stop the controller, give its lease up (another server takes over at once), stop the
+    embedded Ray cluster, and say what keeps running."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (a second signal must not cut this short)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if loop is not None:
         loop.stop()
+    if lease is not None:
+        with suppress(Exception):
+            lease.release()
+    running = 0
+    if db is not None:
+        with suppress(Exception), db.session() as s:
+            running = (
+                s.scalar(select(func.count()).select_from(JobRow).where(JobRow.phase.in_(ACTIVE)))
+                or 0
+            )
         db.close()
-        if cluster is not None:
-            cluster.stop()
+    if cluster is not None:
+        cluster.stop()
+    if running:
+        what = (
+            "were stopped with the embedded Ray cluster; they go back to the queue and resume "
+            "from their checkpoints when the server starts again"
+            if cluster is not None
+            else "keep running (their supervisors are detached); start the server again on "
+            f"{cfg.state_dir} to follow them, or stop them with suanli cancel"
+        )
+        log.warning("%d job(s) %s", running, what)

@@ -32,7 +32,7 @@ def _apply(s: object, row: JobRow, step: str, now: float) -> bool:
     if step == "admit":
         return lifecycle.admit(s, row, PLACEMENT, "", "t", now)  # type: ignore[arg-type]
     if step == "started":
-        return lifecycle.started(row, now)
+        return lifecycle.started(s, row, now)  # type: ignore[arg-type]
     if step == "stop":
         return lifecycle.request_stop(s, row, "preempting", now + 1, "t", now)  # type: ignore[arg-type]
     if step == "cancel":

@@ -12,25 +12,13 @@ from pathlib import Path
 
 from suanli.sdk.client import ApiError, Client
 
-from ..live import free_port, spawn_server
+from ..live import free_port, spawn_server, wait_up
 
 JOBS = 200
 
 
 def start_server(state: Path, port: int) -> subprocess.Popen[bytes]:
     return spawn_server(state, port, interval=0.1)
-
-
-def wait_up(url: str) -> None:
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with Client(url) as c:
-                c.health()
-            return
-        except ConnectionError:
-            time.sleep(0.05)
-    raise AssertionError("server did not come up")
 
 
 def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:

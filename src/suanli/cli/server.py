@@ -101,6 +101,23 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
     type=click.Path(path_type=Path),
     help="where datasets lie: DATA_ROOT/OWNER/PATH (default: STATE_DIR/data)",
 )
+@click.option(
+    "--lease",
+    "lease_s",
+    default=10.0,
+    show_default=True,
+    help="seconds the controller's lease lasts: with several servers on one PostgreSQL "
+    "database, a dead controller's successor takes over within this",
+)
+@click.option(
+    "--log-cap",
+    "log_cap_mib",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="MiB of a local run's output its log keeps (then the cut is noted and its last "
+    "64 KiB kept)",
+)
 def server(
     state_dir: Path,
     db_url: str | None,
@@ -119,6 +136,8 @@ def server(
     sandbox: str,
     job_network: str,
     data_root: Path | None,
+    lease_s: float,
+    log_cap_mib: int,
 ) -> None:
     """Run the service: database, controller and REST API (Ctrl-C stops it)."""
     import threading
@@ -142,6 +161,8 @@ def server(
         sandbox,
         job_network,
         data_root,
+        lease_s,
+        log_cap_mib << 20,
     )
     try:
         alliance = load_alliance(alliance_file)

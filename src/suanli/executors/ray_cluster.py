@@ -53,6 +53,9 @@ RAY_START = [
     "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()",
 ]
 
+#: how long stopping waits for the nodes to stop their processes before it kills them all
+STOP_WAIT_S = 5.0
+
 #: the server's variables a Ray node is started with (none of them is a secret)
 PASSED = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME")
 
@@ -263,9 +266,10 @@ class LocalRayCluster:
             if p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_WAIT_S  # (``ray start`` stops its processes itself)
         for p in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=30)
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait()

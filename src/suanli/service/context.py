@@ -16,6 +16,18 @@ from suanli.store.database import Database
 
 
 @dataclass
+class Health:
+    """What the service knows is wrong with itself; a ``fatal`` problem (its database file
+    deleted, say) makes every request answer 503 with it, and the health check fail."""
+
+    fatal: str | None = None
+    #: the last controller step that failed, cleared by the next that succeeds
+    degraded: str | None = None
+    #: ``controller`` or ``standby`` once the controller loop has run a step
+    role: str | None = None
+
+
+@dataclass
 class Service:
     db: Database
     policy: Policy
@@ -27,3 +39,4 @@ class Service:
     reports_dir: Path | None = None
     #: seals jobs' secrets (None: this server accepts no job with secrets)
     vault: Vault | None = None
+    health: Health = field(default_factory=Health)

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.errors import CannotRunError
+from suanli.errors import CannotRunError, LeaseLostError
 from suanli.executors.base import Executor, RunPhase, RunRequest, RunState
 from suanli.model.alliance import Alliance
 from suanli.model.ids import JobId, NodeId
@@ -47,6 +48,7 @@ from suanli.sched.schedule import schedule
 from suanli.service import lifecycle
 from suanli.service.accounting import Accountant
 from suanli.service.audit import record
+from suanli.service.leader import Lease
 from suanli.service.lifecycle import Outcome
 from suanli.service.metrics import Metrics
 from suanli.service.vault import Vault, VaultError
@@ -58,6 +60,8 @@ from suanli.store.tables import JobRow, NodeRow
 
 log = logging.getLogger("suanli.controller")
 ACTOR = "controller"
+#: how many times a start that fails for a reason other than an unreachable cluster is tried
+START_TRIES = 3
 
 
 @dataclass
@@ -70,6 +74,8 @@ class StepReport:
     fenced: list[str] = field(default_factory=list)
     pass_s: float = 0.0
     pending: int = 0
+    #: another server's controller holds the lease: this one did nothing
+    standby: bool = False
 
 
 @dataclass
@@ -90,10 +96,13 @@ class Controller:
         accounting_interval_s: float = 300.0,
         metrics: Metrics | None = None,
         vault: Vault | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.metrics = metrics
         #: opens jobs' sealed secrets for their runs
         self.vault = vault
+        #: held while this controller is the one (None: it is the only one, a test's say)
+        self.lease = lease
         self.db = db
         self.accountant = Accountant(accounting_interval_s)
         self.executor = executor
@@ -101,27 +110,45 @@ class Controller:
         self.clock = clock
         #: stale runs being stopped (their attempt was replaced while their site was away)
         self._fencing: set[tuple[JobId, int]] = set()
+        #: runs whose start failed for a reason other than an unreachable cluster: how often
+        self._start_errors: dict[tuple[JobId, int], int] = {}
 
     # -- the step --------------------------------------------------------------------------
     def step(self) -> StepReport:
         """One reconcile step (see the module's docstring); each stage commits on its own."""
         report = StepReport()
         now = self.clock()
-        self._record_health(now)  # 0. nodes up or down
-        self._start_all(self._observe(now, report), report)  # 1. observe (and resume starts)
-        self._account(now)
-        plan = self._decide(now, report)  # 2. decide, and record every decision
+        if self.lease is not None and not self.lease.hold(now):
+            report.standby = True  # another server's controller runs the pool
+            return report
+        try:
+            self._record_health(now)  # 0. nodes up or down
+            self._start_all(self._observe(now, report), report)  # 1. observe
+            self._account(now)
+            plan = self._decide(now, report)  # 2. decide, and record every decision
+        except LeaseLostError as exc:
+            log.warning("%s; standing by", exc)
+            report.standby = True
+            return report
         self._start_all(plan.starts, report)  # 3. act: start, then stop
         self._stop_all(plan.stops)
         self._publish(report)
         return report
+
+    @contextmanager
+    def _session(self, now: float) -> Iterator[Session]:
+        """A transaction of the controller's: under its lease (refused if it lost it)."""
+        with self.db.session() as s:
+            if self.lease is not None:
+                self.lease.fence(s, now)
+            yield s
 
     # -- 0. node health --------------------------------------------------------------------
     def _record_health(self, now: float) -> None:
         health = self.executor.node_health()
         if not health:
             return
-        with self.db.session() as s:
+        with self._session(now) as s:
             changed = False
             for row in s.scalars(select(NodeRow).where(NodeRow.id.in_(list(health)))):
                 why = health[NodeId(row.id)]
@@ -141,7 +168,7 @@ class Controller:
         observed = self.executor.observe()
         report.observed = len(observed)
         to_start: list[RunRequest] = []
-        with self.db.session() as s:
+        with self._session(now) as s:
             alliance = read_alliance(s)[0]
             sick = select(NodeRow.id).where(NodeRow.health != NodeHealth.UP.value)
             down = {NodeId(n) for n in s.scalars(sick)}
@@ -187,7 +214,7 @@ class Controller:
                     log.warning("queueing the stop of %s attempt %d failed", row.id, row.attempt)
                 self._ended(s, row, None, now, report, lost=not row.stop_requested)
         elif st.phase is RunPhase.RUNNING:
-            lifecycle.started(row, st.started_at or now)
+            lifecycle.started(s, row, st.started_at or now)
         else:
             self._ended(s, row, st, now, report, lost=st.phase is RunPhase.LOST)
 
@@ -244,7 +271,7 @@ class Controller:
             self.executor.forget(JobId(row.id), row.attempt)
 
     def _account(self, now: float) -> None:
-        with self.db.session() as s:
+        with self._session(now) as s:
             self.accountant.flush(s, now)
 
     # -- 2. decide -------------------------------------------------------------------------
@@ -252,7 +279,7 @@ class Controller:
         """One pass of the scheduler over the state in the database; every decision is
         recorded (and committed) before anything is carried out."""
         plan = _Plan()
-        with self.db.session() as s:
+        with self._session(now) as s:
             alliance, draining = read_alliance(s)
             snap = build_snapshot(s, alliance, draining, now)
             report.pending = len(snap.pending)
@@ -343,20 +370,32 @@ class Controller:
     # -- 3. act ----------------------------------------------------------------------------
     def _start_all(self, requests: list[RunRequest], report: StepReport) -> None:
         """Start runs. One the executor cannot run at all (:class:`CannotRunError`) fails its
-        job with the reason; any other error (an unreachable cluster) is logged and the start
-        is retried at the next step, since the job stays ADMITTED with no run."""
+        job with the reason. A start that fails because its cluster cannot be reached is
+        retried at every step (the job stays ADMITTED with no run; a site silent past its
+        timeout has its nodes put down, and the job moves); any other error is retried
+        :data:`START_TRIES` times, then fails the job with the reason."""
         for req in requests:
             try:
                 self.executor.start(req)
+                self._start_errors.pop(req.key, None)
             except CannotRunError as exc:
-                with self.db.session() as s:
-                    row = s.scalars(select(JobRow).where(JobRow.id == req.job)).one()
-                    if row.attempt == req.attempt and lifecycle.fail(
-                        s, row, str(exc), ACTOR, self.clock()
-                    ):
-                        report.finished.append(row.id)
-            except Exception:
-                log.exception("starting %s attempt %d failed; retrying", req.job, req.attempt)
+                self._fail_start(req, str(exc), report)
+            except (ConnectionError, TimeoutError) as exc:
+                log.warning("starting %s attempt %d: %s; retrying", req.job, req.attempt, exc)
+            except Exception as exc:
+                tries = self._start_errors.get(req.key, 0) + 1
+                self._start_errors[req.key] = tries
+                log.exception("starting %s attempt %d failed (%d)", req.job, req.attempt, tries)
+                if tries >= START_TRIES:
+                    self._start_errors.pop(req.key, None)
+                    why = f"starting it failed {tries} times: {type(exc).__name__}: {exc}"
+                    self._fail_start(req, why, report)
+
+    def _fail_start(self, req: RunRequest, why: str, report: StepReport) -> None:
+        with self._session(self.clock()) as s:
+            row = s.scalars(select(JobRow).where(JobRow.id == req.job)).one()
+            if row.attempt == req.attempt and lifecycle.fail(s, row, why, ACTOR, self.clock()):
+                report.finished.append(row.id)
 
     def _stop_all(self, stops: list[tuple[JobId, int, float]]) -> None:
         """Ask runs to stop (repeated every step until they have: an unreachable site's stop

@@ -14,8 +14,11 @@ happens here, and nowhere else.
 
 Each transition names the phases it may leave and does nothing (returns ``False``) from any
 other: a job that reached SUCCEEDED, FAILED or CANCELLED never leaves it, and a decision taken
-on a job that changed meanwhile (cancelled while the scheduler admitted it) is dropped. Each
-writes its audit record and its structured log line once, in the caller's transaction.
+on a job that changed meanwhile (cancelled while the scheduler admitted it) is dropped. The
+check is in the database, not in the row the caller read: every transition is one conditional
+``UPDATE ... WHERE phase IN (...)``, so of a cancel and an admission racing in two
+transactions exactly one wins, whatever each read before. Each writes its audit record and its
+structured log line once, in the caller's transaction.
 
 ``request_stop`` and ``cancel`` only record what is wanted of a running job (``stop_requested``,
 ``cancel_requested``, the deadline); the run's end, observed by the controller, makes the
@@ -28,7 +31,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from suanli.model.job import JobSpec, Phase, Placement
 from suanli.service.audit import record
@@ -39,6 +44,9 @@ log = logging.getLogger("suanli.controller")
 
 #: phases a job can still be stopped in (a run is, or may be, under way)
 ACTIVE = frozenset({Phase.ADMITTED, Phase.RUNNING})
+#: a job whose runs were lost this many times in a row (each seen running, none seen to
+#: exit) fails instead of being tried again: something about it kills its supervisor
+MAX_LOST_RUNS = 3
 
 
 def _event(
@@ -56,6 +64,37 @@ def _event(
 
 def _in(row: JobRow, phases: frozenset[Phase] | set[Phase]) -> bool:
     return Phase(row.phase) in phases
+
+
+def _move(
+    s: Session,
+    row: JobRow,
+    allowed: frozenset[Phase] | set[Phase],
+    values: dict[str, Any],
+    *also: ColumnElement[bool],
+) -> bool:
+    """Set ``values`` on ``row`` in one UPDATE, only if the job's phase in the database is still
+    one of ``allowed`` (and ``also`` holds); the row object then has them too. False (and the
+    row read again) if the job changed meanwhile."""
+    if not _in(row, allowed):
+        return False
+    s.flush()
+    stmt = (
+        update(JobRow)
+        .where(JobRow.seq == row.seq, JobRow.phase.in_([p.value for p in allowed]), *also)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    result = s.execute(stmt)
+    if getattr(result, "rowcount", 0) != 1:
+        s.refresh(row)
+        return False
+    for key, value in values.items():
+        if key != "attempt":
+            set_committed_value(row, key, value)
+    if "attempt" in values:
+        s.refresh(row, ["attempt"])
+    return True
 
 
 def create(
@@ -79,15 +118,19 @@ def create(
 
 
 def admit(s: Session, row: JobRow, placement: Placement, why: str, actor: str, now: float) -> bool:
-    """PENDING -> ADMITTED on ``placement``, as a new attempt."""
-    if not _in(row, {Phase.PENDING}) or row.cancel_requested:
+    """PENDING -> ADMITTED on ``placement``, as a new attempt (never a job a cancel reached)."""
+    if row.cancel_requested:
         return False
-    row.phase = Phase.ADMITTED.value
-    row.attempt += 1
-    row.placement = placement_to_json(placement)
-    row.accounted_until = None
-    row.reason = f"admitted: {why}" if why else "admitted"
-    row.exit_code = None
+    values = {
+        "phase": Phase.ADMITTED.value,
+        "attempt": JobRow.attempt + 1,
+        "placement": placement_to_json(placement),
+        "accounted_until": None,
+        "reason": f"admitted: {why}" if why else "admitted",
+        "exit_code": None,
+    }
+    if not _move(s, row, {Phase.PENDING}, values, JobRow.cancel_requested.is_(False)):
+        return False
     _event(
         s,
         now,
@@ -101,15 +144,11 @@ def admit(s: Session, row: JobRow, placement: Placement, why: str, actor: str, n
     return True
 
 
-def started(row: JobRow, at: float) -> bool:
+def started(s: Session, row: JobRow, at: float) -> bool:
     """ADMITTED -> RUNNING: its run was seen running (no audit record: the admission and the
     end say what happened)."""
-    if not _in(row, {Phase.ADMITTED}):
-        return False
-    row.phase = Phase.RUNNING.value
-    row.started_at = at
-    row.reason = "running"
-    return True
+    values = {"phase": Phase.RUNNING.value, "started_at": at, "reason": "running"}
+    return _move(s, row, {Phase.ADMITTED}, values)
 
 
 def request_stop(
@@ -123,32 +162,37 @@ def request_stop(
 ) -> bool:
     """Ask the run of an ADMITTED or RUNNING job to stop by ``deadline`` (a preemption, or a
     move off a drained node: ``event`` says which); it goes back to the queue once it has."""
-    if not _in(row, ACTIVE):
-        return False
+    values: dict[str, Any] = {"reason": why}
     if not row.stop_requested:
-        row.stop_requested = True
-        row.stop_deadline = deadline
-    row.reason = why
+        values.update(stop_requested=True, stop_deadline=deadline)
+    if not _move(s, row, ACTIVE, values):
+        return False
     _event(s, now, actor, row, event, why, reason=why)
     return True
 
 
-def cancel(s: Session, row: JobRow, actor: str, now: float) -> bool:
-    """A PENDING job ends CANCELLED at once; an ADMITTED or RUNNING one is asked to stop and
-    ends CANCELLED when its run has. False if it had already ended (cancelling twice is not an
-    error: the caller says what a cancel of an ended job means)."""
-    phase = Phase(row.phase)
-    if phase.terminal:
-        return False
-    row.cancel_requested = True
-    if phase is Phase.PENDING:
-        row.phase = Phase.CANCELLED.value
-        row.finished_at = now
-        row.reason = f"cancelled by {actor}"
-    else:
-        row.stop_requested = True
-        row.reason = f"cancel requested by {actor}; stopping"
-    _event(s, now, actor, row, "job.cancel", row.reason, phase=phase.value)
+def cancel(s: Session, row: JobRow, actor: str, now: float, grace_s: float = 0.0) -> bool:
+    """A PENDING job ends CANCELLED at once (final: it is never admitted after); an ADMITTED
+    or RUNNING one is asked to stop, with ``grace_s`` to checkpoint, and ends CANCELLED when
+    its run has. False if it had already ended (cancelling twice is not an error: the caller
+    says what a cancel of an ended job means)."""
+    before = Phase(row.phase)
+    pending = {
+        "phase": Phase.CANCELLED.value,
+        "cancel_requested": True,
+        "finished_at": now,
+        "reason": f"cancelled by {actor}",
+    }
+    if not _move(s, row, {Phase.PENDING}, pending):
+        running: dict[str, Any] = {
+            "cancel_requested": True,
+            "reason": f"cancel requested by {actor}; stopping",
+        }
+        if not row.stop_requested:
+            running.update(stop_requested=True, stop_deadline=now + grace_s)
+        if not _move(s, row, ACTIVE, running):
+            return False
+    _event(s, now, actor, row, "job.cancel", row.reason, phase=before.value)
     return True
 
 
@@ -166,11 +210,21 @@ def ended(s: Session, row: JobRow, outcome: Outcome, actor: str, now: float) -> 
     exit code. Returns the new phase (None if the job was not running)."""
     if not _in(row, ACTIVE):
         return None
+    s.flush()
+    s.refresh(row)  # (what is asked of it now: a cancel may have come meanwhile)
+    if not _in(row, ACTIVE):
+        return None
     code = outcome.exit_code
     if row.cancel_requested:
         phase, why = Phase.CANCELLED, "cancelled; its run stopped"
     elif row.stop_requested:
         phase, why = Phase.PENDING, "preempted; back in the queue, resumes from its checkpoint"
+    elif outcome.lost and row.phase == Phase.RUNNING.value and row.losses + 1 >= MAX_LOST_RUNS:
+        phase = Phase.FAILED
+        why = (
+            f"its run was lost {row.losses + 1} times in a row (its node, site or supervisor "
+            "died, or its exit could not be recorded); not tried again"
+        )
     elif outcome.lost:
         phase = Phase.PENDING
         why = "its run was lost (its node, site or supervisor died); back in the queue"
@@ -178,6 +232,24 @@ def ended(s: Session, row: JobRow, outcome: Outcome, actor: str, now: float) -> 
         phase, why = Phase.SUCCEEDED, "exited 0"
     else:
         phase, why = Phase.FAILED, f"exited {code}"
+    # a run seen running and then lost counts; one that never started (its node went down
+    # first) does not; one that exited resets the count
+    lost_running = outcome.lost and not row.stop_requested and row.phase == Phase.RUNNING.value
+    values: dict[str, Any] = {
+        "exit_code": code,
+        "stop_requested": False,
+        "stop_deadline": None,
+        "reason": why,
+        "phase": phase.value,
+        "losses": row.losses + 1 if lost_running else (row.losses if outcome.lost else 0),
+    }
+    if phase is Phase.PENDING:
+        values.update(placement=None, preemptions=row.preemptions + 1)
+    else:
+        values["finished_at"] = now
+    also = [JobRow.attempt == row.attempt, JobRow.cancel_requested.is_(row.cancel_requested)]
+    if not _move(s, row, ACTIVE, values, *also):
+        return ended(s, row, outcome, actor, now)  # a cancel came between: decide again
     _event(
         s,
         now,
@@ -188,26 +260,17 @@ def ended(s: Session, row: JobRow, outcome: Outcome, actor: str, now: float) -> 
         attempt=row.attempt,
         exit_code=code,
     )
-    row.exit_code = code
-    row.stop_requested = False
-    row.stop_deadline = None
-    row.reason = why
-    if phase is Phase.PENDING:
-        row.phase = Phase.PENDING.value
-        row.placement = None
-        row.preemptions += 1
-    else:
-        row.phase = phase.value
-        row.finished_at = now
     return phase
 
 
 def fail(s: Session, row: JobRow, why: str, actor: str, now: float) -> bool:
     """ADMITTED -> FAILED: the job can never run as asked (its executor refuses it)."""
-    if not _in(row, {Phase.ADMITTED}):
+    values = {
+        "phase": Phase.FAILED.value,
+        "reason": f"the executor cannot run it: {why}",
+        "finished_at": now,
+    }
+    if not _move(s, row, {Phase.ADMITTED}, values, JobRow.attempt == row.attempt):
         return False
-    row.phase = Phase.FAILED.value
-    row.reason = f"the executor cannot run it: {why}"
-    row.finished_at = now
     _event(s, now, actor, row, "job.failed", row.reason, attempt=row.attempt, error=why)
     return True

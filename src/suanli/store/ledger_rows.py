@@ -11,9 +11,10 @@ from collections import defaultdict
 from collections.abc import Generator, Sequence
 from typing import cast
 
-from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy import Engine, Table, insert, select, update
 from sqlalchemy.orm import Session
 
+from suanli.errors import ConflictError
 from suanli.ledger.record import GENESIS, ChainCheck, Kind, Record, chain_hash, verify_chain
 from suanli.ledger.statement import Statement, period_bounds, statement
 from suanli.store.database import per_engine
@@ -37,7 +38,11 @@ def head(s: Session, book: str) -> LedgerHeadRow:
 
 
 def append(s: Session, records: Sequence[Record]) -> None:
-    """Append records (in this order) to their books' chains, in the caller's transaction."""
+    """Append records (in this order) to their books' chains, in the caller's transaction.
+
+    The head moves by compare-and-set (``UPDATE ... WHERE hash = the head this append read``):
+    of two writers appending to one book at once (two servers, say), one fails with
+    :class:`ConflictError` and its transaction rolls back, so the chain never forks."""
     by_book: dict[str, list[Record]] = defaultdict(list)
     for r in records:
         by_book[r.book].append(r)
@@ -66,12 +71,18 @@ def append(s: Session, records: Sequence[Record]) -> None:
                 }
             )
             prev = digest
+        span = max(h.max_span or 0.0, max((r.end - r.start for r in recs), default=0.0))
+        moved = s.execute(
+            update(LedgerHeadRow)
+            .where(LedgerHeadRow.book == book, LedgerHeadRow.hash == h.hash)
+            .values(hash=prev, seq=LedgerHeadRow.seq + len(recs), max_span=span)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(moved, "rowcount", 0) != 1:
+            raise ConflictError(f"the head of book {book!r} moved while appending to it")
+        s.refresh(h)
         for k in range(0, len(values), 10_000):
             s.execute(insert(table), values[k : k + 10_000])
-        h.hash = prev
-        h.seq += len(recs)
-        span = max((r.end - r.start for r in recs), default=0.0)
-        h.max_span = max(h.max_span or 0.0, span)
 
 
 def member_statement(s: Session, member: str, period: str, book: str = REAL) -> Statement:

@@ -132,6 +132,8 @@ class JobRow(Base):
     #: the job's secret values, encrypted (see :mod:`suanli.service.vault`); their names are
     #: in the spec
     secrets: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: how many of its runs in a row were lost (never seen to exit): past a limit it fails
+    losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
         Index("ix_jobs_phase_seq", "phase", "seq"),
@@ -193,6 +195,19 @@ class SessionRow(Base):
     expires_at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index("ix_sessions_user", "user"),)
+
+
+class LeaseRow(Base):
+    """Who may act as ``name`` (the controller) until ``expires_at``. ``token`` grows with
+    every change of holder: a fencing token. The holder renews it every step; another server
+    takes it over once it has expired, and every write of the old holder fails from then on
+    (each controller transaction first touches the row, holder and token checked)."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    token: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[float] = mapped_column(Float)
 
 
 class LedgerRow(Base):
