@@ -31,8 +31,8 @@ def test_whole_matrix_of_roles_and_endpoints(stack: Stack) -> None:
         "queue": lambda c: c.queue(),
         "read lab job": lambda c: c.job("lab-j"),
         "lab logs": lambda c: c.logs("lab-j"),
-        "submit for lab": lambda c: c.submit(job(f"x{next(n)}", "lab")),
-        "submit for corp": lambda c: c.submit(job(f"y{next(n)}", "corp", "Ascend910B:1")),
+        "submit for lab": lambda c: c.submit(job(f"lab-x{next(n)}", "lab")),
+        "submit for corp": lambda c: c.submit(job(f"corp-y{next(n)}", "corp", "Ascend910B:1")),
         "cancel corp job": lambda c: c.cancel("corp-j"),
         "register lab node": lambda c: c.register_node({**node, "id": f"lab-extra-{next(n)}"}),
         "drain corp node": lambda c: c.drain("corp-910b"),
@@ -97,22 +97,30 @@ def test_members_see_only_their_jobs_and_datasets(stack: Stack) -> None:
 
 def test_queue_positions_reasons_and_the_job_lifecycle(stack: Stack) -> None:
     lab = stack.client("lab-user")
-    lab.submit({"jobs": [job(f"q{i}", "lab", "H800:8") for i in range(3)]})
+    lab.submit({"jobs": [job(f"lab-q{i}", "lab", "H800:8") for i in range(3)]})
     queue = lab.queue()
-    assert [(q["id"], q["position"]) for q in queue] == [("q0", 0), ("q1", 1), ("q2", 2)]
+    assert [(q["id"], q["position"]) for q in queue] == [(f"lab-q{i}", i) for i in range(3)]
     assert queue[0]["reason"] == "would start at the next pass"
     stack.controller.step()
-    assert lab.job("q0")["phase"] in ("ADMITTED", "RUNNING")
-    assert "q1" in [q["id"] for q in lab.queue()]
+    assert lab.job("lab-q0")["phase"] in ("ADMITTED", "RUNNING")
+    assert "lab-q1" in [q["id"] for q in lab.queue()]
     deadline = time.time() + 30
-    while lab.job("q2")["phase"] != "SUCCEEDED" and time.time() < deadline:
+    while lab.job("lab-q2")["phase"] != "SUCCEEDED" and time.time() < deadline:
         stack.controller.step()
         time.sleep(0.05)
-    assert b"hi" in b"".join(lab.follow_logs("q2", poll_s=0.01))
+    whole = b"".join(lab.follow_logs("lab-q2", poll_s=0.01))
+    assert b"hi" in whole
+    # bounded reads: a chunk at a time, or the end; done only once the end is read
+    assert lab.logs("lab-q2", 0, limit=1) == (whole[:1], 1, False)
+    assert lab.logs("lab-q2", 0, tail=2) == (whole[-2:], len(whole), True)
+    assert b"".join(lab.read_logs("lab-q2")) == whole
+    with pytest.raises(ApiError) as err:
+        lab.logs("lab-q2", 0, limit=1 << 30)
+    assert err.value.status == 422 and err.value.problems[0]["field"] == "query.limit"
     page = lab.jobs(limit=2)
     assert len(page["items"]) == 2 and page["total"] == 3
     rest = lab.jobs(limit=2, after=page["next_after"])
-    assert [j["id"] for j in rest["items"]] == ["q2"] and rest["next_after"] is None
+    assert [j["id"] for j in rest["items"]] == ["lab-q2"] and rest["next_after"] is None
 
 
 @pytest.mark.parametrize(
@@ -187,9 +195,9 @@ def test_nodes_register_drain_and_remove(stack: Stack) -> None:
             }
         )
     assert err.value.status == 422 and "model" in err.value.problems[0]["field"]
-    admin.submit(job("busy", "lab", "H800:8"))
+    admin.submit(job("lab-busy", "lab", "H800:8"))
     stack.controller.step()
-    busy_node = stack.client("admin").job("busy")["placement"]["assignments"][0][0]
+    busy_node = stack.client("admin").job("lab-busy")["placement"]["assignments"][0][0]
     with pytest.raises(ApiError) as err:
         admin.remove_node(busy_node)
     assert err.value.status == 409 and "drain it first" in err.value.message

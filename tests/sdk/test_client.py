@@ -33,18 +33,18 @@ def test_another_members_job_is_not_found(stack: Stack) -> None:
 
 def test_iter_jobs_walks_every_page(stack: Stack) -> None:
     lab = stack.client("lab-user")
-    lab.submit({"jobs": [job(f"p{i:02d}", "lab") for i in range(12)]})
-    assert [j["id"] for j in lab.iter_jobs()] == [f"p{i:02d}" for i in range(12)]
+    lab.submit({"jobs": [job(f"lab-p{i:02d}", "lab") for i in range(12)]})
+    assert [j["id"] for j in lab.iter_jobs()] == [f"lab-p{i:02d}" for i in range(12)]
     first = lab.jobs(limit=5)
     assert len(first["items"]) == 5 and first["total"] == 12 and first["next_after"]
 
 
 def test_yaml_text_is_submitted_and_logs_are_followed_to_the_end(stack: Stack) -> None:
     lab = stack.client("lab-user")
-    lab.submit("id: y1\nmember: lab\naccelerators: H800:1\nentrypoint: echo one; echo two\n")
-    run_until(stack.controller, stack.db, lambda r: r["y1"].phase == "SUCCEEDED")
-    assert b"".join(lab.follow_logs("y1", poll_s=0.01)) == b"one\ntwo\n"
-    data, offset, done = lab.logs("y1", 4)
+    lab.submit("id: lab-y1\nmember: lab\naccelerators: H800:1\nentrypoint: echo one; echo two\n")
+    run_until(stack.controller, stack.db, lambda r: r["lab-y1"].phase == "SUCCEEDED")
+    assert b"".join(lab.follow_logs("lab-y1", poll_s=0.01)) == b"one\ntwo\n"
+    data, offset, done = lab.logs("lab-y1", 4)
     assert data == b"two\n" and offset == 8 and done
 
 

@@ -127,36 +127,36 @@ def test_a_members_job_reaches_nothing_that_is_not_its_own(server: tuple[Server,
     with Client(srv.url, victim) as v:
         v.submit(
             {
-                "id": "victim",
+                "id": "pengcheng-lab-victim",
                 "member": "pengcheng-lab",
                 "accelerators": "Ascend910B:1",
                 "entrypoint": VICTIM,
             }
         )
-        _wait(v, "victim", {"RUNNING"})
+        _wait(v, "pengcheng-lab-victim", {"RUNNING"})
         time.sleep(0.5)  # its checkpoint is written
     with Client(srv.url, attacker) as a:
         env = {
             "STATE": str(srv.state.resolve()),
             "SERVER_PID": str(srv.proc.pid),
-            "VICTIM": "victim",
+            "VICTIM": "pengcheng-lab-victim",
             "HOST_TMP": f"{os.stat('/tmp').st_dev}:{os.stat('/tmp').st_ino}",
             "RAY_DASHBOARD": _ray_dashboard(srv.proc.pid),
         }
         a.submit(
             {
-                "id": "attack",
+                "id": "huaxia-cloud-attack",
                 "member": "huaxia-cloud",
                 "accelerators": "H800:1",
                 "entrypoint": ATTACK,
                 "runtime_env": {"env_vars": env},
             }
         )
-        _wait(a, "attack", {"SUCCEEDED", "FAILED"})
-        out = a.logs("attack")[0].decode()
+        _wait(a, "huaxia-cloud-attack", {"SUCCEEDED", "FAILED"})
+        out = a.logs("huaxia-cloud-attack")[0].decode()
         # another member's job is not even there for it
         with pytest.raises(ApiError) as info:
-            a.logs("victim")
+            a.logs("pengcheng-lab-victim")
         assert info.value.status in (403, 404)
     print(out)
     results = {
@@ -170,9 +170,9 @@ def test_a_members_job_reaches_nothing_that_is_not_its_own(server: tuple[Server,
     assert escaped == [], out
     assert not (srv.state / "pwned").exists() and not Path("/tmp/pwned-attack").exists()
     with Client(srv.url, victim) as v:
-        done = _wait(v, "victim", {"SUCCEEDED", "FAILED"})
-        assert done["phase"] == "SUCCEEDED", v.logs("victim")[0]
-        assert b"victim survived" in v.logs("victim")[0]
+        done = _wait(v, "pengcheng-lab-victim", {"SUCCEEDED", "FAILED"})
+        assert done["phase"] == "SUCCEEDED", v.logs("pengcheng-lab-victim")[0]
+        assert b"victim survived" in v.logs("pengcheng-lab-victim")[0]
 
 
 def listening(pids: set[int]) -> list[str]:

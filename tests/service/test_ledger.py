@@ -24,8 +24,8 @@ def test_usage_and_capacity_from_real_runs_make_balanced_statements(stack: Stack
     with stack.db.session() as s:
         ctl.accountant.flush(s, time.time(), force=True)  # the capacity clock starts
     admin = stack.client("admin")
-    borrowing = {**job("borrow", "startup"), "entrypoint": "sleep 1"}
-    own = {**job("own", "corp", "Ascend910B:2"), "entrypoint": "sleep 1"}
+    borrowing = {**job("startup-borrow", "startup"), "entrypoint": "sleep 1"}
+    own = {**job("corp-own", "corp", "Ascend910B:2"), "entrypoint": "sleep 1"}
     stack.client("startup-user").submit(borrowing)
     stack.client("corp-user").submit(own)
     rows = run_until(ctl, stack.db, lambda r: all(x.phase == "SUCCEEDED" for x in r.values()))
@@ -33,12 +33,12 @@ def test_usage_and_capacity_from_real_runs_make_balanced_statements(stack: Stack
         ctl.accountant.flush(s, time.time(), force=True)
         usage = list(s.scalars(select(LedgerRow).where(LedgerRow.kind == "usage")))
     by_job = {u.job: u for u in usage}
-    assert set(by_job) == {"borrow", "own"}
-    b = by_job["borrow"]
+    assert set(by_job) == {"startup-borrow", "corp-own"}
+    b = by_job["startup-borrow"]
     assert (b.member, b.provider, b.model, b.devices) == ("startup", "lab", "H800-80GB", 1)
     ran = b.end - b.start
     assert 0.9 <= ran <= 3.0
-    run = rows["borrow"]
+    run = rows["startup-borrow"]
     assert run.started_at is not None and abs(b.start - run.started_at) < 0.01
 
     period = period_now()
@@ -46,7 +46,7 @@ def test_usage_and_capacity_from_real_runs_make_balanced_statements(stack: Stack
     assert st["startup"]["borrowed_from"] == {"lab": pytest.approx(b.units)}
     assert st["startup"]["balance"] == pytest.approx(-b.units)
     assert st["lab"]["lent_to"] == {"startup": pytest.approx(b.units)}
-    assert st["corp"]["own_use"] == pytest.approx(by_job["own"].units)
+    assert st["corp"]["own_use"] == pytest.approx(by_job["corp-own"].units)
     assert st["lab"]["contributed"] > 0 and st["startup"]["contributed"] == 0
     assert abs(sum(x["balance"] for x in st.values())) < 1e-6
 
@@ -89,8 +89,8 @@ def test_who_may_read_which_books_and_bad_periods(stack: Stack) -> None:
 
 def test_verify_finds_a_changed_record(stack: Stack) -> None:
     ctl = stack.controller
-    stack.client("startup-user").submit({**job("j1", "startup"), "entrypoint": "true"})
-    stack.client("lab-user").submit({**job("j2", "lab"), "entrypoint": "true"})
+    stack.client("startup-user").submit({**job("startup-j1", "startup"), "entrypoint": "true"})
+    stack.client("lab-user").submit({**job("lab-j2", "lab"), "entrypoint": "true"})
     run_until(ctl, stack.db, lambda r: all(x.phase == "SUCCEEDED" for x in r.values()))
     runner = CliRunner()
     args = ["--url", stack.url, "--token", stack.tokens["admin"]]

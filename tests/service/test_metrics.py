@@ -46,7 +46,7 @@ def test_metrics_count_queue_admissions_preemptions_and_utilization(
         assert httpx.get(f"{url}/metrics").status_code == 401
         head = {"Authorization": f"Bearer {viewer}"}
         borrower = {
-            "id": "b",
+            "id": "startup-b",
             "member": "startup",
             "accelerators": "H800:8",
             "entrypoint": "trap 'exit 0' TERM; while true; do sleep 0.1; done",
@@ -54,15 +54,15 @@ def test_metrics_count_queue_admissions_preemptions_and_utilization(
         httpx.post(f"{url}/api/v1/jobs", json=borrower, headers={"Authorization": f"Bearer {user}"})
         queued = samples(httpx.get(f"{url}/metrics", headers=head).text)
         assert queued[("suanli_queue_length", (("member", "startup"),))] == 1
-        run_until(ctl, db, lambda r: r["b"].phase == "RUNNING")
+        run_until(ctl, db, lambda r: r["startup-b"].phase == "RUNNING")
         busy = samples(httpx.get(f"{url}/metrics", headers=head).text)
         model = (("model", "H800-80GB"),)
         assert busy[("suanli_devices_busy", model)] == 8
         assert busy[("suanli_utilization", model)] == 1.0
         assert busy[("suanli_jobs", (("phase", "RUNNING"),))] == 1
-        reclaim = {"id": "o", "member": "lab", "accelerators": "H800:8", "entrypoint": "true"}
+        reclaim = {"id": "lab-o", "member": "lab", "accelerators": "H800:8", "entrypoint": "true"}
         httpx.post(f"{url}/api/v1/jobs", json=reclaim, headers={"Authorization": f"Bearer {owner}"})
-        run_until(ctl, db, lambda r: r["o"].phase == "SUCCEEDED", timeout=60)
+        run_until(ctl, db, lambda r: r["lab-o"].phase == "SUCCEEDED", timeout=60)
         after = samples(httpx.get(f"{url}/metrics", headers=head).text)
         assert after[("suanli_admissions_total", ())] >= 3  # b, o, b again
         assert after[("suanli_preemptions_total", ())] == 1

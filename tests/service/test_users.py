@@ -77,7 +77,7 @@ def test_secrets_reach_the_run_only_and_env_values_only_the_member(stack: Stack)
     lab, viewer = stack.client("lab-user"), stack.client("viewer")
     lab.submit(
         {
-            "id": "s1",
+            "id": "lab-s1",
             "member": "lab",
             "accelerators": "H800:1",
             "entrypoint": '[ "${API_KEY#sk-}" = 123 ] && echo "key ok; plain $PLAIN"',
@@ -85,19 +85,19 @@ def test_secrets_reach_the_run_only_and_env_values_only_the_member(stack: Stack)
             "secrets": {"API_KEY": "sk-123"},
         }
     )
-    mine, theirs = lab.job("s1"), viewer.job("s1")
+    mine, theirs = lab.job("lab-s1"), viewer.job("lab-s1")
     assert mine["spec"]["secrets"] == ["API_KEY"] and "sk-123" not in str(mine)
     assert mine["spec"]["runtime_env"]["env_vars"] == {"PLAIN": "visible-to-lab"}
     assert theirs["spec"]["runtime_env"]["env_vars"] == {"PLAIN": "(hidden)"}
     assert "sk-123" not in str(theirs) and "visible-to-lab" not in str(theirs)
     with stack.db.session() as s:  # sealed at rest
-        row = s.scalars(select(JobRow).where(JobRow.id == "s1")).one()
+        row = s.scalars(select(JobRow).where(JobRow.id == "lab-s1")).one()
         assert row.secrets and "sk-123" not in row.secrets
         assert "sk-123" not in str(row.spec)
         assert stack.vault.open_sealed(row.secrets) == {"API_KEY": "sk-123"}
-    rows = run_until(stack.controller, stack.db, lambda r: r["s1"].phase == "SUCCEEDED")
-    assert rows["s1"].phase == "SUCCEEDED"
-    assert b"key ok; plain visible-to-lab" in lab.logs("s1")[0]
+    rows = run_until(stack.controller, stack.db, lambda r: r["lab-s1"].phase == "SUCCEEDED")
+    assert rows["lab-s1"].phase == "SUCCEEDED"
+    assert b"key ok; plain visible-to-lab" in lab.logs("lab-s1")[0]
     assert "sk-123" not in str(stack.client("admin").audit(limit=1000))
 
 

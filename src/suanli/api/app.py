@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from suanli import __version__
-from suanli.api.deps import error_response
+from suanli.api.deps import RequestLimits, error_response
 from suanli.api.models import ErrorOut
 from suanli.api.routes import jobs, ledger, pool, service, users
 from suanli.errors import Problem, SuanliError, ValidationError
@@ -53,6 +53,7 @@ def create_app(svc: Service) -> FastAPI:
     for module in (service, users, pool, jobs, ledger):
         app.include_router(module.router)
     app.include_router(dashboard)
+    app.add_middleware(RequestLimits)
     svc.metrics.watch_database(lambda: svc.db.session())  # noqa: PLW0108 - late: no db yet for the OpenAPI document
     return app
 

@@ -3,11 +3,14 @@ domain errors to HTTP answers."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from suanli.api.models import ErrorOut, ProblemOut
 from suanli.errors import (
@@ -24,10 +27,12 @@ from suanli.errors import (
 )
 from suanli.service.auth import SESSION_COOKIE, Principal, authenticate, find_session
 from suanli.service.context import Service
-from suanli.spec.common import parse_yaml
+from suanli.spec.common import parse_json, parse_yaml
 
 #: the largest body a route reads (1 MiB)
 MAX_BODY = 1 << 20
+#: a JSON body up to this size is parsed on the event loop, a larger one in a thread
+INLINE_JSON = 8 * 1024
 #: the largest integer a query may carry (a 63-bit database integer)
 MAX_INT = 1 << 62
 #: routes that parse their own body (JSON, or YAML for people) declare it for the schema
@@ -74,27 +79,50 @@ def service(request: Request) -> Service:
 Svc = Annotated[Service, Depends(service)]
 
 
-def principal(request: Request) -> Principal:
-    """The caller, from its bearer token; for reads only, also from the dashboard's session
-    cookie (a cookie never authorizes a change, so no other site can make a signed-in browser
-    write)."""
-    svc = service(request)
+@dataclass(frozen=True)
+class Credentials:
+    """What a request says of its caller, not yet checked: a bearer token, or for reads only
+    the dashboard's session cookie (a cookie never authorizes a change, so no other site can
+    make a signed-in browser write)."""
+
+    token: str | None
+    cookie: str | None
+
+    def who(self, s: Session, svc: Service) -> Principal:
+        """The caller, checked against the database (401 if unknown, revoked or expired)."""
+        if svc.health.fatal:
+            raise DatabaseError(svc.health.fatal)
+        if not self.token and self.cookie:
+            return find_session(s, self.cookie, svc.clock()).who
+        return authenticate(s, self.token, svc.clock())
+
+
+async def credentials(request: Request) -> Credentials:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     found = token.strip() if scheme.lower() == "bearer" else None
-    cookie = request.cookies.get(SESSION_COOKIE)
+    read = request.method in ("GET", "HEAD")
+    return Credentials(found, request.cookies.get(SESSION_COOKIE) if read else None)
+
+
+Creds = Annotated[Credentials, Depends(credentials)]
+
+
+def principal(request: Request, creds: Creds) -> Principal:
+    """The caller (see :class:`Credentials`)."""
+    svc = service(request)
     with svc.db.session() as s:
-        if not found and request.method in ("GET", "HEAD") and cookie:
-            return find_session(s, cookie, svc.clock()).who
-        return authenticate(s, found, svc.clock())
+        return creds.who(s, svc)
 
 
 Who = Annotated[Principal, Depends(principal)]
 
 
 async def body_document(request: Request) -> Any:
-    """A JSON body, or YAML with a YAML content type."""
-    raw = await request.body()
+    """A JSON body, or YAML with a YAML content type: bounded (JSON's types only, a limited
+    depth and number of values: :func:`suanli.spec.common.check_document`), parsed off the
+    event loop."""
+    raw = await request.body()  # (at most MAX_BODY: the RequestLimits middleware saw to it)
     if len(raw) > MAX_BODY:
         raise PayloadTooLargeError(f"the body is over {MAX_BODY} bytes")
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
@@ -103,13 +131,10 @@ async def body_document(request: Request) -> Any:
     except UnicodeDecodeError:
         raise ValidationError([Problem("body", "not UTF-8 text")], "request") from None
     if ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
-        return parse_yaml(text, "body")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(
-            [Problem("body", f"invalid JSON at line {exc.lineno}: {exc.msg}")], "request"
-        ) from None
+        return await run_in_threadpool(parse_yaml, text, "body")
+    if len(raw) <= INLINE_JSON:  # (parsed in microseconds: not worth a thread)
+        return parse_json(text, "request")
+    return await run_in_threadpool(parse_json, text, "request")
 
 
 async def mapping_body(request: Request, what: str) -> dict[str, Any]:
@@ -117,3 +142,66 @@ async def mapping_body(request: Request, what: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ValidationError([Problem("body", f"{what} is a mapping")], "request")
     return doc
+
+
+class RequestLimits:
+    """What every request is held to before any route sees it. A URL with a NUL character is
+    refused (no name, path or filter holds one; databases refuse it). No body over
+    ``max_bytes`` is read: one that says it is larger is answered 413 at once, one that turns
+    out larger is answered 413 as soon as it has; the app behind sees the body replayed, whole
+    and bounded."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query = bytes(scope.get("query_string") or b"").lower()
+        if "\0" in scope["path"] or b"%00" in query or b"\0" in query:
+            problem = Problem("url", "a NUL character is in the URL")
+            await self._refuse(send, ValidationError([problem], "request"))
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await self._refuse(send)
+                return
+            if not message.get("more_body"):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send, error: SuanliError | None = None) -> None:
+        too_large = PayloadTooLargeError(f"the body is over {self.max_bytes} bytes")
+        response = error_response(error or too_large)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": [(k.encode(), v.encode()) for k, v in response.headers.items()],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})

@@ -169,6 +169,16 @@ class UserCreated(_Out):
     token: str
 
 
+class HealthOut(_Out):
+    status: str
+    version: str
+    #: what is wrong, when the status is not ``ok``
+    problem: str | None = None
+    #: ``controller`` (this server runs the pool), ``standby`` (another server's controller
+    #: holds the lease), or none yet
+    role: str | None = None
+
+
 class WhoAmI(_Out):
     name: str
     role: str

@@ -33,15 +33,13 @@ _PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
 def period_bounds(period: str) -> tuple[float, float]:
     """``2026-11`` -> the month's first and last instants (UTC, end exclusive)."""
     m = _PERIOD.match(period)
-    if not m or not 1 <= int(m.group(2)) <= 12:
+    if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1:
         raise ValidationError(
             [Problem("period", f"expected a month such as 2026-11, got {period!r}")]
         )
     year, month = int(m.group(1)), int(m.group(2))
-    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
-    days = calendar.monthrange(year, month)[1]
-    end = start + dt.timedelta(days=days)
-    return start.timestamp(), end.timestamp()
+    start = dt.datetime(year, month, 1, tzinfo=dt.UTC).timestamp()
+    return start, start + calendar.monthrange(year, month)[1] * 86400.0
 
 
 def _r(x: float) -> float:

@@ -179,8 +179,11 @@ def report_file(who: Principal, root: Path | None, path: str) -> Path | None:
     if root is None or "\0" in path:
         return None
     base = root.resolve()
-    target = (base / path).resolve()
-    return target if target.is_relative_to(base) and target.is_file() else None
+    try:  # (a name too long for the file system is no file either)
+        target = (base / path).resolve()
+        return target if target.is_relative_to(base) and target.is_file() else None
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)

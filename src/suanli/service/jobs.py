@@ -4,11 +4,13 @@ authorizes it; each is one transaction (the caller's session). A job's phase cha
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from suanli.errors import (
@@ -20,15 +22,21 @@ from suanli.errors import (
 )
 from suanli.executors.base import Executor
 from suanli.model.ids import JobId
-from suanli.model.job import Phase
+from suanli.model.job import JobSpec, Phase
+from suanli.sched.policy import DEFAULT_GRACE_S
 from suanli.service import lifecycle
 from suanli.service.auth import Principal
 from suanli.service.vault import Vault
 from suanli.spec.job_file import parse_jobs
 from suanli.store.alliance_rows import read_alliance
+from suanli.store.codec import spec_to_json
 from suanli.store.tables import JobRow
 
 MAX_PAGE = 1000
+#: the most jobs one request may submit
+MAX_JOBS = 1000
+#: the most a job's spec may hold, stored (its runtime environment, its entrypoint...)
+MAX_SPEC_BYTES = 64 * 1024
 #: what others see instead of a job's variables' values
 HIDDEN = "(hidden)"
 
@@ -89,6 +97,13 @@ class LogChunk:
     next_offset: int
     attempt: int
     done: bool
+    #: the output's size when it was read
+    size: int = 0
+
+
+#: how much of a run's output one read returns, unless asked for less (at most the maximum)
+LOG_CHUNK_BYTES = 1 << 20
+MAX_LOG_CHUNK_BYTES = 8 << 20
 
 
 def _visible_spec(row: JobRow, who: Principal) -> dict[str, Any]:
@@ -103,23 +118,32 @@ def _visible_spec(row: JobRow, who: Principal) -> dict[str, Any]:
 def _items(document: Any) -> list[Any]:
     if isinstance(document, dict) and "jobs" in document:
         jobs = document["jobs"]
-        return jobs if isinstance(jobs, list) else []
+        if not isinstance(jobs, list):
+            raise ValidationError([Problem("jobs", "expected a list of jobs")], "job")
+        return jobs
     return [document]
 
 
 def submit(
     s: Session, who: Principal, document: Any, now: float, vault: Vault | None = None
 ) -> list[JobView]:
-    """Validate a job document (one job or ``{jobs: [...]}``) against the alliance and queue
-    every job in it, or none: jobs of ``who``'s own member only (alliance admins: any). A job
-    without ``id`` gets ``MEMBER-XXXXXXXX`` (random hex). Its secrets are sealed by ``vault``
-    and kept apart from the spec."""
+    """Validate a job document (one job or ``{jobs: [...]}``, at most :data:`MAX_JOBS`)
+    against the alliance and queue every job in it, or none: jobs of ``who``'s own member only
+    (alliance admins: any). A job without ``id`` gets ``MEMBER-`` and 16 random hex digits; an
+    id a member's user chooses begins with ``MEMBER-`` (so that a conflict can only be with
+    the member's own jobs, never reveal another member's). Its secrets are sealed by ``vault``
+    and kept apart from the spec; its spec, stored, is at most :data:`MAX_SPEC_BYTES`."""
     who.require_writer("submit jobs")
     items = _items(document)
+    if not items:
+        raise ValidationError([Problem("jobs", "no job given")], "job")
+    if len(items) > MAX_JOBS:
+        raise ValidationError([Problem("jobs", f"at most {MAX_JOBS} jobs a request")], "job")
     for item in items:
         if isinstance(item, dict) and isinstance(item.get("member"), str):
             who.require_member(item["member"], "submit jobs")
     specs = parse_jobs(document, "job", read_alliance(s)[0])
+    _check_ids_and_sizes(who, specs, items)
     sealed: list[str | None] = []
     for k, (sp, item) in enumerate(zip(specs, items, strict=True)):
         if not sp.secrets:
@@ -129,24 +153,57 @@ def submit(
             where = f"jobs.{k}.secrets" if len(items) > 1 else "secrets"
             raise ValidationError([Problem(where, "this server keeps no secrets")], "job")
         sealed.append(vault.seal({str(n): str(v) for n, v in item["secrets"].items()}))
-    fresh = []
-    for parsed, item in zip(specs, items, strict=True):
-        if isinstance(item, dict) and item.get("id") is not None:
-            fresh.append(parsed)
-            continue
-        new_id = JobId(f"{parsed.member}-{secrets.token_hex(4)}")
-        named = isinstance(item, dict) and bool(item.get("name"))
-        fresh.append(replace(parsed, id=new_id, name=parsed.name if named else new_id))
-    ids = [sp.id for sp in fresh]
-    clashes = sorted(s.scalars(select(JobRow.id).where(JobRow.id.in_(ids))).all())
-    if clashes:
-        raise ConflictError(f"job id(s) already exist: {', '.join(clashes)}")
+    fresh = _with_ids(s, specs, items)
     rows = [
         lifecycle.create(s, sp, who.name, now, secret)
         for sp, secret in zip(fresh, sealed, strict=True)
     ]
-    s.flush()
+    try:
+        s.flush()
+    except IntegrityError:  # the same id submitted at the same moment by another request
+        raise ConflictError("a job with one of these ids was just submitted") from None
     return [JobView.of(r, who) for r in rows]
+
+
+def _where(k: int, items: list[Any], name: str) -> str:
+    return f"jobs.{k}.{name}" if len(items) > 1 else name
+
+
+def _check_ids_and_sizes(who: Principal, specs: list[JobSpec], items: list[Any]) -> None:
+    problems = []
+    for k, (sp, item) in enumerate(zip(specs, items, strict=True)):
+        given = isinstance(item, dict) and item.get("id") is not None
+        if given and not who.admin and not sp.id.startswith(f"{sp.member}-"):
+            why = f"a job id chosen by a member's user begins with its member: {sp.member}-..."
+            problems.append(Problem(_where(k, items, "id"), why))
+        size = len(json.dumps(spec_to_json(sp)))
+        if size > MAX_SPEC_BYTES:
+            why = f"the job spec is {size:,} bytes, over the {MAX_SPEC_BYTES:,} one may hold"
+            problems.append(Problem(_where(k, items, "runtime_env"), why))
+    if problems:
+        raise ValidationError(problems, "job")
+
+
+def _with_ids(s: Session, specs: list[JobSpec], items: list[Any]) -> list[JobSpec]:
+    """The specs with their ids: given ones must be free (409), made ones are drawn again on
+    the (astronomically unlikely) clash."""
+    given = {k for k, item in enumerate(items) if isinstance(item, dict) and item.get("id")}
+    out = list(specs)
+    for _ in range(5):
+        for k, parsed in enumerate(out):
+            if k not in given and parsed.id == specs[k].id:  # (not drawn yet, or clashed)
+                new_id = JobId(f"{parsed.member}-{secrets.token_hex(8)}")
+                named = isinstance(items[k], dict) and bool(items[k].get("name"))
+                out[k] = replace(parsed, id=new_id, name=parsed.name if named else new_id)
+        ids = [sp.id for sp in out]
+        taken = set(s.scalars(select(JobRow.id).where(JobRow.id.in_(ids))).all())
+        mine = sorted(sp.id for k, sp in enumerate(out) if k in given and sp.id in taken)
+        if mine:
+            raise ConflictError(f"job id(s) already exist: {', '.join(mine)}")
+        if not taken:
+            return out
+        out = [specs[k] if sp.id in taken else sp for k, sp in enumerate(out)]
+    raise ConflictError("could not draw free job ids")
 
 
 def _row(s: Session, job_id: str) -> JobRow | None:
@@ -199,12 +256,16 @@ def list_jobs(
     )
 
 
-def cancel(s: Session, who: Principal, job_id: str, now: float) -> JobView:
-    """A pending job is cancelled at once; a running one is stopped by the controller and
-    ends CANCELLED. Cancelling a finished job is a conflict; cancelling twice is not."""
+def cancel(
+    s: Session, who: Principal, job_id: str, now: float, grace_s: float = DEFAULT_GRACE_S
+) -> JobView:
+    """A pending job is cancelled at once, for good; a running one is stopped by the controller
+    (SIGTERM, then ``grace_s`` to checkpoint and exit) and ends CANCELLED. Cancelling a
+    finished job is a conflict; cancelling twice is not."""
     row = _visible(s, who, job_id)
     who.require_member(row.member, "cancel jobs")
-    if not lifecycle.cancel(s, row, who.name, now) and row.phase != Phase.CANCELLED.value:
+    done = lifecycle.cancel(s, row, who.name, now, grace_s)
+    if not done and row.phase != Phase.CANCELLED.value:
         raise ConflictError(f"job {job_id!r} already ended {row.phase}")
     return JobView.of(row, who)
 
@@ -221,13 +282,24 @@ def logs(
     job_id: str,
     attempt: int | None = None,
     offset: int = 0,
+    limit: int = LOG_CHUNK_BYTES,
+    tail: int | None = None,
 ) -> LogChunk:
-    """A run's output from byte ``offset`` (the latest attempt by default): its member's users
-    and alliance admins only."""
+    """At most ``limit`` bytes of a run's output from byte ``offset``, or from ``tail`` bytes
+    before its end (the latest attempt by default): its member's users and alliance admins
+    only. Nothing more will come once ``done``: the job has ended and this read reached the
+    end."""
     row = _visible(s, who, job_id)
     if not logs_readable(who, JobView.of(row, who)):
         raise PermissionDeniedError(f"{who.name} may not read logs of {row.member!r}")
     n = attempt or row.attempt
-    done = Phase(row.phase).terminal
-    data = executor.logs(JobId(job_id), n, offset) if n else b""
-    return LogChunk(data, offset + len(data), n, done)
+    ended = Phase(row.phase).terminal
+    if not n:
+        return LogChunk(b"", offset, n, ended, 0)
+    size = executor.log_size(JobId(job_id), n)
+    if tail is not None:
+        offset = max(0, size - tail)
+    limit = max(1, min(limit, MAX_LOG_CHUNK_BYTES))
+    data = executor.logs(JobId(job_id), n, offset, limit)
+    size = max(size, offset + len(data))
+    return LogChunk(data, offset + len(data), n, ended and offset + len(data) >= size, size)

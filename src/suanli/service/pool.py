@@ -337,6 +337,8 @@ def create_dataset(s: Session, by: Principal, entry: dict[str, Any], now: float)
     except pydantic.ValidationError as exc:
         raise ValidationError(pydantic_problems(exc), "dataset") from None
     by.require_member_admin(doc.owner, "create datasets")
+    if s.get(MemberRow, doc.owner) is None:
+        raise ValidationError([Problem("owner", f"no member {doc.owner!r}")], "dataset")
     if s.get(DatasetRow, doc.id) is not None:
         raise ConflictError(f"dataset {doc.id!r} already exists")
     row = DatasetRow(

@@ -146,9 +146,22 @@ def _model(catalog: Catalog, path: str, name: str, problems: list[Problem]) -> M
     return None
 
 
+def _prefixes(ids: list[str]) -> list[Problem]:
+    """A member's job ids begin with ``MEMBER-``: no member id may begin with another's and a
+    dash, or two members' job ids could clash (and a conflict reveal the other's job)."""
+    out = []
+    for k, mid in enumerate(ids):
+        for other in ids:
+            if mid != other and mid.startswith(f"{other}-"):
+                why = f"begins with member {other!r} and a dash: their job ids could clash"
+                out.append(Problem(f"members.{k}.id", why))
+    return out
+
+
 def build_alliance(doc: AllianceFile, catalog: Catalog) -> Alliance:
     problems: list[Problem] = []
     problems += _dupes("members", [m.id for m in doc.members])
+    problems += _prefixes([m.id for m in doc.members])
     problems += _dupes("sites", [s.id for s in doc.sites])
     problems += _dupes("datasets", [d.id for d in doc.datasets])
     members = {

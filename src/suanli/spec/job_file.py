@@ -105,6 +105,9 @@ class JobEntry(_Strict):
             isinstance(k, str) and isinstance(x, str | int | float | bool) for k, x in env.items()
         ):
             raise ValueError("env_vars must map variable names to strings or numbers")
+        bad = [k for k in env if not re.fullmatch(ENV_NAME, k)]
+        if bad:
+            raise ValueError(f"env_vars: {bad[0]!r} is not a variable name (letters, digits, _)")
         if "working_dir" in v and not (isinstance(v["working_dir"], str) and v["working_dir"]):
             raise ValueError("working_dir must be a directory path")
         return v

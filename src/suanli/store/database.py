@@ -19,7 +19,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from suanli.errors import DatabaseError
 
@@ -45,6 +46,41 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        #: why the last transaction failed (a full disk), until one that writes succeeds
+        self.write_problem: str | None = None
+        # SQLite lets one writer at a time in, and makes the others poll for the lock with
+        # sleeps of up to 100 ms: this process's writers queue on a lock of its own instead,
+        # taken just before a transaction's first write (pysqlite begins it there) and held
+        # to its end (readers never wait: WAL)
+        self._writer = threading.RLock() if engine.dialect.name == "sqlite" else None
+        event.listen(self._sessions, "before_flush", self._before_flush)
+        event.listen(self._sessions, "do_orm_execute", self._before_statement)
+
+    def _writes(self, s: Session) -> None:
+        s.info["wrote"] = True
+        if self._writer is not None and not s.info.get("writer"):
+            self._writer.acquire()
+            s.info["writer"] = True
+
+    def _before_flush(self, s: Session, _context: object, _instances: object) -> None:
+        if s.new or s.dirty or s.deleted:
+            self._writes(s)
+
+    def _before_statement(self, state: ORMExecuteState) -> None:
+        if state.is_insert or state.is_update or state.is_delete:
+            self._writes(state.session)
+
+    @contextmanager
+    def writer_if_free(self) -> Iterator[bool]:
+        """On SQLite, this process's write lock if no one holds it (True), without waiting:
+        what runs inside cannot wait for the database (on an event loop, say). Elsewhere,
+        False."""
+        got = self._writer is not None and self._writer.acquire(blocking=False)
+        try:
+            yield got
+        finally:
+            if got and self._writer is not None:
+                self._writer.release()
 
     @classmethod
     def open(cls, url: str, upgrade: bool = True) -> Database:
@@ -85,9 +121,23 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        with self._sessions.begin() as s:
-            yield s
+        """One transaction: committed when the block ends, rolled back if it raises. A
+        database that cannot be used just now (its disk full, unreachable, locked past the
+        timeout) raises :class:`DatabaseError`."""
+        s: Session | None = None
+        try:
+            with self._sessions.begin() as s:
+                yield s
+                s.flush()
+                wrote = bool(s.info.get("wrote"))
+        except OperationalError as exc:
+            self.write_problem = f"the database cannot be used now: {exc.orig}"
+            raise DatabaseError(self.write_problem) from exc
+        finally:
+            if s is not None and s.info.pop("writer", False) and self._writer is not None:
+                self._writer.release()
+        if wrote:
+            self.write_problem = None
 
     def close(self) -> None:
         self.engine.dispose()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from suanli.api.deps import DOCUMENT_BODY, Svc, Who, mapping_body
 from suanli.api.models import (
@@ -16,6 +21,8 @@ from suanli.api.models import (
     SiteOut,
 )
 from suanli.service import pool
+from suanli.service.auth import Principal
+from suanli.service.context import Service
 from suanli.service.pool import (
     DatasetView,
     DrainReport,
@@ -26,6 +33,7 @@ from suanli.service.pool import (
 )
 
 router = APIRouter(prefix="/api/v1", tags=["pool"])
+T = TypeVar("T")
 
 
 @router.get("/members", response_model=list[MemberOut])
@@ -49,8 +57,7 @@ def nodes(svc: Svc, who: Who) -> list[NodeView]:
 @router.post("/nodes", status_code=201, response_model=NodeOut, openapi_extra=DOCUMENT_BODY)
 async def nodes_register(svc: Svc, who: Who, request: Request) -> NodeView:
     doc = await mapping_body(request, "a node")
-    with svc.db.session() as s:
-        return pool.register_node(s, who, doc, svc.clock())
+    return await run_in_threadpool(_in_session, svc, pool.register_node, who, doc)
 
 
 @router.post("/nodes/{node_id}/drain", response_model=NodeOut)
@@ -87,8 +94,18 @@ def datasets(svc: Svc, who: Who) -> list[DatasetView]:
 @router.post("/datasets", status_code=201, response_model=DatasetOut, openapi_extra=DOCUMENT_BODY)
 async def datasets_create(svc: Svc, who: Who, request: Request) -> DatasetView:
     doc = await mapping_body(request, "a dataset")
+    return await run_in_threadpool(_in_session, svc, pool.create_dataset, who, doc)
+
+
+def _in_session(
+    svc: Service,
+    fn: Callable[[Session, Principal, dict[str, Any], float], T],
+    who: Principal,
+    doc: dict[str, Any],
+) -> T:
+    """One service function on a document, in a transaction, off the event loop."""
     with svc.db.session() as s:
-        return pool.create_dataset(s, who, doc, svc.clock())
+        return fn(s, who, doc, svc.clock())
 
 
 @router.get("/shares", response_model=list[ShareOut])

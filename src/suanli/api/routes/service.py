@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from suanli import __version__
 from suanli.api.deps import MAX_INT, Svc, Who
-from suanli.api.models import AuditOut, WhoAmI
+from suanli.api.models import AuditOut, HealthOut, WhoAmI
 from suanli.service import pool
 from suanli.service.metrics import CONTENT_TYPE
 from suanli.service.pool import AuditView
@@ -16,9 +17,23 @@ from suanli.service.pool import AuditView
 router = APIRouter(tags=["service"])
 
 
-@router.get("/healthz")
-def healthz() -> dict[str, str]:
-    return {"status": "ok", "version": __version__}
+@router.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    """People who open the server's address land on the dashboard."""
+    return RedirectResponse("/ui/", status_code=307)
+
+
+@router.get("/healthz", responses={503: {"model": HealthOut}})
+def healthz(svc: Svc) -> JSONResponse:
+    """``ok``, or 503 with what is wrong (the database lost, the last write failed)."""
+    problem = svc.health.fatal or svc.db.write_problem or svc.health.degraded
+    body = HealthOut(
+        status="failing" if problem else "ok",
+        version=__version__,
+        problem=problem,
+        role=svc.health.role,
+    )
+    return JSONResponse(body.model_dump(), status_code=503 if problem else 200)
 
 
 @router.get("/metrics", responses={200: {"content": {"text/plain": {}}}})
