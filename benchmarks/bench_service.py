@@ -7,6 +7,7 @@
    snapshot from the rows, run ``schedule()``, on the scheduler benchmark's pool (2,000 nodes).
 
     uv run python benchmarks/bench_service.py [--seconds 10] [--clients 8] [--pending 10000]
+    uv run python benchmarks/bench_service.py --compare OTHER_CHECKOUT [--rounds 3]
 
 Prints one JSON line per measurement.
 """
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,8 +32,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import httpx  # noqa: E402
 from tests.builders import admin  # noqa: E402
+from tests.live import free_port  # noqa: E402
 from tests.pg import postgres_server  # noqa: E402
-from tests.service.live import free_port, spawn_server  # noqa: E402
 
 from suanli.sched.policy import get_policy  # noqa: E402
 from suanli.sched.schedule import schedule  # noqa: E402
@@ -41,10 +44,24 @@ from suanli.store.database import Database  # noqa: E402
 from suanli.store.snapshot import build_snapshot  # noqa: E402
 
 
-def submissions(db_url: str | None, label: str, seconds: float, clients: int) -> dict[str, object]:
+def _server(
+    state: Path, port: int, db_url: str | None, src: Path | None
+) -> subprocess.Popen[bytes]:
+    """A ``suanli server`` without controller passes; ``src``: another checkout's package."""
+    cmd = [sys.executable, "-m", "suanli", "server", "--state-dir", str(state)]
+    cmd += ["--port", str(port), "--interval", "3600"] + (["--db", db_url] if db_url else [])
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def submissions(
+    db_url: str | None, label: str, seconds: float, clients: int, src: Path | None = None
+) -> dict[str, object]:
     state = Path(tempfile.mkdtemp(prefix="suanli-bench-"))
     port = free_port()
-    server = spawn_server(state, port, interval=3600, db_url=db_url)
+    server = _server(state, port, db_url, src)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -151,14 +168,67 @@ def pass_from_db(db_url: str, label: str, pending: int) -> dict[str, object]:
     }
 
 
+def _clean(url: str) -> None:
+    """An empty PostgreSQL database for the next server."""
+    db = Database.open(url, upgrade=False)
+    from suanli.store.tables import Base
+
+    with db.engine.begin() as conn:
+        Base.metadata.drop_all(conn)
+        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    db.close()
+
+
+def compare(
+    before: Path, seconds: float, clients: int, rounds: int, pg: str | None
+) -> list[dict[str, object]]:
+    """Submissions by this checkout and by the one at ``before`` (its ``src``), on SQLite and
+    on PostgreSQL, alternating (ABAB...) so that the machine's noise falls on both; the
+    medians' ratios."""
+    out = []
+    for db_url, label in [(None, "sqlite"), (pg, "postgresql")]:
+        if label == "postgresql" and not db_url:
+            continue
+        runs: dict[str, list[dict[str, object]]] = {"before": [], "after": []}
+        for _ in range(rounds):
+            for name, src in (("before", before / "src"), ("after", None)):
+                r = submissions(db_url, f"{label}-{name}", seconds, clients, src)
+                if db_url:
+                    _clean(db_url)
+                runs[name].append(r)
+                print(json.dumps(r), flush=True)
+
+        def median(name: str, key: str, runs: dict[str, list[dict[str, object]]] = runs) -> float:
+            return statistics.median(float(str(r[key])) for r in runs[name])
+
+        b, a = median("before", "per_s"), median("after", "per_s")
+        pb, pa = median("before", "p99_ms"), median("after", "p99_ms")
+        res = {"bench": "submit_compare", "db": label, "rounds": rounds}
+        res |= {"before_per_s": b, "after_per_s": a, "per_s_ratio": round(a / b, 3)}
+        res |= {"before_p99_ms": pb, "after_p99_ms": pa, "p99_ratio": round(pa / pb, 3)}
+        print(json.dumps(res), flush=True)
+        out.append(res)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="service benchmarks")
+    ap.add_argument(
+        "--compare",
+        type=Path,
+        metavar="CHECKOUT",
+        help="only compare submissions with another checkout (git worktree add DIR REV)",
+    )
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--pending", type=int, default=10000)
     ap.add_argument("--pg-url", help="PostgreSQL URL (default: a throwaway server)")
     args = ap.parse_args()
     with postgres_server() as started:
+        if args.compare:
+            compare(args.compare, args.seconds, args.clients, args.rounds, args.pg_url or started)
+            return
         pg = args.pg_url or started
         tmp = Path(tempfile.mkdtemp(prefix="suanli-bench-"))
         targets: list[tuple[str | None, str]] = [(None, "sqlite")]
