@@ -39,11 +39,13 @@ def create_app(svc: Service) -> FastAPI:
         title="suanli",
         version=__version__,
         description="The control plane of an alliance's pooled accelerators.",
+        # (described here: Python 3.13 renamed 422 "Unprocessable Content", after RFC 9110,
+        # and the published document must not depend on the Python that made it)
         responses={
-            401: {"model": ErrorOut},
-            403: {"model": ErrorOut},
-            404: {"model": ErrorOut},
-            422: {"model": ErrorOut},
+            401: {"model": ErrorOut, "description": "Unauthorized"},
+            403: {"model": ErrorOut, "description": "Forbidden"},
+            404: {"model": ErrorOut, "description": "Not Found"},
+            422: {"model": ErrorOut, "description": "Unprocessable Content"},
         },
     )
     app.state.service = svc
