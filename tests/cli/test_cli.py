@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
+import pytest
 from click.testing import CliRunner
 
 from suanli.cli.main import cli
@@ -113,3 +115,30 @@ def test_pool_and_preemptions_render_as_text() -> None:
     snap.submit(job("hx", "huaxia-cloud", 8, "H800-80GB"), submitted_at=9)
     out = pass_text(pass_json(snap, schedule(snap, get_policy("alliance")), "alliance"))
     assert "PREEMPT" in out and "grace 300s" in out and "reclaiming H800-80GB" in out
+
+
+def test_the_command_table_matches_the_commands() -> None:
+    """``suanli --help`` lists commands from a table without importing them: each entry names
+    the command it loads, with that command's own one-line help."""
+    from suanli.cli.main import COMMANDS, LazyGroup
+
+    group = cli
+    assert isinstance(group, LazyGroup)
+    for name, (_module, _attr, help_line) in COMMANDS.items():
+        command = group.get_command(click.Context(group), name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=80) == help_line, name
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["jobs", "--help"], ["queue", "--help"]])
+def test_everyday_commands_import_no_simulator_nor_plotting(argv: list[str]) -> None:
+    """The CLI starts in a fraction of a second: the simulator, matplotlib and numpy are
+    imported only by the commands that use them."""
+    code = (
+        "import sys\nfrom suanli.cli.main import cli\n"
+        f"try:\n    cli({argv!r})\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('matplotlib', 'numpy', 'suanli.sim', 'sqlalchemy', 'ray')"
+        " if m in sys.modules]\nprint('HEAVY', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout[-500:]

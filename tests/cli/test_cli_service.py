@@ -77,6 +77,36 @@ def test_submit_watch_and_read_a_job(server: tuple[str, Controller], tmp_path: P
     assert "H800-80GB" in out
 
 
+def test_tables_say_when_they_cut_and_drains_can_be_undone(
+    server: tuple[str, Controller], tmp_path: Path
+) -> None:
+    f = tmp_path / "jobs.yaml"
+    f.write_text(
+        "jobs:\n"
+        "- {id: big, name: a rather long name for a job that is big, member: xinghuo, "
+        "accelerators: 'H800:8'}\n"
+        "- {id: small, member: xinghuo, accelerators: 'H800:1'}\n"
+    )
+    assert run("submit", str(f))[0] == 0
+    code, out, _ = run("jobs")
+    header = out.splitlines()[0].split()
+    assert header[:3] == ["ID", "NAME", "MEMBER"] and "a rather long name for …" in out
+    code, out, _ = run("jobs", "--wide")
+    assert "a rather long name for a job that is big" in out
+    code, _, err = run("jobs", "--phase", "finished")
+    assert code == 2 and "pending" in err and "succeeded" in err  # the valid values
+    code, out, err = run("logs", "small")
+    assert code == 0 and out == "" and "small has no output yet (PENDING" in err
+    code, out, _ = run("job", "small")
+    assert "exit code:    -" in out
+    assert run("pool", "drain", "--model", "H800")[0] == 0
+    code, out, _ = run("pool", "undrain", "--all")
+    assert code == 0 and "undrained 4 node(s)" in out
+    code, out, _ = run("pool", "--json")
+    assert all(n["state"] != "draining" for n in json.loads(out))
+    assert run("pool", "undrain")[0] == 2  # nothing named
+
+
 def test_errors_exit_with_their_codes(server: tuple[str, Controller], tmp_path: Path) -> None:
     code, _, err = run("job", "nope")
     assert code == 3 and "404" in err

@@ -59,6 +59,15 @@ def as_json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="JSON for scripts")(f)
 
 
+def wide_option(f: F) -> F:
+    return click.option("--wide", is_flag=True, help="full text (no column is cut short)")(f)
+
+
+def clip(text: str, width: int, wide: bool = False) -> str:
+    """``text`` cut to ``width`` with an ellipsis that says so (whole when ``wide``)."""
+    return text if wide or len(text) <= width else text[: width - 1] + "…"
+
+
 def out(data: Any, as_json: bool, headers: list[str], rows: list[list[Any]]) -> None:
     click.echo(json.dumps(data, indent=2) if as_json else table(headers, rows))
 

@@ -14,9 +14,11 @@ from suanli.cli.client import (
     ago,
     api,
     as_json_option,
+    clip,
     config_path,
     connection,
     out,
+    wide_option,
 )
 from suanli.sdk.client import Client
 
@@ -51,12 +53,21 @@ def submit(file: Path, url: str | None, token: str | None, as_json: bool) -> Non
     )
 
 
+PHASES = ["PENDING", "ADMITTED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "PREEMPTED"]
+
+
 @click.command("jobs")
-@click.option("--member", multiple=True)
-@click.option("--phase", multiple=True)
-@click.option("--limit", default=100, show_default=True)
+@click.option("--member", multiple=True, help="only this member's (repeatable)")
+@click.option(
+    "--phase",
+    multiple=True,
+    type=click.Choice(PHASES, case_sensitive=False),
+    help="only jobs in this phase (repeatable)",
+)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
 @connection
 @as_json_option
+@wide_option
 def jobs_cmd(
     member: tuple[str, ...],
     phase: tuple[str, ...],
@@ -64,6 +75,7 @@ def jobs_cmd(
     url: str | None,
     token: str | None,
     as_json: bool,
+    wide: bool,
 ) -> None:
     """List jobs, oldest first."""
     page = api(
@@ -74,16 +86,18 @@ def jobs_cmd(
     rows = [
         [
             j["id"],
+            clip(j["name"] if j["name"] != j["id"] else "", 24, wide),
             j["member"],
             j["phase"],
             j["attempt"],
             (j["placement"] or {}).get("model", ""),
             ago(j["submitted_at"]),
-            j["reason"][:60],
+            clip(j["reason"], 60, wide),
         ]
         for j in page["items"]
     ]
-    out(page, as_json, ["ID", "MEMBER", "PHASE", "ATTEMPT", "MODEL", "AGE", "REASON"], rows)
+    headers = ["ID", "NAME", "MEMBER", "PHASE", "ATTEMPT", "MODEL", "AGE", "REASON"]
+    out(page, as_json, headers, rows)
 
 
 @click.command("job")
@@ -105,7 +119,7 @@ def job_cmd(job_id: str, url: str | None, token: str | None, as_json: bool) -> N
         ("reason", j["reason"]),
         ("attempt", j["attempt"]),
         ("preemptions", j["preemptions"]),
-        ("exit code", j["exit_code"]),
+        ("exit code", "-" if j["exit_code"] is None else j["exit_code"]),
         ("placement", f"{p['model']} on {where}" if p else "-"),
         ("accelerators", f"{j['spec']['count']} of {', '.join(j['spec']['models'])}"),
         ("entrypoint", j["spec"]["entrypoint"]),
@@ -140,9 +154,15 @@ def logs(
 
     def run(c: Client) -> None:
         chunks = c.follow_logs(job_id, tail=tail) if follow else c.read_logs(job_id, attempt, tail)
+        printed = False
         for chunk in chunks:
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
+            printed = True
+        if not printed and not follow:
+            j = c.job(job_id)
+            why = f": {j['reason']}" if j["reason"] else ""
+            click.echo(f"{job_id} has no output yet ({j['phase']}{why})", err=True)
 
     api(run, url, token)
 
@@ -150,8 +170,11 @@ def logs(
 @click.command("queue")
 @connection
 @as_json_option
-def queue(url: str | None, token: str | None, as_json: bool) -> None:
+@wide_option
+def queue(url: str | None, token: str | None, as_json: bool, wide: bool) -> None:
     """Pending jobs with their position in their member's queue and why they wait."""
     q = api(lambda c: c.queue(), url, token)
-    rows = [[e["id"], e["member"], e["position"], e["count"], e["reason"][:80]] for e in q]
+    rows = [
+        [e["id"], e["member"], e["position"], e["count"], clip(e["reason"], 80, wide)] for e in q
+    ]
     out(q, as_json, ["ID", "MEMBER", "POS", "DEVICES", "REASON"], rows)

@@ -7,6 +7,7 @@ import json
 import click
 
 from suanli.cli.client import api, as_json_option, connection, out
+from suanli.sdk.client import Client
 
 
 @click.group("pool", invoke_without_command=True)
@@ -43,6 +44,23 @@ def pool_drain(
         click.echo(f"  moving   {m['job']} -> {', '.join(m['to'])}")
     for m in r["staying"]:
         click.echo(f"  staying  {m['job']}: {m['reason']}")
+
+
+@pool_cmd.command("undrain")
+@click.argument("nodes", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="every draining node")
+@connection
+def pool_undrain(nodes: tuple[str, ...], every: bool, url: str | None, token: str | None) -> None:
+    """Take nodes back into the pool after a drain (NODE..., or --all draining ones)."""
+    if bool(nodes) == every:
+        raise click.UsageError("name the nodes, or give --all")
+
+    def run(c: Client) -> list[str]:
+        names = list(nodes) or [n["id"] for n in c.nodes() if n["state"] == "draining"]
+        return [c.drain(n, on=False)["id"] for n in names]
+
+    done = api(run, url, token)
+    click.echo(f"undrained {len(done)} node(s)" + (f": {', '.join(done)}" if done else ""))
 
 
 @click.command("members")

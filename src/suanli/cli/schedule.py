@@ -73,7 +73,7 @@ def schedule_cmd(alliance_file: Path, jobs_file: Path, policy: str, as_json: boo
 )
 @click.option("--policy", default="alliance", show_default=True)
 def demo(alliance_file: Path, jobs_file: Path, policy: str) -> None:
-    """The main job: load the example alliance, print its pool, run one scheduling pass."""
+    """One scheduling pass on the example alliance, printed (no server, nothing runs)."""
     try:
         alliance = load_alliance(alliance_file)
         click.echo(pool_text(alliance))
