@@ -131,7 +131,7 @@ def test_queue_positions_reasons_and_the_job_lifecycle(stack: Stack) -> None:
             '{"member": "lab", "accelerators": "H800:100000000"}',
             "application/json",
             422,
-            "accelerators.count",
+            "accelerators",
         ),
         (
             '{"member": "lab", "accelerators": "H800:1", "colour": "red"}',

@@ -113,7 +113,7 @@ def test_errors_exit_with_their_codes(server: tuple[str, Controller], tmp_path: 
     bad = tmp_path / "bad.yaml"
     bad.write_text("member: zhiyuan-ai\naccelerators: MLU370:999\n")
     code, _, err = run("submit", str(bad))
-    assert code == 2 and "accelerators.count" in err
+    assert code == 2 and "accelerators: impossible count" in err
     code, _, err = run("cancel", "nope", "--token", "wrong")
     assert code == 4 and "401" in err
     code, _, err = run("jobs", "--url", "http://127.0.0.1:1")

@@ -115,7 +115,7 @@ def test_bad_and_duplicate_submissions_change_nothing(db: Database) -> None:
                 ]
             },
         )
-    assert [p.field for p in err.value.problems] == ["jobs.1.accelerators.count"]
+    assert [p.field for p in err.value.problems] == ["jobs.1.accelerators"]
     with db.session() as s:
         assert [r.id for r in s.scalars(select(JobRow))] == ["a"]
 

@@ -42,9 +42,19 @@ def test_short_and_long_forms() -> None:
 @pytest.mark.parametrize(
     ("text", "field", "words"),
     [
-        ("member: m\naccelerators: H900:8\n", "accelerators.any_of.0", "unknown accelerator model"),
-        ("member: m\naccelerators: H800:0\n", "accelerators.count", "greater than or equal to 1"),
-        ("member: m\naccelerators: H800:99999999\n", "accelerators.count", "less than or equal"),
+        ("member: m\naccelerators: H900:8\n", "accelerators", "unknown accelerator model"),
+        ("member: m\naccelerators: H800:0\n", "accelerators", "greater than or equal to 1"),
+        ("member: m\naccelerators: H800:99999999\n", "accelerators", "less than or equal"),
+        (
+            "member: m\naccelerators: Acsend910B:8\n",
+            "accelerators",
+            "unknown accelerator model 'Acsend910B'; did you mean 'Ascend910B'?",
+        ),
+        (
+            "member: m\naccelerators: {count: 8, any_of: [H800, A8000]}\n",
+            "accelerators.any_of.1",
+            "did you mean 'A800'?",
+        ),
         ("member: m\naccelerators: H800\n", "accelerators", "MODEL:COUNT"),
         (
             "member: m\naccelerators: {count: 2, stacks: [opencl]}\n",
@@ -53,7 +63,7 @@ def test_short_and_long_forms() -> None:
         ),
         ("member: m\naccelerators: H800:16\ngang: 3x8\n", "gang", "accelerators.count is 16"),
         ("member: m\naccelerators: H800:16\ngang: two\n", "gang", "NODESxPER_NODE"),
-        ("member: m\naccelerators: Ascend910C:3\n", "accelerators.count", "groups of [2]"),
+        ("member: m\naccelerators: Ascend910C:3\n", "accelerators", "groups of [2]"),
         (
             "member: m\naccelerators: H800:8\ncheckpoint_interval: soon\n",
             "checkpoint_interval",
@@ -84,10 +94,15 @@ def test_mistakes_name_the_field(text: str, field: str, words: str) -> None:
     ("text", "field", "words"),
     [
         ("member: nobody\naccelerators: H800:8\n", "member", "unknown member"),
-        ("member: xinghuo\naccelerators: H800:9\n", "accelerators.count", "impossible count"),
+        (
+            "member: huaxia-cluod\naccelerators: H800:8\n",
+            "member",
+            "unknown member 'huaxia-cluod'; did you mean 'huaxia-cloud'?",
+        ),
+        ("member: xinghuo\naccelerators: H800:9\n", "accelerators", "impossible count"),
         (
             "member: xinghuo\naccelerators: H800:40\ngang: 5x8\n",
-            "accelerators.count",
+            "accelerators",
             "impossible count",
         ),
         (
@@ -128,7 +143,18 @@ def test_nothing_is_half_accepted(example_alliance: Alliance) -> None:
   - {member: xinghuo, accelerators: "H800:8", id: same}
 """
     found = problems(text, example_alliance)
-    assert set(found) == {"jobs.1.accelerators.any_of.0", "jobs.3.id"}
+    assert set(found) == {"jobs.1.accelerators", "jobs.3.id"}
+
+
+def test_a_file_of_jobs_names_each_job_by_its_id(example_alliance: Alliance) -> None:
+    text = """jobs:
+  - {id: ok, member: xinghuo, accelerators: "H800:8"}
+  - {id: typo, member: xinghuo, accelerators: "H8000:8"}
+"""
+    found = problems(text, example_alliance)
+    assert found == {
+        "jobs.1.accelerators": "job 'typo': unknown accelerator model 'H8000'; did you mean 'H800'?"
+    }
 
 
 def test_models_a_count_cannot_use_are_dropped_when_others_can() -> None:

@@ -121,6 +121,12 @@ class Catalog:
         """
         return tuple(self._by_name.get(name.lower(), ()))
 
+    def names(self) -> list[str]:
+        """Every name :meth:`resolve` knows: model ids and families (as the catalog spells them)."""
+        return sorted(
+            {m.id for m in self._models.values()} | {m.family for m in self._models.values()}
+        )
+
     def with_stack(self, stack: str) -> tuple[ModelId, ...]:
         return tuple(m.id for m in self._models.values() if m.stack == stack)
 

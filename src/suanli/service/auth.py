@@ -27,6 +27,7 @@ from suanli.errors import (
     ValidationError,
 )
 from suanli.service.audit import record
+from suanli.spec.common import did_you_mean
 from suanli.store.tables import MemberRow, SessionRow, TokenRow, UserRow
 
 
@@ -156,7 +157,9 @@ def create_user(
     try:
         r = Role(role)
     except ValueError:
-        problems.append(Problem("role", f"one of {', '.join(x.value for x in Role)}"))
+        roles = [x.value for x in Role]
+        hint = did_you_mean(role, roles)
+        problems.append(Problem("role", f"unknown role {role!r}{hint} (one of {', '.join(roles)})"))
         r = None
     member_role = r in (Role.MEMBER_ADMIN, Role.MEMBER_USER)
     if r is not None and member_role and not member:
@@ -166,7 +169,8 @@ def create_user(
     if problems or r is None:
         raise ValidationError(problems)
     if member and s.get(MemberRow, member) is None:
-        raise ValidationError([Problem("member", f"no member {member!r}")])
+        hint = did_you_mean(member, s.scalars(select(MemberRow.id)).all())
+        raise ValidationError([Problem("member", f"no member {member!r}{hint}")])
     if by is not None:
         if member_role and member:
             by.require_member_admin(member, "create users")

@@ -5,9 +5,11 @@ work), duration parsing, error conversion."""
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,13 @@ def parse_yaml(text: str, source: str, max_values: int = MAX_VALUES) -> Any:
         why = f"nested more than {MAX_DEPTH} deep"
         raise ValidationError([Problem("", why)], source) from None
     return check_document(doc, source, max_values)
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'X'?"`` for the known name closest to ``name`` (case aside), or ""."""
+    options = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(options), n=1, cutoff=0.6)
+    return f"; did you mean {options[close[0]]!r}?" if close else ""
 
 
 def pydantic_problems(exc: pydantic.ValidationError, prefix: str = "") -> list[Problem]:

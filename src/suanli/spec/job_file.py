@@ -20,7 +20,13 @@ from suanli.errors import Problem, ValidationError
 from suanli.model.alliance import Alliance
 from suanli.model.ids import DatasetId, JobId, MemberId, ModelId, SiteId
 from suanli.model.job import Gang, JobSpec
-from suanli.spec.common import ID_PATTERN, parse_duration, pydantic_problems, read_yaml
+from suanli.spec.common import (
+    ID_PATTERN,
+    did_you_mean,
+    parse_duration,
+    pydantic_problems,
+    read_yaml,
+)
 
 MAX_DEVICES_PER_JOB = 16384
 #: an environment variable's name
@@ -42,8 +48,10 @@ def _catalog(info: ValidationInfo) -> Catalog:
 
 
 def _known_model(name: str, info: ValidationInfo) -> str:
-    if not _catalog(info).resolve(name):
-        raise ValueError(f"unknown accelerator model {name!r}")
+    catalog = _catalog(info)
+    if not catalog.resolve(name):
+        hint = did_you_mean(name, catalog.names())
+        raise ValueError(f"unknown accelerator model {name!r}{hint}")
     return name
 
 
@@ -136,8 +144,9 @@ def _resolve_models(entry: JobEntry, catalog: Catalog, problems: list[Problem]) 
     for k, name in enumerate(acc.any_of):
         hits = catalog.resolve(name)
         if not hits:
+            hint = did_you_mean(name, catalog.names())
             problems.append(
-                Problem(f"accelerators.any_of.{k}", f"unknown accelerator model {name!r}")
+                Problem(f"accelerators.any_of.{k}", f"unknown accelerator model {name!r}{hint}")
             )
         models.update(hits)
     for k, stack in enumerate(acc.stacks):
@@ -208,11 +217,13 @@ def build_job(
     datasets = tuple(DatasetId(d) for d in entry.datasets)
     if alliance is not None:
         if member not in alliance.members:
-            problems.append(Problem("member", f"unknown member {entry.member!r}"))
+            hint = did_you_mean(entry.member, alliance.members)
+            problems.append(Problem("member", f"unknown member {entry.member!r}{hint}"))
         for k, ds_id in enumerate(datasets):
             ds = alliance.datasets.get(ds_id)
             if ds is None:
-                problems.append(Problem(f"datasets.{k}", f"unknown dataset {ds_id!r}"))
+                hint = did_you_mean(ds_id, alliance.datasets)
+                problems.append(Problem(f"datasets.{k}", f"unknown dataset {ds_id!r}{hint}"))
             elif not ds.may_read(member):
                 problems.append(
                     Problem(
@@ -302,12 +313,10 @@ def parse_jobs(
             entry = JobEntry.model_validate(item, context={"catalog": catalog})
             spec = build_job(entry, catalog, alliance, default_id=f"job-{i + 1}")
         except pydantic.ValidationError as exc:
-            problems += pydantic_problems(exc, where)
+            problems += _as_written(item, pydantic_problems(exc), where)
             continue
         except ValidationError as exc:
-            problems += [
-                Problem(f"{where}.{p.field}" if where else p.field, p.message) for p in exc.problems
-            ]
+            problems += _as_written(item, exc.problems, where)
             continue
         if spec.id in seen:
             problems.append(
@@ -318,6 +327,21 @@ def parse_jobs(
     if problems:
         raise ValidationError(problems, source)
     return specs
+
+
+def _as_written(item: Any, problems: list[Problem], where: str) -> list[Problem]:
+    """The problems in the file's own terms: ``accelerators`` for the short form the person
+    wrote (not the long form it stands for), and in a file of several jobs the job's id."""
+    short = isinstance(item, dict) and isinstance(item.get("accelerators"), str)
+    named = where and isinstance(item, dict) and isinstance(item.get("id"), str)
+    out = []
+    for p in problems:
+        field = p.field
+        if short and field.startswith(("accelerators.any_of", "accelerators.count")):
+            field = "accelerators"
+        message = f"job {item['id']!r}: {p.message}" if named else p.message
+        out.append(Problem(f"{where}.{field}" if where and field else where or field, message))
+    return out
 
 
 def load_jobs(path: Path, alliance: Alliance | None = None) -> list[JobSpec]:
