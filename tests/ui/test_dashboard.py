@@ -140,6 +140,13 @@ def test_every_page_as_an_admin(site: Site) -> None:
         log = page.locator("#log").screenshot()
         assert pixels_near(log, (0x0B, 0x10, 0x20), 12) > 1000  # the dark log panel
         assert pixels_near(log, (0xD6, 0xDE, 0xEB), 40) > 20  # with text on it
+        # the spec as YAML, the placement as a table, nothing wider than the window
+        spec = page.inner_text("#job pre.spec")
+        assert "member: corp\n" in spec and "entrypoint: for i in 1 2 3" in spec
+        assert "Node" in page.inner_text("#job table") and "Ascend910B" in page.inner_text("#job")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+        # an unknown job is a 404 page
+        assert page.goto(f"{site.url}/ui/jobs/nope").status == 404
 
         # members: a plot per member, the used line and the entitlement line drawn
         with site.db.session() as s:
@@ -252,3 +259,26 @@ def test_a_revoked_token_ends_its_sessions(site: Site) -> None:
         assert r.status_code == 200 and r.json()["revoked"] == 1
         page.goto(f"{site.url}/ui/jobs")
         assert page.url.endswith("/ui/login")
+
+
+def test_the_api_docs_work_without_internet(site: Site) -> None:
+    """Swagger UI and ReDoc load their scripts from this server and render the API while the
+    browser may reach nothing else (every other request is refused: only ReDoc's footer logo
+    is asked for, and missed)."""
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        outside: list[str] = []
+
+        def only_here(route: Any) -> None:
+            if route.request.url.startswith(site.url):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_here)
+        page.goto(f"{site.url}/docs")
+        page.wait_for_selector(".opblock-summary-path[data-path='/api/v1/jobs']", timeout=30_000)
+        page.goto(f"{site.url}/redoc")
+        page.wait_for_selector("h2:has-text('Jobs Submit')", timeout=30_000)
+        assert all(u.endswith(".svg") for u in outside), outside

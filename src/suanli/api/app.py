@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from suanli import __version__
 from suanli.api.deps import RequestLimits, error_response
 from suanli.api.models import ErrorOut
-from suanli.api.routes import jobs, ledger, pool, service, users
+from suanli.api.routes import docs, jobs, ledger, pool, service, users
 from suanli.errors import Problem, SuanliError, ValidationError
 from suanli.service.context import Service
 from suanli.ui.pages import SignInRequired, sign_in_redirect
@@ -39,6 +39,8 @@ def create_app(svc: Service) -> FastAPI:
         title="suanli",
         version=__version__,
         description="The control plane of an alliance's pooled accelerators.",
+        docs_url=None,  # served from local assets (routes/docs.py)
+        redoc_url=None,
         # (described here: Python 3.13 renamed 422 "Unprocessable Content", after RFC 9110,
         # and the published document must not depend on the Python that made it)
         responses={
@@ -55,6 +57,8 @@ def create_app(svc: Service) -> FastAPI:
     for module in (service, users, pool, jobs, ledger):
         app.include_router(module.router)
     app.include_router(dashboard)
+    app.include_router(docs.router)
+    app.mount(docs.ASSETS, docs.assets(), name="docs-assets")
     app.add_middleware(RequestLimits)
     svc.metrics.watch_database(lambda: svc.db.session())  # noqa: PLW0108 - late: no db yet for the OpenAPI document
     return app

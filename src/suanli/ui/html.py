@@ -24,7 +24,8 @@ h1 { font-size:20px; margin:0 0 14px; } h2 { font-size:16px; margin:22px 0 8px; 
 table { border-collapse:collapse; background:#fff; border:1px solid var(--line);
         width:100%; margin-bottom:12px; }
 th, td { text-align:left; padding:5px 9px; border-bottom:1px solid var(--line);
-         white-space:nowrap; }
+         vertical-align:top; overflow-wrap:anywhere; }
+th, td.num { white-space:nowrap; }
 th { background:#f2f4f7; font-weight:600; font-size:12px; color:#344054; }
 td.num, th.num { text-align:right; font-variant-numeric: tabular-nums; }
 td.reason { white-space:normal; color:var(--muted); }
@@ -42,6 +43,8 @@ td.reason { white-space:normal; color:var(--muted); }
 .card b { display:block; font-size:20px; } .card span { color:var(--muted); font-size:12px; }
 .plots { display:grid; grid-template-columns:repeat(auto-fill, minmax(420px, 1fr)); gap:12px; }
 .plot { background:#fff; border:1px solid var(--line); border-radius:8px; padding:8px 12px; }
+pre.spec { background:#f8fafc; border:1px solid var(--line); border-radius:6px; padding:8px;
+           margin:0; white-space:pre-wrap; overflow-wrap:anywhere; font-size:13px; }
 pre.log { background:#0b1020; color:#d6deeb; padding:12px; border-radius:8px; min-height:120px;
           max-height:520px; overflow:auto; white-space:pre-wrap; }
 form.inline { display:flex; gap:8px; align-items:center; margin-bottom:12px; }

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import yaml
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
@@ -63,6 +65,22 @@ def jobs_page(request: Request, member: str = "", phase: str = "", after: int = 
     return render("Jobs", "/ui/jobs", who, body)
 
 
+def _yaml(spec: dict[str, Any]) -> str:
+    """The spec as a person writes it (YAML, in its own order)."""
+    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=96).rstrip()
+
+
+def _placement(placement: dict[str, Any] | None) -> str:
+    """Where the job runs: one row per node with its devices."""
+    if not placement:
+        return "-"
+    rows = [
+        [e(node), e(", ".join(str(d) for d in devices))]
+        for node, devices in placement.get("assignments", [])
+    ]
+    return f"{e(placement.get('model', ''))}" + table(["Node", "Devices"], rows)
+
+
 @router.get("/ui/jobs/{job_id}")
 def job_page(request: Request, job_id: str) -> HTMLResponse:
     who = who_of(request)
@@ -70,19 +88,21 @@ def job_page(request: Request, job_id: str) -> HTMLResponse:
         try:
             row = jobs.get(s, who, job_id)
         except NotFoundError:
-            return render("Not found", "/ui/jobs", who, f"<p>No job {e(job_id)}.</p>")
+            page = render("Not found", "/ui/jobs", who, f"<p>No job {e(job_id)}.</p>")
+            page.status_code = 404
+            return page
         info = [
             ("Member", e(row.member)),
             ("Phase", pill(row.phase)),
             ("Reason", e(row.reason or "")),
             ("Attempt", str(row.attempt)),
             ("Preemptions", str(row.preemptions)),
-            ("Placement", e(json.dumps(row.placement) if row.placement else "")),
+            ("Placement", _placement(row.placement)),
             ("Submitted", e(when(row.submitted_at)) + f" by {e(row.submitted_by)}"),
             ("Started", e(when(row.started_at))),
             ("Finished", e(when(row.finished_at))),
-            ("Exit code", e(row.exit_code)),
-            ("Spec", f"<code>{e(json.dumps(row.spec))}</code>"),
+            ("Exit code", "-" if row.exit_code is None else e(row.exit_code)),
+            ("Spec", f"<pre class=spec>{e(_yaml(row.spec))}</pre>"),
         ]
         readable = jobs.logs_readable(who, row)
     details = table(["", ""], [[f"<b>{k}</b>", v] for k, v in info], table_id="job")
