@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -48,3 +49,17 @@ def test_sim_run_writes_a_separate_book(tmp_path: Path) -> None:
     assert usage and usage > 0
     assert abs(sum(st.totals["balance"] for st in sts)) < 1e-6 * usage
     assert abs(sum(st.totals["consumed"] for st in sts) - usage) < 1e-6 * usage
+    # the service reads a simulation's book for its own (simulated) members
+    from suanli.errors import NotFoundError
+    from suanli.service import ledger
+
+    from ..builders import admin
+
+    db = Database.open(url)
+    with db.session() as s:
+        st = ledger.statement(s, admin(), members[0], "2026-11", book)
+        assert st.totals["consumed"] >= 0
+        with pytest.raises(NotFoundError) as err:
+            ledger.statement(s, admin(), members[0] + "x", "2026-11", book)
+        assert f"in book {book!r}; did you mean {members[0]!r}?" in str(err.value)
+    db.close()

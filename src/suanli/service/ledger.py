@@ -7,15 +7,17 @@ import io
 import re
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanli.errors import NotFoundError, PermissionDeniedError, Problem, ValidationError
 from suanli.ledger.record import ChainCheck
 from suanli.ledger.statement import Statement
 from suanli.service.auth import Principal
+from suanli.spec.common import did_you_mean
 from suanli.store.alliance_rows import read_alliance
-from suanli.store.ledger_rows import member_statement, verify
-from suanli.store.tables import LedgerHeadRow
+from suanli.store.ledger_rows import REAL, member_statement, verify
+from suanli.store.tables import LedgerHeadRow, LedgerRow
 
 _BOOK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 
@@ -27,10 +29,24 @@ def _book(book: str) -> str:
 
 
 def statement(s: Session, who: Principal, member: str, period: str, book: str) -> Statement:
+    """A member's statement for a month, from the live book or a simulation's (whose members
+    are the simulated alliance's, not the live one's)."""
     who.require_books(member)
-    if member not in read_alliance(s)[0].members:
-        raise NotFoundError(f"no member {member!r}")
+    members = set(read_alliance(s)[0].members) if book == REAL else _book_members(s, _book(book))
+    if member not in members:
+        where = "" if book == REAL else f" in book {book!r}"
+        raise NotFoundError(f"no member {member!r}{where}{did_you_mean(member, members)}")
     return member_statement(s, member, period, _book(book))
+
+
+def _book_members(s: Session, book: str) -> set[str]:
+    """Everyone a book speaks of, as user or provider (404 for a book with no records)."""
+    rows = s.execute(
+        select(LedgerRow.member, LedgerRow.provider).where(LedgerRow.book == book).distinct()
+    ).all()
+    if not rows:
+        raise NotFoundError(f"no book {book!r}")
+    return {m for row in rows for m in row if m}
 
 
 @dataclass(frozen=True)
