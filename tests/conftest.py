@@ -1,6 +1,10 @@
+import contextlib
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +30,64 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "src" / "suanli" / "examples"
+
+
+#: what a test may start that must not outlive the session (the command line's words)
+LEFTOVER = ("suanli server", "suanli.executors.runner", "raylet", "gcs_server", "postgres -D")
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _ours() -> dict[int, str]:
+    """Processes this session started (below this process, or naming its temporary
+    directory: detached supervisors) that must not outlive it: pid -> command line. Another
+    test session running beside this one is not ours."""
+    me = os.getpid()
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if not any(word in cmd for word in LEFTOVER):
+            continue
+        pid, ancestor = int(entry.name), int(entry.name)
+        while ancestor > 1 and ancestor != me:
+            ancestor = _parent(ancestor)
+        if ancestor == me or any(base in cmd for base in _BASE):
+            out[pid] = cmd.strip()
+    return out
+
+
+_BASE: list[str] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _BASE.append(str(tmp_path_factory.getbasetemp()))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A server, supervisor, Ray or PostgreSQL process a test left behind fails the run (after
+    a grace for those already stopping), and is killed."""
+    deadline = time.monotonic() + 15
+    while (left := _ours()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if not left:
+        return
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    lines = "\n".join(f"  {pid}: {cmd[:200]}" for pid, cmd in sorted(left.items()))
+    print(f"\n{len(left)} process(es) outlived the tests (killed now):\n{lines}", file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,8 @@ from suanli.sdk.client import Client
 
 from ..live import free_port, spawn_server, stop, wait_up
 
+pytestmark = pytest.mark.slow  # real servers, clusters or browsers: pytest -m "not slow" skips them
+
 #: the server's resident memory may never pass this (it starts near 150 MiB)
 MAX_RSS_MIB = 700
 

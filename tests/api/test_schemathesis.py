@@ -22,6 +22,8 @@ from suanli.store.database import Database
 from ..conftest import ROOT
 from ..live import serving
 
+pytestmark = pytest.mark.slow  # real servers, clusters or browsers: pytest -m "not slow" skips them
+
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:

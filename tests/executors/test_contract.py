@@ -28,7 +28,7 @@ from suanli.model.ids import JobId, ModelId, NodeId, SiteId
 NODE = NodeId("hx-1")
 
 
-@pytest.fixture(params=["local", "sites", "ray"])
+@pytest.fixture(params=["local", "sites", pytest.param("ray", marks=pytest.mark.slow)])
 def executor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Executor]:
     if request.param == "local":
         yield LocalProcessExecutor(tmp_path / "state")

@@ -26,6 +26,8 @@ from ..builders import admin
 from ..stepping import run_until as _run_until
 from .conftest import RAY_INDEX, labels
 
+pytestmark = pytest.mark.slow  # real servers, clusters or browsers: pytest -m "not slow" skips them
+
 ALLIANCE = """
 alliance: ray-two
 members:

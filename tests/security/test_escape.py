@@ -21,6 +21,8 @@ from suanli.sdk.client import ApiError, Client
 
 from ..live import free_port
 
+pytestmark = pytest.mark.slow  # real servers, clusters or browsers: pytest -m "not slow" skips them
+
 ATTACK = (Path(__file__).with_name("attack.sh")).read_text()
 #: every attempt attack.sh makes (the doc's threat model names them)
 ATTEMPTS = [line.split('"')[1] for line in ATTACK.splitlines() if line.startswith('try "')]

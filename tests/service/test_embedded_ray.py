@@ -13,6 +13,8 @@ import pytest
 from ..conftest import EXAMPLES
 from ..live import free_port
 
+pytestmark = pytest.mark.slow  # real servers, clusters or browsers: pytest -m "not slow" skips them
+
 
 def ray_processes() -> set[int]:
     out = subprocess.run(

@@ -18,6 +18,8 @@ from suanli.sdk.client import Client
 
 from ..live import free_port, spawn_server, stop, wait_up
 
+pytestmark = pytest.mark.slow  # real servers, clusters or browsers: pytest -m "not slow" skips them
+
 JOBS = 200
 
 

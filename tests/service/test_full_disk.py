@@ -17,6 +17,8 @@ from suanli.sdk.client import ApiError, Client
 
 from ..live import free_port, spawn_server, stop, wait_up
 
+pytestmark = pytest.mark.slow  # real servers, clusters or browsers: pytest -m "not slow" skips them
+
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:

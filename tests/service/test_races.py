@@ -23,6 +23,8 @@ from suanli.store.tables import AuditRow, JobRow
 
 from ..builders import admin
 
+pytestmark = pytest.mark.slow  # real servers, clusters or browsers: pytest -m "not slow" skips them
+
 POOL = """
 alliance: race
 members:

@@ -10,9 +10,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from suanli.sdk.client import ApiError, Client
 
 from ..live import free_port, spawn_server, wait_up
+
+pytestmark = pytest.mark.slow  # real servers, clusters or browsers: pytest -m "not slow" skips them
 
 JOBS = 200
 

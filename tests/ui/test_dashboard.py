@@ -32,6 +32,8 @@ from ..stack import ALLIANCE
 from ..stepping import run_until
 from .browser import chromium
 
+pytestmark = pytest.mark.slow  # real servers, clusters or browsers: pytest -m "not slow" skips them
+
 ACCENT = (0x2F, 0x6F, 0xDB)  # the bars' and the first series' colour
 SECOND = (0xD9, 0x2D, 0x20)  # the second series' colour
 
