@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,47 @@ def test_a_multi_node_gang_runs_one_child_per_node(tmp_path: Path) -> None:
     assert st.exit_code == 1  # the first non-zero exit code
     lines = sorted(ex.logs(JobId("gang"), 1).decode().splitlines())
     assert lines == ["0/2 a 0,1", "1/2 b 4,5"]
+
+
+ALL_REDUCE = """
+import sys
+
+import torch
+import torch.distributed as dist
+
+dist.init_process_group("gloo", init_method="env://")
+t = torch.tensor([float(dist.get_rank() + 1)])
+dist.all_reduce(t)
+sys.stdout.write(f"rank {dist.get_rank()}/{dist.get_world_size()} sum {int(t.item())}\\n")
+dist.destroy_process_group()
+"""
+
+
+def test_a_gang_meets_for_a_torch_distributed_all_reduce(tmp_path: Path) -> None:
+    """The rendezvous variables torch.distributed reads (MASTER_ADDR, MASTER_PORT, RANK,
+    WORLD_SIZE) reach each node's copy of a gang on the default executor: two "nodes" on this
+    machine all-reduce over gloo."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        if os.environ.get("SUANLI_REQUIRE_TORCH") == "1":
+            pytest.fail("torch is required here (SUANLI_REQUIRE_TORCH=1)")
+        pytest.skip("torch is not installed")
+    ex = LocalProcessExecutor(tmp_path)
+    ex.start(
+        RunRequest(
+            JobId("reduce"),
+            1,
+            f"python3 -c '{ALL_REDUCE}'",
+            ModelId("H800-80GB"),
+            "cuda",
+            ((NodeId("a"), (0,)), (NodeId("b"), (1,))),
+        )
+    )
+    st = wait_for(ex, "reduce", timeout=180)
+    log = ex.logs(JobId("reduce"), 1).decode()
+    assert st.exit_code == 0, log
+    assert sorted(re.findall(r"rank \d/\d sum \d+", log)) == ["rank 0/2 sum 3", "rank 1/2 sum 3"]
 
 
 def test_runs_go_to_their_sites_executor(tmp_path: Path) -> None:
