@@ -90,6 +90,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+def _supervisors(root: Path) -> list[Path]:
+    """Every ``runs/JOB/ATTEMPT/supervisor.json`` under ``root`` (directories that vanish
+    while we look, a run's scratch space say, are skipped)."""
+    out = []
+    for where, dirs, _files in os.walk(root, onerror=lambda _e: None):
+        if Path(where).name == "runs":
+            out += list(Path(where).glob("*/*/supervisor.json"))
+            dirs.clear()
+    return out
+
+
 @pytest.fixture(autouse=True)
 def no_run_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
     """Local runs are detached (they outlive a crash of the service): stop those a test left
@@ -99,7 +110,7 @@ def no_run_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     tmp: Path = request.getfixturevalue("tmp_path")
     yield
-    for sup in tmp.glob("**/runs/*/*/supervisor.json"):
+    for sup in _supervisors(tmp):
         run = sup.parent
         if not (run / "exit.json").exists():
             ex = LocalProcessExecutor(run.parent.parent.parent)

@@ -16,13 +16,6 @@ from ..live import free_port
 pytestmark = pytest.mark.slow  # real servers, clusters or browsers: pytest -m "not slow" skips them
 
 
-def ray_processes() -> set[int]:
-    out = subprocess.run(
-        ["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True, check=False
-    )
-    return {int(p) for p in out.stdout.split()}
-
-
 def _server(tmp_path: Path) -> list[str]:
     """``suanli server`` on an embedded Ray cluster of the embedded example alliance."""
     alliance = str(EXAMPLES / "embedded-alliance.yaml")
@@ -31,25 +24,30 @@ def _server(tmp_path: Path) -> list[str]:
 
 
 def test_embedded_ray_runs_the_example_jobs_and_cleans_up(tmp_path: Path) -> None:
-    before = ray_processes()
-    r = subprocess.run(
+    server = subprocess.Popen(
         [*_server(tmp_path), "--submit", str(EXAMPLES / "embedded-jobs.yaml"), "--until-done"],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
-        check=False,
     )
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = r.stdout
+    try:
+        out, err = server.communicate(timeout=600)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0, err[-3000:]
     assert out.count("SUCCEEDED") >= 4, out
     assert "training on CUDA_VISIBLE_DEVICES=0,1,2,3 at hx-h800" in out
     assert "ASCEND_RT_VISIBLE_DEVICES=0,1,2,3 at pc-910b" in out
     assert "serving on MLU_VISIBLE_DEVICES=0,1 at zy-mlu370" in out
-    assert ray_processes() <= before, "the embedded Ray cluster left processes behind"
+    assert marked(server.pid) == set(), "the embedded Ray cluster left processes behind"
 
 
-def marked() -> set[str]:
-    """The processes of every embedded Ray cluster on this machine (their mark)."""
+def marked(server_pid: int | None = None) -> set[str]:
+    """The processes of the embedded Ray clusters on this machine (their mark), or only of the
+    one the server ``server_pid`` started (another test session may run its own meanwhile)."""
+    mark = b"SUANLI_RAY_CLUSTER=" if server_pid is None else f"-pid{server_pid}-".encode()
     found = set()
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -57,7 +55,7 @@ def marked() -> set[str]:
                 env = (d / "environ").read_bytes()
             except OSError:
                 continue
-            if b"SUANLI_RAY_CLUSTER=" in env:
+            if b"SUANLI_RAY_CLUSTER=" in env and mark in env:
                 found.add(d.name)
     return found
 
@@ -68,7 +66,6 @@ def test_sigterm_at_any_moment_stops_the_server_and_its_cluster(
 ) -> None:
     """Before, while and after its Ray cluster starts: the server exits within seconds and
     leaves no process of its cluster behind."""
-    before = marked()
     server = subprocess.Popen(
         _server(tmp_path),
         stdout=subprocess.DEVNULL,
@@ -85,10 +82,10 @@ def test_sigterm_at_any_moment_stops_the_server_and_its_cluster(
         if server.poll() is None:
             server.kill()
             server.wait()
-    left = marked() - before
+    left = marked(server.pid)
     deadline = time.monotonic() + 5
     while left and time.monotonic() < deadline:  # (a process dying as we looked)
         time.sleep(0.2)
-        left = marked() - before
+        left = marked(server.pid)
     assert left == set(), f"left running: {sorted(left)}"
     assert took < 20, f"took {took:.1f} s to stop"

@@ -33,12 +33,14 @@ def _progress(label: str) -> Any:
 
 
 def _meta(sc: Scenario) -> dict[str, Any]:
+    named = {m.id: m.name for m in sc.alliance.members.values() if m.name and m.name != m.id}
     return {
         "name": sc.name,
         "jobs": len(sc.jobs),
         "nodes": len(sc.alliance.nodes),
         "devices": sum(n.devices for n in sc.alliance.nodes.values()),
         **sc.notes,
+        "names": named | sc.notes.get("names", {}),
     }
 
 
@@ -111,7 +113,7 @@ def sim_run(
         fail(exc)
     click.echo(summary_table([summary]))
     click.echo("")
-    click.echo(member_table(summary))
+    click.echo(member_table(summary, _meta(sc)["names"]))
     if json_path:
         write_json(json_path, [summary], _meta(sc))
         click.echo(f"\nJSON: {json_path}")

@@ -102,8 +102,9 @@ class LocalRayCluster:
         #: machine would fight over them)
         self.metrics_ports = (_free_port(), _free_port())
         self.temp_dir = Path(tempfile.mkdtemp(prefix="suanli-ray-"))
-        #: what every process of this cluster carries in its environment (see ``MARK``)
-        self.mark = f"{MARK}={self.temp_dir.name}-{secrets.token_hex(8)}"
+        #: what every process of this cluster carries in its environment (see ``MARK``): its
+        #: directory, the pid of the process that started it (which server's cluster), a nonce
+        self.mark = f"{MARK}={self.temp_dir.name}-pid{os.getpid()}-{secrets.token_hex(8)}"
         #: the running ``ray start`` process of each node, by its index in ``nodes``
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         #: how long a stopped job has between SIGTERM and SIGKILL (Ray's job stop timeout)

@@ -22,7 +22,7 @@ from suanli.text import table
 H = 3600.0
 
 
-def summary_table(summaries: list[dict[str, Any]]) -> str:
+def summary_table_rows(summaries: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for s in summaries:
         ratios = [
@@ -33,14 +33,14 @@ def summary_table(summaries: list[dict[str, Any]]) -> str:
         rows.append(
             [
                 s["policy"],
-                s["completed"],
+                str(s["completed"]),
                 f"{s['jct_mean_s'] / H:.1f}",
                 f"{s['jct_median_s'] / H:.1f}",
                 f"{s['jct_p99_s'] / H:.0f}",
                 f"{s['queue_mean_s'] / H:.1f}",
                 f"{s['makespan_s'] / H:.0f}",
                 f"{s['utilization']:.3f}",
-                s["preemptions"],
+                str(s["preemptions"]),
                 f"{s['work_lost_device_h']:.0f}",
                 f"{s['guarantee_violation_s'] / H:.1f}",
                 f"{s['jain_index']:.3f}",
@@ -48,41 +48,18 @@ def summary_table(summaries: list[dict[str, Any]]) -> str:
                 f"{s['wall_s']:.1f}",
             ]
         )
-    return table(
-        [
-            "policy",
-            "done",
-            "JCT mean h",
-            "median h",
-            "p99 h",
-            "queue h",
-            "makespan h",
-            "util NU",
-            "preempt",
-            "lost GPU-h",
-            "viol h",
-            "Jain",
-            "worst ratio",
-            "wall s",
-        ],
-        rows,
-    )
+    return rows
 
 
-def member_table(s: dict[str, Any]) -> str:
-    rows = [
-        [
-            m,
-            v["tier"],
-            v["jobs"],
-            f"{v['entitlement_nu']:.2f}",
-            "-" if v["jct_mean_s"] is None else f"{v['jct_mean_s'] / H:.1f}",
-            "-" if v["jct_ratio_vs_alone"] is None else f"{v['jct_ratio_vs_alone']:.2f}",
-            f"{v['guarantee_violation_s'] / H:.1f}",
-        ]
-        for m, v in sorted(s["members"].items())
-    ]
-    return table(["member", "tier", "jobs", "entitled NU", "JCT h", "vs alone", "viol h"], rows)
+def summary_table(summaries: list[dict[str, Any]]) -> str:
+    """The policies side by side, for a terminal (the columns are explained in POLICY_COLUMNS)."""
+    return table([h for h, _ in POLICY_COLUMNS], summary_table_rows(summaries))
+
+
+def member_table(s: dict[str, Any], names: dict[str, str] | None = None) -> str:
+    """The members under one policy, for a terminal (columns explained in MEMBER_COLUMNS)."""
+    rows = [cells for cells, _ in _member_rows(s, names or {})]
+    return table([h for h, _ in MEMBER_COLUMNS], rows)
 
 
 def write_json(path: Path, summaries: list[dict[str, Any]], meta: dict[str, Any]) -> None:
@@ -115,7 +92,46 @@ def _horizon_days(res: SimResult) -> float:
     return ends[int(0.99 * (len(ends) - 1))] / 86400 * 1.05 if ends else 1.0
 
 
-def _plots(results: list[SimResult], summaries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def _members(res: SimResult, names: dict[str, str]) -> str:
+    """Small multiples: one panel per member (one colour cannot tell fifteen lines apart), its
+    share of the pool against its entitlement (dashed)."""
+    s = res.series
+    pool = sum(n.devices * res.alliance.nu_per_device(n) for n in res.alliance.nodes.values())
+    members = sorted(s.nu_by_member)
+    cols = min(4, max(1, len(members)))
+    rows = -(-len(members) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2.9 * cols, 1.9 * rows), sharex=True, sharey=True, squeeze=False
+    )
+    days = [t / 86400 for t in s.t]
+    top = max(
+        [max((u / pool for u in s.nu_by_member[m]), default=0.0) for m in members]
+        + [res.entitlement_nu.get(m, 0.0) / pool for m in members]
+        + [0.01]
+    )
+    for k, ax in enumerate(axes.flat):
+        if k >= len(members):
+            ax.axis("off")
+            continue
+        m = members[k]
+        ax.plot(days, [u / pool for u in s.nu_by_member[m]], lw=0.7, color="#0369a1")
+        e = res.entitlement_nu.get(m, 0.0)
+        if e > 0:
+            ax.axhline(e / pool, color="#b91c1c", lw=0.8, ls="--")
+        ax.set_title(_label(m, names), fontsize=8)
+        ax.set_xlim(0, _horizon_days(res))
+        ax.set_ylim(0, top * 1.1)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    fig.supxlabel("day (to the 99th-percentile finish)", fontsize=8)
+    fig.supylabel("share of the pool (dashed: entitlement)", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _plots(
+    results: list[SimResult], summaries: list[dict[str, Any]], names: dict[str, str]
+) -> list[tuple[str, str]]:
     out = []
     fig, ax = plt.subplots(figsize=(7, 4))
     for res in results:
@@ -142,18 +158,9 @@ def _plots(results: list[SimResult], summaries: list[dict[str, Any]]) -> list[tu
         ax.set_ylabel("busy fraction")
         ax.legend(fontsize=7)
         out.append((f"{res.policy}: utilization over time by chip model", _png(fig)))
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        pool = sum(n.devices * res.alliance.nu_per_device(n) for n in res.alliance.nodes.values())
-        for m, nu in sorted(s.nu_by_member.items()):
-            e = res.entitlement_nu.get(m, 0.0)
-            (line,) = ax.plot([t / 86400 for t in s.t], [u / pool for u in nu], lw=0.7, label=m)
-            if e > 0:
-                ax.axhline(e / pool, color=line.get_color(), lw=0.5, ls="--")
-        ax.set_xlim(0, _horizon_days(res))
-        ax.set_xlabel("day (to the 99th-percentile finish)")
-        ax.set_ylabel("share of pool NU (dashed: entitlement)")
-        ax.legend(fontsize=6, ncol=3)
-        out.append((f"{res.policy}: each member's share against its entitlement", _png(fig)))
+        out.append(
+            (f"{res.policy}: each member's share against its entitlement", _members(res, names))
+        )
     fig, ax = plt.subplots(figsize=(8, 3.5))
     contributors = sorted(
         m for m, v in summaries[0]["members"].items() if v["jct_ratio_vs_alone"] is not None
@@ -165,7 +172,7 @@ def _plots(results: list[SimResult], summaries: list[dict[str, Any]]) -> list[tu
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xticks(
         [k + width * (len(summaries) - 1) / 2 for k in range(len(contributors))],
-        contributors,
+        [_label(m, names) for m in contributors],
         rotation=45,
         fontsize=7,
     )
@@ -175,34 +182,198 @@ def _plots(results: list[SimResult], summaries: list[dict[str, Any]]) -> list[tu
     return out
 
 
+#: the policy table's columns: header, what it means (shown as the header's tooltip and below)
+POLICY_COLUMNS = [
+    ("policy", "the scheduling policy"),
+    ("done", "jobs finished"),
+    ("JCT mean (h)", "mean job completion time: from arrival to finish, in hours"),
+    ("JCT median (h)", "median job completion time"),
+    ("JCT p99 (h)", "99th-percentile job completion time"),
+    ("queue (h)", "mean time from arrival to first start"),
+    ("makespan (h)", "from the first arrival to the last finish"),
+    ("utilization", "busy share of the pool's capacity in normalized units (NU) over the run"),
+    ("preemptions", "runs stopped to give devices back"),
+    ("lost device-h", "device-hours of work redone after preemptions (since the last checkpoint)"),
+    (
+        "violations (h)",
+        "member-hours a member used less than its guarantee while it had jobs waiting",
+    ),
+    ("Jain", "Jain's fairness index of members' use against their entitlement (1 = fair)"),
+    ("worst vs alone", "the largest ratio of a member's mean JCT in the pool to its JCT alone"),
+    ("wall (s)", "seconds the simulation took"),
+]
+MEMBER_COLUMNS = [
+    ("member", "who"),
+    ("tier", "contributor (guaranteed what it brings) or commons"),
+    ("jobs", "its jobs in the trace"),
+    ("entitled NU", "its guarantee, in normalized units"),
+    ("JCT mean (h)", "its jobs' mean completion time"),
+    ("vs alone", "its mean JCT in the pool over its mean JCT on its own devices (< 1: it gains)"),
+    ("violations (h)", "hours it got less than its guarantee while it had jobs waiting"),
+]
+
+
+def _label(member: str, names: dict[str, str]) -> str:
+    return f"{names[member]} ({member})" if member in names else member
+
+
+def _html_table(columns: list[tuple[str, str]], rows: list[tuple[list[str], list[str]]]) -> str:
+    """An HTML table; each row is its cells and, per cell, a CSS class ("" for none)."""
+    head = "".join(f"<th title='{html.escape(w)}'>{html.escape(h)}</th>" for h, w in columns)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td class='{c}'>{html.escape(v)}</td>" for v, c in zip(cells, classes, strict=True)
+        )
+        + "</tr>"
+        for cells, classes in rows
+    )
+    legend = "".join(f"<dt>{html.escape(h)}</dt><dd>{html.escape(w)}</dd>" for h, w in columns[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><dl>{legend}</dl>"
+
+
+def _policy_rows(summaries: list[dict[str, Any]]) -> list[tuple[list[str], list[str]]]:
+    best = min(s["jct_mean_s"] for s in summaries)
+    out = []
+    for cells, s in zip(summary_table_rows(summaries), summaries, strict=True):
+        classes = ["num"] * len(cells)
+        classes[0] = ""
+        if s["jct_mean_s"] == best:
+            classes[2] = "num best"
+        if s["guarantee_violation_s"] > 0:
+            classes[10] = "num bad"
+        out.append((cells, classes))
+    return out
+
+
+def _member_rows(s: dict[str, Any], names: dict[str, str]) -> list[tuple[list[str], list[str]]]:
+    out = []
+    for m, v in sorted(s["members"].items()):
+        ratio, viol = v["jct_ratio_vs_alone"], v["guarantee_violation_s"]
+        cells = [
+            _label(m, names),
+            v["tier"],
+            str(v["jobs"]),
+            f"{v['entitlement_nu']:.2f}",
+            "-" if v["jct_mean_s"] is None else f"{v['jct_mean_s'] / H:.1f}",
+            "-" if ratio is None else f"{ratio:.2f}",
+            f"{viol / H:.1f}",
+        ]
+        classes = ["", "", "num", "num", "num", "num", "num"]
+        if ratio is not None:
+            classes[5] = "num bad" if ratio > 1.0 else "num good"
+        if viol > 0:
+            classes[6] = "num bad"
+        out.append((cells, classes))
+    return out
+
+
+def story(summaries: list[dict[str, Any]], names: dict[str, str]) -> list[str]:
+    """The results in words: which policy did best, and under each who gained by pooling, who
+    lost, and whose guarantee was broken."""
+    lines = []
+    if len(summaries) > 1:
+        ranked = sorted(summaries, key=lambda s: s["jct_mean_s"])
+        others = ", ".join(f"{s['policy']} {s['jct_mean_s'] / H:.1f} h" for s in ranked[1:])
+        lines.append(
+            f"{ranked[0]['policy']} finished jobs soonest on average "
+            f"({ranked[0]['jct_mean_s'] / H:.1f} h; {others})."
+        )
+    for s in summaries:
+        ratios = {
+            m: v["jct_ratio_vs_alone"]
+            for m, v in s["members"].items()
+            if v["jct_ratio_vs_alone"] is not None
+        }
+        gained = sorted((r, m) for m, r in ratios.items() if r < 1.0)
+        lost = sorted(((r, m) for m, r in ratios.items() if r > 1.0), reverse=True)
+        text = f"Under {s['policy']}: "
+        if ratios:
+            text += f"{len(gained)} of {len(ratios)} members finished sooner than alone"
+            if gained:
+                r, m = gained[0]
+                text += f" (most: {_label(m, names)}, {r:.2f}x its time alone)"
+            if lost:
+                worse = "; ".join(f"{_label(m, names)} {r:.2f}x" for r, m in lost[:5])
+                text += f"; worse off than alone: {worse}"
+            text += ". "
+        broken = sorted(
+            (
+                (v["guarantee_violation_s"], m)
+                for m, v in s["members"].items()
+                if v["guarantee_violation_s"] > 0
+            ),
+            reverse=True,
+        )
+        if broken:
+            text += (
+                "Guarantees broken: "
+                + "; ".join(f"{_label(m, names)} {sec / H:.1f} h" for sec, m in broken[:5])
+                + "."
+            )
+        else:
+            text += "Every member got its guarantee whenever it had jobs waiting."
+        lines.append(text)
+    return lines
+
+
+def _facts(meta: dict[str, Any]) -> str:
+    """The scenario's facts (never a path of the machine that made the report)."""
+    shown = {k: v for k, v in meta.items() if k not in ("name", "names", "description")}
+    items = "".join(
+        f"<dt>{html.escape(k.replace('_', ' '))}</dt><dd>{html.escape(_fact(v))}</dd>"
+        for k, v in shown.items()
+    )
+    return f"<dl class=facts>{items}</dl>"
+
+
+def _fact(value: Any) -> str:
+    if isinstance(value, str) and value.startswith("/"):
+        return Path(value).name
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#1f2937}"
+    "table{border-collapse:collapse;margin:.5em 0}th,td{padding:4px 8px;border-bottom:1px solid"
+    " #e5e7eb;text-align:left}th{background:#f3f4f6;font-size:13px;cursor:help}"
+    "td.num{text-align:right;font-variant-numeric:tabular-nums}td.bad{background:#fee2e2;"
+    "color:#991b1b;font-weight:600}td.good{color:#166534}td.best{font-weight:700}"
+    "dl{font-size:13px;color:#4b5563;display:grid;grid-template-columns:max-content auto;"
+    "gap:2px 12px}dt{font-weight:600}dd{margin:0}.story{background:#f0f9ff;border-left:4px solid"
+    " #0369a1;padding:.6em 1em}img{max-width:100%}"
+)
+
+
 def write_html(
     directory: Path, results: list[SimResult], summaries: list[dict[str, Any]], meta: dict[str, Any]
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    plots = _plots(results, summaries)
+    names: dict[str, str] = dict(meta.get("names") or {})
+    plots = _plots(results, summaries, names)
+    name = html.escape(str(meta.get("name", "")))
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>suanli simulation: {html.escape(str(meta.get('name', '')))}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-        "pre{background:#f6f6f6;padding:1em;overflow-x:auto}img{max-width:100%}</style>",
-        "</head><body>",
-        f"<h1>Scenario {html.escape(str(meta.get('name', '')))}</h1>",
-        f"<p>{html.escape(json.dumps(meta, default=str))}</p>",
-        "<h2>Policies</h2><pre>",
-        html.escape(summary_table(summaries)),
-        "</pre>",
+        "<!doctype html><html lang=en><head><meta charset='utf-8'>",
+        f"<title>suanli simulation: {name}</title><style>{STYLE}</style></head><body>",
+        f"<h1>Scenario {name}</h1>",
     ]
+    if meta.get("description"):
+        parts.append(f"<p>{html.escape(str(meta['description']))}</p>")
+    parts.append(_facts(meta))
+    parts.append("<h2>In short</h2><div class=story>")
+    parts += [f"<p>{html.escape(line)}</p>" for line in story(summaries, names)]
+    parts.append("</div><h2>Policies</h2>")
+    parts.append(_html_table(POLICY_COLUMNS, _policy_rows(summaries)))
     for title, png in plots:
         parts += [
             f"<h2>{html.escape(title)}</h2>",
             f"<img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>",
         ]
     for s in summaries:
-        parts += [
-            f"<h2>Members under {html.escape(s['policy'])}</h2><pre>",
-            html.escape(member_table(s)),
-            "</pre>",
-        ]
+        parts.append(f"<h2>Members under {html.escape(s['policy'])}</h2>")
+        parts.append(_html_table(MEMBER_COLUMNS, _member_rows(s, names)))
     parts.append("</body></html>")
     path = directory / "index.html"
     path.write_text("\n".join(parts))

@@ -109,6 +109,8 @@ class FaultEntry(_Strict):
 class ScenarioFile(_Strict):
     name: str
     description: str = ""
+    #: how the report names members (a trace's VCs are opaque ids): id -> name
+    names: dict[str, Annotated[str, Field(max_length=100)]] = {}
     trace: TraceEntry
     pool: PoolEntry | AlliancePool | AlibabaPoolEntry = Field(discriminator="format")
     sim: SimEntry = SimEntry()
@@ -283,7 +285,12 @@ def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) ->
     trace_path = Path(trace).resolve() if trace else resolve(doc.trace.path)
     if not trace_path.exists():
         raise ValidationError([Problem("trace.path", f"{trace_path} does not exist")], str(path))
-    notes: dict[str, Any] = {"trace": str(trace_path), "seed": seed}
+    # (the trace by its file name: a report names no path of the machine that made it)
+    notes: dict[str, Any] = {"trace": trace_path.name, "seed": seed}
+    if doc.description:
+        notes["description"] = doc.description
+    if doc.names:
+        notes["names"] = dict(doc.names)
     if doc.trace.format == "alibaba-2023":
         if not isinstance(doc.pool, AlibabaPoolEntry):
             raise ValidationError(
