@@ -96,11 +96,14 @@ class LocalRayCluster:
             raise ValueError("a Ray cluster needs at least its head node")
         self.nodes = nodes
         self.token = token or secrets.token_hex(24)
-        self.gcs_port = _free_port()
-        self.dashboard_port = _free_port()
+        #: every port handed out to this cluster: the kernel may offer a port again once the
+        #: probe that found it free is closed, and Ray refuses two components on one port
+        self._ports: set[int] = set()
+        self.gcs_port = self._port()
+        self.dashboard_port = self._port()
         #: the head's two metrics servers (Ray's defaults are fixed ports: two clusters on one
         #: machine would fight over them)
-        self.metrics_ports = (_free_port(), _free_port())
+        self.metrics_ports = (self._port(), self._port())
         self.temp_dir = Path(tempfile.mkdtemp(prefix="suanli-ray-"))
         #: what every process of this cluster carries in its environment (see ``MARK``): its
         #: directory, the pid of the process that started it (which server's cluster), a nonce
@@ -152,12 +155,12 @@ class LocalRayCluster:
         ]
         # every port a node opens is chosen here: several Ray nodes share this machine's address
         cmd += [
-            f"--node-manager-port={_free_port()}",
-            f"--object-manager-port={_free_port()}",
-            f"--metrics-export-port={_free_port()}",
-            f"--runtime-env-agent-port={_free_port()}",
-            f"--dashboard-agent-grpc-port={_free_port()}",
-            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--node-manager-port={self._port()}",
+            f"--object-manager-port={self._port()}",
+            f"--metrics-export-port={self._port()}",
+            f"--runtime-env-agent-port={self._port()}",
+            f"--dashboard-agent-grpc-port={self._port()}",
+            f"--dashboard-agent-listen-port={self._port()}",
         ]
         if spec.labels:
             cmd.append("--labels=" + ",".join(f"{k}={v}" for k, v in spec.labels.items()))
@@ -170,6 +173,13 @@ class LocalRayCluster:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+
+    def _port(self) -> int:
+        """A free port of this machine not yet given to another component of this cluster."""
+        while (port := _free_port()) in self._ports:
+            pass
+        self._ports.add(port)
+        return port
 
     def start(self, timeout_s: float = 180.0) -> LocalRayCluster:
         """Start the head, then the workers; on any failure stop what was started."""
@@ -188,7 +198,7 @@ class LocalRayCluster:
                 f"--port={self.gcs_port}",
                 "--dashboard-host=127.0.0.1",
                 f"--dashboard-port={self.dashboard_port}",
-                f"--ray-client-server-port={_free_port()}",
+                f"--ray-client-server-port={self._port()}",
                 "--include-dashboard=true",
                 f"--temp-dir={self.temp_dir}",
             ],
