@@ -131,14 +131,24 @@ def test_the_command_table_matches_the_commands() -> None:
         assert command.get_short_help_str(limit=80) == help_line, name
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["jobs", "--help"], ["queue", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["jobs", "--help"],
+        ["queue", "--help"],
+        ["jobs", "--url", "http://127.0.0.1:9"],
+        ["queue", "--url", "http://127.0.0.1:9"],
+    ],
+)
 def test_everyday_commands_import_no_simulator_nor_plotting(argv: list[str]) -> None:
-    """The CLI starts in a fraction of a second: the simulator, matplotlib and numpy are
-    imported only by the commands that use them."""
+    """The CLI starts in a fraction of a second: the simulator, matplotlib, numpy, the
+    database and httpx are imported only by the commands that use them (the SDK speaks HTTP
+    through the standard library)."""
     code = (
         "import sys\nfrom suanli.cli.main import cli\n"
         f"try:\n    cli({argv!r})\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('matplotlib', 'numpy', 'suanli.sim', 'sqlalchemy', 'ray')"
+        "heavy = [m for m in ('matplotlib', 'numpy', 'suanli.sim', 'sqlalchemy', 'ray', 'httpx')"
         " if m in sys.modules]\nprint('HEAVY', heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

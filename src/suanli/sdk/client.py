@@ -1,17 +1,25 @@
-"""A small client of the suanli REST API, on httpx. The CLI and the web page use it too.
+"""A small client of the suanli REST API. The CLI and the web page use it too.
+
+It speaks HTTP through :mod:`suanli.sdk.connection` (the standard library: a command-line
+call does not pay for importing httpx) or through any httpx client (``Client.over``, or an
+httpx ``transport``: an in-process test server, a custom TLS or proxy setup).
 
 Errors come back as :class:`ApiError` with the HTTP status, the domain error's name, its
-message and, for invalid input, every problem with its field.
+message and, for invalid input, every problem with its field; an unreachable server as a
+:class:`ConnectionError`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
-import httpx
+from suanli.sdk.connection import Connection
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class ApiError(Exception):
@@ -26,14 +34,46 @@ class ApiError(Exception):
         super().__init__("\n".join(lines))
 
 
-class _Http(httpx.Client):
-    """httpx with unreachable servers reported as :class:`ConnectionError` (an OSError)."""
+class Answer(Protocol):
+    """What the client reads of an HTTP answer (httpx's and the connection's both have it)."""
 
-    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        try:
-            return super().send(request, **kwargs)
-        except httpx.TransportError as exc:
-            raise ConnectionError(f"{request.url}: {exc}") from exc
+    status_code: int
+
+    @property
+    def headers(self) -> Any: ...
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+
+class Http(Protocol):
+    """The part of httpx's client interface the SDK calls."""
+
+    @property
+    def headers(self) -> Any: ...
+    def get(self, url: str, /, *, params: Any = ...) -> Any: ...
+    def post(
+        self, url: str, /, *, content: Any = ..., json: Any = ..., headers: Any = ...
+    ) -> Any: ...
+    def put(self, url: str, /, *, json: Any = ...) -> Any: ...
+    def delete(self, url: str, /) -> Any: ...
+    def close(self) -> None: ...
+
+
+def _httpx(url: str, headers: dict[str, str], timeout: float, transport: Any) -> Http:
+    """An httpx client over ``transport``, unreachable servers reported as ConnectionError."""
+    import httpx
+
+    class _Http(httpx.Client):
+        def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+            try:
+                return super().send(request, **kwargs)
+            except httpx.TransportError as exc:
+                raise ConnectionError(f"{request.url}: {exc}") from exc
+
+    return _Http(base_url=url, headers=headers, timeout=timeout, transport=transport)
 
 
 class Client:
@@ -45,12 +85,15 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http: httpx.Client = _Http(
-            base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+        url = url.rstrip("/")
+        self.http: Http = (
+            Connection(url, headers, timeout)
+            if transport is None
+            else _httpx(url, headers, timeout, transport)
         )
 
     @classmethod
-    def over(cls, http: httpx.Client, token: str | None = None) -> Client:
+    def over(cls, http: Http, token: str | None = None) -> Client:
         """A client over an existing httpx client (an in-process test client, say)."""
         c = cls.__new__(cls)
         c.http = http
@@ -68,7 +111,7 @@ class Client:
         self.close()
 
     # -- plumbing --------------------------------------------------------------------------
-    def _check(self, r: httpx.Response) -> httpx.Response:
+    def _check(self, r: Answer) -> Answer:
         if r.status_code >= 400:
             try:
                 body = r.json()
