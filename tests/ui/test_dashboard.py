@@ -147,6 +147,15 @@ def test_every_page_as_an_admin(site: Site) -> None:
         assert "member: corp\n" in spec and "entrypoint: for i in 1 2 3" in spec
         assert "Node" in page.inner_text("#job table") and "Ascend910B" in page.inner_text("#job")
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+        # every label of the job's facts on one line (a 1280 px window once broke them into
+        # syllables: "Me / mb / er")
+        labels = page.locator("#job > tbody > tr > th")
+        assert labels.count() == 11 and "Preemptions" in labels.all_inner_texts()
+        lines = labels.evaluate_all(
+            "els => els.map(e => { const r = document.createRange(); r.selectNodeContents(e);"
+            " return r.getClientRects().length; })"
+        )
+        assert lines == [1] * 11, lines
         # an unknown job is a 404 page
         assert page.goto(f"{site.url}/ui/jobs/nope").status == 404
 

@@ -29,6 +29,7 @@ th, td.num { white-space:nowrap; }
 th { background:#f2f4f7; font-weight:600; font-size:12px; color:#344054; }
 td.num, th.num { text-align:right; font-variant-numeric: tabular-nums; }
 td.reason { white-space:normal; color:var(--muted); }
+table.facts > tbody > tr > th { width:1%; font-size:13px; }
 .bar { display:inline-block; width:120px; height:10px; background:#e4e7ec; border-radius:5px;
        vertical-align:middle; overflow:hidden; margin-right:6px; }
 .bar > i { display:block; height:100%; background:var(--accent); }
@@ -112,6 +113,14 @@ def table(
     )
     ident = f' id="{e(table_id)}"' if table_id else ""
     return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def facts(rows: Iterable[tuple[str, str]], table_id: str = "") -> str:
+    """A two-column table of facts: a label (plain text, escaped here, never wrapped) and its
+    value (HTML already)."""
+    body = "".join(f"<tr><th scope=row>{e(k)}</th><td>{v}</td></tr>" for k, v in rows)
+    ident = f' id="{e(table_id)}"' if table_id else ""
+    return f"<table class=facts{ident}><tbody>{body}</tbody></table>"
 
 
 def bar(fraction: float) -> str:

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from suanli.errors import NotFoundError
 from suanli.model.job import Phase
 from suanli.service import jobs
-from suanli.ui.html import e, pill, table, url, when
+from suanli.ui.html import e, facts, pill, table, url, when
 from suanli.ui.session import render, service_of, who_of
 
 router = APIRouter(include_in_schema=False)
@@ -105,7 +105,7 @@ def job_page(request: Request, job_id: str) -> HTMLResponse:
             ("Spec", f"<pre class=spec>{e(_yaml(row.spec))}</pre>"),
         ]
         readable = jobs.logs_readable(who, row)
-    details = table(["", ""], [[f"<b>{k}</b>", v] for k, v in info], table_id="job")
+    details = facts(info, table_id="job")
     if not readable:
         return render(f"Job {job_id}", "/ui/jobs", who, details)
     body = (
