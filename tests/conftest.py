@@ -33,7 +33,17 @@ EXAMPLES = ROOT / "src" / "suanli" / "examples"
 
 
 #: what a test may start that must not outlive the session (the command line's words)
-LEFTOVER = ("suanli server", "suanli.executors.runner", "raylet", "gcs_server", "postgres -D")
+LEFTOVER = (
+    "suanli server",
+    "suanli.executors.runner",
+    "raylet",
+    "gcs_server",
+    "postgres -D",
+    "flower-superlink",
+    "flower-supernode",
+    "flwr-serverapp",
+    "flwr-clientapp",
+)
 
 
 def _parent(pid: int) -> int:

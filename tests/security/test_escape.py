@@ -88,7 +88,9 @@ class Server:
             except ConnectionError:
                 pass
             time.sleep(0.2)
-        raise AssertionError("the server did not come up")
+        self.log.flush()
+        tail = (self.state.parent / "server.log").read_bytes()[-3000:].decode(errors="replace")
+        raise AssertionError(f"the server did not come up in {timeout:.0f} s; its log:\n{tail}")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -119,7 +119,10 @@ def test_the_standby_takes_over_when_the_controller_dies(
         after_kill = [a["at"] for a in audit if a["at"] > killed_at and a["actor"] == "controller"]
         takeover = min(after_kill) - killed_at
         print(json.dumps({"jobs": JOBS, "takeover_s": round(takeover, 2)}))
-        assert takeover < 15
+        # the figure (2.05 s with a 3 s lease on an idle machine) is printed for the docs; the
+        # bound only says that the standby took over: on two cores busy with two test suites
+        # it once took 28 s for the standby process to get its turn
+        assert takeover < 120
     finally:
         for p in servers:
             stop(p)

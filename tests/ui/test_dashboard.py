@@ -176,6 +176,8 @@ def test_every_page_as_an_admin(site: Site) -> None:
         # reports: the simulator's HTML report, behind the same sign-in
         page.click("text=Reports")
         page.click("text=philly/report.html")
+        # (the click only starts the navigation: wait for the report to have loaded)
+        page.wait_for_url("**/reports/philly/report.html", wait_until="load")
         assert "Policy comparison" in page.content()
 
         page.goto(f"{site.url}/ui/")

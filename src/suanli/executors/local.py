@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from suanli.executors.base import (
     rendezvous_env,
 )
 from suanli.executors.output import DEFAULT_CAP_BYTES
+from suanli.executors.processes import free_port
 from suanli.executors.runner import proc_start_time, write_atomic
 from suanli.executors.sandbox import SandboxConfig, SandboxMode
 from suanli.model.ids import JobId, NodeId
@@ -56,12 +56,6 @@ def _alive(sup: dict[str, Any]) -> int | None:
 
 #: the rendezvous port of a gang whose nodes share a private network (torch's default)
 GANG_PORT = 29500
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LocalProcessExecutor:
@@ -124,7 +118,7 @@ class LocalProcessExecutor:
         # a gang's nodes are all here: they meet on a loopback (the sandbox's own one, where
         # every port is free, or this machine's)
         private = self.sandbox.mode is SandboxMode.BWRAP and self.sandbox.network != "host"
-        port = GANG_PORT if private else _free_port()
+        port = GANG_PORT if private else free_port()
         nodes = [
             {
                 **device_env(run.stack, devs),

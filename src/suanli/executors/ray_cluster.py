@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,12 +32,7 @@ from pathlib import Path
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
+from suanli.executors.processes import free_port, marked, stop_all
 
 #: ``ray start``, keeping the loopback address it is given. Ray replaces 127.0.0.1 by the
 #: machine's routable address (``resolve_ip_for_localhost``) and its services then listen on
@@ -61,22 +55,6 @@ PASSED = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME")
 
 #: the environment variable that marks every process of a cluster with the cluster's id
 MARK = "SUANLI_RAY_CLUSTER"
-
-
-def _marked(mark: bytes) -> dict[int, tuple[int, int]]:
-    """The processes whose environment holds ``mark``: pid -> (parent pid, session id)."""
-    found = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
-            continue
-        try:
-            if mark not in (d / "environ").read_bytes().split(b"\0"):
-                continue  # (a zombie's environment reads empty: there is nothing to kill)
-            stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone, or not ours
-            continue
-        found[int(d.name)] = (int(stat[1]), int(stat[3]))
-    return found
 
 
 @dataclass
@@ -176,7 +154,7 @@ class LocalRayCluster:
 
     def _port(self) -> int:
         """A free port of this machine not yet given to another component of this cluster."""
-        while (port := _free_port()) in self._ports:
+        while (port := free_port()) in self._ports:
             pass
         self._ports.add(port)
         return port
@@ -215,7 +193,7 @@ class LocalRayCluster:
         if index == 0:
             raise ValueError("the head cannot be killed and brought back")
         p = self.procs.pop(index)
-        procs = _marked(self.mark.encode())
+        procs = marked(self.mark.encode())
         node = {pid for pid, (_, sid) in procs.items() if sid == p.pid} | {p.pid}
         grew = True
         while grew:  # and their descendants, down the tree
@@ -273,30 +251,14 @@ class LocalRayCluster:
         whole group instead makes it wait half a minute), then SIGKILL to whatever is left in
         its process group, then to every process still carrying the cluster's mark."""
         procs = [self.procs[k] for k in sorted(self.procs, reverse=True)]
-        for p in procs:
-            if p.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_WAIT_S  # (``ray start`` stops its processes itself)
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+        # (``ray start`` stops its processes itself; then whatever of the cluster left the
+        # nodes' groups: workers, jobs' drivers, the shells watching them, their children)
+        stop_all(procs, self.mark.encode(), STOP_WAIT_S)
         self.procs.clear()
-        # then whatever of the cluster left the nodes' groups (workers, jobs' drivers, the
-        # shells watching them, their children), until none is left
-        deadline = time.monotonic() + 10
-        while (left := _marked(self.mark.encode())) and time.monotonic() < deadline:
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
 
     def processes(self) -> list[int]:
         """The process ids of everything this cluster runs now (for operators and tests)."""
-        return sorted(_marked(self.mark.encode()))
+        return sorted(marked(self.mark.encode()))
 
     def __enter__(self) -> LocalRayCluster:
         return self.start()
