@@ -60,6 +60,9 @@ def _ray_dashboard(server_pid: int) -> str:
     return ""
 
 
+SMALL_ALLIANCE = Path(__file__).resolve().parents[2] / "src/suanli/examples/embedded-alliance.yaml"
+
+
 class Server:
     def __init__(self, tmp: Path, executor: str) -> None:
         self.state = tmp / "state"
@@ -72,6 +75,9 @@ class Server:
         }
         cmd = [sys.executable, "-m", "suanli", "server", "--state-dir", str(self.state)]
         cmd += ["--port", str(self.port), "--interval", "0.3", "--executor", executor]
+        # three nodes (one Ray node each): the example alliance's seventeen took more than five
+        # minutes to start on two cores busy with another test suite
+        cmd += ["--alliance", str(SMALL_ALLIANCE)]
         self.log = (tmp / "server.log").open("wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
