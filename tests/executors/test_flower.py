@@ -115,3 +115,24 @@ def test_a_missing_flower_environment_says_how_to_make_it(tmp_path: Path) -> Non
         flower_env(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="a member appears twice"):
         Federation(tmp_path, APP, [PARTICIPANTS[0], PARTICIPANTS[0]])
+
+
+def test_a_superlink_killed_mid_run_ends_it_with_a_reason_and_nothing_left(
+    tmp_path: Path,
+) -> None:
+    fed = Federation(tmp_path / "run", APP, PARTICIPANTS)
+
+    def kill_when_training() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and "[ROUND 1" not in _log(fed, "run.log"):
+            time.sleep(0.5)
+        if fed.link is not None:
+            os.kill(fed.link.pid, signal.SIGKILL)
+
+    with fed:
+        killer = threading.Thread(target=kill_when_training, daemon=True)
+        killer.start()
+        with pytest.raises(RuntimeError, match="the SuperLink exited"):
+            fed.run({**QUICK, "num-server-rounds": 50, "min-participants": 3}, timeout_s=900)
+        killer.join(timeout=5)
+    assert fed.processes() == [], "every SuperNode, ServerApp and ClientApp is stopped"

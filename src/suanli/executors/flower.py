@@ -345,15 +345,12 @@ class Federation:
             while proc.poll() is None:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the federated run did not end in {timeout_s:.0f} s")
-                if self.link is not None and self.link.poll() is not None:
-                    raise RuntimeError(
-                        f"the SuperLink exited ({self.link.returncode}): "
-                        + _tail((self.run_dir / "superlink.log").read_bytes())
-                    )
+                self._check_link()
                 self.supervise()
                 time.sleep(poll_s)
         finally:
             kill_group(proc)
+        self._check_link()  # (``flwr run`` ends when its SuperLink goes)
         metrics = output / "metrics.json"
         return FederationResult(
             proc.returncode,
@@ -361,6 +358,13 @@ class Federation:
             json.loads(metrics.read_text()) if metrics.exists() else [],
             {m: n.restarts for m, n in self.nodes.items()},
         )
+
+    def _check_link(self) -> None:
+        if self.link is not None and self.link.poll() is not None:
+            raise RuntimeError(
+                f"the SuperLink exited ({self.link.returncode}): "
+                + _tail((self.run_dir / "superlink.log").read_bytes())
+            )
 
     def processes(self) -> list[int]:
         """Every process of this federation now (for operators and tests)."""
