@@ -119,7 +119,7 @@ def job(
 def snapshot(alliance: Alliance, *jobs: JobSpec, now: float = 0.0) -> Snapshot:
     snap = Snapshot.from_alliance(alliance, now)
     for i, j in enumerate(jobs):
-        snap.submit(j, submitted_at=float(i), allowed_sites=alliance.allowed_sites(j.datasets))
+        snap.submit(j, submitted_at=float(i), allowed_sites=alliance.sites_for(j))
     return snap
 
 

@@ -152,6 +152,12 @@ def test_queue_positions_reasons_and_the_job_lifecycle(stack: Stack) -> None:
             "id",
         ),
         ("[1, 2", "application/json", 422, "body"),
+        (
+            '{"kind": "federated", "member": "lab", "app": "a", "rounds": 1, "participants": []}',
+            "application/json",
+            422,
+            "kind",
+        ),
         ("x" * (1 << 21), "application/json", 413, None),
     ],
 )

@@ -153,3 +153,22 @@ def test_everyday_commands_import_no_simulator_nor_plotting(argv: list[str]) -> 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout, out.stdout[-500:]
+
+
+def test_schedule_places_a_federated_jobs_parts_at_their_owners_sites() -> None:
+    fed = str(EXAMPLES / "federated-job.yaml")
+    code, out, _ = run("spec", "validate", fed, "--alliance", ALLIANCE)
+    assert code == 0 and "1 federated" in out
+    code, out, _ = run("schedule", ALLIANCE, fed, "--json")
+    assert code == 0
+    where = {d["job"]: d["placement"] for d in json.loads(out)["decisions"]}
+    run_id = "pengcheng-lab-poetry-lm"
+    assert set(where) == {
+        f"{run_id}/qinghe-univ/tang300",
+        f"{run_id}/pengcheng-lab/song100",
+        f"{run_id}/zhiyuan-ai/chinese",
+    }
+    # each corpus is trained on at its owner's site only
+    assert "qh-4090" in str(where[f"{run_id}/qinghe-univ/tang300"])
+    assert "pc-910b" in str(where[f"{run_id}/pengcheng-lab/song100"])
+    assert "zy-" in str(where[f"{run_id}/zhiyuan-ai/chinese"])

@@ -130,7 +130,7 @@ def state(alliance: Alliance, specs: list[JobSpec], policy: str) -> Snapshot:
     snap = snapshot(alliance, *specs[:half])
     apply(snap, schedule(snap, get_policy(policy)))
     for i, s in enumerate(specs[half:]):
-        snap.submit(s, submitted_at=100.0 + i, allowed_sites=alliance.allowed_sites(s.datasets))
+        snap.submit(s, submitted_at=100.0 + i, allowed_sites=alliance.sites_for(s))
     snap.now = 200.0
     return snap
 

@@ -12,22 +12,23 @@ from suanli.cli.exits import fail
 from suanli.cli.report import pass_json, pass_text, pool_text
 from suanli.errors import SuanliError
 from suanli.model.alliance import Alliance
+from suanli.model.federation import FederatedSpec
 from suanli.sched.policy import get_policy, policy_names
 from suanli.sched.schedule import schedule
 from suanli.sched.snapshot import Snapshot
 from suanli.spec.alliance_file import load_alliance
-from suanli.spec.job_file import load_jobs
+from suanli.spec.job_file import load_specs
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # shipped as package data
 
 
 def _snapshot(alliance: Alliance, jobs_path: Path) -> Snapshot:
-    specs = load_jobs(jobs_path, alliance)
+    """The pool with the file's jobs submitted in order; a federated job as its parts (one
+    per participant, submitted together)."""
     snap = Snapshot.from_alliance(alliance)
-    for i, spec in enumerate(specs):
-        snap.submit(
-            spec, submitted_at=float(i), allowed_sites=alliance.allowed_sites(spec.datasets)
-        )
+    for i, spec in enumerate(load_specs(jobs_path, alliance)):
+        for part in spec.parts() if isinstance(spec, FederatedSpec) else (spec,):
+            snap.submit(part, submitted_at=float(i), allowed_sites=alliance.sites_for(part))
     return snap
 
 

@@ -9,9 +9,10 @@ import click
 
 from suanli.cli.exits import fail
 from suanli.errors import SuanliError
+from suanli.model.federation import FederatedSpec
 from suanli.spec.alliance_file import load_alliance
 from suanli.spec.common import read_yaml
-from suanli.spec.job_file import parse_jobs
+from suanli.spec.job_file import parse_specs
 from suanli.spec.schema import alliance_schema, job_schema
 
 
@@ -40,8 +41,10 @@ def spec_validate(file: Path, alliance_path: Path | None) -> None:
             )
             return
         alliance = load_alliance(alliance_path) if alliance_path else None
-        specs = parse_jobs(data, str(file), alliance)
-        click.echo(f"{file}: valid job spec ({len(specs)} job(s))")
+        specs = parse_specs(data, str(file), alliance)
+        federated = [s for s in specs if isinstance(s, FederatedSpec)]
+        runs = f", {len(federated)} federated" if federated else ""
+        click.echo(f"{file}: valid job spec ({len(specs)} job(s){runs})")
     except SuanliError as exc:
         fail(exc)
 

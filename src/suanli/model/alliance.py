@@ -10,6 +10,7 @@ from suanli.catalog.accelerator import Catalog
 from suanli.errors import CalibrationRequiredError, Problem
 from suanli.model.dataset import Dataset
 from suanli.model.ids import DatasetId, MemberId, ModelId, NodeId, SiteId
+from suanli.model.job import JobSpec
 from suanli.model.member import Member
 from suanli.model.node import Node
 from suanli.model.share import Grant, Share
@@ -101,3 +102,12 @@ class Alliance:
             here.update(s.id for s in self.sites.values() if s.member in ds.resident_members)
             allowed = frozenset(here) if allowed is None else allowed & frozenset(here)
         return allowed
+
+    def sites_for(self, spec: JobSpec) -> frozenset[SiteId] | None:
+        """Sites where ``spec`` may run (None: anywhere): where its datasets may be processed,
+        and for a job bound to its own nodes (a federated part) its member's sites only."""
+        allowed = self.allowed_sites(spec.datasets)
+        if not spec.own_nodes:
+            return allowed
+        own = frozenset(s.id for s in self.sites.values() if s.member == spec.member)
+        return own if allowed is None else own & allowed

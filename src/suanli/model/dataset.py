@@ -26,6 +26,9 @@ class Dataset:
     resident_sites: frozenset[SiteId] = frozenset()
     resident_members: frozenset[MemberId] = frozenset()
     path: str = ""
+    #: members whose federated runs may train on it where it lies (they get the aggregated
+    #: model, never the data); its readers and owner may too
+    federated_with: frozenset[MemberId] = frozenset()
 
     @property
     def location(self) -> str:
@@ -34,6 +37,10 @@ class Dataset:
 
     def may_read(self, member: MemberId) -> bool:
         return member == self.owner or member in self.readers
+
+    def may_federate(self, member: MemberId) -> bool:
+        """May a federated run submitted by ``member`` train on this dataset?"""
+        return self.may_read(member) or member in self.federated_with
 
     @property
     def restricted(self) -> bool:

@@ -26,6 +26,17 @@ class Gang:
 
 
 @dataclass(frozen=True, slots=True)
+class Group:
+    """Jobs admitted together: the scheduler starts none of a group's pending jobs unless, with
+    them, at least ``min_size`` of its ``size`` jobs hold (or are about to hold) their devices.
+    A federated run's parts form one group (:mod:`suanli.model.federation`)."""
+
+    id: JobId
+    size: int
+    min_size: int
+
+
+@dataclass(frozen=True, slots=True)
 class JobSpec:
     """A vendor-neutral request, already resolved against the catalog.
 
@@ -55,6 +66,9 @@ class JobSpec:
     #: the names of the job's secrets (their values are kept encrypted, apart from the spec,
     #: and handed only to the job's runs as environment variables)
     secrets: tuple[str, ...] = ()
+    #: run only on nodes of ``member``'s own sites (a federated participant's part)
+    own_nodes: bool = False
+    group: Group | None = None
 
 
 class Phase(StrEnum):

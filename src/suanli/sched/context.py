@@ -8,7 +8,7 @@ pass sees its own admissions, and it does trial removals with undo for reclaim.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 from suanli.model.ids import JobId, MemberId, ModelId
@@ -29,8 +29,10 @@ def describe(q: QueuedJob) -> str:
 class PassContext:
     """Working state of one pass."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, held: Mapping[JobId, str] | None = None) -> None:
         self.snap = snapshot
+        #: pending jobs this pass must leave alone, and why (a group that cannot start)
+        self.held: Mapping[JobId, str] = held or {}
         self.now = snapshot.now
         self.free = snapshot.free.copy()
         self.used_devices = dict(snapshot.used_devices)
@@ -38,6 +40,8 @@ class PassContext:
         self.decisions: list[Decision] = []
         self.reasons: dict[JobId, str] = {}
         self.admitted: set[JobId] = set()
+        #: pending jobs a reclaim in this pass made room for: they start once victims stop
+        self.reserved: set[JobId] = set()
         #: running jobs that are or will be stopping (issued earlier, or in this pass)
         self.stopping: set[JobId] = set(snapshot.stopping)
         #: stopping jobs already counted on by a reclaim in this pass
@@ -57,6 +61,19 @@ class PassContext:
         """What makes two jobs of a member interchangeable for placement."""
         s = q.spec
         return (s.member, s.gang, s.models, s.cpu, s.memory_gb, q.allowed_sites)
+
+    # -- queues ----------------------------------------------------------------------------
+    def fifo_queue(self) -> Iterator[QueuedJob]:
+        """The pending jobs by submit time, less those held."""
+        if not self.held:
+            return self.snap.fifo_queue()
+        return (q for q in self.snap.fifo_queue() if q.id not in self.held)
+
+    def member_queue(self, member: MemberId) -> Iterator[QueuedJob]:
+        """The member's pending jobs (priority, then submit time), less those held."""
+        if not self.held:
+            return self.snap.member_queue(member)
+        return (q for q in self.snap.member_queue(member) if q.id not in self.held)
 
     # -- placement -------------------------------------------------------------------------
     def _shape(self, q: QueuedJob, model: ModelId) -> tuple[object, ...]:
@@ -194,6 +211,7 @@ class PassContext:
             self.free.take(Placement(model, rest), r.spec.cpu, r.spec.memory_gb)
         key = (q.member, model)
         self.version += 1
+        self.reserved.add(q.id)
         self.used_devices[key] = self.used_devices.get(key, 0) + q.spec.count
         self.used_nu[q.member] = self.used_nu.get(q.member, 0.0) + self.job_nu(q, model)
 

@@ -56,9 +56,11 @@ def serve_members(
     heap: list[tuple[tuple[float, ...], MemberId]] = []
     for m in snap.members:
         if snap.pending_count(m):
-            queues[m] = snap.member_queue(m)
-            heads[m] = next(queues[m])
-            heap.append((key(heads[m]), m))
+            queues[m] = ctx.member_queue(m)
+            head = next(queues[m], None)
+            if head is not None:  # (every pending job of m may be held)
+                heads[m] = head
+                heap.append((key(head), m))
     heapq.heapify(heap)
     skips = dict.fromkeys(queues, 0)
     last_reason: dict[MemberId, str] = {}

@@ -25,6 +25,8 @@ class PassResult:
     member_blocked: dict[MemberId, str] = field(default_factory=dict)
     end_reason: str = ""
     examined: int = 0
+    #: pending jobs a preemption in this pass made room for: they start once it ends
+    reserved: frozenset[JobId] = frozenset()
 
     @property
     def admits(self) -> list[Admit]:
@@ -49,9 +51,48 @@ class PassResult:
 
 
 def schedule(snapshot: Snapshot, policy: Policy) -> PassResult:
-    """Run one pass of ``policy`` over ``snapshot``. Reads the snapshot, never changes it."""
-    ctx = PassContext(snapshot)
-    policy.run(ctx)
+    """Run one pass of ``policy`` over ``snapshot``. Reads the snapshot, never changes it.
+
+    Groups (a federated run's parts) start together: when the pass would start some of a
+    group's jobs but fewer than its minimum would then hold devices, the group's pending jobs
+    are held and the pass is run again without them, so that neither their admissions nor the
+    preemptions made for them happen, and their devices go to others. Each repetition holds at
+    least one more group, so there are at most as many as groups waiting."""
+    held: dict[JobId, str] = {}
+    while True:
+        ctx = PassContext(snapshot, held)
+        policy.run(ctx)
+        short = _short_groups(snapshot, ctx)
+        if not short:
+            break
+        held.update(short)
     return PassResult(
-        tuple(ctx.decisions), ctx.reasons, ctx.member_blocked, ctx.end_reason, ctx.examined
+        tuple(ctx.decisions),
+        {**ctx.reasons, **held},
+        ctx.member_blocked,
+        ctx.end_reason,
+        ctx.examined,
+        frozenset(ctx.reserved),
     )
+
+
+def _short_groups(snap: Snapshot, ctx: PassContext) -> dict[JobId, str]:
+    """The pending jobs of every group that this pass would start below its minimum, and
+    why they wait."""
+    out: dict[JobId, str] = {}
+    starting = ctx.admitted | ctx.reserved
+    for gid in sorted({g.id for j in starting if (g := snap.pending[j].spec.group)}):
+        parts = snap.groups[gid]
+        group = snap.pending[next(j for j in sorted(parts) if j in starting)].spec.group
+        assert group is not None
+        live = sum(
+            1 for j in parts if j in starting or (j in snap.running and j not in ctx.stopping)
+        )
+        if live >= group.min_size:
+            continue
+        why = (
+            f"group {gid}: only {live} of its {group.size} jobs could hold devices now, and it "
+            f"starts with at least {group.min_size} at once"
+        )
+        out.update((j, why) for j in parts if j in snap.pending)
+    return out

@@ -154,6 +154,8 @@ class Snapshot:
         self.busy_by_model: dict[ModelId, int] = dict.fromkeys(pool.models, 0)
         self._by_member: dict[MemberId, _SortedQueue] = {m: _SortedQueue() for m in self.members}
         self._fifo = _SortedQueue()
+        #: the jobs of each group (pending or running), by the group's id
+        self.groups: dict[JobId, set[JobId]] = {}
         self._seq = 0
         #: bumped by every change to the queue or to usage (for callers' caches)
         self.changes = 0
@@ -193,7 +195,16 @@ class Snapshot:
             spec, self.now if submitted_at is None else submitted_at, self._seq, allowed_sites
         )
         self._enqueue(q)
+        if spec.group is not None:
+            self.groups.setdefault(spec.group.id, set()).add(spec.id)
         return q
+
+    def _forget(self, spec: JobSpec) -> None:
+        if spec.group is not None:
+            parts = self.groups.get(spec.group.id, set())
+            parts.discard(spec.id)
+            if not parts:
+                self.groups.pop(spec.group.id, None)
 
     def _enqueue(self, q: QueuedJob) -> None:
         self.changes += 1
@@ -210,7 +221,7 @@ class Snapshot:
 
     def cancel(self, job: JobId) -> None:
         """Remove a pending job."""
-        self._dequeue(job)
+        self._forget(self._dequeue(job).spec)
 
     def start(self, job: JobId, placement: Placement, at: float | None = None) -> RunningJob:
         q = self.pending[job]
@@ -234,7 +245,9 @@ class Snapshot:
 
     def finish(self, job: JobId) -> RunningJob:
         """A running job ended (success, failure or cancel): free its devices."""
-        return self._release(job)
+        r = self._release(job)
+        self._forget(r.spec)
+        return r
 
     def requeue(self, job: JobId) -> QueuedJob:
         """A preempted (or failed-over) job stopped: free its devices and queue it again with

@@ -299,9 +299,7 @@ class Simulation:
             self._advance(ev.time)
             if ev.kind is Kind.ARRIVAL:
                 job: SimJob = ev.payload
-                self.snap.submit(
-                    job.spec, job.arrival, self.alliance.allowed_sites(job.spec.datasets)
-                )
+                self.snap.submit(job.spec, job.arrival, self.alliance.sites_for(job.spec))
                 self.snap.throughput[job.spec.id] = {
                     m: s / job.spec.count for m, s in job.speed.items()
                 }

@@ -94,6 +94,8 @@ class DatasetEntry(_Strict):
     id: Ident
     owner: Ident
     readers: list[Ident] = []
+    #: members whose federated runs may train on it where it lies (never reading it)
+    federated_with: list[Ident] = []
     residency: Residency = Residency()
     #: relative to DATA_ROOT/OWNER on the nodes; the id when empty
     path: Annotated[str, Field(max_length=500), AfterValidator(_relative_path)] | None = None
@@ -238,9 +240,11 @@ def build_alliance(doc: AllianceFile, catalog: Catalog) -> Alliance:
             )
     datasets = {}
     for i, d in enumerate(doc.datasets):
-        for field, ref in [("owner", d.owner)] + [
-            (f"readers.{k}", r) for k, r in enumerate(d.readers)
-        ]:
+        for field, ref in (
+            [("owner", d.owner)]
+            + [(f"readers.{k}", r) for k, r in enumerate(d.readers)]
+            + [(f"federated_with.{k}", r) for k, r in enumerate(d.federated_with)]
+        ):
             if ref not in members:
                 problems.append(Problem(f"datasets.{i}.{field}", f"unknown member {ref!r}"))
         for k, site in enumerate(d.residency.sites):
@@ -260,6 +264,7 @@ def build_alliance(doc: AllianceFile, catalog: Catalog) -> Alliance:
             frozenset(SiteId(x) for x in d.residency.sites),
             frozenset(MemberId(m) for m in d.residency.members),
             d.path or "",
+            frozenset(MemberId(m) for m in d.federated_with),
         )
     alliance = Alliance(
         doc.alliance, catalog, members, sites, nodes, datasets, tuple(grants), limits

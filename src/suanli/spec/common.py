@@ -166,7 +166,11 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 def pydantic_problems(exc: pydantic.ValidationError, prefix: str = "") -> list[Problem]:
     out = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"])
+        loc = list(err["loc"])
+        key = loc[-2] if len(loc) > 1 and loc[-1] == "[key]" else None
+        if key is not None:  # a mapping's key: name the key's place, not pydantic's marker
+            loc = loc[:-1]
+        path = ".".join(str(p) for p in loc)
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
         msg = err["msg"]
@@ -174,5 +178,7 @@ def pydantic_problems(exc: pydantic.ValidationError, prefix: str = "") -> list[P
             msg = "unknown field"
         elif err["type"] == "value_error":
             msg = msg.removeprefix("Value error, ")
+        if key is not None:
+            msg = f"key {key!r}: {msg}"
         out.append(Problem(path, msg))
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from suanli.catalog.accelerator import Catalog, load_catalog
 from suanli.errors import Problem, ValidationError
 from suanli.model.alliance import Alliance
+from suanli.model.federation import FederatedSpec
 from suanli.model.ids import DatasetId, JobId, MemberId, ModelId, SiteId
 from suanli.model.job import Gang, JobSpec
 from suanli.spec.common import (
@@ -73,7 +74,50 @@ class GangEntry(_Strict):
     per_node: Annotated[int, Field(ge=1, le=64)]
 
 
-class JobEntry(_Strict):
+def short_accelerators(v: Any) -> Any:
+    """``MODEL:COUNT`` as the long form ``{any_of: [MODEL], count: COUNT}``."""
+    if isinstance(v, str):
+        m = _SHORT_ACCEL.match(v)
+        if not m:
+            raise ValueError(f"expected MODEL:COUNT such as 'H800:8', got {v!r}")
+        return {"any_of": [m.group(1)], "count": int(m.group(2))}
+    return v
+
+
+def check_runtime_env(v: dict[str, Any]) -> dict[str, Any]:
+    env = v.get("env_vars", {})
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(x, str | int | float | bool) for k, x in env.items()
+    ):
+        raise ValueError("env_vars must map variable names to strings or numbers")
+    bad = [k for k in env if not re.fullmatch(ENV_NAME, k)]
+    if bad:
+        raise ValueError(f"env_vars: {bad[0]!r} is not a variable name (letters, digits, _)")
+    if "working_dir" in v and not (isinstance(v["working_dir"], str) and v["working_dir"]):
+        raise ValueError("working_dir must be a directory path")
+    return v
+
+
+class RunEntry(_Strict):
+    """What every kind of job states about how it runs."""
+
+    runtime_env: dict[str, Any] = {}
+    estimated_duration: float | None = None
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _runtime_env(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_runtime_env(v)
+
+    @field_validator("estimated_duration", mode="before")
+    @classmethod
+    def _estimated(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
+
+
+class JobEntry(RunEntry):
+    #: a batch job (the default); ``federated`` jobs have their own fields
+    kind: Literal["batch"] = "batch"
     id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
     name: Annotated[str, Field(max_length=200)] = ""
     member: Annotated[str, Field(pattern=ID_PATTERN)]
@@ -86,8 +130,6 @@ class JobEntry(_Strict):
     checkpoint_interval: float | None = None
     datasets: list[Annotated[str, Field(pattern=ID_PATTERN)]] = []
     entrypoint: Annotated[str, Field(max_length=10000)] = ""
-    runtime_env: dict[str, Any] = {}
-    estimated_duration: float | None = None
     #: secret values (API keys...) the job's runs get as environment variables: stored
     #: encrypted, never shown (only their names)
     secrets: Annotated[
@@ -98,27 +140,7 @@ class JobEntry(_Strict):
     @field_validator("accelerators", mode="before")
     @classmethod
     def _short_accel(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            m = _SHORT_ACCEL.match(v)
-            if not m:
-                raise ValueError(f"expected MODEL:COUNT such as 'H800:8', got {v!r}")
-            return {"any_of": [m.group(1)], "count": int(m.group(2))}
-        return v
-
-    @field_validator("runtime_env")
-    @classmethod
-    def _runtime_env(cls, v: dict[str, Any]) -> dict[str, Any]:
-        env = v.get("env_vars", {})
-        if not isinstance(env, dict) or not all(
-            isinstance(k, str) and isinstance(x, str | int | float | bool) for k, x in env.items()
-        ):
-            raise ValueError("env_vars must map variable names to strings or numbers")
-        bad = [k for k in env if not re.fullmatch(ENV_NAME, k)]
-        if bad:
-            raise ValueError(f"env_vars: {bad[0]!r} is not a variable name (letters, digits, _)")
-        if "working_dir" in v and not (isinstance(v["working_dir"], str) and v["working_dir"]):
-            raise ValueError("working_dir must be a directory path")
-        return v
+        return short_accelerators(v)
 
     @field_validator("gang", mode="before")
     @classmethod
@@ -130,35 +152,54 @@ class JobEntry(_Strict):
             return {"nodes": int(m.group(1)), "per_node": int(m.group(2))}
         return v
 
-    @field_validator("checkpoint_interval", "estimated_duration", mode="before")
+    @field_validator("checkpoint_interval", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> Any:
         return None if v is None else parse_duration(v)
 
 
-def _resolve_models(entry: JobEntry, catalog: Catalog, problems: list[Problem]) -> set[ModelId]:
-    acc = entry.accelerators
+def resolve_models(
+    acc: Accelerators, catalog: Catalog, problems: list[Problem], where: str = "accelerators"
+) -> set[ModelId]:
+    """The models ``acc`` accepts, those whose allocation unit divides ``per_node``."""
     if not acc.any_of and not acc.stacks:
-        problems.append(Problem("accelerators", "name a model (MODEL:COUNT), any_of or stacks"))
+        problems.append(Problem(where, "name a model (MODEL:COUNT), any_of or stacks"))
     models: set[ModelId] = set()
     for k, name in enumerate(acc.any_of):
         hits = catalog.resolve(name)
         if not hits:
             hint = did_you_mean(name, catalog.names())
             problems.append(
-                Problem(f"accelerators.any_of.{k}", f"unknown accelerator model {name!r}{hint}")
+                Problem(f"{where}.any_of.{k}", f"unknown accelerator model {name!r}{hint}")
             )
         models.update(hits)
     for k, stack in enumerate(acc.stacks):
         if stack not in catalog.stacks:
             problems.append(
                 Problem(
-                    f"accelerators.stacks.{k}",
+                    f"{where}.stacks.{k}",
                     f"unknown software stack {stack!r}; known: {sorted(catalog.stacks)}",
                 )
             )
         models.update(catalog.with_stack(stack))
     return models
+
+
+def divisible_models(
+    models: set[ModelId], per_node: int, catalog: Catalog, problems: list[Problem], where: str
+) -> set[ModelId]:
+    """The models whose allocation unit divides ``per_node`` (a problem at ``where`` if none)."""
+    divisible = {m for m in models if per_node % catalog.get(m).alloc_unit == 0}
+    if models and not divisible:
+        units = sorted({catalog.get(m).alloc_unit for m in models})
+        problems.append(
+            Problem(
+                where,
+                f"{per_node} devices cannot be allocated: "
+                f"these models allocate devices in groups of {units}",
+            )
+        )
+    return divisible
 
 
 def _gang(entry: JobEntry, problems: list[Problem]) -> Gang:
@@ -198,21 +239,11 @@ def build_job(
 ) -> JobSpec:
     """Check ``entry`` against the catalog (and the alliance, when given); all or nothing."""
     problems: list[Problem] = []
-    models = _resolve_models(entry, catalog, problems)
+    models = resolve_models(entry.accelerators, catalog, problems)
     gang = _gang(entry, problems)
     count = entry.accelerators.count
     # Models whose allocation unit cannot divide the request are not acceptable for it.
-    divisible = {m for m in models if gang.per_node % catalog.get(m).alloc_unit == 0}
-    if models and not divisible:
-        units = sorted({catalog.get(m).alloc_unit for m in models})
-        problems.append(
-            Problem(
-                "accelerators.count",
-                f"{count} devices cannot be allocated: "
-                f"these models allocate devices in groups of {units}",
-            )
-        )
-    models = divisible
+    models = divisible_models(models, gang.per_node, catalog, problems, "accelerators.count")
     member = MemberId(entry.member)
     datasets = tuple(DatasetId(d) for d in entry.datasets)
     if alliance is not None:
@@ -288,11 +319,13 @@ def build_job(
     )
 
 
-def parse_jobs(
+def parse_specs(
     data: Any, source: str = "", alliance: Alliance | None = None, catalog: Catalog | None = None
-) -> list[JobSpec]:
-    """Parse one job or ``{jobs: [...]}``. Raises with every problem of every job, or returns
-    them all: nothing is half-accepted."""
+) -> list[JobSpec | FederatedSpec]:
+    """Parse one job or ``{jobs: [...]}``, batch or federated (``kind: federated``). Raises
+    with every problem of every job, or returns them all: nothing is half-accepted."""
+    from suanli.spec.federated_job import FederatedEntry, build_federated
+
     catalog = catalog or (alliance.catalog if alliance else load_catalog())
     if isinstance(data, dict) and set(data) == {"jobs"}:
         raw, prefix = data["jobs"], "jobs"
@@ -305,13 +338,20 @@ def parse_jobs(
             [Problem("", "a job file is a mapping (one job, or jobs: [...])")], source
         )
     problems: list[Problem] = []
-    specs: list[JobSpec] = []
+    specs: list[JobSpec | FederatedSpec] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
         where = f"{prefix}.{i}" if prefix else ""
+        default_id = f"job-{i + 1}"
+        context = {"catalog": catalog}
+        spec: JobSpec | FederatedSpec
         try:
-            entry = JobEntry.model_validate(item, context={"catalog": catalog})
-            spec = build_job(entry, catalog, alliance, default_id=f"job-{i + 1}")
+            if isinstance(item, dict) and item.get("kind") == "federated":
+                fed = FederatedEntry.model_validate(item, context=context)
+                spec = build_federated(fed, catalog, alliance, default_id)
+            else:
+                entry = JobEntry.model_validate(item, context=context)
+                spec = build_job(entry, catalog, alliance, default_id)
         except pydantic.ValidationError as exc:
             problems += _as_written(item, pydantic_problems(exc), where)
             continue
@@ -329,16 +369,54 @@ def parse_jobs(
     return specs
 
 
+def parse_jobs(
+    data: Any, source: str = "", alliance: Alliance | None = None, catalog: Catalog | None = None
+) -> list[JobSpec]:
+    """:func:`parse_specs` where only batch jobs are accepted: a federated job is refused by
+    its ``kind`` before anything else of it is checked."""
+    many = isinstance(data, dict) and set(data) == {"jobs"} and isinstance(data["jobs"], list)
+    items = data["jobs"] if many else [data]
+    federated = [
+        Problem(
+            f"jobs.{k}.kind" if many else "kind",
+            "federated jobs are validated and placed (suanli spec validate, suanli "
+            "schedule) but not yet run by this service",
+        )
+        for k, item in enumerate(items)
+        if isinstance(item, dict) and item.get("kind") == "federated"
+    ]
+    if federated:
+        raise ValidationError(federated, source)
+    return [s for s in parse_specs(data, source, alliance, catalog) if isinstance(s, JobSpec)]
+
+
+def _short_forms(item: Any) -> list[str]:
+    """Where ``item`` wrote its accelerators as ``MODEL:COUNT``: the job's, or a federated
+    job's participants'."""
+    if not isinstance(item, dict):
+        return []
+    out = ["accelerators"] if isinstance(item.get("accelerators"), str) else []
+    parts = item.get("participants")
+    if isinstance(parts, list):
+        out += [
+            f"participants.{k}.accelerators"
+            for k, p in enumerate(parts)
+            if isinstance(p, dict) and isinstance(p.get("accelerators"), str)
+        ]
+    return out
+
+
 def _as_written(item: Any, problems: list[Problem], where: str) -> list[Problem]:
     """The problems in the file's own terms: ``accelerators`` for the short form the person
     wrote (not the long form it stands for), and in a file of several jobs the job's id."""
-    short = isinstance(item, dict) and isinstance(item.get("accelerators"), str)
     named = where and isinstance(item, dict) and isinstance(item.get("id"), str)
+    short = _short_forms(item)
     out = []
     for p in problems:
         field = p.field
-        if short and field.startswith(("accelerators.any_of", "accelerators.count")):
-            field = "accelerators"
+        for acc in short:
+            if field.startswith((f"{acc}.any_of", f"{acc}.count")):
+                field = acc
         message = f"job {item['id']!r}: {p.message}" if named else p.message
         out.append(Problem(f"{where}.{field}" if where and field else where or field, message))
     return out
@@ -346,3 +424,7 @@ def _as_written(item: Any, problems: list[Problem], where: str) -> list[Problem]
 
 def load_jobs(path: Path, alliance: Alliance | None = None) -> list[JobSpec]:
     return parse_jobs(read_yaml(path), str(path), alliance)
+
+
+def load_specs(path: Path, alliance: Alliance | None = None) -> list[JobSpec | FederatedSpec]:
+    return parse_specs(read_yaml(path), str(path), alliance)

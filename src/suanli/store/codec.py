@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from suanli.model.ids import DatasetId, JobId, MemberId, ModelId, NodeId
-from suanli.model.job import Gang, JobSpec, Placement
+from suanli.model.job import Gang, Group, JobSpec, Placement
 
 
 def spec_to_json(spec: JobSpec) -> dict[str, Any]:
@@ -26,7 +26,13 @@ def spec_to_json(spec: JobSpec) -> dict[str, Any]:
         "runtime_env": dict(spec.runtime_env),
         "estimated_duration_s": spec.estimated_duration_s,
         **({"secrets": list(spec.secrets)} if spec.secrets else {}),
+        **({"own_nodes": True} if spec.own_nodes else {}),
+        **({"group": _group_to_json(spec.group)} if spec.group else {}),
     }
+
+
+def _group_to_json(g: Group) -> list[Any]:
+    return [g.id, g.size, g.min_size]
 
 
 def spec_from_json(d: dict[str, Any]) -> JobSpec:
@@ -47,6 +53,8 @@ def spec_from_json(d: dict[str, Any]) -> JobSpec:
         runtime_env=dict(d.get("runtime_env") or {}),
         estimated_duration_s=d.get("estimated_duration_s"),
         secrets=tuple(d.get("secrets", ())),
+        own_nodes=bool(d.get("own_nodes", False)),
+        group=Group(JobId(g[0]), int(g[1]), int(g[2])) if (g := d.get("group")) else None,
     )
 
 

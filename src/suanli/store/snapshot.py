@@ -36,7 +36,7 @@ def build_snapshot(s: Session, alliance: Alliance, draining: set[NodeId], now: f
     )
     for row in rows:
         spec = spec_from_json(row.spec)
-        snap.submit(spec, row.submitted_at, alliance.allowed_sites(spec.datasets))
+        snap.submit(spec, row.submitted_at, alliance.sites_for(spec))
         if row.phase in ACTIVE and row.placement is not None:
             snap.start(JobId(row.id), placement_from_json(row.placement), row.started_at or now)
             if row.stop_requested:

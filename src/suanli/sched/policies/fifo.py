@@ -24,7 +24,7 @@ class FifoPolicy:
         self.grace_s = grace_s  # (FIFO preempts nothing; drains use it)
 
     def run(self, ctx: PassContext) -> None:
-        for q in ctx.snap.fifo_queue():
+        for q in ctx.fifo_queue():
             ctx.examined += 1
             models = sorted(present_models(ctx, q), key=lambda f: -ctx.free.free_devices(f))
             if not models:  # it could never start: it must not block the queue forever

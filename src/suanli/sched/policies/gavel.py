@@ -134,7 +134,7 @@ class GavelPolicy:
         # every active job is in the LP, stopping ones too: they are Gavel's jobs in flight
         running = list(snap.running.values())
         jobs: list[QueuedJob] = [r.job for r in running]
-        for q in snap.fifo_queue():
+        for q in ctx.fifo_queue():
             if len(jobs) >= self.window:
                 ctx.end_reason = f"outside Gavel's LP window of the {self.window} oldest jobs"
                 break

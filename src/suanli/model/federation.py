@@ -1,0 +1,109 @@
+"""A federated run: one model trained across members, each on its own data and its own nodes.
+
+A :class:`FederatedSpec` is what its submitter asks for; the scheduler never sees it whole. It
+sees the run's *parts* (:meth:`FederatedSpec.parts`): one job per participant, the participant's
+Flower SuperNode, owned by and charged to that participant, bound to the participant's own
+nodes where its dataset may be processed, and holding that dataset only. The parts form one
+:class:`~suanli.model.job.Group`: none starts unless at least ``min_participants`` of them
+can. The SuperLink, which holds no accelerator, runs beside the control plane
+(docs/operations.md, "Federated training").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from suanli.model.ids import DatasetId, JobId, MemberId, ModelId
+from suanli.model.job import Gang, Group, JobSpec
+
+#: a run-config value as ``flwr run --run-config`` takes it
+ConfigValue = str | int | float | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """A member that trains on ``dataset`` with ``count`` devices of one of ``models`` on one
+    of its own nodes."""
+
+    member: MemberId
+    dataset: DatasetId
+    count: int
+    models: frozenset[ModelId]
+    cpu: float = 1.0
+    memory_gb: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SecureAggregation:
+    """Flower's SecAgg+: each update is split into ``num_shares`` shares, of which
+    ``reconstruction_threshold`` rebuild it; values are clipped to ``clipping_range`` and
+    quantized to ``quantization_range`` levels."""
+
+    num_shares: int
+    reconstruction_threshold: int
+    clipping_range: float = 8.0
+    quantization_range: int = 4_194_304
+
+
+@dataclass(frozen=True, slots=True)
+class DifferentialPrivacy:
+    """Gaussian noise of ``noise_multiplier`` x ``clipping_norm`` on updates clipped to
+    ``clipping_norm``, added by the server (central DP) or by each participant (local)."""
+
+    noise_multiplier: float
+    clipping_norm: float
+    side: str = "server"
+
+
+@dataclass(frozen=True, slots=True)
+class FederatedSpec:
+    """A federated job, resolved against the catalog and the alliance.
+
+    ``app``: the Flower app, a directory (or ``.fab`` bundle) relative to the job's working
+    directory. ``member``: the submitter, who owns the run and its final model; it need not be
+    a participant.
+    """
+
+    id: JobId
+    member: MemberId
+    app: str
+    rounds: int
+    participants: tuple[Participant, ...]
+    min_participants: int
+    name: str = ""
+    run_config: Mapping[str, ConfigValue] = field(default_factory=dict)
+    secure_aggregation: SecureAggregation | None = None
+    differential_privacy: DifferentialPrivacy | None = None
+    priority: int = 0
+    preemptible: bool = True
+    runtime_env: Mapping[str, object] = field(default_factory=dict)
+    estimated_duration_s: float | None = None
+
+    def part_id(self, k: int) -> JobId:
+        p = self.participants[k]
+        return JobId(f"{self.id}/{p.member}/{p.dataset}")
+
+    def parts(self) -> tuple[JobSpec, ...]:
+        """One job per participant: its SuperNode. Each is the participant's own (charged to
+        its share, in its queue), may run on its nodes only, and names its dataset only."""
+        group = Group(self.id, len(self.participants), self.min_participants)
+        return tuple(
+            JobSpec(
+                id=self.part_id(k),
+                member=p.member,
+                count=p.count,
+                models=p.models,
+                gang=Gang(1, p.count),
+                name=f"{self.name or self.id}: {p.member}",
+                cpu=p.cpu,
+                memory_gb=p.memory_gb,
+                priority=self.priority,
+                preemptible=self.preemptible,
+                datasets=(p.dataset,),
+                estimated_duration_s=self.estimated_duration_s,
+                own_nodes=True,
+                group=group,
+            )
+            for k, p in enumerate(self.participants)
+        )
