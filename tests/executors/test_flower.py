@@ -126,6 +126,40 @@ def test_a_supernode_killed_mid_run_is_restarted_and_the_run_completes(tmp_path:
     assert fed.processes() == []
 
 
+def test_secure_aggregation_and_differential_privacy_on_flowers_own_workflows(
+    tmp_path: Path,
+) -> None:
+    """The run-config keys suanli sets from a job's ``secure_aggregation`` and
+    ``differential_privacy`` (``FederatedSpec.flower_config``) turn on Flower's SecAgg+
+    workflow with clipping on each participant, then central DP, each for one real round."""
+    common = {**QUICK, "num-server-rounds": 1, "min-participants": 3}
+    dp = {"dp-noise-multiplier": 0.001, "dp-clipping-norm": 10.0}  # noise sd 0.0033
+    secure = {
+        **common,
+        **dp,
+        "dp-side": "client",
+        "secagg-num-shares": 3,
+        "secagg-reconstruction-threshold": 2,
+    }
+    fed = Federation(tmp_path / "run", APP, PARTICIPANTS)
+    with fed:
+        first = fed.run(secure, timeout_s=900)
+        secured_log = _log(fed, "run.log")
+        second = fed.run({**common, **dp, "dp-side": "server"}, timeout_s=900)
+        central_log = _log(fed, "run.log")[len(secured_log) :]
+    for result, log in ((first, secured_log), (second, central_log)):
+        assert result.exit_code == 0, log[-3000:]
+        assert [r["round"] for r in result.rounds] == [1]
+        (r,) = result.rounds
+        assert int(r["train"]["participants"]) == 3  # type: ignore[call-overload]
+        assert float(r["evaluate"]["eval_loss"]) < 5.6  # type: ignore[arg-type]
+        assert result.model is not None
+    assert "Secure aggregation completed" in secured_log
+    assert "Secure aggregation" not in central_log
+    assert "Noise multiplier: 0.001" in central_log
+    assert fed.processes() == []
+
+
 def test_a_missing_flower_environment_says_how_to_make_it(tmp_path: Path) -> None:
     with pytest.raises(CannotRunError, match="uv sync --frozen --project envs/flower"):
         flower_env(tmp_path / "nowhere")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from typing import Any
 
 import jsonschema
@@ -10,14 +11,14 @@ import yaml
 
 from suanli.errors import ValidationError
 from suanli.model.alliance import Alliance
-from suanli.model.federation import FederatedSpec
+from suanli.model.federation import RESERVED_KEYS, FederatedSpec
 from suanli.spec.alliance_file import parse_alliance
 from suanli.spec.common import read_yaml
 from suanli.spec.job_file import load_specs, parse_jobs, parse_specs
 from suanli.spec.schema import job_schema
 from suanli.store.codec import spec_from_json, spec_to_json
 
-from ..conftest import EXAMPLES
+from ..conftest import EXAMPLES, ROOT
 
 EXAMPLE = EXAMPLES / "federated-job.yaml"
 
@@ -116,6 +117,12 @@ def test_published_schema_describes_it() -> None:
         ({"differential_privacy": {"noise_multiplier": 1.0, "clipping_norm": 0}},
          "differential_privacy.clipping_norm", "greater than 0"),
         ({"participants": []}, "participants", "at least 1"),
+        ({"run_config": {"num-server-rounds": 99}},
+         "run_config.num-server-rounds", "set by suanli"),
+        ({"secure_aggregation": {"num_shares": 3, "reconstruction_threshold": 2},
+          "min_participants": 3,
+          "differential_privacy": {"noise_multiplier": 1.0, "clipping_norm": 1.0}},
+         "differential_privacy.side", "use side: client"),
     ],
 )  # fmt: skip
 def test_each_problem_names_its_field(
@@ -154,3 +161,29 @@ def test_where_only_batch_jobs_run_a_federated_one_is_refused_by_its_kind() -> N
         parse_jobs(doc())
     (p,) = err.value.problems
     assert p.field == "kind" and "not yet run" in p.message
+
+
+def test_the_app_gets_the_jobs_fields_as_its_run_config(example_alliance: Alliance) -> None:
+    secure = doc(
+        min_participants=3,
+        secure_aggregation={"num_shares": 3, "reconstruction_threshold": 2},
+        differential_privacy={"noise_multiplier": 0.5, "clipping_norm": 4, "side": "client"},
+    )
+    (spec,) = parse_specs(secure, "t", example_alliance)
+    assert isinstance(spec, FederatedSpec)
+    assert spec.flower_config() == {
+        "local-steps": 40,
+        "lr": 0.5,
+        "num-server-rounds": 10,
+        "min-participants": 3,
+        "secagg-num-shares": 3,
+        "secagg-reconstruction-threshold": 2,
+        "secagg-clipping-range": 8.0,
+        "secagg-quantization-range": 4_194_304,
+        "dp-noise-multiplier": 0.5,
+        "dp-clipping-norm": 4.0,
+        "dp-side": "client",
+    }
+    # every key suanli sets is one the shipped app declares
+    app = tomllib.loads((ROOT / "examples/federated/charlm/pyproject.toml").read_text())
+    assert set(app["tool"]["flwr"]["app"]["config"]) >= RESERVED_KEYS

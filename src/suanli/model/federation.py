@@ -19,6 +19,22 @@ from suanli.model.job import Gang, Group, JobSpec
 
 #: a run-config value as ``flwr run --run-config`` takes it
 ConfigValue = str | int | float | bool
+#: run-config keys suanli sets from the job's own fields (an app reads them; a job's
+#: ``run_config`` may not set them)
+RESERVED_KEYS = frozenset(
+    {
+        "num-server-rounds",
+        "min-participants",
+        "output-dir",
+        "secagg-num-shares",
+        "secagg-reconstruction-threshold",
+        "secagg-clipping-range",
+        "secagg-quantization-range",
+        "dp-noise-multiplier",
+        "dp-clipping-norm",
+        "dp-side",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +95,25 @@ class FederatedSpec:
     preemptible: bool = True
     runtime_env: Mapping[str, object] = field(default_factory=dict)
     estimated_duration_s: float | None = None
+
+    def flower_config(self) -> dict[str, ConfigValue]:
+        """The run config handed to the app (``flwr run --run-config``): the job's
+        ``run_config``, then the keys suanli owns (:data:`RESERVED_KEYS`) from its fields;
+        privacy that is off is 0. ``output-dir`` is the executor's to set."""
+        out: dict[str, ConfigValue] = dict(self.run_config)
+        out["num-server-rounds"] = self.rounds
+        out["min-participants"] = self.min_participants
+        sa, dp = self.secure_aggregation, self.differential_privacy
+        if sa is not None:
+            out["secagg-num-shares"] = sa.num_shares
+            out["secagg-reconstruction-threshold"] = sa.reconstruction_threshold
+            out["secagg-clipping-range"] = sa.clipping_range
+            out["secagg-quantization-range"] = sa.quantization_range
+        if dp is not None:
+            out["dp-noise-multiplier"] = dp.noise_multiplier
+            out["dp-clipping-norm"] = dp.clipping_norm
+            out["dp-side"] = dp.side
+        return out
 
     def part_id(self, k: int) -> JobId:
         p = self.participants[k]

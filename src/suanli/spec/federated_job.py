@@ -30,6 +30,7 @@ from suanli.catalog.accelerator import Catalog
 from suanli.errors import Problem, ValidationError
 from suanli.model.alliance import Alliance
 from suanli.model.federation import (
+    RESERVED_KEYS,
     DifferentialPrivacy,
     FederatedSpec,
     Participant,
@@ -201,6 +202,17 @@ def build_federated(
     sa = entry.secure_aggregation
     if sa is not None:
         problems += _secagg_problems(sa, least)
+        if entry.differential_privacy and entry.differential_privacy.side == "server":
+            why = (
+                "with secure_aggregation the server never sees one participant's update to "
+                "clip: use side: client"
+            )
+            problems.append(Problem("differential_privacy.side", why))
+    problems += [
+        Problem(f"run_config.{k}", "set by suanli from the job's own fields; not settable here")
+        for k in entry.run_config
+        if k in RESERVED_KEYS
+    ]
     if problems:
         raise ValidationError(problems)
     dp = entry.differential_privacy
