@@ -9,6 +9,8 @@ privacy (``dp-side = "client"``) clips each update here with Flower's ``fixedcli
 
 from __future__ import annotations
 
+import time
+
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.client import mod as legacy_mods
 from flwr.clientapp import ClientApp
@@ -63,6 +65,7 @@ def _data(context: Context) -> tuple:
 def _train(params: list, config: dict, context: Context) -> tuple[list, dict]:
     train_part, _ = _data(context)
     server_round = int(config["server-round"])
+    began = time.monotonic()
     params, loss = task.train(
         params,
         train_part,
@@ -71,7 +74,8 @@ def _train(params: list, config: dict, context: Context) -> tuple[list, dict]:
         lr=float(config["learning-rate"]),
         seed=int(config["seed"]) * 1000 + server_round,
     )
-    return params, {"train_loss": loss, "num-examples": len(train_part)}
+    seconds = time.monotonic() - began
+    return params, {"train_loss": loss, "train_seconds": seconds, "num-examples": len(train_part)}
 
 
 @app.train()

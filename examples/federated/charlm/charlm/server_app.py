@@ -16,6 +16,7 @@ Privacy, as the run config asks (suanli sets it from the job's ``secure_aggregat
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,25 @@ def _counted(records: list[RecordDict], key: str) -> MetricRecord:
     return merged
 
 
-def _write(out: str, arrays: list[np.ndarray], rounds: list[dict[str, Any]]) -> None:
+class _Clock:
+    """When each round ended (Flower calls a strategy's evaluation hook before round 1 and
+    after each round), so that each round's wall time goes into the metrics."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def tick(self, *_: object) -> None:
+        self.ends.append(time.monotonic())
+
+    def seconds(self, server_round: int) -> float | None:
+        if server_round < len(self.ends):
+            return round(self.ends[server_round] - self.ends[server_round - 1], 3)
+        return None
+
+
+def _write(out: str, arrays: list[np.ndarray], rounds: list[dict[str, Any]], clock: _Clock) -> None:
+    for entry in rounds:
+        entry["seconds"] = clock.seconds(entry["round"])
     if not out:
         return
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -79,11 +98,13 @@ def main(grid: Grid, context: Context) -> None:
             else strategies.DifferentialPrivacyClientSideFixedClipping
         )
         strategy = wrapper(strategy, noise, norm, least)
+    clock = _Clock()
     result = strategy.start(
         grid=grid,
         initial_arrays=ArrayRecord(task.init(int(cfg["seed"]))),
         num_rounds=int(cfg["num-server-rounds"]),
         train_config=ConfigRecord({k: cfg[k] for k in TRAIN_KEYS}),
+        evaluate_fn=lambda r, arrays: clock.tick(),
     )
     rounds = sorted(set(result.train_metrics_clientapp) | set(result.evaluate_metrics_clientapp))
     metrics = [
@@ -94,7 +115,7 @@ def main(grid: Grid, context: Context) -> None:
         }
         for r in rounds
     ]
-    _write(str(cfg["output-dir"]), result.arrays.to_numpy_ndarrays(), metrics)
+    _write(str(cfg["output-dir"]), result.arrays.to_numpy_ndarrays(), metrics, clock)
 
 
 def _averaged(replies: list[tuple[int, Metrics]]) -> Metrics:
@@ -110,7 +131,9 @@ def _secure(grid: Grid, context: Context) -> None:
     cfg = context.run_config
     least = int(cfg["min-participants"])
     train = {k: cfg[k] for k in TRAIN_KEYS}
+    clock = _Clock()
     strategy: legacy.Strategy = legacy.FedAvg(
+        evaluate_fn=lambda r, params, config: clock.tick(),
         fraction_fit=1.0,
         fraction_evaluate=1.0,
         min_fit_clients=least,
@@ -148,4 +171,4 @@ def _secure(grid: Grid, context: Context) -> None:
                 entry = by_round.setdefault(r, {"round": r, "train": {}, "evaluate": {}})
                 entry[part][key] = value
     arrays = legacy_context.state.array_records["parameters"].to_numpy_ndarrays()
-    _write(str(cfg["output-dir"]), arrays, [by_round[r] for r in sorted(by_round)])
+    _write(str(cfg["output-dir"]), arrays, [by_round[r] for r in sorted(by_round)], clock)
