@@ -199,18 +199,18 @@ def _submit_when_up(url: str, token: str | None, text: str, until_done: bool) ->
     """``--submit``: submit the file once the server answers; with ``--until-done``, report
     the jobs until they end, then stop the server."""
     with Client(url, token) as c:
-        for _ in range(900):  # an embedded Ray cluster takes a while
-            try:
+        while True:  # (an embedded Ray cluster takes minutes on a busy machine; if the
+            try:  # server fails to start, its process ends with the reason, and this thread)
                 c.health()
                 break
             except OSError:
-                time.sleep(0.1)
+                time.sleep(0.2)
         try:
             jobs = c.submit(text)
             click.echo(f"submitted {len(jobs)} job(s): " + ", ".join(j["id"] for j in jobs))
             if until_done:
                 _wait_and_report(c, [j["id"] for j in jobs])
-        except ApiError as exc:
+        except (ApiError, OSError) as exc:
             click.echo(f"submit failed: {exc}", err=True)
         if until_done:
             os.kill(os.getpid(), signal.SIGINT)

@@ -159,7 +159,7 @@ class LocalRayCluster:
         self._ports.add(port)
         return port
 
-    def start(self, timeout_s: float = 180.0) -> LocalRayCluster:
+    def start(self, timeout_s: float = 300.0) -> LocalRayCluster:
         """Start the head, then the workers; on any failure stop what was started."""
         try:
             self._start_all(timeout_s)
@@ -206,7 +206,7 @@ class LocalRayCluster:
         p.wait()
         return sorted(node)
 
-    def restart_node(self, index: int, timeout_s: float = 180.0) -> None:
+    def restart_node(self, index: int, timeout_s: float = 300.0) -> None:
         """Start a killed worker node again (a new Ray node with the same labels)."""
         alive = len(self.procs)
         self._start(index, [f"--address=127.0.0.1:{self.gcs_port}"])
