@@ -4,7 +4,7 @@ backend), for bench_federated_overhead.py. Runs in a Flower environment with the
 
     envs/flower/.venv/bin/python benchmarks/flower_simulation.py CONFIG_JSON OUT_DIR
 
-The app is the shipped one, unchanged: a mod gives each simulated SuperNode the node config a
+The app is the shipped one, unchanged: a wrapper gives each simulated SuperNode the node config a
 real one gets (``data-path``: its member's corpus, by partition) and the run config that
 ``flwr run`` would give (the app's defaults, then CONFIG_JSON).
 """
@@ -26,7 +26,6 @@ sys.path.insert(0, str(APP))
 from charlm import client_app, server_app  # noqa: E402
 from flwr.app import Context, Message  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
-from flwr.clientapp.typing import ClientAppCallable  # noqa: E402
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
 from flwr.simulation import run_simulation  # noqa: E402
 
@@ -37,13 +36,20 @@ def main() -> None:
     defaults = tomllib.loads((APP / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
     config = {**defaults["config"], **overrides, "output-dir": str(out)}
 
-    def as_deployed(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-        context.run_config.update(config)
+    def as_deployed(msg: Message, context: Context) -> Message:
         part = int(context.node_config["partition-id"])
-        context.node_config["data-path"] = str(DATA / CORPORA[part])
-        return client_app.app(msg, context)
+        deployed = Context(
+            run_id=context.run_id,
+            node_id=context.node_id,
+            node_config={**context.node_config, "data-path": str(DATA / CORPORA[part])},
+            state=context.state,
+            run_config={**context.run_config, **config},
+        )
+        return client_app.app(msg, deployed)
 
-    clients = ClientApp(mods=[as_deployed])
+    clients = ClientApp()
+    clients.train()(as_deployed)
+    clients.evaluate()(as_deployed)
     servers = ServerApp()
 
     @servers.main()
