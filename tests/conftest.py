@@ -127,6 +127,21 @@ def no_run_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
             ex.stop(JobId(run.parent.name), int(run.name), 0.0)
 
 
+@pytest.fixture(scope="session")
+def flower_required() -> None:
+    """Flower's environment (``envs/flower``), or a skip saying how to make it; a failure
+    where it is required (``SUANLI_REQUIRE_FLOWER=1``, as in CI)."""
+    from suanli.errors import CannotRunError
+    from suanli.executors.flower import flower_env
+
+    try:
+        flower_env()
+    except CannotRunError as exc:
+        if os.environ.get("SUANLI_REQUIRE_FLOWER") == "1":
+            pytest.fail(f"Flower is required here (SUANLI_REQUIRE_FLOWER=1): {exc}")
+        pytest.skip(str(exc))
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A directory any user may read (a job's working directory: runs read it as their

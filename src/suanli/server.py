@@ -34,6 +34,7 @@ from suanli.sched.policy import get_policy
 from suanli.service.auth import create_user
 from suanli.service.context import Health, Service
 from suanli.service.controller import Controller
+from suanli.service.federation import CONTROL_NODE
 from suanli.service.leader import TTL_S, Lease
 from suanli.service.metrics import Metrics
 from suanli.service.pool import create_alliance
@@ -49,6 +50,9 @@ from suanli.store.alliance_rows import has_alliance, read_alliance
 from suanli.store.database import Database
 from suanli.store.snapshot import ACTIVE
 from suanli.store.tables import JobRow, UserRow
+
+#: the site of the control plane's own machine, where federated runs' SuperLinks run
+CONTROL_SITE = SiteId("suanli:control-plane")
 
 log = logging.getLogger("suanli.server")
 
@@ -80,6 +84,8 @@ class ServerConfig:
     lease_s: float = TTL_S
     #: the most bytes of a local run's output its log keeps (then its last 64 KiB)
     log_cap_bytes: int = DEFAULT_CAP_BYTES
+    #: where federated runs' SuperLinks listen (their participants' SuperNodes dial it)
+    federation_host: str = "127.0.0.1"
 
     def sandbox_config(self) -> SandboxConfig:
         return SandboxConfig(SandboxMode(self.sandbox), self.job_network)
@@ -211,6 +217,11 @@ def ray_executor(
                 site.executor, token, ckpt, remote, data_root=cfg.data_root
             )
     site_of = {n.id: n.site for n in alliance.nodes.values()}
+    # federated runs' SuperLinks run beside the control plane, as local processes
+    executors[CONTROL_SITE] = LocalProcessExecutor(
+        cfg.state_dir, cfg.sandbox_config(), data_root=cfg.data_root, log_cap=cfg.log_cap_bytes
+    )
+    site_of[CONTROL_NODE] = CONTROL_SITE
     return PerSiteExecutor(executors, site_of, timeout_s=cfg.site_timeout_s), cluster
 
 
@@ -251,7 +262,15 @@ def serve(cfg: ServerConfig, alliance: Alliance) -> None:
         loop = ControllerLoop(controller, cfg.interval_s, health, watch)
         reports = cfg.reports_dir or cfg.state_dir / "reports"
         app = create_app(
-            Service(db, policy, executor, metrics=metrics, reports_dir=reports, vault=vault)
+            Service(
+                db,
+                policy,
+                executor,
+                metrics=metrics,
+                reports_dir=reports,
+                vault=vault,
+                federation_host=cfg.federation_host,
+            )
         )
         app.state.service.health = health
         loop.start()

@@ -156,7 +156,7 @@ def test_queue_positions_reasons_and_the_job_lifecycle(stack: Stack) -> None:
             '{"kind": "federated", "member": "lab", "app": "a", "rounds": 1, "participants": []}',
             "application/json",
             422,
-            "kind",
+            "participants",
         ),
         ("x" * (1 << 21), "application/json", 413, None),
     ],

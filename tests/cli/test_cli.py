@@ -163,12 +163,8 @@ def test_schedule_places_a_federated_jobs_parts_at_their_owners_sites() -> None:
     assert code == 0
     where = {d["job"]: d["placement"] for d in json.loads(out)["decisions"]}
     run_id = "pengcheng-lab-poetry-lm"
-    assert set(where) == {
-        f"{run_id}/qinghe-univ/tang300",
-        f"{run_id}/pengcheng-lab/song100",
-        f"{run_id}/zhiyuan-ai/chinese",
-    }
-    # each corpus is trained on at its owner's site only
-    assert "qh-4090" in str(where[f"{run_id}/qinghe-univ/tang300"])
-    assert "pc-910b" in str(where[f"{run_id}/pengcheng-lab/song100"])
-    assert "zy-" in str(where[f"{run_id}/zhiyuan-ai/chinese"])
+    assert set(where) == {f"{run_id}.1", f"{run_id}.2", f"{run_id}.3"}
+    # each corpus (tang300, song100, chinese) is trained on at its owner's site only
+    assert "qh-4090" in str(where[f"{run_id}.1"])
+    assert "pc-910b" in str(where[f"{run_id}.2"])
+    assert "zy-" in str(where[f"{run_id}.3"])

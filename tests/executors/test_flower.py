@@ -29,17 +29,7 @@ PARTICIPANTS = [
 ]
 QUICK = {"num-server-rounds": 2, "local-steps": 20, "batch-size": 32}
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _flower() -> None:
-    try:
-        flower_env()
-    except CannotRunError as exc:
-        if os.environ.get("SUANLI_REQUIRE_FLOWER") == "1":
-            pytest.fail(f"Flower is required here (SUANLI_REQUIRE_FLOWER=1): {exc}")
-        pytest.skip(str(exc))
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("flower_required")]
 
 
 def _log(fed: Federation, name: str) -> str:

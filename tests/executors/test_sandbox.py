@@ -62,7 +62,7 @@ def test_a_run_is_its_members_user_with_no_privilege(tmp_path: Path) -> None:
         "SHLVL", "_", "SUANLI_CHECKPOINT_DIR", "SUANLI_WORK_DIR", "SUANLI_DATA_DIR",
         "SUANLI_JOB_ID", "SUANLI_ATTEMPT", "SUANLI_NUM_NODES", "SUANLI_NODE", "SUANLI_NODE_RANK",
         "SUANLI_MASTER_ADDR", "SUANLI_MASTER_PORT", "NODE_RANK", "RANK", "NNODES", "WORLD_SIZE",
-        "MASTER_ADDR", "MASTER_PORT", "CUDA_VISIBLE_DEVICES",
+        "MASTER_ADDR", "MASTER_PORT", "CUDA_VISIBLE_DEVICES", "SUANLI_FLOWER_DRIVER",
     }, sorted(env)  # fmt: skip
     # its checkpoint directory is its member's, and no one else's
     ckpt = ex.checkpoint_dir(JobId("who"))

@@ -40,7 +40,7 @@ def test_the_example_is_a_federation_of_three(example_alliance: Alliance) -> Non
     (spec,) = load_specs(EXAMPLE, example_alliance)
     assert isinstance(spec, FederatedSpec)
     assert spec.member == "pengcheng-lab" and spec.rounds == 10 and spec.min_participants == 2
-    assert dict(spec.run_config) == {"local-steps": 40, "lr": 0.5}
+    assert dict(spec.run_config) == {"local-steps": 40, "learning-rate": 0.003}
     parts = spec.parts()
     assert [(p.member, p.datasets) for p in parts] == [
         ("qinghe-univ", ("tang300",)),
@@ -160,7 +160,7 @@ def test_where_only_batch_jobs_run_a_federated_one_is_refused_by_its_kind() -> N
     with pytest.raises(ValidationError) as err:
         parse_jobs(doc())
     (p,) = err.value.problems
-    assert p.field == "kind" and "not yet run" in p.message
+    assert p.field == "kind" and "only batch jobs" in p.message
 
 
 def test_the_app_gets_the_jobs_fields_as_its_run_config(example_alliance: Alliance) -> None:
@@ -173,7 +173,7 @@ def test_the_app_gets_the_jobs_fields_as_its_run_config(example_alliance: Allian
     assert isinstance(spec, FederatedSpec)
     assert spec.flower_config() == {
         "local-steps": 40,
-        "lr": 0.5,
+        "learning-rate": 0.003,
         "num-server-rounds": 10,
         "min-participants": 3,
         "secagg-num-shares": 3,

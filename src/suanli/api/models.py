@@ -39,6 +39,12 @@ class JobOut(_Out):
     finished_at: float | None
     placement: dict[str, Any] | None
     spec: dict[str, Any]
+    #: ``batch``, ``federated`` (a federated run) or ``part`` (one participant's part of one)
+    kind: str = "batch"
+    #: a part's federated run
+    run: str | None = None
+    #: a federated run's rounds and final model (its submitter, participants and admins)
+    progress: dict[str, Any] | None = None
 
 
 class JobPage(_Out):
@@ -114,6 +120,8 @@ class DatasetOut(_Out):
     residency_members: list[str]
     #: where its files lie, relative to DATA_ROOT/OWNER on the nodes of its sites
     path: str
+    #: members whose federated runs may train on it without reading it
+    federated_with: list[str] = []
 
 
 class AuditOut(_Out):

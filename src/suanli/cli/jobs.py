@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,6 +22,7 @@ from suanli.cli.client import (
     wide_option,
 )
 from suanli.sdk.client import Client
+from suanli.text import table
 
 
 @click.command("login")
@@ -110,10 +112,16 @@ def job_cmd(job_id: str, url: str | None, token: str | None, as_json: bool) -> N
     if as_json:
         click.echo(json.dumps(j, indent=2))
         return
+    if j.get("kind") == "federated":
+        _federated(
+            j, api(lambda c: [c.job(p["part"]) for p in j["spec"]["participants"]], url, token)
+        )
+        return
     p = j["placement"]
     where = ", ".join(f"{n}[{','.join(map(str, d))}]" for n, d in p["assignments"]) if p else "-"
     for k, v in [
         ("id", j["id"]),
+        *([("part of", j["run"])] if j.get("run") else []),
         ("member", j["member"]),
         ("phase", j["phase"]),
         ("reason", j["reason"]),
@@ -125,6 +133,55 @@ def job_cmd(job_id: str, url: str | None, token: str | None, as_json: bool) -> N
         ("entrypoint", j["spec"]["entrypoint"]),
     ]:
         click.echo(f"{k + ':':14}{v}")
+
+
+def _federated(j: dict[str, Any], parts: list[dict[str, Any]]) -> None:
+    """A federated run: its fields, its participants' parts, its rounds, its model."""
+    spec = j["spec"]
+    progress = j.get("progress") or {}
+    rounds = progress.get("rounds") or []
+    model = progress.get("model")
+    for k, v in [
+        ("id", j["id"]),
+        ("kind", "federated"),
+        ("member", j["member"]),
+        ("phase", j["phase"]),
+        ("reason", j["reason"]),
+        ("app", spec["app"]),
+        ("rounds", f"{len(rounds)} of {spec['rounds']} done"),
+        ("participants", f"{len(parts)}, at least {spec['min_participants']} in every round"),
+        ("model", f"{model['file']} sha256 {model['sha256']}" if model else "-"),
+    ]:
+        click.echo(f"{k + ':':14}{v}")
+    click.echo()
+    rows: list[list[Any]] = []
+    for part, entry in zip(parts, spec["participants"], strict=True):
+        where = part["placement"]["assignments"][0][0] if part["placement"] else "-"
+        rows.append(
+            [part["id"], entry["member"], entry["dataset"], part["phase"], where, part["attempt"]]
+        )
+    click.echo(table(["PART", "MEMBER", "DATASET", "PHASE", "NODE", "ATTEMPT"], rows))
+    if rounds:
+        click.echo()
+        click.echo(
+            table(
+                ["ROUND", "PARTICIPANTS", "TRAIN LOSS", "EVAL LOSS"],
+                [
+                    [
+                        r["round"],
+                        _metric(r, "train", "participants", "{:.0f}"),
+                        _metric(r, "train", "train_loss", "{:.4f}"),
+                        _metric(r, "evaluate", "eval_loss", "{:.4f}"),
+                    ]
+                    for r in rounds
+                ],
+            )
+        )
+
+
+def _metric(entry: dict[str, Any], part: str, key: str, fmt: str) -> str:
+    value = (entry.get(part) or {}).get(key)
+    return "-" if value is None else fmt.format(value)
 
 
 @click.command("cancel")

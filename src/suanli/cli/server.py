@@ -118,6 +118,13 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
     help="MiB of a local run's output its log keeps (then the cut is noted and its last "
     "64 KiB kept)",
 )
+@click.option(
+    "--federation-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="the address federated runs' SuperLinks listen on, which their participants' "
+    "SuperNodes dial (this machine's, as the nodes see it)",
+)
 def server(
     state_dir: Path,
     db_url: str | None,
@@ -138,6 +145,7 @@ def server(
     data_root: Path | None,
     lease_s: float,
     log_cap_mib: int,
+    federation_host: str,
 ) -> None:
     """Run the service: database, controller and REST API (Ctrl-C stops it)."""
     import threading
@@ -163,6 +171,7 @@ def server(
         data_root,
         lease_s,
         log_cap_mib << 20,
+        federation_host,
     )
     try:
         alliance = load_alliance(alliance_file)

@@ -55,6 +55,9 @@ class RunRequest:
     #: the datasets the job reads: id -> where their files lie at the job's site (None: the
     #: dataset declares no location; the job finds it by its own means)
     datasets: Mapping[str, str | None] = field(default_factory=dict)
+    #: ``host``: the run needs this machine's network whatever the executor's default (a
+    #: federated run's parts, which meet over TLS); empty: the executor's default
+    network: str = ""
 
     @property
     def key(self) -> tuple[JobId, int]:

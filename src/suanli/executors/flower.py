@@ -136,71 +136,15 @@ class Federation:
 
     def _pki(self) -> None:
         """The run's certificate authority, the SuperLink's certificate, a key per node."""
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
         pki = self.run_dir / "pki"
         pki.mkdir(mode=0o700, exist_ok=True)
-        now = datetime.datetime.now(datetime.UTC)
-
-        def cert(
-            subject: str,
-            key: ec.EllipticCurvePrivateKey,
-            issuer: x509.Name,
-            signer: ec.EllipticCurvePrivateKey,
-            ca: bool,
-        ) -> x509.Certificate:
-            b = (
-                x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                .issuer_name(issuer)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=30))
-                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            )
-            if not ca:
-                try:
-                    alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(subject))
-                except ValueError:
-                    alt = x509.DNSName(subject)
-                b = b.add_extension(x509.SubjectAlternativeName([alt]), critical=False)
-            return b.sign(signer, hashes.SHA256())
-
-        def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-            return key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"suanli run {self.run_id}")])
-        ca = cert(f"suanli run {self.run_id}", ca_key, ca_name, ca_key, ca=True)
-        link_key = ec.generate_private_key(ec.SECP256R1())
-        link = cert(self.host, link_key, ca_name, ca_key, ca=False)
-        _write(pki / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))
-        _write(pki / "link.pem", link.public_bytes(serialization.Encoding.PEM))
-        _write(pki / "link.key", pem_key(link_key))
-        for p in self.participants:
-            key = ec.generate_private_key(ec.SECP384R1())
-            _write(
-                pki / f"{p.member}.key",
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.OpenSSH,
-                    serialization.NoEncryption(),
-                ),
-            )
-            _write(
-                pki / f"{p.member}.pub",
-                key.public_key().public_bytes(
-                    serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-                ),
-            )
+        made = run_pki(self.run_id, self.host, [p.member for p in self.participants])
+        _write(pki / "ca.pem", made.ca.encode())
+        _write(pki / "link.pem", made.link_cert.encode())
+        _write(pki / "link.key", made.link_key.encode())
+        for name, (private, public) in made.nodes.items():
+            _write(pki / f"{name}.key", private.encode())
+            _write(pki / f"{name}.pub", public.encode())
 
     # -- processes ----------------------------------------------------------------------
     def _spawn(self, cmd: list[str], home: Path, log: str) -> subprocess.Popen[bytes]:
@@ -382,6 +326,80 @@ class Federation:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class RunPki:
+    """A federated run's trust, as PEM and OpenSSH text: its own certificate authority, the
+    SuperLink's certificate and key (for ``host``), and each node's key pair (private, public),
+    which the SuperLink is told to accept."""
+
+    ca: str
+    link_cert: str
+    link_key: str
+    nodes: dict[str, tuple[str, str]]
+
+
+def run_pki(run_id: str, host: str, nodes: Sequence[str], days: int = 30) -> RunPki:
+    """Make a run's :class:`RunPki`: a P-256 authority named after the run signs the
+    SuperLink's certificate (its subject alternative name is ``host``); each node gets a P-384
+    key pair, as Flower's SuperNode authentication asks."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def cert(
+        subject: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: x509.Name,
+        signer: ec.EllipticCurvePrivateKey,
+        ca: bool,
+    ) -> x509.Certificate:
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            try:
+                alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(subject))
+            except ValueError:
+                alt = x509.DNSName(subject)
+            b = b.add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        return b.sign(signer, hashes.SHA256())
+
+    def pem(c: x509.Certificate) -> str:
+        return c.public_bytes(serialization.Encoding.PEM).decode()
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"suanli run {run_id}")])
+    ca = cert(f"suanli run {run_id}", ca_key, ca_name, ca_key, ca=True)
+    link_key = ec.generate_private_key(ec.SECP256R1())
+    link = cert(host, link_key, ca_name, ca_key, ca=False)
+    pairs: dict[str, tuple[str, str]] = {}
+    for name in nodes:
+        key = ec.generate_private_key(ec.SECP384R1())
+        private = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        public = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        pairs[name] = (private.decode(), public.decode())
+    link_pem = link_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return RunPki(pem(ca), pem(link), link_pem.decode(), pairs)
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -11,6 +11,7 @@ nothing, which is what makes starts idempotent.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -115,9 +116,12 @@ class LocalProcessExecutor:
         }
         if run.datasets:
             env["SUANLI_DATASETS"] = ",".join(run.datasets)
+        sandbox = self.sandbox
+        if run.network == "host" and sandbox.network != "host":
+            sandbox = dataclasses.replace(sandbox, network="host")
         # a gang's nodes are all here: they meet on a loopback (the sandbox's own one, where
         # every port is free, or this machine's)
-        private = self.sandbox.mode is SandboxMode.BWRAP and self.sandbox.network != "host"
+        private = sandbox.mode is SandboxMode.BWRAP and sandbox.network != "host"
         port = GANG_PORT if private else free_port()
         nodes = [
             {
@@ -143,7 +147,7 @@ class LocalProcessExecutor:
             },
             "source": run.working_dir,
             "forbidden": [str(p) for p in self.forbidden],
-            "sandbox": self.sandbox.to_json(),
+            "sandbox": sandbox.to_json(),
             "log_cap": self.log_cap,
             "at": time.time(),
         }

@@ -48,7 +48,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from suanli.errors import SandboxError
+from suanli.errors import CannotRunError, SandboxError
+from suanli.executors.flower import flower_env
 
 #: where a sandboxed run finds its directories
 WORK = "/job"
@@ -58,6 +59,9 @@ TMP = "/tmp"
 REAPER = "/.suanli/reaper.py"
 #: the first process of every run (see :mod:`suanli.executors.reaper`)
 REAPER_FILE = Path(__file__).with_name("reaper.py")
+#: the first process of a federated run's parts (see :mod:`suanli.executors.flower_driver`)
+FLOWER_DRIVER = "/.suanli/flower_driver.py"
+FLOWER_DRIVER_FILE = Path(__file__).with_name("flower_driver.py")
 
 #: a job's working directory is copied into its run; larger ones are refused
 MAX_WORKING_DIR_BYTES = 512 << 20
@@ -143,9 +147,14 @@ def member_account(member: str) -> Account | None:
 
 
 def _runtime_paths() -> tuple[str, ...]:
-    """The Python environment suanli runs in (its prefix and the interpreter's)."""
+    """The Python environment suanli runs in (its prefix and the interpreter's), and Flower's
+    (:func:`suanli.executors.flower.flower_env`) where it is installed: a federated run's parts
+    run from it."""
     out: list[str] = []
-    for p in sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}):
+    found = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    with contextlib.suppress(CannotRunError):
+        found.add(str(flower_env()))
+    for p in sorted(found):
         real = os.path.realpath(p)
         if real not in out and not any(real.startswith(o + "/") for o in out):
             out.append(real)
@@ -205,7 +214,9 @@ def job_paths(config: SandboxConfig, layout: Layout) -> dict[str, str]:
         data = str(layout.work.parent / "data")
     else:
         work, ckpt, tmp, data = WORK, CHECKPOINT, TMP, DATA
+    driver = str(FLOWER_DRIVER_FILE) if config.mode is SandboxMode.NONE else FLOWER_DRIVER
     return {
+        "SUANLI_FLOWER_DRIVER": driver,
         "SUANLI_CHECKPOINT_DIR": ckpt,
         "SUANLI_WORK_DIR": work,
         "SUANLI_DATA_DIR": data,
@@ -293,7 +304,8 @@ def bwrap_argv(
     for p in config.runtime:
         if os.path.isdir(p) and not any(p == s or p.startswith(s + "/") for s in SYSTEM):
             args += [*_parents(p, made), "--ro-bind", p, p]
-    args += [*_parents(REAPER, made), "--ro-bind", str(REAPER_FILE), REAPER, "--chdir", WORK]
+    args += [*_parents(REAPER, made), "--ro-bind", str(REAPER_FILE), REAPER]
+    args += ["--ro-bind", str(FLOWER_DRIVER_FILE), FLOWER_DRIVER, "--chdir", WORK]
     if info_fd is not None:
         args += ["--info-fd", str(info_fd)]
     args.append("--")

@@ -116,8 +116,8 @@ class FederatedSpec:
         return out
 
     def part_id(self, k: int) -> JobId:
-        p = self.participants[k]
-        return JobId(f"{self.id}/{p.member}/{p.dataset}")
+        """The ``k``-th participant's part: ``RUN.K`` (from 1; a run's id is short enough)."""
+        return JobId(f"{self.id}.{k + 1}")
 
     def parts(self) -> tuple[JobSpec, ...]:
         """One job per participant: its SuperNode. Each is the participant's own (charged to
@@ -130,7 +130,7 @@ class FederatedSpec:
                 count=p.count,
                 models=p.models,
                 gang=Gang(1, p.count),
-                name=f"{self.name or self.id}: {p.member}",
+                name=f"{self.name or self.id}: {p.member} on {p.dataset}",
                 cpu=p.cpu,
                 memory_gb=p.memory_gb,
                 priority=self.priority,

@@ -40,3 +40,5 @@ class Service:
     #: seals jobs' secrets (None: this server accepts no job with secrets)
     vault: Vault | None = None
     health: Health = field(default_factory=Health)
+    #: where federated runs' SuperLinks listen (their SuperNodes dial it)
+    federation_host: str = "127.0.0.1"

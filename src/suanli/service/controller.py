@@ -45,7 +45,7 @@ from suanli.model.node import NodeHealth
 from suanli.sched.decision import Admit, Preempt
 from suanli.sched.policy import Policy
 from suanli.sched.schedule import schedule
-from suanli.service import lifecycle
+from suanli.service import federation, lifecycle
 from suanli.service.accounting import Accountant
 from suanli.service.audit import record
 from suanli.service.leader import Lease
@@ -55,7 +55,7 @@ from suanli.service.vault import Vault, VaultError
 from suanli.store.alliance_rows import bump_revision, read_alliance
 from suanli.store.codec import placement_from_json, spec_from_json
 from suanli.store.database import Database
-from suanli.store.snapshot import ACTIVE, build_snapshot, set_pending_reasons
+from suanli.store.snapshot import ACTIVE, FEDERATED, build_snapshot, set_pending_reasons
 from suanli.store.tables import JobRow, NodeRow
 
 log = logging.getLogger("suanli.controller")
@@ -124,6 +124,7 @@ class Controller:
         try:
             self._record_health(now)  # 0. nodes up or down
             self._start_all(self._observe(now, report), report)  # 1. observe
+            self._start_all(self._federate(now, report), report)  # federated runs
             self._account(now)
             plan = self._decide(now, report)  # 2. decide, and record every decision
         except LeaseLostError as exc:
@@ -261,7 +262,11 @@ class Controller:
         # a run may start and end between two observations: the executor knows it started
         started = row.started_at if row.phase == Phase.RUNNING.value else None
         self.accountant.run_ended(s, row, started or (st.started_at if st else None), ended_at)
+        if row.kind == FEDERATED:
+            federation.read_progress(row, self.executor)
         phase = lifecycle.ended(s, row, Outcome(code, lost), ACTOR, now)
+        if row.kind == FEDERATED:
+            federation.ended(row, phase)
         if phase is Phase.PENDING:
             report.requeued.append(row.id)
         elif phase is not None:
@@ -273,6 +278,19 @@ class Controller:
     def _account(self, now: float) -> None:
         with self._session(now) as s:
             self.accountant.flush(s, now)
+
+    def _federate(self, now: float, report: StepReport) -> list[RunRequest]:
+        """Federated runs: progress read, ended runs' parts ended, and the runs whose minimum
+        of parts is placed admitted (their runs returned, to be started)."""
+        out: list[RunRequest] = []
+        with self._session(now) as s:
+            admitted = federation.reconcile(s, self.executor, ACTOR, now)
+            if admitted:
+                alliance = read_alliance(s)[0]
+                for row in admitted:
+                    self._to_start(s, row, alliance, out, now, report)
+                    report.admitted.append(row.id)
+        return out
 
     # -- 2. decide -------------------------------------------------------------------------
     def _decide(self, now: float, report: StepReport) -> _Plan:
@@ -318,7 +336,19 @@ class Controller:
         plan.stops += [(j, a, 0.0) for j, a in sorted(self._fencing)]
         return plan
 
+    def _secrets(self, row: JobRow) -> dict[str, str]:
+        if not row.secrets:
+            return {}
+        if self.vault is None:
+            raise CannotRunError("it has secrets and this server keeps none")
+        try:
+            return self.vault.open_sealed(row.secrets)
+        except VaultError as exc:
+            raise CannotRunError(str(exc)) from None
+
     def _request(self, row: JobRow, alliance: Alliance) -> RunRequest:
+        if row.kind == FEDERATED:
+            return federation.link_request(row, self._secrets(row), alliance)
         spec = spec_from_json(row.spec)
         assert row.placement is not None
         placement = placement_from_json(row.placement)
@@ -327,15 +357,9 @@ class Controller:
         env = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
         if spec.datasets:
             env["SUANLI_DATASETS"] = ",".join(spec.datasets)
-        if row.secrets:
-            if self.vault is None:
-                raise CannotRunError("it has secrets and this server keeps none")
-            try:
-                env.update(self.vault.open_sealed(row.secrets))
-            except VaultError as exc:
-                raise CannotRunError(str(exc)) from None
+        env.update(self._secrets(row))
         wd = spec.runtime_env.get("working_dir")
-        return RunRequest(
+        req = RunRequest(
             JobId(row.id),
             row.attempt,
             spec.entrypoint or "true",
@@ -350,6 +374,7 @@ class Controller:
                 for d in spec.datasets
             },
         )
+        return federation.part_request(req) if row.kind == federation.PART else req
 
     def _to_start(
         self,

@@ -21,13 +21,14 @@ from suanli.errors import (
     ValidationError,
 )
 from suanli.executors.base import Executor
+from suanli.model.federation import FederatedSpec
 from suanli.model.ids import JobId
 from suanli.model.job import JobSpec, Phase
 from suanli.sched.policy import DEFAULT_GRACE_S
-from suanli.service import lifecycle
+from suanli.service import federation, lifecycle
 from suanli.service.auth import Principal
 from suanli.service.vault import Vault
-from suanli.spec.job_file import parse_jobs
+from suanli.spec.job_file import parse_specs
 from suanli.store.alliance_rows import read_alliance
 from suanli.store.codec import spec_to_json
 from suanli.store.tables import JobRow
@@ -60,6 +61,13 @@ class JobView:
     finished_at: float | None
     placement: dict[str, Any] | None
     spec: dict[str, Any]
+    #: ``batch``, ``federated`` (a federated run) or ``part`` (a participant's part of one)
+    kind: str = "batch"
+    #: a part's federated run
+    run: str | None = None
+    #: a federated run's rounds (train and evaluation metrics, participants) and final model,
+    #: for its submitter, its participants and alliance admins
+    progress: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, row: JobRow, who: Principal) -> JobView:
@@ -78,6 +86,9 @@ class JobView:
             finished_at=row.finished_at,
             placement=row.placement,
             spec=_visible_spec(row, who),
+            kind=row.kind,
+            run=row.run,
+            progress=_visible_progress(row, who),
         )
 
 
@@ -115,6 +126,19 @@ def _visible_spec(row: JobRow, who: Principal) -> dict[str, Any]:
     return {**spec, "runtime_env": runtime}
 
 
+def _visible_progress(row: JobRow, who: Principal) -> dict[str, Any] | None:
+    if row.kind != "federated":
+        return None
+    if not (who.admin or who.member == row.member or _participates(row, who)):
+        return None
+    progress = row.progress or {}
+    return {
+        "rounds": progress.get("rounds", []),
+        "model": progress.get("model"),
+        "attempt": progress.get("attempt"),
+    }
+
+
 def _items(document: Any) -> list[Any]:
     if isinstance(document, dict) and "jobs" in document:
         jobs = document["jobs"]
@@ -125,14 +149,23 @@ def _items(document: Any) -> list[Any]:
 
 
 def submit(
-    s: Session, who: Principal, document: Any, now: float, vault: Vault | None = None
+    s: Session,
+    who: Principal,
+    document: Any,
+    now: float,
+    vault: Vault | None = None,
+    federation_host: str = "127.0.0.1",
 ) -> list[JobView]:
     """Validate a job document (one job or ``{jobs: [...]}``, at most :data:`MAX_JOBS`)
     against the alliance and queue every job in it, or none: jobs of ``who``'s own member only
     (alliance admins: any). A job without ``id`` gets ``MEMBER-`` and 16 random hex digits; an
     id a member's user chooses begins with ``MEMBER-`` (so that a conflict can only be with
     the member's own jobs, never reveal another member's). Its secrets are sealed by ``vault``
-    and kept apart from the spec; its spec, stored, is at most :data:`MAX_SPEC_BYTES`."""
+    and kept apart from the spec; its spec, stored, is at most :data:`MAX_SPEC_BYTES`.
+
+    A federated job (``kind: federated``) is stored as its run and one part per participant
+    (:mod:`suanli.service.federation`; its SuperLink listens on ``federation_host``); the
+    view returned is the run's, which needs ``vault`` (its keys are sealed)."""
     who.require_writer("submit jobs")
     items = _items(document)
     if not items:
@@ -142,22 +175,35 @@ def submit(
     for item in items:
         if isinstance(item, dict) and isinstance(item.get("member"), str):
             who.require_member(item["member"], "submit jobs")
-    specs = parse_jobs(document, "job", read_alliance(s)[0])
+    specs = parse_specs(document, "job", read_alliance(s)[0])
     _check_ids_and_sizes(who, specs, items)
     sealed: list[str | None] = []
     for k, (sp, item) in enumerate(zip(specs, items, strict=True)):
-        if not sp.secrets:
+        federated = isinstance(sp, FederatedSpec)
+        if isinstance(sp, JobSpec) and not sp.secrets:
             sealed.append(None)
             continue
         if vault is None:
-            where = f"jobs.{k}.secrets" if len(items) > 1 else "secrets"
-            raise ValidationError([Problem(where, "this server keeps no secrets")], "job")
-        sealed.append(vault.seal({str(n): str(v) for n, v in item["secrets"].items()}))
+            field, why = (
+                ("kind", "this server keeps no secrets, and a federated run's keys are sealed")
+                if federated
+                else ("secrets", "this server keeps no secrets")
+            )
+            raise ValidationError([Problem(_where(k, items, field), why)], "job")
+        sealed.append(
+            None if federated else vault.seal({str(n): str(v) for n, v in item["secrets"].items()})
+        )
     fresh = _with_ids(s, specs, items)
-    rows = [
-        lifecycle.create(s, sp, who.name, now, secret)
-        for sp, secret in zip(fresh, sealed, strict=True)
-    ]
+    rows = []
+    for sp, secret in zip(fresh, sealed, strict=True):
+        if isinstance(sp, FederatedSpec):
+            assert vault is not None
+            made = federation.prepare(sp, federation_host)
+            rows.append(lifecycle.create(s, made.run, who.name, now, vault.seal(made.run_secrets)))
+            for part, keys in made.parts:
+                lifecycle.create(s, part, who.name, now, vault.seal(keys), run=sp.id)
+        else:
+            rows.append(lifecycle.create(s, sp, who.name, now, secret))
     try:
         s.flush()
     except IntegrityError:  # the same id submitted at the same moment by another request
@@ -169,13 +215,17 @@ def _where(k: int, items: list[Any], name: str) -> str:
     return f"jobs.{k}.{name}" if len(items) > 1 else name
 
 
-def _check_ids_and_sizes(who: Principal, specs: list[JobSpec], items: list[Any]) -> None:
+def _check_ids_and_sizes(
+    who: Principal, specs: list[JobSpec | FederatedSpec], items: list[Any]
+) -> None:
     problems = []
     for k, (sp, item) in enumerate(zip(specs, items, strict=True)):
         given = isinstance(item, dict) and item.get("id") is not None
         if given and not who.admin and not sp.id.startswith(f"{sp.member}-"):
             why = f"a job id chosen by a member's user begins with its member: {sp.member}-..."
             problems.append(Problem(_where(k, items, "id"), why))
+        if isinstance(sp, FederatedSpec):
+            continue  # (its schema bounds it)
         size = len(json.dumps(spec_to_json(sp)))
         if size > MAX_SPEC_BYTES:
             why = f"the job spec is {size:,} bytes, over the {MAX_SPEC_BYTES:,} one may hold"
@@ -184,7 +234,9 @@ def _check_ids_and_sizes(who: Principal, specs: list[JobSpec], items: list[Any])
         raise ValidationError(problems, "job")
 
 
-def _with_ids(s: Session, specs: list[JobSpec], items: list[Any]) -> list[JobSpec]:
+def _with_ids(
+    s: Session, specs: list[JobSpec | FederatedSpec], items: list[Any]
+) -> list[JobSpec | FederatedSpec]:
     """The specs with their ids: given ones must be free (409), made ones are drawn again on
     the (astronomically unlikely) clash."""
     given = {k for k, item in enumerate(items) if isinstance(item, dict) and item.get("id")}
@@ -214,9 +266,16 @@ def _visible(s: Session, who: Principal, job_id: str) -> JobRow:
     """The job, if ``who`` may see it; another member's job is not found (its existence is
     not revealed)."""
     row = _row(s, job_id)
-    if row is None or not who.can_see_job_metadata(row.member):
+    if row is None or not (who.can_see_job_metadata(row.member) or _participates(row, who)):
         raise NotFoundError(f"no job {job_id!r}")
     return row
+
+
+def _participates(row: JobRow, who: Principal) -> bool:
+    """Whether ``who`` is of a member taking part in the federated run ``row``."""
+    if row.kind != "federated" or who.member is None:
+        return False
+    return any(p["member"] == who.member for p in row.spec.get("participants", ()))
 
 
 def get(s: Session, who: Principal, job_id: str) -> JobView:

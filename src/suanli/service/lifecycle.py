@@ -98,14 +98,24 @@ def _move(
 
 
 def create(
-    s: Session, spec: JobSpec, actor: str, now: float, sealed_secrets: str | None = None
+    s: Session,
+    spec: JobSpec | dict[str, Any],
+    actor: str,
+    now: float,
+    sealed_secrets: str | None = None,
+    run: str | None = None,
 ) -> JobRow:
-    """A new PENDING job."""
+    """A new PENDING job: a batch job, a part of the federated run ``run``, or (``spec`` its
+    stored form, ``kind: federated``) a federated run."""
+    stored = spec if isinstance(spec, dict) else spec_to_json(spec)
+    kind = "federated" if isinstance(spec, dict) else ("part" if run else "batch")
     row = JobRow(
-        id=spec.id,
-        member=spec.member,
-        name=spec.name,
-        spec=spec_to_json(spec),
+        id=stored["id"],
+        member=stored["member"],
+        name=stored.get("name", ""),
+        spec=stored,
+        kind=kind,
+        run=run,
         phase=Phase.PENDING.value,
         reason="submitted; waiting for the next scheduling pass",
         submitted_by=actor,
@@ -113,18 +123,22 @@ def create(
         secrets=sealed_secrets,
     )
     s.add(row)
-    record(s, now, actor, "job.submit", f"job/{row.id}", member=spec.member)
+    record(s, now, actor, "job.submit", f"job/{row.id}", member=row.member)
     return row
 
 
-def admit(s: Session, row: JobRow, placement: Placement, why: str, actor: str, now: float) -> bool:
-    """PENDING -> ADMITTED on ``placement``, as a new attempt (never a job a cancel reached)."""
+def admit(
+    s: Session, row: JobRow, placement: Placement | None, why: str, actor: str, now: float
+) -> bool:
+    """PENDING -> ADMITTED on ``placement``, as a new attempt (never a job a cancel reached).
+    A federated run holds no devices (``placement`` None): its SuperLink runs beside the
+    control plane."""
     if row.cancel_requested:
         return False
     values = {
         "phase": Phase.ADMITTED.value,
         "attempt": JobRow.attempt + 1,
-        "placement": placement_to_json(placement),
+        "placement": placement_to_json(placement) if placement is not None else None,
         "accounted_until": None,
         "reason": f"admitted: {why}" if why else "admitted",
         "exit_code": None,
@@ -137,9 +151,9 @@ def admit(s: Session, row: JobRow, placement: Placement, why: str, actor: str, n
         actor,
         row,
         "job.admit",
-        f"admitted on {placement}",
+        f"admitted on {placement or 'the control plane'}",
         attempt=row.attempt,
-        placement=str(placement),
+        placement=str(placement or "the control plane"),
     )
     return True
 
@@ -217,6 +231,8 @@ def ended(s: Session, row: JobRow, outcome: Outcome, actor: str, now: float) -> 
     code = outcome.exit_code
     if row.cancel_requested:
         phase, why = Phase.CANCELLED, "cancelled; its run stopped"
+    elif row.concluded is not None:
+        phase, why = Phase(row.concluded), row.reason
     elif row.stop_requested:
         phase, why = Phase.PENDING, "preempted; back in the queue, resumes from its checkpoint"
     elif outcome.lost and row.phase == Phase.RUNNING.value and row.losses + 1 >= MAX_LOST_RUNS:
@@ -247,7 +263,11 @@ def ended(s: Session, row: JobRow, outcome: Outcome, actor: str, now: float) -> 
         values.update(placement=None, preemptions=row.preemptions + 1)
     else:
         values["finished_at"] = now
-    also = [JobRow.attempt == row.attempt, JobRow.cancel_requested.is_(row.cancel_requested)]
+    also = [
+        JobRow.attempt == row.attempt,
+        JobRow.cancel_requested.is_(row.cancel_requested),
+        JobRow.concluded.is_(None) if row.concluded is None else JobRow.concluded == row.concluded,
+    ]
     if not _move(s, row, ACTIVE, values, *also):
         return ended(s, row, outcome, actor, now)  # a cancel came between: decide again
     _event(
@@ -261,6 +281,25 @@ def ended(s: Session, row: JobRow, outcome: Outcome, actor: str, now: float) -> 
         exit_code=code,
     )
     return phase
+
+
+def conclude(
+    s: Session, row: JobRow, phase: Phase, why: str, actor: str, now: float, grace_s: float
+) -> bool:
+    """A part of a federated run that has ended (``phase``) ends with it: a PENDING one at once,
+    CANCELLED (it never ran); an ADMITTED or RUNNING one is asked to stop (``grace_s``) and
+    ends in ``phase`` once its run has."""
+    pending = {"phase": Phase.CANCELLED.value, "finished_at": now, "reason": why}
+    if _move(s, row, {Phase.PENDING}, pending):
+        _event(s, now, actor, row, "job.cancelled", why, reason=why)
+        return True
+    values: dict[str, Any] = {"concluded": phase.value, "reason": why}
+    if not row.stop_requested:
+        values.update(stop_requested=True, stop_deadline=now + grace_s)
+    if not _move(s, row, ACTIVE, values, JobRow.concluded.is_(None)):
+        return False
+    _event(s, now, actor, row, "job.conclude", why, reason=why, phase=phase.value)
+    return True
 
 
 def fail(s: Session, row: JobRow, why: str, actor: str, now: float) -> bool:

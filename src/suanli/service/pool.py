@@ -113,10 +113,20 @@ class DatasetView:
     residency_members: list[str]
     #: where its files lie, relative to DATA_ROOT/OWNER on the nodes of its sites
     path: str
+    #: members whose federated runs may train on it without reading it
+    federated_with: list[str]
 
     @classmethod
     def of(cls, r: DatasetRow) -> DatasetView:
-        return cls(r.id, r.owner, r.readers, r.residency_sites, r.residency_members, r.path or r.id)
+        return cls(
+            r.id,
+            r.owner,
+            r.readers,
+            r.residency_sites,
+            r.residency_members,
+            r.path or r.id,
+            r.federated_with or [],
+        )
 
 
 @dataclass(frozen=True)
@@ -345,6 +355,7 @@ def create_dataset(s: Session, by: Principal, entry: dict[str, Any], now: float)
         id=doc.id,
         owner=doc.owner,
         readers=sorted(doc.readers),
+        federated_with=sorted(doc.federated_with),
         residency_sites=sorted(doc.residency.sites),
         residency_members=sorted(doc.residency.members),
         path=doc.path or "",

@@ -98,7 +98,8 @@ class DifferentialPrivacyEntry(_Strict):
 
 class FederatedEntry(RunEntry):
     kind: Literal["federated"]
-    id: Ident | None = None
+    #: (its parts are ``ID.K``: an id leaves room for that)
+    id: Annotated[Ident, Field(max_length=60)] | None = None
     name: Annotated[str, Field(max_length=200)] = ""
     member: Ident
     app: Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_app_path)]

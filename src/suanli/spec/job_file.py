@@ -379,8 +379,8 @@ def parse_jobs(
     federated = [
         Problem(
             f"jobs.{k}.kind" if many else "kind",
-            "federated jobs are validated and placed (suanli spec validate, suanli "
-            "schedule) but not yet run by this service",
+            "a federated job has no place here, where only batch jobs are read (submit it "
+            "to the service: suanli submit; see where it goes: suanli schedule)",
         )
         for k, item in enumerate(items)
         if isinstance(item, dict) and item.get("kind") == "federated"

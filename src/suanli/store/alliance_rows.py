@@ -71,6 +71,7 @@ def write_alliance(s: Session, alliance: Alliance, now: float) -> None:
                 id=d.id,
                 owner=d.owner,
                 readers=sorted(d.readers),
+                federated_with=sorted(d.federated_with),
                 residency_sites=sorted(d.resident_sites),
                 residency_members=sorted(d.resident_members),
                 path=d.path,
@@ -147,6 +148,7 @@ def alliance_document(s: Session) -> dict[str, Any]:
                 "id": d.id,
                 "owner": d.owner,
                 "readers": d.readers,
+                "federated_with": d.federated_with or [],
                 "residency": {"sites": d.residency_sites, "members": d.residency_members},
                 **({"path": d.path} if d.path else {}),
             }

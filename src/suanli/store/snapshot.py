@@ -18,6 +18,8 @@ from suanli.store.ledger_rows import usage_history
 from suanli.store.tables import JobRow
 
 ACTIVE = (Phase.ADMITTED.value, Phase.RUNNING.value)
+#: the kind of a federated run's row (the scheduler sees its parts, never the run)
+FEDERATED = "federated"
 
 
 def build_snapshot(s: Session, alliance: Alliance, draining: set[NodeId], now: float) -> Snapshot:
@@ -32,6 +34,7 @@ def build_snapshot(s: Session, alliance: Alliance, draining: set[NodeId], now: f
         select(JobRow)
         .where(JobRow.phase.in_((Phase.PENDING.value, *ACTIVE)))
         .where(JobRow.cancel_requested.is_(False) | JobRow.phase.in_(ACTIVE))
+        .where(JobRow.kind != FEDERATED)  # (a run holds no devices: its parts do)
         .order_by(JobRow.seq)
     )
     for row in rows:

@@ -93,6 +93,8 @@ class DatasetRow(Base):
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     owner: Mapped[str] = mapped_column(ForeignKey("members.id"))
     readers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: members whose federated runs may train on it without reading it
+    federated_with: Mapped[list[str] | None] = mapped_column(JSON, nullable=True, default=list)
     residency_sites: Mapped[list[str]] = mapped_column(JSON, default=list)
     residency_members: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: where its files lie, relative to DATA_ROOT/OWNER ("": its id)
@@ -134,10 +136,23 @@ class JobRow(Base):
     secrets: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: how many of its runs in a row were lost (never seen to exit): past a limit it fails
     losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: ``batch`` (a job the scheduler places), ``federated`` (a federated run: its SuperLink
+    #: beside the control plane; the scheduler places its parts) or ``part`` (one
+    #: participant's SuperNode)
+    kind: Mapped[str] = mapped_column(String(20), default="batch", server_default="batch")
+    #: a part's federated run
+    run: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: a federated run's rounds and model as its run reported them (see
+    #: :mod:`suanli.service.federation`)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: the phase a part ends in once its run has stopped (its federated run ended)
+    concluded: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_phase_seq", "phase", "seq"),
         Index("ix_jobs_member_seq", "member", "seq"),
+        Index("ix_jobs_kind_phase", "kind", "phase"),
+        Index("ix_jobs_run", "run"),
     )
 
 

@@ -43,6 +43,41 @@ def _counted(records: list[RecordDict], key: str) -> MetricRecord:
     return merged
 
 
+class _Progress:
+    """Each round's aggregated metrics, appended as one JSON line to ``progress.jsonl`` in the
+    output directory as soon as Flower has them (suanli shows them while the run goes on).
+    Flower aggregates the training replies, then the evaluation replies, once per round."""
+
+    def __init__(self, out: str) -> None:
+        self.path = Path(out) / "progress.jsonl" if out else None
+        self.rounds = {"train": 0, "evaluate": 0}
+
+    def note(self, part: str, metrics: dict[str, Any]) -> None:
+        self.rounds[part] += 1
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        entry = {"round": self.rounds[part], part: {k: float(v) for k, v in metrics.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def modern(self, part: str) -> Any:
+        def aggregate(records: list[RecordDict], key: str) -> MetricRecord:
+            merged = _counted(records, key)
+            self.note(part, dict(merged))
+            return merged
+
+        return aggregate
+
+    def legacy(self, part: str) -> Any:
+        def aggregate(replies: list[tuple[int, Metrics]]) -> Metrics:
+            merged = _averaged(replies)
+            self.note(part, dict(merged))
+            return merged
+
+        return aggregate
+
+
 class _Clock:
     """When each round ended (Flower calls a strategy's evaluation hook before round 1 and
     after each round), so that each round's wall time goes into the metrics."""
@@ -83,12 +118,13 @@ def main(grid: Grid, context: Context) -> None:
         _secure(grid, context)
         return
     least = int(cfg["min-participants"])
+    progress = _Progress(str(cfg["output-dir"]))
     strategy: strategies.Strategy = strategies.FedAvg(
         min_train_nodes=least,
         min_evaluate_nodes=least,
         min_available_nodes=least,
-        train_metrics_aggr_fn=_counted,
-        evaluate_metrics_aggr_fn=_counted,
+        train_metrics_aggr_fn=progress.modern("train"),
+        evaluate_metrics_aggr_fn=progress.modern("evaluate"),
     )
     if (dp := _dp(cfg)) is not None:
         noise, norm, side = dp
@@ -132,6 +168,7 @@ def _secure(grid: Grid, context: Context) -> None:
     least = int(cfg["min-participants"])
     train = {k: cfg[k] for k in TRAIN_KEYS}
     clock = _Clock()
+    progress = _Progress(str(cfg["output-dir"]))
     strategy: legacy.Strategy = legacy.FedAvg(
         evaluate_fn=lambda r, params, config: clock.tick(),
         fraction_fit=1.0,
@@ -141,8 +178,8 @@ def _secure(grid: Grid, context: Context) -> None:
         min_available_clients=least,
         initial_parameters=ndarrays_to_parameters(task.init(int(cfg["seed"]))),
         on_fit_config_fn=lambda r: {**train, "server-round": r},
-        fit_metrics_aggregation_fn=_averaged,
-        evaluate_metrics_aggregation_fn=_averaged,
+        fit_metrics_aggregation_fn=progress.legacy("train"),
+        evaluate_metrics_aggregation_fn=progress.legacy("evaluate"),
     )
     if (dp := _dp(cfg)) is not None:
         noise, norm, _ = dp  # (client side: validation refuses central DP with SecAgg+)

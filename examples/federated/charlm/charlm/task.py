@@ -26,8 +26,11 @@ Params = list[np.ndarray]
 
 
 def load(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """A corpus as bytes, split into its training part and its held-out last tenth."""
-    raw = ANSI.sub(b"", Path(path).read_bytes())
+    """A corpus as bytes (a file, or a directory's files in name order, as suanli hands a
+    dataset), split into its training part and its held-out last tenth."""
+    where = Path(path)
+    files = sorted(p for p in where.rglob("*") if p.is_file()) if where.is_dir() else [where]
+    raw = ANSI.sub(b"", b"".join(f.read_bytes() for f in files))
     data = np.frombuffer(raw, dtype=np.uint8)
     cut = int(len(data) * (1 - HELD_OUT))
     return data[:cut], data[cut:]

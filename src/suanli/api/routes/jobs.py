@@ -42,7 +42,7 @@ async def jobs_submit(svc: Svc, creds: Creds, request: Request) -> list[JobView]
 def _submit(svc: Service, creds: Credentials, doc: Any) -> list[JobView]:
     # the caller is checked in the same thread and transaction (one hop off the event loop)
     with svc.db.session() as s:
-        return jobs.submit(s, creds.who(s, svc), doc, svc.clock(), svc.vault)
+        return jobs.submit(s, creds.who(s, svc), doc, svc.clock(), svc.vault, svc.federation_host)
 
 
 @router.get("/jobs", response_model=JobPage)

@@ -8,12 +8,15 @@ from typing import Any
 import yaml
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
 
 from suanli.errors import NotFoundError
 from suanli.model.job import Phase
 from suanli.service import jobs
+from suanli.service.auth import Principal
 from suanli.ui.html import e, facts, pill, table, url, when
 from suanli.ui.session import render, service_of, who_of
+from suanli.ui.svg import line_chart
 
 router = APIRouter(include_in_schema=False)
 #: jobs per page
@@ -81,6 +84,61 @@ def _placement(placement: dict[str, Any] | None) -> str:
     return f"{e(placement.get('model', ''))}" + table(["Node", "Devices"], rows)
 
 
+def _federated(s: Session, who: Principal, run: jobs.JobView) -> str:
+    """A federated run's participants (their parts, linked) and its rounds, with a plot of
+    the loss per round."""
+    rows = []
+    for p in run.spec.get("participants", []):
+        try:
+            part = jobs.get(s, who, p["part"])
+        except NotFoundError:
+            continue
+        node = part.placement["assignments"][0][0] if part.placement else "-"
+        link = f'<a href="{url("/ui/jobs/" + part.id)}">{e(part.id)}</a>'
+        rows.append([link, e(p["member"]), e(p["dataset"]), pill(part.phase), e(node)])
+    out = "<h2>Participants</h2>" + table(
+        ["Part", "Member", "Dataset", "Phase", "Node"], rows, table_id="participants"
+    )
+    progress = run.progress or {}
+    rounds = progress.get("rounds") or []
+    if not rounds:
+        return out + "<p class=muted>No round reported yet.</p>"
+    xs = [float(r["round"]) for r in rounds]
+    series = [
+        (label, [float((r.get(part) or {}).get(key, 0.0)) for r in rounds])
+        for label, part, key in (
+            ("train loss", "train", "train_loss"),
+            ("held-out loss", "evaluate", "eval_loss"),
+        )
+    ]
+    out += "<h2>Rounds</h2>" + line_chart("Loss per round", xs, series, "round", "nats/byte")
+    out += table(
+        ["Round", "Participants", "Train loss", "Held-out loss"],
+        [
+            [
+                str(r["round"]),
+                _num((r.get("train") or {}).get("participants"), "{:.0f}"),
+                _num((r.get("train") or {}).get("train_loss"), "{:.4f}"),
+                _num((r.get("evaluate") or {}).get("eval_loss"), "{:.4f}"),
+            ]
+            for r in rounds
+        ],
+        {1, 2, 3},
+        "rounds",
+    )
+    model = progress.get("model")
+    if model:
+        out += (
+            f"<p>Model: <code>{e(model['file'])}</code> "
+            f"sha256 <code>{e(model['sha256'])}</code></p>"
+        )
+    return out
+
+
+def _num(value: object, fmt: str) -> str:
+    return "-" if not isinstance(value, int | float) else fmt.format(value)
+
+
 @router.get("/ui/jobs/{job_id}")
 def job_page(request: Request, job_id: str) -> HTMLResponse:
     who = who_of(request)
@@ -105,7 +163,10 @@ def job_page(request: Request, job_id: str) -> HTMLResponse:
             ("Spec", f"<pre class=spec>{e(_yaml(row.spec))}</pre>"),
         ]
         readable = jobs.logs_readable(who, row)
-    details = facts(info, table_id="job")
+        if row.run:
+            info.insert(1, ("Part of", f'<a href="{url("/ui/jobs/" + row.run)}">{e(row.run)}</a>'))
+        federated = _federated(s, who, row) if row.kind == "federated" else ""
+    details = facts(info, table_id="job") + federated
     if not readable:
         return render(f"Job {job_id}", "/ui/jobs", who, details)
     body = (

@@ -1,0 +1,203 @@
+"""Federated jobs run by the service for real: submitted through the API, placed by the
+scheduler, each participant's SuperNode started by the local executor in a sandbox as that
+participant's OS user with its own dataset only, the SuperLink beside the control plane,
+Flower's own processes from ``envs/flower``, the shipped demo app and corpora. One part is moved
+off a drained node mid-run (preempted, requeued, placed again) and rejoins; the run ends, its
+parts with it, every round and the model are in the run's status, each participant's part is
+in the ledger under its own member, and nothing is left running."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from suanli.api.app import create_app
+from suanli.cli.main import cli
+from suanli.executors.flower import MARK
+from suanli.executors.local import LocalProcessExecutor
+from suanli.executors.processes import marked, stop_all
+from suanli.sched.policy import get_policy
+from suanli.sdk.client import Client
+from suanli.server import ServerConfig, prepare
+from suanli.service.context import Service
+from suanli.service.controller import Controller
+from suanli.service.vault import Vault
+from suanli.spec.alliance_file import load_alliance
+from suanli.store.database import Database
+from suanli.store.tables import JobRow, LedgerRow
+
+from ..conftest import EXAMPLES
+from ..live import serving
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPORA = ROOT / "examples" / "federated" / "data"
+#: where the example alliance's datasets lie under the data root (OWNER/PATH)
+LOCATIONS = {
+    "tang300": "qinghe-univ/poetry/tang300",
+    "song100": "pengcheng-lab/poetry/song100",
+    "chinese": "zhiyuan-ai/corpora/chinese",
+}
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("flower_required")]
+
+
+class Pool:
+    def __init__(self, url: str, token: str, ctl: Controller, db: Database) -> None:
+        self.client = Client(url, token)
+        self.client_url, self.token = url, token
+        self.ctl = ctl
+        self.db = db
+
+    def until(self, ok: Callable[[], bool], what: str, timeout_s: float = 600) -> None:
+        """Step the controller until ``ok`` holds."""
+        deadline = time.monotonic() + timeout_s
+        while not ok():
+            assert time.monotonic() < deadline, f"{what}: not in {timeout_s:.0f} s: {self.state()}"
+            self.ctl.step()
+            time.sleep(0.3)
+
+    def state(self) -> str:
+        """Every job's phase and reason, for a failure's message."""
+        jobs = self.client.jobs()["items"]
+        return "; ".join(f"{j['id']} {j['phase']} ({j['reason']})" for j in jobs)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.client.job(job_id)
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Iterator[Pool]:
+    data = tmp_path / "data"
+    for name, where in LOCATIONS.items():
+        (data / where).mkdir(parents=True)
+        shutil.copy(CORPORA / f"{name}.txt", data / where / f"{name}.txt")
+    data.chmod(0o755)
+    for d in data.rglob("*"):
+        d.chmod(0o755 if d.is_dir() else 0o644)
+    cfg = ServerConfig(tmp_path / "state", data_root=data)
+    db, token = prepare(cfg, load_alliance(EXAMPLES / "alliance.yaml"))
+    assert token is not None
+    executor = LocalProcessExecutor(cfg.state_dir, cfg.sandbox_config(), data_root=data)
+    vault = Vault.open(cfg.state_dir)
+    policy = get_policy("alliance")
+    ctl = Controller(db, executor, policy, vault=vault)
+    try:
+        with serving(create_app(Service(db, policy, executor, vault=vault))) as url:
+            yield Pool(url, token, ctl, db)
+    finally:
+        with db.session() as s:
+            for row in s.scalars(select(JobRow).where(JobRow.attempt > 0)):
+                executor.stop(row.id, row.attempt, 0.0)  # type: ignore[arg-type]
+        db.close()
+        stop_all([], f"{MARK}=fed-poetry".encode(), 5.0)
+
+
+def test_a_federated_job_runs_on_its_participants_nodes_and_survives_a_move(
+    pool: Pool, tmp_path: Path, shared_dir: Path
+) -> None:
+    app = shared_dir
+    shutil.copytree(ROOT / "examples" / "federated" / "charlm", app / "charlm")
+    for d in app.rglob("*"):
+        d.chmod(0o755 if d.is_dir() else 0o644)
+    (run,) = pool.client.submit(
+        {
+            "kind": "federated",
+            "id": "fed-poetry",
+            "member": "pengcheng-lab",
+            "app": "charlm",
+            "rounds": 4,
+            "min_participants": 2,
+            "participants": [
+                {"member": "qinghe-univ", "dataset": "tang300", "accelerators": "RTX4090:1"},
+                {"member": "pengcheng-lab", "dataset": "song100", "accelerators": "Ascend910B:1"},
+                {
+                    "member": "zhiyuan-ai",
+                    "dataset": "chinese",
+                    "accelerators": {"count": 1, "any_of": ["MLU370-X8", "C550"]},
+                },
+            ],
+            "run_config": {"local-steps": 20, "batch-size": 32},
+            "runtime_env": {"working_dir": str(app)},
+        }
+    )
+    assert run["kind"] == "federated" and run["phase"] == "PENDING"
+    parts = [f"fed-poetry.{k}" for k in (1, 2, 3)]
+    assert [pool.job(p)["member"] for p in parts] == ["qinghe-univ", "pengcheng-lab", "zhiyuan-ai"]
+    assert all(pool.job(p)["run"] == "fed-poetry" for p in parts)
+
+    # placed: each part on its own member's nodes where its dataset is resident
+    pool.until(lambda: pool.job("fed-poetry")["phase"] == "RUNNING", "the run started", 300)
+    where = {p: pool.job(p)["placement"]["assignments"][0][0] for p in parts}
+    assert where["fed-poetry.1"].startswith("qh-4090")
+    assert where["fed-poetry.2"].startswith("pc-910b")
+    assert where["fed-poetry.3"].startswith("zy-mlu370")
+    # each SuperNode was handed its own dataset only
+    state = tmp_path / "state" / "runs"
+    for p, ds in zip(parts, LOCATIONS, strict=True):
+        request = json.loads((state / p / "1" / "request.json").read_text())
+        assert set(request["datasets"]) == {ds}, request["datasets"]
+        assert request["member"] == pool.job(p)["member"]
+        assert request["sandbox"]["network"] == "host"
+    link = json.loads((state / "fed-poetry" / "1" / "request.json").read_text())
+    assert link["datasets"] == {} and link["member"] == "pengcheng-lab"
+
+    # a round done, then the MLU370s drained: zhiyuan-ai's part is preempted, moved to its
+    # C550 node (the same site, where its corpus may be read) and its SuperNode rejoins
+    pool.until(lambda: len(_rounds(pool)) >= 1, "a first round", 600)
+    moves = pool.client.drain_pool(model="MLU370-X8")
+    assert [m["job"] for m in moves["moving"]] == ["fed-poetry.3"], moves
+    pool.until(lambda: pool.job("fed-poetry.3")["attempt"] == 2, "the part placed again", 300)
+    moved = pool.job("fed-poetry.3")
+    assert moved["preemptions"] == 1
+    assert moved["placement"]["assignments"][0][0].startswith("zy-c550")
+    assert pool.job("fed-poetry")["phase"] == "RUNNING"  # (the run went on meanwhile)
+
+    pool.until(lambda: pool.job("fed-poetry")["phase"] == "SUCCEEDED", "the run ended", 900)
+    pool.until(
+        lambda: all(pool.job(p)["phase"] == "SUCCEEDED" for p in parts), "its parts ended", 120
+    )
+    done = pool.job("fed-poetry")
+    rounds = done["progress"]["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2, 3, 4]
+    assert all(2 <= r["train"]["participants"] <= 3 for r in rounds)
+    assert all("eval_loss" in r["evaluate"] for r in rounds)
+    model = done["progress"]["model"]
+    assert len(model["sha256"]) == 64 and model["bytes"] > 0
+    output = tmp_path / "state" / "checkpoints" / "fed-poetry" / "output"
+    lineage = json.loads((output / "lineage.json").read_text())
+    assert lineage["model"]["sha256"] == model["sha256"]
+    assert [p["dataset"] for p in lineage["participants"]] == list(LOCATIONS)
+
+    # each participant's part is charged to its own member, the run to no one
+    with pool.db.session() as s:
+        charged = {
+            (r.job, r.member)
+            for r in s.scalars(select(LedgerRow).where(LedgerRow.kind == "usage"))
+            if r.job is not None
+        }
+    assert {("fed-poetry.1", "qinghe-univ"), ("fed-poetry.2", "pengcheng-lab")} <= charged
+    assert ("fed-poetry.3", "zhiyuan-ai") in charged
+    assert not any(job == "fed-poetry" for job, _ in charged)
+    assert not marked(f"{MARK}=fed-poetry".encode())
+
+    # what `suanli job` shows of it
+    shown = CliRunner().invoke(
+        cli, ["job", "fed-poetry", "--url", pool.client_url, "--token", pool.token]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "4 of 4 done" in shown.stdout and model["sha256"] in shown.stdout
+    assert "fed-poetry.3  zhiyuan-ai     chinese" in shown.stdout
+    assert "EVAL LOSS" in shown.stdout
+
+
+def _rounds(pool: Pool) -> list[dict[str, Any]]:
+    progress = pool.job("fed-poetry").get("progress") or {}
+    return list(progress.get("rounds") or [])
