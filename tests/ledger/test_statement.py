@@ -38,6 +38,20 @@ def test_records_straddling_the_bounds_count_in_proportion() -> None:
     assert t["utilization"] == pytest.approx((1.0 + 3.0) / 20.0)
 
 
+def test_a_participant_pays_for_its_own_part_of_a_federated_run() -> None:
+    rows = [
+        ("usage", "a", "a", "H800", NOV_START, NOV_START + 3600, 4.0, "run-1"),
+        ("usage", "a", "b", "H800", NOV_START, NOV_START + 3600, 2.0, "run-2"),
+        ("usage", "a", "a", "H800", NOV_START, NOV_START + 3600, 1.0, None),  # a batch job
+        ("usage", "b", "b", "H800", NOV_START, NOV_START + 3600, 8.0, "run-1"),  # b's part
+    ]
+    st_a = statement("a", "2026-11", "real", rows)
+    assert st_a.to_json()["federated_runs"] == {"run-1": 4.0, "run-2": 2.0}
+    assert st_a.totals["consumed"] == pytest.approx(7.0)
+    assert ("federated_run", "run-1", 4.0) in st_a.csv_rows()
+    assert statement("b", "2026-11", "real", rows).to_json()["federated_runs"] == {"run-1": 8.0}
+
+
 usage = st.tuples(
     st.just("usage"),
     st.sampled_from(MEMBERS),

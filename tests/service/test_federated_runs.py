@@ -9,12 +9,15 @@ in the ledger under its own member, and nothing is left running."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -27,6 +30,7 @@ from suanli.executors.processes import marked, stop_all
 from suanli.sched.policy import get_policy
 from suanli.sdk.client import Client
 from suanli.server import ServerConfig, prepare
+from suanli.service.auth import open_session
 from suanli.service.context import Service
 from suanli.service.controller import Controller
 from suanli.service.vault import Vault
@@ -91,7 +95,11 @@ def pool(tmp_path: Path) -> Iterator[Pool]:
     ctl = Controller(db, executor, policy, vault=vault)
     try:
         with serving(create_app(Service(db, policy, executor, vault=vault))) as url:
-            yield Pool(url, token, ctl, db)
+            pool = Pool(url, token, ctl, db)
+            try:
+                yield pool
+            finally:
+                pool.client.close()
     finally:
         with db.session() as s:
             for row in s.scalars(select(JobRow).where(JobRow.attempt > 0)):
@@ -100,20 +108,18 @@ def pool(tmp_path: Path) -> Iterator[Pool]:
         stop_all([], f"{MARK}=fed-poetry".encode(), 5.0)
 
 
-def test_a_federated_job_runs_on_its_participants_nodes_and_survives_a_move(
-    pool: Pool, tmp_path: Path, shared_dir: Path
-) -> None:
-    app = shared_dir
-    shutil.copytree(ROOT / "examples" / "federated" / "charlm", app / "charlm")
-    for d in app.rglob("*"):
+def submit(pool: Pool, work: Path, run_id: str, rounds: int) -> dict[str, Any]:
+    """The demo app on the three corpora, from a working directory runs can read."""
+    shutil.copytree(ROOT / "examples" / "federated" / "charlm", work / "charlm")
+    for d in work.rglob("*"):
         d.chmod(0o755 if d.is_dir() else 0o644)
     (run,) = pool.client.submit(
         {
             "kind": "federated",
-            "id": "fed-poetry",
+            "id": run_id,
             "member": "pengcheng-lab",
             "app": "charlm",
-            "rounds": 4,
+            "rounds": rounds,
             "min_participants": 2,
             "participants": [
                 {"member": "qinghe-univ", "dataset": "tang300", "accelerators": "RTX4090:1"},
@@ -125,9 +131,16 @@ def test_a_federated_job_runs_on_its_participants_nodes_and_survives_a_move(
                 },
             ],
             "run_config": {"local-steps": 20, "batch-size": 32},
-            "runtime_env": {"working_dir": str(app)},
+            "runtime_env": {"working_dir": str(work)},
         }
     )
+    return run
+
+
+def test_a_federated_job_runs_on_its_participants_nodes_and_survives_a_move(
+    pool: Pool, tmp_path: Path, shared_dir: Path
+) -> None:
+    run = submit(pool, shared_dir, "fed-poetry", 4)
     assert run["kind"] == "federated" and run["phase"] == "PENDING"
     parts = [f"fed-poetry.{k}" for k in (1, 2, 3)]
     assert [pool.job(p)["member"] for p in parts] == ["qinghe-univ", "pengcheng-lab", "zhiyuan-ai"]
@@ -186,6 +199,10 @@ def test_a_federated_job_runs_on_its_participants_nodes_and_survives_a_move(
     assert {("fed-poetry.1", "qinghe-univ"), ("fed-poetry.2", "pengcheng-lab")} <= charged
     assert ("fed-poetry.3", "zhiyuan-ai") in charged
     assert not any(job == "fed-poetry" for job, _ in charged)
+    period = time.strftime("%Y-%m", time.gmtime())
+    for member in ("qinghe-univ", "pengcheng-lab", "zhiyuan-ai"):
+        runs = pool.client.statement(member, period, "real")["federated_runs"]
+        assert set(runs) == {"fed-poetry"} and runs["fed-poetry"] > 0, (member, runs)
     assert not marked(f"{MARK}=fed-poetry".encode())
 
     # what `suanli job` shows of it
@@ -196,6 +213,42 @@ def test_a_federated_job_runs_on_its_participants_nodes_and_survives_a_move(
     assert "4 of 4 done" in shown.stdout and model["sha256"] in shown.stdout
     assert "fed-poetry.3  zhiyuan-ai     chinese" in shown.stdout
     assert "EVAL LOSS" in shown.stdout
+
+    # the dashboard's page of the run: its parts and its loss per round, plotted
+    with pool.db.session() as s:
+        web = open_session(s, pool.token, time.time())
+    with httpx.Client(base_url=pool.client_url, cookies={"suanli_session": web.id}) as c:
+        page = c.get("/ui/jobs/fed-poetry").text
+        part = c.get("/ui/jobs/fed-poetry.3").text
+    assert 'aria-label="Loss per round"' in page and "<polyline" in page
+    assert page.count("/ui/jobs/fed-poetry.") >= 3 and model["sha256"] in page
+    assert "Part of" in part and "/ui/jobs/fed-poetry" in part
+
+
+def test_a_dead_superlink_fails_the_run_with_the_reason_and_leaves_nothing(
+    pool: Pool, shared_dir: Path
+) -> None:
+    submit(pool, shared_dir, "fed-poetry", 50)
+    pool.until(lambda: len(_rounds(pool)) >= 1, "a first round", 600)
+    mark = f"{MARK}=fed-poetry".encode()
+    (link,) = [p for p in marked(mark) if b"flower-superlink" in _cmdline(p)]
+    os.kill(link, signal.SIGKILL)
+    pool.until(lambda: pool.job("fed-poetry")["phase"] == "FAILED", "the run failed", 300)
+    assert "the SuperLink exited" in pool.job("fed-poetry")["reason"]
+    parts = [f"fed-poetry.{k}" for k in (1, 2, 3)]
+    pool.until(lambda: all(pool.job(p)["phase"] == "FAILED" for p in parts), "parts ended", 120)
+    assert all("ended FAILED" in pool.job(p)["reason"] for p in parts)
+    deadline = time.monotonic() + 30
+    while marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not marked(mark)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _rounds(pool: Pool) -> list[dict[str, Any]]:

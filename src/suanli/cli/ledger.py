@@ -43,8 +43,9 @@ def ledger_statement(
     lines = ["contributed", "consumed", "own_use", "lent", "borrowed", "balance"]
     rows: list[list[Any]] = [[k, "", f"{st[k]:.3f}"] for k in lines]
     rows.append(["utilization", "", f"{st['utilization']:.1%}"])
-    for section in ("contributed_by_model", "consumed_by_model", "lent_to", "borrowed_from"):
-        rows += [[section, k, f"{v:.3f}"] for k, v in st[section].items()]
+    sections = ("contributed_by_model", "consumed_by_model", "lent_to", "borrowed_from")
+    for section in (*sections, "federated_runs"):
+        rows += [[section, k, f"{v:.3f}"] for k, v in st.get(section, {}).items()]
     click.echo(f"{member} {period} ({book} book, NU-hours, {st['records']} records)")
     click.echo(table(["LINE", "DETAIL", "NU-H"], rows))
 

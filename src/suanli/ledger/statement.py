@@ -11,7 +11,9 @@ inside it. The settlement rule (docs/ledger.md):
 - ``balance = lent - borrowed``: positive, the alliance owes the member; negative, the member
   owes it. Balances of all members in a period sum to zero; each borrower settles with each
   lender as ``lent_by``/``borrowed_from`` list them;
-- ``utilization = (own_use + lent) / contributed``: how much of what it offered was used.
+- ``utilization = (own_use + lent) / contributed``: how much of what it offered was used;
+- ``federated_runs``: the part of ``consumed`` that its parts of federated runs used, by run
+  (each participant pays for its own part of a run; the run's submitter pays for none of it).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class Statement:
     own_use: float = 0.0
     lent_to: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     borrowed_from: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    federated_runs: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     records: int = 0
 
     def add(
@@ -70,8 +73,10 @@ class Statement:
         start: float,
         end: float,
         units: float,
+        run: str | None = None,
     ) -> None:
-        """Count one record (of this member, or used on its nodes) prorated to the period."""
+        """Count one record (of this member, or used on its nodes) prorated to the period;
+        ``run``: the federated run the record's job is a part of, if any."""
         if end <= start:  # an instant: in the period or not
             if not self.start <= start < self.end:
                 return
@@ -88,6 +93,8 @@ class Statement:
             return
         if member == self.member:
             self.consumed[model] += share
+            if run is not None:
+                self.federated_runs[run] += share
             if provider == self.member:
                 self.own_use += share
             else:
@@ -122,6 +129,7 @@ class Statement:
             "consumed_by_model": {k: _r(v) for k, v in sorted(self.consumed.items())},
             "lent_to": {k: _r(v) for k, v in sorted(self.lent_to.items())},
             "borrowed_from": {k: _r(v) for k, v in sorted(self.borrowed_from.items())},
+            "federated_runs": {k: _r(v) for k, v in sorted(self.federated_runs.items())},
             "records": self.records,
         }
 
@@ -132,6 +140,7 @@ class Statement:
         rows += [("consumed", m, _r(v)) for m, v in sorted(self.consumed.items())]
         rows += [("lent_to", m, _r(v)) for m, v in sorted(self.lent_to.items())]
         rows += [("borrowed_from", m, _r(v)) for m, v in sorted(self.borrowed_from.items())]
+        rows += [("federated_run", m, _r(v)) for m, v in sorted(self.federated_runs.items())]
         return rows
 
 
@@ -139,10 +148,11 @@ def statement(
     member: str,
     period: str,
     book: str,
-    rows: Iterable[tuple[str, str, str, str, float, float, float]],
+    rows: Iterable[tuple[Any, ...]],
 ) -> Statement:
     """The statement of ``member`` from ``(kind, member, provider, model, start, end, units)``
-    rows (any superset of the member's and its nodes' records overlapping the period)."""
+    rows, each maybe followed by the federated run of its job (any superset of the member's
+    and its nodes' records overlapping the period)."""
     start, end = period_bounds(period)
     st = Statement(member, period, book, start, end)
     for row in rows:

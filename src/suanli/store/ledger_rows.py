@@ -9,7 +9,7 @@ import time
 import weakref
 from collections import defaultdict
 from collections.abc import Generator, Sequence
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Engine, Table, insert, select, update
 from sqlalchemy.orm import Session
@@ -18,7 +18,7 @@ from suanli.errors import ConflictError
 from suanli.ledger.record import GENESIS, ChainCheck, Kind, Record, chain_hash, verify_chain
 from suanli.ledger.statement import Statement, period_bounds, statement
 from suanli.store.database import per_engine
-from suanli.store.tables import LedgerHeadRow, LedgerRow
+from suanli.store.tables import JobRow, LedgerHeadRow, LedgerRow
 
 REAL = "real"
 #: the half-life of past usage in the scheduler's ordering (the simulator's default too)
@@ -101,13 +101,16 @@ def member_statement(s: Session, member: str, period: str, book: str = REAL) -> 
         LedgerRow.units,
     )
     window = (LedgerRow.book == book, LedgerRow.start >= t0 - span, LedgerRow.start < t1)
-    own = select(*cols).where(*window, LedgerRow.member == member)
+    # (its own records with the federated run of their job, if a part of one)
+    own = (
+        select(*cols, JobRow.run)
+        .outerjoin(JobRow, JobRow.id == LedgerRow.job)
+        .where(*window, LedgerRow.member == member)
+    )
     lent = select(*cols).where(*window, LedgerRow.provider == member, LedgerRow.member != member)
-    rows: list[tuple[str, str, str, str, float, float, float]] = []
+    rows: list[tuple[Any, ...]] = []
     for q in (own, lent):
-        rows.extend(
-            cast(tuple[str, str, str, str, float, float, float], tuple(r)) for r in s.execute(q)
-        )
+        rows.extend(tuple(r) for r in s.execute(q))
     return statement(member, period, book, rows)
 
 

@@ -52,8 +52,9 @@ def ledger_page(
         ("consumed_by_model", "consumed"),
         ("lent_to", "lent to"),
         ("borrowed_from", "borrowed from"),
+        ("federated_runs", "its part of federated run"),
     ]:
-        rows += [[f"{title} {e(k)}", f"{v:,.3f}"] for k, v in st[section].items()]
+        rows += [[f"{title} {e(k)}", f"{v:,.3f}"] for k, v in st.get(section, {}).items()]
     csv_link = url(
         "/api/v1/ledger/statement", member=member, period=period, book=book, format="csv"
     )
