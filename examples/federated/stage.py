@@ -26,12 +26,17 @@ def main() -> None:
     ap.add_argument("data_root", type=Path, nargs="?", default=Path(".suanli/data"))
     args = ap.parse_args()
     alliance = load_alliance(ALLIANCE)
+    root = args.data_root
+    made = [p for p in (root.parent, root) if not p.exists()]
+    root.mkdir(parents=True, exist_ok=True)
+    for p in made:  # (the server keeps its state directory, and what it made in it, private)
+        p.chmod(0o700)
     for name in CORPORA:
         ds = alliance.datasets[DatasetId(name)]
-        dest = args.data_root / ds.owner / ds.path
+        dest = root / ds.owner / ds.path
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy(HERE / "data" / f"{name}.txt", dest / f"{name}.txt")
-        dest.chmod(0o755)  # (a run reads it as its member's own OS user)
+        dest.chmod(0o755)  # (a run reads it as its member's own OS user, mounted where it runs)
         (dest / f"{name}.txt").chmod(0o644)
         print(f"{name} ({ds.owner}) -> {dest}")
 

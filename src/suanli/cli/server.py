@@ -218,7 +218,14 @@ def _submit_when_up(url: str, token: str | None, text: str, until_done: bool) ->
             jobs = c.submit(text)
             click.echo(f"submitted {len(jobs)} job(s): " + ", ".join(j["id"] for j in jobs))
             if until_done:
-                _wait_and_report(c, [j["id"] for j in jobs])
+                # (a federated run ends before its parts have stopped: wait for them too)
+                parts = [
+                    p["part"]
+                    for j in jobs
+                    if j.get("kind") == "federated"
+                    for p in j["spec"].get("participants", [])
+                ]
+                _wait_and_report(c, [j["id"] for j in jobs] + parts)
         except (ApiError, OSError) as exc:
             click.echo(f"submit failed: {exc}", err=True)
         if until_done:
