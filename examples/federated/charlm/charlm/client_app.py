@@ -5,13 +5,16 @@ It speaks both of Flower's message formats: the Message API's (``arrays``, ``con
 when the run asks for secure aggregation, the one Flower's SecAgg+ workflow uses
 (``fitins.*``, ``evaluateins.*``), under Flower's ``secaggplus_mod``. Local differential
 privacy (``dp-side = "client"``) clips each update here with Flower's ``fixedclipping_mod``.
+
+Each participant keeps its Adam optimizer (moments and step) in its node state for the run,
+across rounds: only the weights travel.
 """
 
 from __future__ import annotations
 
 import time
 
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.client import mod as legacy_mods
 from flwr.clientapp import ClientApp
 from flwr.clientapp import mod as mods
@@ -62,10 +65,21 @@ def _data(context: Context) -> tuple:
     return task.load(str(context.node_config["data-path"]))
 
 
+def _optimizer(params: list, context: Context) -> task.Adam:
+    """This participant's Adam as its last round left it (kept in the node's state for the
+    run: it never leaves the participant), or a fresh one in its first round."""
+    state = context.state
+    if "adam" not in state.array_records:
+        return task.Adam(params)
+    t = int(state.config_records["adam-step"]["t"])
+    return task.Adam.restore(params, state.array_records["adam"].to_numpy_ndarrays(), t)
+
+
 def _train(params: list, config: dict, context: Context) -> tuple[list, dict]:
     train_part, _ = _data(context)
     server_round = int(config["server-round"])
     began = time.monotonic()
+    adam = _optimizer(params, context)
     params, loss = task.train(
         params,
         train_part,
@@ -73,7 +87,10 @@ def _train(params: list, config: dict, context: Context) -> tuple[list, dict]:
         batch=int(config["batch-size"]),
         lr=float(config["learning-rate"]),
         seed=int(config["seed"]) * 1000 + server_round,
+        adam=adam,
     )
+    context.state.array_records["adam"] = ArrayRecord(adam.arrays())
+    context.state.config_records["adam-step"] = ConfigRecord({"t": adam.t})
     seconds = time.monotonic() - began
     return params, {"train_loss": loss, "train_seconds": seconds, "num-examples": len(train_part)}
 

@@ -80,25 +80,55 @@ def _backward(params: Params, ctx: np.ndarray, target: np.ndarray, cache: tuple)
     return [dembed, dw1, db1, dw2, db2]
 
 
+class Adam:
+    """Adam's moments and step count. A participant keeps its own across rounds (they are
+    part of its local training, never sent): each round starts from the new global weights
+    with the optimizer as the participant left it."""
+
+    def __init__(self, params: Params) -> None:
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.t = 0
+
+    def arrays(self) -> list[np.ndarray]:
+        """The moments, first then second, each in the parameters' order."""
+        return [*self.m, *self.v]
+
+    @classmethod
+    def restore(cls, params: Params, arrays: list[np.ndarray], t: int) -> Adam:
+        adam = cls(params)
+        n = len(params)
+        adam.m, adam.v, adam.t = list(arrays[:n]), list(arrays[n:]), t
+        return adam
+
+
 def train(
-    params: Params, data: np.ndarray, steps: int, batch: int, lr: float, seed: int
+    params: Params,
+    data: np.ndarray,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    adam: Adam | None = None,
 ) -> tuple[Params, float]:
     """``steps`` of Adam on random windows of ``data``; the new parameters and the mean loss.
-    The optimizer's moments start afresh each call (they stay with the participant)."""
+    ``adam`` (updated in place) carries the optimizer over from an earlier call; without it
+    the moments start afresh."""
     rng = np.random.default_rng(seed)
     params = [p.copy() for p in params]
-    m = [np.zeros_like(p) for p in params]
-    v = [np.zeros_like(p) for p in params]
+    opt = adam if adam is not None else Adam(params)
     losses = []
-    for t in range(1, steps + 1):
+    for _ in range(steps):
+        opt.t += 1
+        t = opt.t
         starts = rng.integers(0, len(data) - CONTEXT - 1, batch)
         ctx, target = _windows(data, starts)
         loss, cache = _forward(params, ctx, target)
         losses.append(loss)
         for i, g in enumerate(_backward(params, ctx, target, cache)):
-            m[i] = 0.9 * m[i] + 0.1 * g
-            v[i] = 0.999 * v[i] + 0.001 * g * g
-            mhat, vhat = m[i] / (1 - 0.9**t), v[i] / (1 - 0.999**t)
+            opt.m[i] = 0.9 * opt.m[i] + 0.1 * g
+            opt.v[i] = 0.999 * opt.v[i] + 0.001 * g * g
+            mhat, vhat = opt.m[i] / (1 - 0.9**t), opt.v[i] / (1 - 0.999**t)
             params[i] -= (lr * mhat / (np.sqrt(vhat) + 1e-8)).astype(np.float32)
     return params, float(np.mean(losses))
 
