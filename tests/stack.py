@@ -9,6 +9,7 @@ from pathlib import Path
 
 from suanli.api.app import create_app
 from suanli.executors.local import LocalProcessExecutor
+from suanli.hub.blobs import BlobStore
 from suanli.sched.policy import get_policy
 from suanli.sdk.client import ApiError, Client
 from suanli.service.auth import create_user
@@ -54,7 +55,10 @@ class Stack:
         self.controller = Controller(db, self.executor, policy)
         self.vault = Vault.open(tmp)
         self.controller.vault = self.vault
-        self.app = create_app(Service(db, policy, self.executor, vault=self.vault))
+        self.hub = BlobStore(tmp / "hub")
+        self.app = create_app(
+            Service(db, policy, self.executor, vault=self.vault, hub=self.hub, hub_max_file=1 << 26)
+        )
         self.tokens: dict[str, str] = {}
         self.url = ""
         self.clients: dict[str, Client] = {}

@@ -28,6 +28,7 @@ from suanli.executors.output import DEFAULT_CAP_BYTES
 from suanli.executors.ray_cluster import LocalRayCluster
 from suanli.executors.sandbox import SandboxConfig, SandboxMode
 from suanli.executors.sandbox import check as check_sandbox
+from suanli.hub.blobs import BlobStore
 from suanli.model.alliance import Alliance
 from suanli.model.ids import SiteId
 from suanli.sched.policy import get_policy
@@ -86,6 +87,10 @@ class ServerConfig:
     log_cap_bytes: int = DEFAULT_CAP_BYTES
     #: where federated runs' SuperLinks listen (their participants' SuperNodes dial it)
     federation_host: str = "127.0.0.1"
+    #: where the hub keeps its files (default STATE_DIR/hub)
+    hub_dir: Path | None = None
+    #: the largest file the hub accepts
+    hub_max_file: int = 8 << 30
 
     def sandbox_config(self) -> SandboxConfig:
         return SandboxConfig(SandboxMode(self.sandbox), self.job_network)
@@ -261,6 +266,8 @@ def serve(cfg: ServerConfig, alliance: Alliance) -> None:
         watch = FileWatch(cfg.state_dir / "suanli.db") if cfg.db_url is None else None
         loop = ControllerLoop(controller, cfg.interval_s, health, watch)
         reports = cfg.reports_dir or cfg.state_dir / "reports"
+        store = BlobStore(cfg.hub_dir or cfg.state_dir / "hub")
+        store.clean_incoming()  # (uploads a stopped server was receiving: never committed)
         app = create_app(
             Service(
                 db,
@@ -270,6 +277,8 @@ def serve(cfg: ServerConfig, alliance: Alliance) -> None:
                 reports_dir=reports,
                 vault=vault,
                 federation_host=cfg.federation_host,
+                hub=store,
+                hub_max_file=cfg.hub_max_file,
             )
         )
         app.state.service.health = health

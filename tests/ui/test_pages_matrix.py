@@ -14,7 +14,7 @@ from suanli.service.auth import open_session
 from ..stack import USERS, Stack, job
 
 #: the pages every signed-in user may open
-PAGES = ["/ui/", "/ui/queue", "/ui/jobs", "/ui/members", "/ui/reports", "/ui/ledger"]
+PAGES = ["/ui/", "/ui/queue", "/ui/jobs", "/ui/members", "/ui/reports", "/ui/ledger", "/ui/hub"]
 
 
 def session(stack: Stack, user: str) -> httpx.Client:

@@ -3,6 +3,7 @@ domain errors to HTTP answers."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -118,6 +119,17 @@ def principal(request: Request, creds: Creds) -> Principal:
 Who = Annotated[Principal, Depends(principal)]
 
 
+def maybe_principal(request: Request, creds: Creds) -> Principal | None:
+    """The caller, or None for a request with no credentials at all (what anyone may read,
+    such as a public repo of the hub); credentials that do not check out are still 401."""
+    if not creds.token and not creds.cookie:
+        return None
+    return principal(request, creds)
+
+
+MaybeWho = Annotated[Principal | None, Depends(maybe_principal)]
+
+
 async def body_document(request: Request) -> Any:
     """A JSON body, or YAML with a YAML content type: bounded (JSON's types only, a limited
     depth and number of values: :func:`suanli.spec.common.check_document`), parsed off the
@@ -149,11 +161,21 @@ class RequestLimits:
     refused (no name, path or filter holds one; databases refuse it). No body over
     ``max_bytes`` is read: one that says it is larger is answered 413 at once, one that turns
     out larger is answered 413 as soon as it has; the app behind sees the body replayed, whole
-    and bounded."""
+    and bounded. The paths that ``streamed`` matches (the hub's uploads) are held only to the
+    larger ``streamed_max`` by what they declare, and their routes read (and count) the body
+    as it comes."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = MAX_BODY,
+        streamed: re.Pattern[str] | None = None,
+        streamed_max: int = 0,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed = streamed
+        self.streamed_max = streamed_max
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -169,6 +191,12 @@ class RequestLimits:
             return
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"0")
+        if self.streamed is not None and self.streamed.match(scope["path"]):
+            if declared.isdigit() and int(declared) <= self.streamed_max:
+                await self.app(scope, receive, send)
+            else:
+                await self._refuse(send, PayloadTooLargeError(f"over {self.streamed_max} bytes"))
+            return
         if not declared.isdigit() or int(declared) > self.max_bytes:
             await self._refuse(send)
             return

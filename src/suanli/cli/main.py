@@ -60,6 +60,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "The books: statements per member and month, and the hash chain's check.",
     ),
     "users": ("users", "users", "Users and their tokens: list, create, revoke, rotate."),
+    "hub": (
+        "hub",
+        "hub_cmd",
+        "The alliance's hub: models and datasets, their revisions and who may read them.",
+    ),
     "sim": ("sim", "sim", "Trace-driven simulation on the same scheduler as the service."),
 }
 

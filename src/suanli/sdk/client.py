@@ -11,9 +11,13 @@ message and, for invalid input, every problem with its field; an unreachable ser
 
 from __future__ import annotations
 
+import base64
+import json
+import tempfile
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import quote
 
 from suanli.sdk.connection import Connection
@@ -305,3 +309,73 @@ class Client:
 
     def verify_ledger(self, book: str = "real") -> dict[str, Any]:
         return self._get("/api/v1/ledger/verify", book=book)  # type: ignore[no-any-return]
+
+    # -- hub (the Hugging Face protocol's routes: any HF client works too) -----------------
+    def hub_repos(self, kind: str = "model", member: str | None = None) -> list[dict[str, Any]]:
+        """The repos of a kind (of one member) that the caller may read."""
+        return self._get(f"/api/{kind}s", author=member)  # type: ignore[no-any-return]
+
+    def hub_repo(self, repo: str, kind: str = "model", revision: str = "main") -> dict[str, Any]:
+        """A repo at a revision: its commit (``sha``), files, visibility and licence."""
+        rev = quote(revision, safe="")
+        return self._get(f"/api/{kind}s/{repo}/revision/{rev}")  # type: ignore[no-any-return]
+
+    def hub_refs(self, repo: str, kind: str = "model") -> dict[str, Any]:
+        return self._get(f"/api/{kind}s/{repo}/refs")  # type: ignore[no-any-return]
+
+    def hub_commits(
+        self, repo: str, kind: str = "model", revision: str = "main"
+    ) -> list[dict[str, Any]]:
+        rev = quote(revision, safe="")
+        return self._get(f"/api/{kind}s/{repo}/commits/{rev}")  # type: ignore[no-any-return]
+
+    def hub_create(
+        self, repo: str, kind: str = "model", visibility: str = "private"
+    ) -> dict[str, Any]:
+        org, _, name = repo.partition("/")
+        doc = {"name": name, "organization": org, "type": kind, "visibility": visibility}
+        return self._check(self.http.post("/api/repos/create", json=doc)).json()  # type: ignore[no-any-return]
+
+    def hub_visibility(
+        self, repo: str, visibility: str, shared_with: list[str] | None = None, kind: str = "model"
+    ) -> dict[str, Any]:
+        doc = {"visibility": visibility, "sharedWith": shared_with or []}
+        return self._check(self.http.put(f"/api/{kind}s/{repo}/settings", json=doc)).json()  # type: ignore[no-any-return]
+
+    def hub_upload(
+        self,
+        repo: str,
+        files: dict[str, Path],
+        kind: str = "model",
+        message: str = "upload",
+        revision: str = "main",
+    ) -> str:
+        """One commit adding ``files`` (path in the repo -> local file); its id. The body is
+        built on disk, never whole in memory."""
+        rev = quote(revision, safe="")
+        with tempfile.TemporaryFile() as body:
+            body.write(json.dumps({"key": "header", "value": {"summary": message}}).encode())
+            for path, local in files.items():
+                body.write(b'\n{"key": "file", "value": {"content": "')
+                with local.open("rb") as f:
+                    while chunk := f.read(3 << 18):
+                        body.write(base64.b64encode(chunk))
+                body.write(b'", "encoding": "base64", "path": ' + json.dumps(path).encode() + b"}}")
+            body.write(b"\n")
+            size = body.tell()
+            body.seek(0)
+            headers = {"Content-Type": "application/x-ndjson", "Content-Length": str(size)}
+            url = f"/api/{kind}s/{repo}/commit/{rev}"
+            r = self.http.post(url, content=body if size > 0 else b"", headers=headers)
+        return str(self._check(r).json()["commitOid"])
+
+    def hub_download(
+        self, repo: str, path: str, dest: BinaryIO, kind: str = "model", revision: str = "main"
+    ) -> None:
+        """A file of a revision, written to ``dest`` as it comes."""
+        where = repo if kind == "model" else f"{kind}s/{repo}"
+        url = f"/{where}/resolve/{quote(revision, safe='')}/{quote(path)}"
+        if isinstance(self.http, Connection):
+            self._check(self.http.request("GET", url, sink=dest))
+            return
+        dest.write(self._check(self.http.get(url)).content)

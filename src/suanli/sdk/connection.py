@@ -24,7 +24,7 @@ import os
 import select
 import ssl
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlencode, urlsplit
 
 
@@ -120,9 +120,13 @@ class Connection:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
-        content: bytes | None = None,
+        content: bytes | BinaryIO | None = None,
         headers: Mapping[str, str] | None = None,
+        sink: BinaryIO | None = None,
     ) -> Response:
+        """One request. ``content`` may be a file (its bytes stream; give Content-Length in
+        ``headers``); with ``sink``, a successful answer's body is copied there as it comes
+        instead of being kept."""
         target = self.prefix + path
         if params:
             target += "?" + urlencode(
@@ -143,7 +147,12 @@ class Connection:
                 headers=sent,
             )
             answer = conn.getresponse()
-            body = answer.read()
+            if sink is not None and answer.status < 300:
+                while chunk := answer.read(1 << 20):
+                    sink.write(chunk)
+                body = b""
+            else:
+                body = answer.read()
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise ConnectionError(f"{url}: {exc or type(exc).__name__}") from exc

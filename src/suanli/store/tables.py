@@ -264,3 +264,61 @@ class LedgerHeadRow(Base):
     capacity_until: Mapped[float | None] = mapped_column(Float, nullable=True)
     #: the longest record's duration (statements look that far back before their period)
     max_span: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class HubRepoRow(Base):
+    """A repo of the hub (see :mod:`suanli.service.hub`): a model or dataset owned by a
+    member, named ``MEMBER/NAME``. ``visibility``: ``private`` (its member), ``members`` (and
+    those in ``shared_with``), ``alliance`` (every user of the alliance) or ``public`` (anyone,
+    without a token)."""
+
+    __tablename__ = "hub_repos"
+    id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    member: Mapped[str] = mapped_column(ForeignKey("members.id"))
+    name: Mapped[str] = mapped_column(String(96))
+    visibility: Mapped[str] = mapped_column(String(16))
+    shared_with: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ux_hub_repos_name", "kind", "member", "name", unique=True),)
+
+
+class HubCommitRow(Base):
+    """A revision of a repo: its files are :class:`HubFileRow` rows (the whole tree, so that
+    any revision is read without walking its history)."""
+
+    __tablename__ = "hub_commits"
+    sha: Mapped[str] = mapped_column(String(40), primary_key=True)
+    repo: Mapped[int] = mapped_column(ForeignKey("hub_repos.id"))
+    parent: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    #: the job whose run token made it (None: a person)
+    job: Mapped[str | None] = mapped_column(ID, nullable=True)
+
+    __table_args__ = (Index("ix_hub_commits_repo", "repo", "created_at"),)
+
+
+class HubFileRow(Base):
+    __tablename__ = "hub_files"
+    commit: Mapped[str] = mapped_column(ForeignKey("hub_commits.sha"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    sha1: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_hub_files_sha256", "sha256"),)
+
+
+class HubRefRow(Base):
+    """A branch (moved by each commit to it) or a tag (fixed) of a repo."""
+
+    __tablename__ = "hub_refs"
+    repo: Mapped[int] = mapped_column(ForeignKey("hub_repos.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    commit: Mapped[str] = mapped_column(ForeignKey("hub_commits.sha"))

@@ -61,6 +61,7 @@ NAV = [
     ("/ui/jobs", "Jobs"),
     ("/ui/members", "Members"),
     ("/ui/ledger", "Ledger"),
+    ("/ui/hub", "Hub"),
     ("/ui/reports", "Reports"),
 ]
 

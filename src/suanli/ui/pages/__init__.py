@@ -7,11 +7,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from suanli.ui import session
-from suanli.ui.pages import jobs, ledger, members, pool, queue, reports
+from suanli.ui.pages import hub, jobs, ledger, members, pool, queue, reports
 from suanli.ui.session import SignInRequired, sign_in_redirect
 
 __all__ = ["SignInRequired", "router", "sign_in_redirect"]
 
 router = APIRouter(include_in_schema=False)
-for _module in (session, pool, queue, jobs, members, ledger, reports):
+for _module in (session, pool, queue, jobs, members, ledger, hub, reports):
     router.include_router(_module.router)
