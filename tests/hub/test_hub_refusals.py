@@ -4,6 +4,7 @@ refusal names the problem, and nothing of a refused commit is left, visible or o
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import socket
 import time
@@ -207,3 +208,28 @@ def test_visibility_members_and_public(stack: Stack, http: httpx.Client) -> None
     assert r.status_code == 403
     r = httpx.put(f"{stack.url}/api/models/lab/r/settings", json={"visibility": "private"})
     assert r.status_code == 401
+
+
+def test_a_known_sha256_does_not_give_another_members_file(
+    stack: Stack, http: httpx.Client
+) -> None:
+    secret = b"lab's private weights"
+    _create(http)
+    http.post("/api/models/lab/r/commit/main", content=_ndjson(HEADER, _file("w.bin", secret)))
+    sha256 = hashlib.sha256(secret).hexdigest()
+    corp = httpx.Client(
+        base_url=stack.url, headers={"Authorization": f"Bearer {stack.tokens['corp-user']}"}
+    )
+    with corp:
+        made = corp.post("/api/repos/create", json={"name": "mine", "organization": "corp"})
+        assert made.status_code == 200
+        link = {"key": "lfsFile", "value": {"path": "stolen.bin", "algo": "sha256", "oid": sha256}}
+        r = corp.post("/api/models/corp/mine/commit/main", content=_ndjson(HEADER, link))
+        assert r.status_code == 422 and "that you may read" in r.text
+        assert corp.get("/corp/mine/resolve/main/stolen.bin").status_code == 404
+    # the owner may link its own file (a copy, as the client's CommitOperationCopy does)
+    r = http.post(
+        "/api/models/lab/r/commit/main",
+        content=_ndjson(HEADER, {**link, "value": {**link["value"], "path": "copy.bin"}}),
+    )
+    assert r.status_code == 200 and http.get("/lab/r/resolve/main/copy.bin").content == secret
