@@ -50,6 +50,13 @@ def _create(http: httpx.Client, name: str = "r", visibility: str = "private") ->
     assert r.status_code == 200, r.text
 
 
+def wait_for(condition: Any, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 def _nothing_left(stack: Stack) -> None:
     assert list(stack.hub.incoming.iterdir()) == []
 
@@ -148,9 +155,9 @@ def test_a_client_gone_mid_upload_leaves_no_revision_and_no_file(
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         sock.sendall(head.encode() + body[: len(body) // 2])
-    deadline = time.time() + 30
-    while list(stack.hub.incoming.iterdir()) and time.time() < deadline:
-        time.sleep(0.05)
+        # gone once the server is receiving it (its spool is there), not before
+        wait_for(lambda: any(stack.hub.incoming.iterdir()))
+    wait_for(lambda: not any(stack.hub.incoming.iterdir()))
     _nothing_left(stack)
     assert _head(http) == before
     r = http.post("/api/models/lab/r/commit/main", content=body)  # the retry lands whole

@@ -6,13 +6,17 @@ A record is one of:
   member itself, or a lender) for the job ``job`` (attempt ``attempt``) from ``start`` to
   ``end`` (Unix seconds);
 - ``capacity``: ``member``'s nodes of ``model`` offered ``devices`` devices from ``start`` to
-  ``end``, used or not (``provider`` is the member).
+  ``end``, used or not (``provider`` is the member);
+- ``release``: ``member`` released a revision of a repo of the hub at ``start`` (``model`` is
+  ``KIND:REPO``, no devices, no units); ``detail`` holds the repo, the tag, the revision's
+  commit, its licence and the jobs that produced it (the chain covers it).
 
 ``units`` is the amount in the normalized unit: NU-hours (``devices x NU per device x
 hours``). Records of one *book* (``real`` for the service's executions, ``sim/...`` for a
 simulation) form a chain: each record's hash is ``sha256(previous hash, canonical JSON of its
 fields)``, the first one's previous hash is 64 zeros. Changing, removing or reordering any
-record breaks every hash after it, which :func:`verify_chain` finds.
+record breaks every hash after it, which :func:`verify_chain` finds. A record without
+``detail`` hashes as it always did (the key is left out of its payload).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from typing import Any
 
 GENESIS = "0" * 64
 SECONDS_PER_HOUR = 3600.0
@@ -32,6 +37,7 @@ class Kind(StrEnum):
 
     USAGE = "usage"
     CAPACITY = "capacity"
+    RELEASE = "release"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +54,15 @@ class Record:
     units: float
     job: str | None = None
     attempt: int | None = None
+    #: what a release record says of the release (JSON's types only)
+    detail: dict[str, Any] | None = None
 
     def payload(self) -> bytes:
         """The canonical bytes the hash covers (sorted keys, no spaces, floats as repr)."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        fields = asdict(self)
+        if fields["detail"] is None:
+            del fields["detail"]
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
 def units_of(devices: int, nu_per_device: float, seconds: float) -> float:

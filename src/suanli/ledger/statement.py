@@ -86,6 +86,8 @@ class Statement:
             if hi <= lo:
                 return
             share = units * (hi - lo) / (end - start)
+        if kind == Kind.RELEASE:  # (no compute in it)
+            return
         self.records += 1
         if kind == Kind.CAPACITY:
             if member == self.member:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -41,8 +41,10 @@ from suanli.errors import (
 from suanli.hub import card, names
 from suanli.hub.blobs import BlobStore
 from suanli.hub.commit import Operations
+from suanli.ledger.record import Kind, Record
 from suanli.service import audit
 from suanli.service.auth import Principal, Role
+from suanli.store.ledger_rows import REAL, append
 from suanli.store.tables import HubCommitRow, HubFileRow, HubRefRow, HubRepoRow, MemberRow
 
 VISIBILITIES = ("private", "members", "alliance", "public")
@@ -322,15 +324,8 @@ def history(
 ) -> list[CommitView]:
     """A revision's commits, newest first."""
     row = _find(s, who, kind, repo_id)
-    sha: str | None = _resolve(s, row, revision)
-    out: list[CommitView] = []
-    while sha is not None and len(out) < limit:
-        c = s.get(HubCommitRow, sha)
-        if c is None:
-            break
-        out.append(CommitView(c.sha, c.parent, c.summary, c.author, c.created_at, c.job))
-        sha = c.parent
-    return out
+    found = _commits(s, _resolve(s, row, revision), limit)
+    return [CommitView(c.sha, c.parent, c.summary, c.author, c.created_at, c.job) for c in found]
 
 
 def repos(s: Session, who: Principal | None, kind: str, member: str | None) -> list[RepoView]:
@@ -559,6 +554,7 @@ def _no_file_under_a_file(tree: dict[str, tuple[str, int, str]]) -> None:
 
 def create_ref(
     s: Session,
+    store: BlobStore,
     who: Principal | None,
     kind: str,
     repo_id: str,
@@ -579,7 +575,47 @@ def create_ref(
             raise ConflictError(f"{repo_id} has a {k} {name!r} already")
     s.add(HubRefRow(repo=row.id, kind=ref_kind, name=name, commit=sha))
     audit.record(s, now, who.name, f"hub.{ref_kind}", f"{kind}:{repo_id}", name=name, sha=sha)
+    if ref_kind == "tag":
+        _release(s, store, row, name, sha, who, now)
     return RefView(ref_kind, name, sha)
+
+
+def _release(
+    s: Session,
+    store: BlobStore,
+    row: HubRepoRow,
+    tag: str,
+    sha: str,
+    who: Principal,
+    now: float,
+) -> None:
+    """A tag is a release: appended to the ledger's chain with what made it (the licence of
+    its tree, the jobs whose runs committed its history), in the tag's transaction."""
+    repo_id = f"{row.member}/{row.name}"
+    jobs = sorted({c.job for c in _commits(s, sha) if c.job is not None})
+    detail = {
+        "repo": repo_id,
+        "kind": row.kind,
+        "tag": tag,
+        "commit": sha,
+        "licence": _licence(store, _tree(s, sha)),
+        "jobs": jobs,
+        "by": who.name,
+    }
+    model = f"{row.kind}:{repo_id}"
+    record = Record(REAL, Kind.RELEASE, row.member, row.member, model, 0, now, now, 0.0)
+    append(s, [replace(record, detail=detail)])
+
+
+def _commits(s: Session, sha: str | None, limit: int = 10_000) -> list[HubCommitRow]:
+    out: list[HubCommitRow] = []
+    while sha is not None and len(out) < limit:
+        c = s.get(HubCommitRow, sha)
+        if c is None:
+            break
+        out.append(c)
+        sha = c.parent
+    return out
 
 
 def delete_ref(

@@ -66,6 +66,7 @@ def append(s: Session, records: Sequence[Record]) -> None:
                     "units": r.units,
                     "job": r.job,
                     "attempt": r.attempt,
+                    "detail": r.detail,
                     "prev": prev,
                     "hash": digest,
                 }
@@ -100,7 +101,12 @@ def member_statement(s: Session, member: str, period: str, book: str = REAL) -> 
         LedgerRow.end,
         LedgerRow.units,
     )
-    window = (LedgerRow.book == book, LedgerRow.start >= t0 - span, LedgerRow.start < t1)
+    window = (
+        LedgerRow.book == book,
+        LedgerRow.start >= t0 - span,
+        LedgerRow.start < t1,
+        LedgerRow.kind != Kind.RELEASE.value,  # (no compute: not in a statement)
+    )
     # (its own records with the federated run of their job, if a part of one)
     own = (
         select(*cols, JobRow.run)
@@ -130,6 +136,7 @@ def _chain_rows(s: Session, book: str) -> Generator[tuple[int, Record, str, str]
             LedgerRow.units,
             LedgerRow.job,
             LedgerRow.attempt,
+            LedgerRow.detail,
             LedgerRow.prev,
             LedgerRow.hash,
         )
@@ -139,8 +146,24 @@ def _chain_rows(s: Session, book: str) -> Generator[tuple[int, Record, str, str]
     )
     result = s.execute(q)
     try:
-        for seq, bk, kind, mem, prov, model, dev, start, end, units, job, att, prev, h in result:
-            rec = Record(bk, Kind(kind), mem, prov, model, dev, start, end, units, job, att)
+        for (
+            seq,
+            bk,
+            kind,
+            mem,
+            prov,
+            model,
+            dev,
+            start,
+            end,
+            units,
+            job,
+            att,
+            det,
+            prev,
+            h,
+        ) in result:
+            rec = Record(bk, Kind(kind), mem, prov, model, dev, start, end, units, job, att, det)
             yield seq, rec, prev, h
     finally:
         result.close()  # a server-side cursor, when the check stops early

@@ -243,6 +243,8 @@ class LedgerRow(Base):
     units: Mapped[float] = mapped_column(Float)
     job: Mapped[str | None] = mapped_column(ID, nullable=True)
     attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: a release's repo, tag, commit, licence and jobs (None for usage and capacity)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     prev: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 

@@ -386,7 +386,9 @@ def _new_ref(
     svc: Service, who: MaybeWho, kinds: str, repo_id: str, ref_kind: str, ref: str, start: str
 ) -> dict[str, Any]:
     with svc.db.session() as s:
-        made = hub.create_ref(s, who, _kind(kinds), repo_id, ref_kind, ref, start, svc.clock())
+        made = hub.create_ref(
+            s, _store(svc), who, _kind(kinds), repo_id, ref_kind, ref, start, svc.clock()
+        )
     return {"name": made.name, "targetCommit": made.commit}
 
 
