@@ -240,3 +240,14 @@ def test_a_known_sha256_does_not_give_another_members_file(
         content=_ndjson(HEADER, {**link, "value": {**link["value"], "path": "copy.bin"}}),
     )
     assert r.status_code == 200 and http.get("/lab/r/resolve/main/copy.bin").content == secret
+
+
+def test_a_card_that_breaks_the_card_schema_is_refused_before_upload(
+    stack: Stack, http: httpx.Client
+) -> None:
+    r = http.post("/api/validate-yaml", json={"content": "---\nlicense: mit\ntags: 3\n---\n"})
+    assert r.status_code == 400 and "tags" in r.json()["errors"][0]["message"]
+    r = http.post("/api/validate-yaml", json={"content": "---\nlicense: mit\n---\n# ok\n"})
+    assert r.status_code == 200 and r.json() == {"errors": [], "warnings": []}
+    r = http.post("/api/validate-yaml", json={"content": "# no front matter\n"})
+    assert r.status_code == 200 and r.json()["warnings"]

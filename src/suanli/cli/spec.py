@@ -50,12 +50,17 @@ def spec_validate(file: Path, alliance_path: Path | None) -> None:
 
 
 @spec.command("schema")
-@click.argument("kind", type=click.Choice(["alliance", "job", "openapi"]))
+@click.argument("kind", type=click.Choice(["alliance", "job", "card", "openapi"]))
 def spec_schema(kind: str) -> None:
     """Print the JSON Schema of an alliance file or a job spec, or the API's OpenAPI document."""
     if kind == "openapi":
         from suanli.api.app import openapi_document
 
         click.echo(json.dumps(openapi_document(), indent=2))
+        return
+    if kind == "card":
+        from suanli.spec.card import card_schema
+
+        click.echo(json.dumps(card_schema(), indent=2))
         return
     click.echo(json.dumps(alliance_schema() if kind == "alliance" else job_schema(), indent=2))

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from suanli.spec.card import problems
+
 #: the most of a README read for its front matter
 MAX_CARD = 1 << 20
 
@@ -43,7 +45,8 @@ def check(text: str) -> tuple[list[str], list[str]]:
         return [f"the front matter is not YAML: {e}"], []
     if meta is not None and not isinstance(meta, dict):
         return ["the front matter is not a mapping"], []
-    return [], [] if licence(text) else ["no license in the front matter"]
+    errors = [f"{p.field}: {p.message}" for p in problems(meta or {})]
+    return errors, [] if licence(text) else ["no license in the front matter"]
 
 
 def licence(text: str) -> str | None:
