@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from suanli import __version__
 from suanli.api.deps import RequestLimits, error_response
 from suanli.api.models import ErrorOut
-from suanli.api.routes import docs, hub, jobs, ledger, pool, service, users
+from suanli.api.routes import docs, hub, jobs, ledger, modelscope, pool, service, users
 from suanli.errors import Problem, SuanliError, ValidationError
 from suanli.service.context import Service
 from suanli.ui.pages import SignInRequired, sign_in_redirect
@@ -59,6 +59,7 @@ def create_app(svc: Service) -> FastAPI:
     app.include_router(dashboard)
     app.include_router(docs.router)
     app.mount(docs.ASSETS, docs.assets(), name="docs-assets")
+    app.include_router(modelscope.router)
     app.include_router(hub.router)  # (last: its Hugging Face paths begin with any name)
     app.add_middleware(RequestLimits, streamed=hub.STREAMED, streamed_max=2 * svc.hub_max_file)
     svc.metrics.watch_database(lambda: svc.db.session())  # noqa: PLW0108 - late: no db yet for the OpenAPI document

@@ -94,7 +94,7 @@ def _kind(kinds: str) -> str:
     return KINDS[kinds]
 
 
-def _store(svc: Service) -> BlobStore:
+def store_of(svc: Service) -> BlobStore:
     if svc.hub is None:
         raise NotFoundError("this server keeps no hub")
     return svc.hub
@@ -133,7 +133,7 @@ def hub_repo_info(
     svc: Svc, who: MaybeWho, kinds: Kinds, member: str, name: str, revision: str = hub.MAIN
 ) -> dict[str, Any]:
     with svc.db.session() as s:
-        view = hub.info(s, _store(svc), who, _kind(kinds), f"{member}/{name}", revision)
+        view = hub.info(s, store_of(svc), who, _kind(kinds), f"{member}/{name}", revision)
     return _info_json(view)
 
 
@@ -223,11 +223,9 @@ class _Download(FileResponse):
     chunk_size = 1 << 20
 
 
-def _resolve(
-    svc: Svc, who: MaybeWho, kind: str, repo_id: str, revision: str, path: str
-) -> FileResponse:
-    with svc.db.session() as s:
-        found = hub.file(s, _store(svc), who, kind, repo_id, revision, path)
+def download_response(found: hub.Resolved, path: str) -> FileResponse:
+    """A file's bytes with what clients check: its git blob id as ETag, the revision's commit,
+    its length; Range and HEAD answered."""
     headers = {"ETag": f'"{found.file.sha1}"', "X-Repo-Commit": found.commit}
     return _Download(
         found.blob,
@@ -236,6 +234,14 @@ def _resolve(
         content_disposition_type="attachment",
         filename=path.rsplit("/", 1)[-1],
     )
+
+
+def _resolve(
+    svc: Svc, who: MaybeWho, kind: str, repo_id: str, revision: str, path: str
+) -> FileResponse:
+    with svc.db.session() as s:
+        found = hub.file(s, store_of(svc), who, kind, repo_id, revision, path)
+    return download_response(found, path)
 
 
 @router.get("/datasets/{member}/{name}/resolve/{revision}/{path:path}")
@@ -300,7 +306,7 @@ async def hub_settings(
     repo_id = f"{member}/{name}"
     with svc.db.session() as s:
         hub.set_visibility(
-            s, _store(svc), who, _kind(kinds), repo_id, visibility, shared, svc.clock()
+            s, store_of(svc), who, _kind(kinds), repo_id, visibility, shared, svc.clock()
         )
     return {"id": repo_id, "visibility": visibility, "sharedWith": sorted(set(shared))}
 
@@ -338,7 +344,7 @@ async def hub_commit(
     revision: str,
     create_pr: Annotated[str | None, Query()] = None,
 ) -> dict[str, Any]:
-    kind, repo_id, store = _kind(kinds), f"{member}/{name}", _store(svc)
+    kind, repo_id, store = _kind(kinds), f"{member}/{name}", store_of(svc)
     if create_pr not in (None, "", "0", "false"):
         raise ValidationError([Problem("create_pr", "the hub takes no pull requests")])
     with svc.db.session() as s:
@@ -387,7 +393,7 @@ def _new_ref(
 ) -> dict[str, Any]:
     with svc.db.session() as s:
         made = hub.create_ref(
-            s, _store(svc), who, _kind(kinds), repo_id, ref_kind, ref, start, svc.clock()
+            s, store_of(svc), who, _kind(kinds), repo_id, ref_kind, ref, start, svc.clock()
         )
     return {"name": made.name, "targetCommit": made.commit}
 
