@@ -197,9 +197,7 @@ def concurrent(url: str, token: str, member_repo: str, tmp: Path, clients: int) 
         c.hub_upload(repo, {name: src / name for name in want})
 
     def one(i: int) -> int:
-        got = Path(
-            snapshot_download(repo, endpoint=url, token=token, cache_dir=tmp / f"cache-{i}")
-        )
+        got = Path(snapshot_download(repo, endpoint=url, token=token, cache_dir=tmp / f"cache-{i}"))
         bad = 0
         for name, digest in want.items():
             bad += hashlib.sha256((got / name).read_bytes()).hexdigest() != digest

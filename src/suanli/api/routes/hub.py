@@ -69,22 +69,26 @@ def hub_error(exc: SuanliError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-class HubRoute(APIRoute):
-    """Answers the hub's errors the Hugging Face way."""
+def answering(to_response: Callable[[SuanliError], Response]) -> type[APIRoute]:
+    """A route class whose domain errors are answered by ``to_response`` (each protocol has
+    its own error body) instead of the API's."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    class Answering(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
 
-        async def answer(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except SuanliError as exc:
-                return hub_error(exc)
+            async def answer(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except SuanliError as exc:
+                    return to_response(exc)
 
-        return answer
+            return answer
+
+    return Answering
 
 
-router = APIRouter(tags=["hub"], route_class=HubRoute)
+router = APIRouter(tags=["hub"], route_class=answering(hub_error))
 Kinds = Annotated[str, "models or datasets"]
 
 

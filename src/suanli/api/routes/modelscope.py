@@ -8,15 +8,13 @@ as every hub route (:mod:`suanli.service.hub`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
 from suanli.api.deps import STATUS, MaybeWho, Svc
-from suanli.api.routes.hub import download_response, store_of
+from suanli.api.routes.hub import answering, download_response, store_of
 from suanli.errors import NotFoundError, SuanliError
 from suanli.service import hub
 
@@ -30,22 +28,7 @@ def modelscope_error(exc: SuanliError) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-class ModelScopeRoute(APIRoute):
-    """Answers errors in ModelScope's envelope."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def answer(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except SuanliError as exc:
-                return modelscope_error(exc)
-
-        return answer
-
-
-router = APIRouter(tags=["hub"], route_class=ModelScopeRoute)
+router = APIRouter(tags=["hub"], route_class=answering(modelscope_error))
 
 
 def _kind(kinds: str) -> str:
