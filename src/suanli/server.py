@@ -87,6 +87,8 @@ class ServerConfig:
     log_cap_bytes: int = DEFAULT_CAP_BYTES
     #: where federated runs' SuperLinks listen (their participants' SuperNodes dial it)
     federation_host: str = "127.0.0.1"
+    #: the server's URL as runs reach it (their HF_ENDPOINT; default http://HOST:PORT)
+    public_url: str | None = None
     #: where the hub keeps its files (default STATE_DIR/hub)
     hub_dir: Path | None = None
     #: the largest file the hub accepts
@@ -262,7 +264,10 @@ def serve(cfg: ServerConfig, alliance: Alliance) -> None:
         executor, cluster = _executor(cfg, db, policy.grace_s)
         metrics, vault, health = Metrics(), Vault.open(cfg.state_dir), Health()
         lease = Lease(db, ttl_s=cfg.lease_s)
-        controller = Controller(db, executor, policy, metrics=metrics, vault=vault, lease=lease)
+        url = cfg.public_url or f"http://{cfg.host}:{cfg.port}"
+        controller = Controller(
+            db, executor, policy, metrics=metrics, vault=vault, lease=lease, hub_url=url
+        )
         watch = FileWatch(cfg.state_dir / "suanli.db") if cfg.db_url is None else None
         loop = ControllerLoop(controller, cfg.interval_s, health, watch)
         reports = cfg.reports_dir or cfg.state_dir / "reports"

@@ -26,6 +26,7 @@ from suanli.errors import (
     UnauthenticatedError,
     ValidationError,
 )
+from suanli.service import runtoken
 from suanli.service.auth import SESSION_COOKIE, Principal, authenticate, find_session
 from suanli.service.context import Service
 from suanli.spec.common import parse_json, parse_yaml
@@ -120,10 +121,15 @@ Who = Annotated[Principal, Depends(principal)]
 
 
 def maybe_principal(request: Request, creds: Creds) -> Principal | None:
-    """The caller, or None for a request with no credentials at all (what anyone may read,
-    such as a public repo of the hub); credentials that do not check out are still 401."""
+    """The hub's caller: a user, a job's run (its run token: the hub's routes only), or None
+    for a request with no credentials at all (what anyone may read, such as a public repo);
+    credentials that do not check out are still 401."""
     if not creds.token and not creds.cookie:
         return None
+    if runtoken.is_run_token(creds.token):
+        svc = service(request)
+        with svc.db.session() as s:
+            return runtoken.check(s, svc.vault, str(creds.token))
     return principal(request, creds)
 
 

@@ -78,6 +78,42 @@ def hub_show(
     click.echo(table(["COMMIT", "DATE (UTC)", "BY", "SUMMARY"], log))
 
 
+@hub_cmd.command("lineage")
+@click.argument("repo")
+@KIND
+@as_json_option
+@connection
+def hub_lineage(repo: str, kind: str, as_json: bool, url: str | None, token: str | None) -> None:
+    """What made REPO[@REVISION]: its commits, and each job that committed (what it read,
+    the chips it ran on, its NU-hours in the ledger)."""
+    name, _, revision = repo.partition("@")
+    found = api(lambda c: c.hub_lineage(name, kind, revision or "main"), url, token)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    click.echo(f"{found['repo']}@{found['revision']}: commit {found['sha']}")
+    log = [
+        [c["id"][:12], c["date"][:19], c["author"], c["job"] or "", c["summary"]]
+        for c in found["commits"]
+    ]
+    click.echo(table(["COMMIT", "DATE (UTC)", "BY", "JOB", "SUMMARY"], log))
+    rows = [
+        [
+            j["job"],
+            j["member"],
+            ", ".join(j["datasets"]),
+            j["model"] or "",
+            ", ".join(j["nodes"]),
+            f"{j['nu_hours']:.4f}",
+        ]
+        if j["shown"]
+        else [j["job"], j["member"], "(another member's job)", "", "", ""]
+        for j in found["jobs"]
+    ]
+    if rows:
+        click.echo(table(["JOB", "MEMBER", "DATASETS", "MODEL", "NODES", "NU-H"], rows))
+
+
 @hub_cmd.command("create")
 @click.argument("repo")
 @KIND

@@ -125,6 +125,11 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
     help="the address federated runs' SuperLinks listen on, which their participants' "
     "SuperNodes dial (this machine's, as the nodes see it)",
 )
+@click.option(
+    "--public-url",
+    help="this server's URL as jobs reach it (their HF_ENDPOINT for the hub; default "
+    "http://HOST:PORT)",
+)
 def server(
     state_dir: Path,
     db_url: str | None,
@@ -146,6 +151,7 @@ def server(
     lease_s: float,
     log_cap_mib: int,
     federation_host: str,
+    public_url: str | None,
 ) -> None:
     """Run the service: database, controller and REST API (Ctrl-C stops it)."""
     import threading
@@ -172,6 +178,7 @@ def server(
         lease_s,
         log_cap_mib << 20,
         federation_host,
+        public_url,
     )
     try:
         alliance = load_alliance(alliance_file)

@@ -329,6 +329,12 @@ class Client:
         rev = quote(revision, safe="")
         return self._get(f"/api/{kind}s/{repo}/commits/{rev}")  # type: ignore[no-any-return]
 
+    def hub_lineage(self, repo: str, kind: str = "model", revision: str = "main") -> dict[str, Any]:
+        """What made a revision: its commits and the jobs that committed them."""
+        return self._get(  # type: ignore[no-any-return]
+            f"/api/v1/hub/{kind}s/{repo}/lineage", revision=revision
+        )
+
     def hub_create(
         self, repo: str, kind: str = "model", visibility: str = "private"
     ) -> dict[str, Any]:

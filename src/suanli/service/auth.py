@@ -43,6 +43,8 @@ class Principal:
     name: str
     role: Role
     member: str | None
+    #: the job whose run token this is (None: a user's token or session)
+    job: str | None = None
 
     @property
     def admin(self) -> bool:

@@ -45,7 +45,7 @@ from suanli.model.node import NodeHealth
 from suanli.sched.decision import Admit, Preempt
 from suanli.sched.policy import Policy
 from suanli.sched.schedule import schedule
-from suanli.service import federation, lifecycle
+from suanli.service import federation, lifecycle, runtoken
 from suanli.service.accounting import Accountant
 from suanli.service.audit import record
 from suanli.service.leader import Lease
@@ -97,8 +97,11 @@ class Controller:
         metrics: Metrics | None = None,
         vault: Vault | None = None,
         lease: Lease | None = None,
+        hub_url: str | None = None,
     ) -> None:
         self.metrics = metrics
+        #: where runs reach the hub (HF_ENDPOINT); None: runs get no run token
+        self.hub_url = hub_url
         #: opens jobs' sealed secrets for their runs
         self.vault = vault
         #: held while this controller is the one (None: it is the only one, a test's say)
@@ -346,6 +349,21 @@ class Controller:
         except VaultError as exc:
             raise CannotRunError(str(exc)) from None
 
+    def _hub_env(self, row: JobRow) -> dict[str, str]:
+        """The run's way to the hub: its run token and the hub's address, as the Hugging Face
+        and ModelScope clients read them (see :mod:`suanli.service.runtoken`)."""
+        if self.vault is None or self.hub_url is None:
+            return {}
+        token = runtoken.issue(self.vault, row.id, row.attempt)
+        url = self.hub_url
+        return {
+            "SUANLI_RUN_TOKEN": token,
+            "HF_TOKEN": token,
+            "HF_ENDPOINT": url,
+            "MODELSCOPE_ENDPOINT": url,
+            "MODELSCOPE_API_TOKEN": token,
+        }
+
     def _request(self, row: JobRow, alliance: Alliance) -> RunRequest:
         if row.kind == FEDERATED:
             return federation.link_request(row, self._secrets(row), alliance)
@@ -358,6 +376,7 @@ class Controller:
         if spec.datasets:
             env["SUANLI_DATASETS"] = ",".join(spec.datasets)
         env.update(self._secrets(row))
+        env.update(self._hub_env(row))
         wd = spec.runtime_env.get("working_dir")
         req = RunRequest(
             JobId(row.id),

@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from suanli.errors import (
@@ -44,8 +44,17 @@ from suanli.hub.commit import Operations
 from suanli.ledger.record import Kind, Record
 from suanli.service import audit
 from suanli.service.auth import Principal, Role
+from suanli.store.codec import placement_from_json
 from suanli.store.ledger_rows import REAL, append
-from suanli.store.tables import HubCommitRow, HubFileRow, HubRefRow, HubRepoRow, MemberRow
+from suanli.store.tables import (
+    HubCommitRow,
+    HubFileRow,
+    HubRefRow,
+    HubRepoRow,
+    JobRow,
+    LedgerRow,
+    MemberRow,
+)
 
 VISIBILITIES = ("private", "members", "alliance", "public")
 MAIN = "main"
@@ -454,11 +463,10 @@ def commit(
     branch: str,
     ops: Operations,
     now: float,
-    job: str | None = None,
 ) -> str:
     """A new revision on ``branch`` from the operations read off a commit's body (their
     blobs are stored already): its id. The branch moves only if it still points where it
-    did when this began (409 otherwise)."""
+    did when this began (409 otherwise). A run's commit records its job (lineage)."""
     row = _writable(s, who, kind, repo_id)
     assert who is not None
     ref = s.get(HubRefRow, (row.id, "branch", names.revision(branch, "revision")))
@@ -484,7 +492,7 @@ def commit(
             description=ops.description,
             author=who.name,
             created_at=now,
-            job=job,
+            job=who.job,
         )
     )
     s.flush()
@@ -656,4 +664,82 @@ def set_visibility(
         f"{kind}:{repo_id}",
         visibility=visibility,
         shared_with=row.shared_with,
+    )
+
+
+# -- lineage -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobLineage:
+    """A job that committed to a revision's history. ``shown``: whether the caller may see
+    its details (its member's users, admins and viewers); otherwise only its id and member."""
+
+    job: str
+    member: str
+    shown: bool
+    phase: str = ""
+    datasets: list[str] = field(default_factory=list)
+    model: str | None = None
+    nodes: list[str] = field(default_factory=list)
+    devices: int = 0
+    entrypoint: str = ""
+    working_dir: str | None = None
+    #: NU-hours the ledger's real book holds for it, in all and by provider
+    nu_hours: float = 0.0
+    by_provider: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    repo: str
+    kind: str
+    revision: str
+    sha: str
+    commits: list[CommitView]
+    jobs: list[JobLineage]
+
+
+def lineage(s: Session, who: Principal | None, kind: str, repo_id: str, revision: str) -> Lineage:
+    """What made a revision: its commits, the jobs whose runs made them, and what each job
+    read, ran on and used (from its spec, its placement and the ledger)."""
+    row = _find(s, who, kind, repo_id)
+    sha = _resolve(s, row, revision)
+    commits = [
+        CommitView(c.sha, c.parent, c.summary, c.author, c.created_at, c.job)
+        for c in _commits(s, sha)
+    ]
+    ids = sorted({c.job for c in commits if c.job is not None})
+    jobs = [_job_lineage(s, who, j) for j in ids]
+    return Lineage(repo_id, kind, revision, sha, commits, jobs)
+
+
+def _job_lineage(s: Session, who: Principal | None, job: str) -> JobLineage:
+    row = s.scalars(select(JobRow).where(JobRow.id == job)).first()
+    if row is None:
+        return JobLineage(job, "", False)
+    if who is None or not who.can_see_job_metadata(row.member):
+        return JobLineage(job, row.member, False)
+    spec = row.spec
+    placement = placement_from_json(row.placement) if row.placement else None
+    used = s.execute(
+        select(LedgerRow.provider, func.sum(LedgerRow.units))
+        .where(LedgerRow.book == REAL, LedgerRow.job == job, LedgerRow.kind == Kind.USAGE.value)
+        .group_by(LedgerRow.provider)
+    ).all()
+    by_provider = {str(p): round(float(u or 0.0), 6) for p, u in used}
+    runtime = spec.get("runtime_env") or {}
+    return JobLineage(
+        job=job,
+        member=row.member,
+        shown=True,
+        phase=row.phase,
+        datasets=list(spec.get("datasets") or []),
+        model=placement.model if placement else None,
+        nodes=list(placement.nodes) if placement else [],
+        devices=placement.devices if placement else 0,
+        entrypoint=str(spec.get("entrypoint") or ""),
+        working_dir=str(runtime["working_dir"]) if runtime.get("working_dir") else None,
+        nu_hours=round(sum(by_provider.values()), 6),
+        by_provider=by_provider,
     )

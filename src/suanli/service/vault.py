@@ -9,6 +9,8 @@ alone reveals no secret; losing the key loses the secrets of the jobs not yet ru
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -28,6 +30,12 @@ class Vault:
             self._fernet = Fernet(key)
         except ValueError as exc:
             raise VaultError(f"the secret key is not a Fernet key: {exc}") from None
+        self._mac_key = hmac.new(key, b"suanli run tokens", hashlib.sha256).digest()
+
+    def mac(self, message: str) -> str:
+        """An HMAC-SHA256 of ``message`` under a key derived from the vault's (hex): what
+        proves a run token was made by a server of this alliance."""
+        return hmac.new(self._mac_key, message.encode(), hashlib.sha256).hexdigest()
 
     @classmethod
     def open(cls, state_dir: Path) -> Vault:

@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -445,6 +446,39 @@ def hub_list(
     with svc.db.session() as s:
         found = hub.repos(s, who, _kind(kinds), author)
     return [_info_json(v) for v in found if not search or search.lower() in v.id.lower()]
+
+
+@router.get("/api/v1/hub/{kinds}/{member}/{name}/lineage")
+def hub_lineage(
+    svc: Svc,
+    who: MaybeWho,
+    kinds: Kinds,
+    member: str,
+    name: str,
+    revision: Annotated[str, Query(max_length=128)] = hub.MAIN,
+) -> dict[str, Any]:
+    """What made a revision: its commits, and the jobs whose runs committed them with what
+    they read, ran on and used (NU-hours from the ledger)."""
+    with svc.db.session() as s:
+        found = hub.lineage(s, who, _kind(kinds), f"{member}/{name}", revision)
+    return {
+        "repo": found.repo,
+        "kind": found.kind,
+        "revision": found.revision,
+        "sha": found.sha,
+        "commits": [
+            {
+                "id": c.sha,
+                "parent": c.parent,
+                "summary": c.summary,
+                "author": c.author,
+                "date": _iso(c.created_at),
+                "job": c.job,
+            }
+            for c in found.commits
+        ],
+        "jobs": [asdict(j) for j in found.jobs],
+    }
 
 
 @router.post("/api/validate-yaml")

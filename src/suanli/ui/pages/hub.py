@@ -58,6 +58,7 @@ def repo_page(
             refs = hub.refs(s, who, kind, repo_id)
             commits = hub.history(s, who, kind, repo_id, revision, limit=20)
             text = hub.card_text(s, svc.hub, who, kind, repo_id, revision)
+            made = hub.lineage(s, who, kind, repo_id, revision)
     except (NotFoundError, ValidationError) as exc:
         page = render("Not found", "/ui/hub", who, f"<p>{e(exc)}</p>")
         page.status_code = 404
@@ -94,6 +95,18 @@ def repo_page(
         ]
         for c in commits
     ]
+    jobs = [
+        [
+            e(j.job),
+            e(j.member),
+            e(", ".join(j.datasets))
+            if j.shown
+            else "<span class=muted>another member's job</span>",
+            e(j.model or "") + (f" x{j.devices} on {e(', '.join(j.nodes))}" if j.nodes else ""),
+            f"{j.nu_hours:.4f}" if j.shown else "",
+        ]
+        for j in made.jobs
+    ]
     body = (
         about
         + (f"<div class=plot id=card>{markdown(card.body(text))}</div>" if text else "")
@@ -103,5 +116,7 @@ def repo_page(
         + table(["Name", "Kind", "Commit"], ref_rows, None, "refs")
         + "<h2>Commits</h2>"
         + table(["Commit", "When (UTC)", "By", "Job", "Summary"], log, None, "commits")
+        + "<h2>Lineage: the jobs that made this revision</h2>"
+        + table(["Job", "Member", "Datasets", "Chips", "NU-hours (ledger)"], jobs, {4}, "lineage")
     )
     return render(f"{kind.capitalize()} {repo_id}", "/ui/hub", who, body)
