@@ -103,3 +103,73 @@ def test_a_run_publishes_with_its_run_token_and_the_revision_names_the_job(
     # and a run token is no key to the API
     r = httpx.get(f"{stack.url}/api/v1/jobs", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401
+
+
+FETCH = """
+import os, urllib.error, urllib.request
+url = os.environ["HF_ENDPOINT"] + "/datasets/lab/poems/resolve/main/train.txt"
+req = urllib.request.Request(url, headers={"Authorization": "Bearer " + os.environ["HF_TOKEN"]})
+try:
+    print("got", urllib.request.urlopen(req).read().decode())
+except urllib.error.HTTPError as e:
+    print("refused", e.code, e.read().decode())
+"""
+
+
+def test_a_resident_dataset_goes_only_to_its_member_and_runs_placed_at_its_sites(
+    stack: Stack, shared_dir: Path, tmp_path: Path
+) -> None:
+    (shared_dir / "fetch.py").write_text(FETCH)
+    (shared_dir / "fetch.py").chmod(0o644)
+    lab = stack.client("lab-user")
+    lab.hub_create("lab/poems", kind="dataset")
+    lab.http.post(
+        "/api/datasets/lab/poems/commit/main",
+        content=(
+            b'{"key": "header", "value": {"summary": "poems"}}\n'
+            b'{"key": "file", "value": {"path": "README.md", "content": "'
+            + base64.b64encode(b"---\nlicense: cc0-1.0\n---\n")
+            + b'"}}\n{"key": "file", "value": {"path": "train.txt", "content": "'
+            + base64.b64encode("床前明月光".encode())
+            + b'"}}\n'
+        ),
+    )
+    lab.hub_residency("lab/poems", ["lab-site"])
+    lab.hub_visibility("lab/poems", "alliance", kind="dataset")
+    url = f"{stack.url}/datasets/lab/poems/resolve/main/train.txt"
+    for user, status in [("lab-user", 200), ("corp-user", 403), ("admin", 403)]:
+        r = httpx.get(url, headers={"Authorization": f"Bearer {stack.tokens[user]}"})
+        assert r.status_code == status, (user, r.text)
+    assert "resident at lab-site" in r.text
+    bad = stack.client("corp-user").http.put(
+        "/api/datasets/lab/poems/settings", json={"residentSites": []}
+    )
+    assert bad.status_code == 403
+    bad = lab.http.put("/api/datasets/lab/poems/settings", json={"residentSites": ["corp-site"]})
+    assert bad.status_code == 422 and "not a site of lab" in bad.text
+
+    executor = LocalProcessExecutor(tmp_path / "runs", SandboxConfig(network="host"))
+    ctl = Controller(
+        stack.db, executor, get_policy("alliance"), vault=stack.vault, hub_url=stack.url
+    )
+    admin = stack.client("admin")
+    for jid, member, accel in [
+        ("at-lab", "startup", "H800:1"),
+        ("at-corp", "corp", "Ascend910B:1"),
+    ]:
+        admin.submit(
+            {
+                "id": jid,
+                "member": member,
+                "accelerators": accel,
+                "entrypoint": "python3 fetch.py",
+                "runtime_env": {"working_dir": str(shared_dir)},
+            }
+        )
+    ended = ("SUCCEEDED", "FAILED")
+    run_until(
+        ctl, stack.db, lambda r: r["at-lab"].phase in ended and r["at-corp"].phase in ended, 120
+    )
+    assert executor.logs(JobId("at-lab"), 1).decode().strip() == "got 床前明月光"
+    out = executor.logs(JobId("at-corp"), 1).decode()
+    assert out.startswith("refused 403") and "this run is placed at corp-site" in out

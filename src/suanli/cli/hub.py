@@ -149,6 +149,17 @@ def hub_visibility(
     click.echo(f"{repo}: {visibility}" + (f" with {', '.join(share_with)}" if share_with else ""))
 
 
+@hub_cmd.command("residency")
+@click.argument("repo")
+@click.argument("sites", nargs=-1)
+@connection
+def hub_residency(repo: str, sites: tuple[str, ...], url: str | None, token: str | None) -> None:
+    """Keep the dataset REPO's files at SITES (its member's): they go only to its member's
+    users and to runs placed there. No SITES lifts the rule."""
+    api(lambda c: c.hub_residency(repo, list(sites)), url, token)
+    click.echo(f"{repo}: resident at {', '.join(sites)}" if sites else f"{repo}: not resident")
+
+
 @hub_cmd.command("upload")
 @click.argument("repo")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))

@@ -348,6 +348,11 @@ class Client:
         doc = {"visibility": visibility, "sharedWith": shared_with or []}
         return self._check(self.http.put(f"/api/{kind}s/{repo}/settings", json=doc)).json()  # type: ignore[no-any-return]
 
+    def hub_residency(self, repo: str, sites: list[str]) -> dict[str, Any]:
+        """Keep a dataset's files at ``sites`` (its member's; [] lifts the rule)."""
+        r = self.http.put(f"/api/datasets/{repo}/settings", json={"residentSites": sites})
+        return self._check(r).json()  # type: ignore[no-any-return]
+
     def hub_upload(
         self,
         repo: str,

@@ -54,6 +54,8 @@ from suanli.store.tables import (
     JobRow,
     LedgerRow,
     MemberRow,
+    NodeRow,
+    SiteRow,
 )
 
 VISIBILITIES = ("private", "members", "alliance", "public")
@@ -93,6 +95,7 @@ class RepoView:
     last_modified: float
     licence: str | None
     files: list[FileView] = field(default_factory=list)
+    resident_sites: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,29 @@ def _writable(s: Session, who: Principal | None, kind: str, repo_id: str) -> Hub
     if not _may_write(row.member, who):
         raise PermissionDeniedError(f"only {row.member}'s users write to {repo_id}")
     return row
+
+
+def _may_take_out(s: Session, row: HubRepoRow, who: Principal | None) -> None:
+    """A resident dataset's files go to its member's users and to runs placed at its sites
+    only (not to other readers, alliance admins included): 403 with the reason otherwise."""
+    sites = row.resident_sites or []
+    if not sites or (who is not None and who.member == row.member and who.job is None):
+        return
+    if who is not None and who.job is not None:
+        job = s.scalars(select(JobRow).where(JobRow.id == who.job)).first()
+        placed = placement_from_json(job.placement).nodes if job and job.placement else ()
+        at = {n.site for n in s.scalars(select(NodeRow).where(NodeRow.id.in_(placed)))}
+        if at and at <= set(sites):
+            return
+        where = ", ".join(sorted(at)) or "no site"
+        raise PermissionDeniedError(
+            f"{row.member}/{row.name} is resident at {', '.join(sites)}: "
+            f"this run is placed at {where}"
+        )
+    raise PermissionDeniedError(
+        f"{row.member}/{row.name} is resident at {', '.join(sites)}: its files go only to "
+        f"{row.member}'s users and to runs placed there"
+    )
 
 
 def check_writable(s: Session, who: Principal | None, kind: str, repo_id: str) -> None:
@@ -254,6 +280,7 @@ def _repo_view(
         last_modified=changed,
         licence=licence,
         files=files,
+        resident_sites=list(row.resident_sites or []),
     )
 
 
@@ -297,6 +324,7 @@ def file(
     path: str,
 ) -> Resolved:
     row = _find(s, who, kind, repo_id)
+    _may_take_out(s, row, who)
     sha = _resolve(s, row, revision)
     found = s.get(HubFileRow, (sha, names.file_path(path)))
     if found is None:
@@ -638,6 +666,24 @@ def delete_ref(
         raise RevisionNotFound(f"no {ref_kind} {name!r} in {repo_id}")
     s.delete(ref)
     audit.record(s, now, who.name, f"hub.delete-{ref_kind}", f"{kind}:{repo_id}", name=name)
+
+
+def set_residency(
+    s: Session, who: Principal | None, kind: str, repo_id: str, sites: list[str], now: float
+) -> None:
+    """Keep a dataset's files at ``sites`` (its member's own sites; [] lifts the rule)."""
+    row = _writable(s, who, kind, repo_id)
+    assert who is not None
+    if row.kind != "dataset" and sites:
+        raise ValidationError([Problem("residentSites", "only a dataset is resident")])
+    own = set(s.scalars(select(SiteRow.id).where(SiteRow.member == row.member)))
+    wrong = sorted(set(sites) - own)
+    if wrong:
+        raise ValidationError(
+            [Problem("residentSites", f"not a site of {row.member}: {', '.join(wrong)}")]
+        )
+    row.resident_sites = sorted(set(sites))
+    audit.record(s, now, who.name, "hub.residency", f"{kind}:{repo_id}", sites=row.resident_sites)
 
 
 def set_visibility(

@@ -283,6 +283,9 @@ class HubRepoRow(Base):
     shared_with: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float)
+    #: a dataset's files leave only to its member's users and to runs placed at these sites
+    #: (empty: no such rule)
+    resident_sites: Mapped[list[str] | None] = mapped_column(JSON, nullable=True, default=list)
 
     __table_args__ = (Index("ux_hub_repos_name", "kind", "member", "name", unique=True),)
 

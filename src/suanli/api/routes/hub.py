@@ -119,6 +119,7 @@ def _info_json(view: hub.RepoView) -> dict[str, Any]:
         "private": view.visibility not in {"public", "alliance"},
         "visibility": view.visibility,
         "sharedWith": view.shared_with,
+        "residentSites": view.resident_sites,
         "createdAt": _iso(view.created_at),
         "lastModified": _iso(view.last_modified),
         "license": view.licence,
@@ -298,22 +299,38 @@ async def hub_create(request: Request, svc: Svc, who: MaybeWho) -> dict[str, Any
 async def hub_settings(
     request: Request, svc: Svc, who: MaybeWho, kinds: Kinds, member: str, name: str
 ) -> dict[str, Any]:
+    """Who may read the repo (``visibility`` with ``sharedWith``, or the client's
+    ``private``) and, for a dataset, the sites it is resident at (``residentSites``)."""
     doc = await mapping_body(request, "the settings")
-    if "visibility" in doc:
-        visibility = str(doc["visibility"])
-    elif "private" in doc:
+    visibility = doc.get("visibility")
+    if visibility is None and "private" in doc:
         visibility = "private" if doc["private"] else "alliance"
-    else:
-        raise ValidationError([Problem("visibility", "settings change visibility (or private)")])
-    shared = doc.get("sharedWith", doc.get("shared_with", []))
-    if not isinstance(shared, list) or not all(isinstance(m, str) for m in shared):
-        raise ValidationError([Problem("sharedWith", "a list of member ids")])
-    repo_id = f"{member}/{name}"
+    shared = _strings(doc, "sharedWith", doc.get("shared_with", []))
+    sites = _strings(doc, "residentSites", None) if "residentSites" in doc else None
+    if visibility is None and sites is None:
+        problem = Problem("visibility", "settings change visibility (or private), residentSites")
+        raise ValidationError([problem])
+    repo_id, kind = f"{member}/{name}", _kind(kinds)
     with svc.db.session() as s:
-        hub.set_visibility(
-            s, store_of(svc), who, _kind(kinds), repo_id, visibility, shared, svc.clock()
-        )
-    return {"id": repo_id, "visibility": visibility, "sharedWith": sorted(set(shared))}
+        if sites is not None:
+            hub.set_residency(s, who, kind, repo_id, sites, svc.clock())
+        if visibility is not None:
+            hub.set_visibility(
+                s, store_of(svc), who, kind, repo_id, str(visibility), shared, svc.clock()
+            )
+    return {
+        "id": repo_id,
+        "visibility": visibility,
+        "sharedWith": sorted(set(shared)),
+        "residentSites": sites,
+    }
+
+
+def _strings(doc: dict[str, Any], key: str, default: Any) -> list[str]:
+    value = doc.get(key, default)
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise ValidationError([Problem(key, "a list of ids")])
+    return value
 
 
 @router.post("/api/{kinds}/{member}/{name}/preupload/{revision}")
