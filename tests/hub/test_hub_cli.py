@@ -34,6 +34,8 @@ def test_create_upload_list_show_download(stack: Stack, tmp_path: Path) -> None:
     assert code == 0 and "lab/charlm" in out and "alliance" in out
     code, out, _ = _run(stack, "corp-user", "hub", "show", "lab/charlm")
     assert code == 0 and "weights/w.bin" in out and "apache-2.0" in out and "v1" in out
+    code, out, _ = _run(stack, "corp-user", "hub", "card", "lab/charlm")
+    assert code == 0 and out == "---\nlicense: apache-2.0\n---\n# charlm\n"
     code, out, _ = _run(stack, "corp-user", "hub", "show", "lab/charlm", "--json")
     assert json.loads(out)["repo"]["license"] == "apache-2.0"
     dest = tmp_path / "w.bin"

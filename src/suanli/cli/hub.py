@@ -4,6 +4,7 @@ server with ``HF_ENDPOINT`` and a token (see docs/hub.md)."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,18 @@ def hub_show(
         for c in found["commits"]
     ]
     click.echo(table(["COMMIT", "DATE (UTC)", "BY", "SUMMARY"], log))
+
+
+@hub_cmd.command("card")
+@click.argument("repo")
+@KIND
+@click.option("--revision", default="main", show_default=True)
+@connection
+def hub_card(repo: str, kind: str, revision: str, url: str | None, token: str | None) -> None:
+    """Print REPO's card (its README.md: front matter, then text)."""
+    out = io.BytesIO()
+    api(lambda c: c.hub_download(repo, "README.md", out, kind, revision), url, token)
+    click.echo(out.getvalue().decode("utf-8", errors="replace"), nl=False)
 
 
 @hub_cmd.command("lineage")
