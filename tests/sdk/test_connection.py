@@ -11,6 +11,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from suanli.sdk.client import ApiError, Client
-from suanli.sdk.connection import Connection, _bypassed
+from suanli.sdk.connection import Connection, _bypassed, _closed
 
 
 class Recorder(ThreadingHTTPServer):
@@ -135,6 +136,12 @@ def test_a_connection_the_server_closed_is_replaced_and_nothing_is_sent_twice(
         c.post("/two", json={"once": True})
         server.close_after = False
         assert server.closed.wait(30)
+        # and its end has reached this side (on a loaded machine the kernel can take a moment
+        # to deliver it; an idle connection's close arrives long before the next request)
+        deadline = time.time() + 30
+        while c._conn is not None and not _closed(c._conn.sock):
+            assert time.time() < deadline
+            time.sleep(0.01)
         c.post("/three", json={"once": True})
     assert [line.split()[1] for line in server.lines] == ["/one", "/two", "/three"]
     assert len(server.peers) == 2
