@@ -130,7 +130,7 @@ def submit(pool: Pool, work: Path, run_id: str, rounds: int) -> dict[str, Any]:
                     "accelerators": {"count": 1, "any_of": ["MLU370-X8", "C550"]},
                 },
             ],
-            "run_config": {"local-steps": 20, "batch-size": 32},
+            "run_config": {"local-steps": 20, "batch-size": 32, "round-timeout": 90.0},
             "runtime_env": {"working_dir": str(work)},
         }
     )

@@ -1,5 +1,8 @@
 """The ServerApp: FedAvg (Flower's own strategy) over the participants' SuperNodes, weighted by
-the bytes each trained on; at least ``min-participants`` of them in every round. At the end it
+the bytes each trained on; at least ``min-participants`` of them in every round. A round
+waits ``round-timeout`` seconds at most for the replies: a participant lost in the middle of
+a round (its SuperNode killed after it took its message) is left out of that round, and the
+round goes on with those that replied. At the end it
 writes the global model (``model.npz``) and the per-round metrics (``metrics.json``: train and
 evaluation loss, participants) to ``output-dir``.
 
@@ -139,6 +142,7 @@ def main(grid: Grid, context: Context) -> None:
         grid=grid,
         initial_arrays=ArrayRecord(task.init(int(cfg["seed"]))),
         num_rounds=int(cfg["num-server-rounds"]),
+        timeout=float(cfg["round-timeout"]),
         train_config=ConfigRecord({k: cfg[k] for k in TRAIN_KEYS}),
         evaluate_fn=lambda r, arrays: clock.tick(),
     )
@@ -186,7 +190,9 @@ def _secure(grid: Grid, context: Context) -> None:
         strategy = legacy.DifferentialPrivacyClientSideFixedClipping(strategy, noise, norm, least)
     rounds = int(cfg["num-server-rounds"])
     legacy_context = LegacyContext(
-        context=context, config=ServerConfig(num_rounds=rounds), strategy=strategy
+        context=context,
+        config=ServerConfig(num_rounds=rounds, round_timeout=float(cfg["round-timeout"])),
+        strategy=strategy,
     )
     workflow = DefaultWorkflow(
         fit_workflow=SecAggPlusWorkflow(
