@@ -9,7 +9,7 @@ from pathlib import Path
 
 from suanli.api.app import create_app
 from suanli.executors.local import LocalProcessExecutor
-from suanli.hub.blobs import BlobStore
+from suanli.hub.stores import Stores
 from suanli.sched.policy import get_policy
 from suanli.sdk.client import ApiError, Client
 from suanli.service.auth import create_user
@@ -55,7 +55,7 @@ class Stack:
         self.controller = Controller(db, self.executor, policy)
         self.vault = Vault.open(tmp)
         self.controller.vault = self.vault
-        self.hub = BlobStore(tmp / "hub")
+        self.hub = Stores(tmp / "hub")
         self.app = create_app(
             Service(db, policy, self.executor, vault=self.vault, hub=self.hub, hub_max_file=1 << 26)
         )

@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import uvicorn
@@ -28,7 +28,7 @@ from suanli.executors.output import DEFAULT_CAP_BYTES
 from suanli.executors.ray_cluster import LocalRayCluster
 from suanli.executors.sandbox import SandboxConfig, SandboxMode
 from suanli.executors.sandbox import check as check_sandbox
-from suanli.hub.blobs import BlobStore
+from suanli.hub.stores import Stores
 from suanli.model.alliance import Alliance
 from suanli.model.ids import SiteId
 from suanli.sched.policy import get_policy
@@ -93,6 +93,9 @@ class ServerConfig:
     hub_dir: Path | None = None
     #: the largest file the hub accepts
     hub_max_file: int = 8 << 30
+    #: where the hub keeps the files of datasets resident at a site, by site (a mount of
+    #: that site's storage; default HUB_DIR/sites/SITE)
+    hub_site_dirs: dict[str, Path] = field(default_factory=dict)
 
     def sandbox_config(self) -> SandboxConfig:
         return SandboxConfig(SandboxMode(self.sandbox), self.job_network)
@@ -271,7 +274,7 @@ def serve(cfg: ServerConfig, alliance: Alliance) -> None:
         watch = FileWatch(cfg.state_dir / "suanli.db") if cfg.db_url is None else None
         loop = ControllerLoop(controller, cfg.interval_s, health, watch)
         reports = cfg.reports_dir or cfg.state_dir / "reports"
-        store = BlobStore(cfg.hub_dir or cfg.state_dir / "hub")
+        store = Stores(cfg.hub_dir or cfg.state_dir / "hub", cfg.hub_site_dirs)
         store.clean_incoming()  # (uploads a stopped server was receiving: never committed)
         app = create_app(
             Service(

@@ -12,7 +12,7 @@ from schemathesis import Case
 
 from suanli.api.app import create_app, openapi_document
 from suanli.executors.local import LocalProcessExecutor
-from suanli.hub.blobs import BlobStore
+from suanli.hub.stores import Stores
 from suanli.sched.policy import get_policy
 from suanli.service.auth import create_user
 from suanli.service.context import Service
@@ -39,7 +39,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[s
             "user": create_user(s, None, "user", "member-user", "huaxia-cloud", time.time()),
         }
     executor = LocalProcessExecutor(tmp / "exec")
-    app = create_app(Service(db, get_policy("alliance"), executor, hub=BlobStore(tmp / "hub")))
+    app = create_app(Service(db, get_policy("alliance"), executor, hub=Stores(tmp / "hub")))
     with serving(app) as url:
         yield url, tokens
     db.close()

@@ -58,7 +58,7 @@ def wait_for(condition: Any, timeout: float = 60) -> None:
 
 
 def _nothing_left(stack: Stack) -> None:
-    assert list(stack.hub.incoming.iterdir()) == []
+    assert list(stack.hub.central.incoming.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -156,8 +156,8 @@ def test_a_client_gone_mid_upload_leaves_no_revision_and_no_file(
         )
         sock.sendall(head.encode() + body[: len(body) // 2])
         # gone once the server is receiving it (its spool is there), not before
-        wait_for(lambda: any(stack.hub.incoming.iterdir()))
-    wait_for(lambda: not any(stack.hub.incoming.iterdir()))
+        wait_for(lambda: any(stack.hub.central.incoming.iterdir()))
+    wait_for(lambda: not any(stack.hub.central.incoming.iterdir()))
     _nothing_left(stack)
     assert _head(http) == before
     r = http.post("/api/models/lab/r/commit/main", content=body)  # the retry lands whole

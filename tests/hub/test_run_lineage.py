@@ -6,6 +6,8 @@ token stops working when the run ends."""
 from __future__ import annotations
 
 import base64
+import json
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,7 @@ from suanli.executors.local import LocalProcessExecutor
 from suanli.executors.sandbox import SandboxConfig
 from suanli.model.ids import JobId
 from suanli.sched.policy import get_policy
+from suanli.sdk.code import with_code
 from suanli.service.controller import Controller
 
 from ..stack import Stack
@@ -50,16 +53,19 @@ def test_a_run_publishes_with_its_run_token_and_the_revision_names_the_job(
     )
     lab = stack.client("lab-user")
     lab.hub_create("lab/charlm")
-    lab.submit(
-        {
-            "id": "lab-train",
-            "member": "lab",
-            "accelerators": "H800:2",
-            "datasets": ["lab-data"],
-            "entrypoint": "python3 upload.py && sleep 1",
-            "runtime_env": {"working_dir": str(shared_dir)},
-        }
-    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-C", str(shared_dir)]
+    for args in (["init", "-q"], ["add", "upload.py"], ["commit", "-q", "-m", "upload"]):
+        subprocess.run([*git, *args], check=True)
+    head = subprocess.check_output([*git, "rev-parse", "HEAD"], text=True)
+    job = {
+        "id": "lab-train",
+        "member": "lab",
+        "accelerators": "H800:2",
+        "datasets": ["lab-data"],
+        "entrypoint": "python3 upload.py && sleep 1",
+        "runtime_env": {"working_dir": str(shared_dir)},
+    }
+    lab.submit(with_code(json.dumps(job), Path.cwd()))  # (as suanli submit sends it)
     rows = run_until(ctl, stack.db, lambda r: r["lab-train"].phase in ("SUCCEEDED", "FAILED"), 120)
     log = executor.logs(JobId("lab-train"), 1).decode()
     assert rows["lab-train"].phase == "SUCCEEDED", (rows["lab-train"].reason, log)
@@ -74,12 +80,14 @@ def test_a_run_publishes_with_its_run_token_and_the_revision_names_the_job(
     (job,) = found["jobs"]
     assert job["shown"] and job["datasets"] == ["lab-data"] and job["model"] == "H800-80GB"
     assert job["nodes"] == ["lab-h800"] and job["devices"] == 2 and job["nu_hours"] > 0
+    assert job["code"] == {"revision": head.strip(), "repository": None, "dirty": False}
     with session(stack, "lab-user") as web:
         page = web.get("/ui/hub/model/lab/charlm").text
     lineage = page.split('id="lineage"', 1)[1]
     assert (
         "lab-train" in lineage and "lab-data" in lineage and "H800-80GB x2 on lab-h800" in lineage
     )
+    assert head.strip()[:12] in lineage
     # another member may read the repo once it is shared, but not the job's details
     lab.http.post(
         "/api/models/lab/charlm/commit/main",

@@ -8,6 +8,7 @@ in the ledger under its own member, and nothing is left running."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from suanli.cli.main import cli
 from suanli.executors.flower import MARK
 from suanli.executors.local import LocalProcessExecutor
 from suanli.executors.processes import marked, stop_all
+from suanli.hub.stores import Stores
 from suanli.sched.policy import get_policy
 from suanli.sdk.client import Client
 from suanli.server import ServerConfig, prepare
@@ -93,8 +95,10 @@ def pool(tmp_path: Path) -> Iterator[Pool]:
     vault = Vault.open(cfg.state_dir)
     policy = get_policy("alliance")
     ctl = Controller(db, executor, policy, vault=vault)
+    hub = Stores(tmp_path / "hub")
     try:
-        with serving(create_app(Service(db, policy, executor, vault=vault))) as url:
+        with serving(create_app(Service(db, policy, executor, vault=vault, hub=hub))) as url:
+            ctl.hub_url = url  # (the run publishes its model there)
             pool = Pool(url, token, ctl, db)
             try:
                 yield pool
@@ -108,7 +112,9 @@ def pool(tmp_path: Path) -> Iterator[Pool]:
         stop_all([], f"{MARK}=fed-poetry".encode(), 5.0)
 
 
-def submit(pool: Pool, work: Path, run_id: str, rounds: int) -> dict[str, Any]:
+def submit(
+    pool: Pool, work: Path, run_id: str, rounds: int, publish: str | None = None
+) -> dict[str, Any]:
     """The demo app on the three corpora, from a working directory runs can read."""
     shutil.copytree(ROOT / "examples" / "federated" / "charlm", work / "charlm")
     for d in work.rglob("*"):
@@ -132,6 +138,7 @@ def submit(pool: Pool, work: Path, run_id: str, rounds: int) -> dict[str, Any]:
             ],
             "run_config": {"local-steps": 20, "batch-size": 32, "round-timeout": 90.0},
             "runtime_env": {"working_dir": str(work)},
+            **({"publish": publish} if publish else {}),
         }
     )
     return run
@@ -140,7 +147,8 @@ def submit(pool: Pool, work: Path, run_id: str, rounds: int) -> dict[str, Any]:
 def test_a_federated_job_runs_on_its_participants_nodes_and_survives_a_move(
     pool: Pool, tmp_path: Path, shared_dir: Path
 ) -> None:
-    run = submit(pool, shared_dir, "fed-poetry", 4)
+    pool.client.hub_create("pengcheng-lab/charlm-fed")
+    run = submit(pool, shared_dir, "fed-poetry", 4, publish="pengcheng-lab/charlm-fed")
     assert run["kind"] == "federated" and run["phase"] == "PENDING"
     parts = [f"fed-poetry.{k}" for k in (1, 2, 3)]
     assert [pool.job(p)["member"] for p in parts] == ["qinghe-univ", "pengcheng-lab", "zhiyuan-ai"]
@@ -188,6 +196,19 @@ def test_a_federated_job_runs_on_its_participants_nodes_and_survives_a_move(
     lineage = json.loads((output / "lineage.json").read_text())
     assert lineage["model"]["sha256"] == model["sha256"]
     assert [p["dataset"] for p in lineage["participants"]] == list(LOCATIONS)
+
+    # published to the hub with the run's token: the revision's lineage names the run, what
+    # its participants read and ran on
+    assert model["published"]["repo"] == "pengcheng-lab/charlm-fed", done["progress"]
+    made = pool.client.hub_lineage("pengcheng-lab/charlm-fed")
+    assert made["sha"] == model["published"]["commit"]
+    assert made["commits"][0]["job"] == "fed-poetry"
+    (run_made,) = made["jobs"]
+    assert run_made["job"] == "fed-poetry" and run_made["datasets"] == list(LOCATIONS)
+    assert len(run_made["nodes"]) >= 3 and run_made["devices"] >= 3
+    url = f"{pool.client_url}/pengcheng-lab/charlm-fed/resolve/main/model.npz"
+    got = httpx.get(url, headers={"Authorization": f"Bearer {pool.token}"}).content
+    assert hashlib.sha256(got).hexdigest() == model["sha256"]
 
     # each participant's part is charged to its own member, the run to no one
     with pool.db.session() as s:

@@ -123,6 +123,8 @@ def test_published_schema_describes_it() -> None:
           "min_participants": 3,
           "differential_privacy": {"noise_multiplier": 1.0, "clipping_norm": 1.0}},
          "differential_privacy.side", "use side: client"),
+        ({"publish": "qinghe-univ/charlm"}, "publish", "its submitter's repos"),
+        ({"publish": "pengcheng-lab/../x"}, "publish", "not a hub repo"),
     ],
 )  # fmt: skip
 def test_each_problem_names_its_field(

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from suanli.cli.client import api, as_json_option, connection
+from suanli.model.job import CodeRevision
 from suanli.sdk.client import Client
 from suanli.text import table
 
@@ -117,14 +118,15 @@ def hub_lineage(repo: str, kind: str, as_json: bool, url: str | None, token: str
             ", ".join(j["datasets"]),
             j["model"] or "",
             ", ".join(j["nodes"]),
+            CodeRevision(**j["code"]).label() if j.get("code") else "",
             f"{j['nu_hours']:.4f}",
         ]
         if j["shown"]
-        else [j["job"], j["member"], "(another member's job)", "", "", ""]
+        else [j["job"], j["member"], "(another member's job)", "", "", "", ""]
         for j in found["jobs"]
     ]
     if rows:
-        click.echo(table(["JOB", "MEMBER", "DATASETS", "MODEL", "NODES", "NU-H"], rows))
+        click.echo(table(["JOB", "MEMBER", "DATASETS", "MODEL", "NODES", "CODE", "NU-H"], rows))
 
 
 @hub_cmd.command("create")

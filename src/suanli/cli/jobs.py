@@ -22,6 +22,7 @@ from suanli.cli.client import (
     wide_option,
 )
 from suanli.sdk.client import Client
+from suanli.sdk.code import with_code
 from suanli.text import table
 
 
@@ -45,8 +46,10 @@ def login(url: str, token: str) -> None:
 @connection
 @as_json_option
 def submit(file: Path, url: str | None, token: str | None, as_json: bool) -> None:
-    """Submit a job file (one job or jobs: [...])."""
-    jobs = api(lambda c: c.submit(file.read_text()), url, token)
+    """Submit a job file (one job or jobs: [...]). A job whose working_dir is a git
+    working tree is sent with its code revision (``code``, its lineage) unless it states one."""
+    text = with_code(file.read_text(), Path.cwd())
+    jobs = api(lambda c: c.submit(text), url, token)
     out(
         jobs,
         as_json,

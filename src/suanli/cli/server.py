@@ -130,6 +130,14 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
     help="this server's URL as jobs reach it (their HF_ENDPOINT for the hub; default "
     "http://HOST:PORT)",
 )
+@click.option(
+    "--hub-site-store",
+    "hub_site_stores",
+    multiple=True,
+    metavar="SITE=PATH",
+    help="where the hub keeps the files of datasets resident at SITE (a mount of that "
+    "site's storage; default STATE_DIR/hub/sites/SITE); repeat for each site",
+)
 def server(
     state_dir: Path,
     db_url: str | None,
@@ -152,6 +160,7 @@ def server(
     log_cap_mib: int,
     federation_host: str,
     public_url: str | None,
+    hub_site_stores: tuple[str, ...],
 ) -> None:
     """Run the service: database, controller and REST API (Ctrl-C stops it)."""
     import threading
@@ -179,6 +188,7 @@ def server(
         log_cap_mib << 20,
         federation_host,
         public_url,
+        hub_site_dirs=_site_stores(hub_site_stores),
     )
     try:
         alliance = load_alliance(alliance_file)
@@ -194,6 +204,16 @@ def server(
             target=_submit_when_up, args=(url, token, text, until_done), daemon=True
         ).start()
     serve(cfg, alliance)
+
+
+def _site_stores(given: tuple[str, ...]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for item in given:
+        site, eq, path = item.partition("=")
+        if not eq or not site or not path:
+            raise click.BadParameter(f"{item!r} is not SITE=PATH", param_hint="--hub-site-store")
+        out[site] = Path(path)
+    return out
 
 
 def _announce(url: str, state_dir: Path, token: str | None) -> str | None:

@@ -9,8 +9,11 @@ participant's public key, then submits the app (``SUANLI_FLOWER_APP`` in the wor
 directory) and streams its log. Each round the app reports (``progress.jsonl`` in its output
 directory) is printed as one ``suanli-round {json}`` line, and the final model as one
 ``suanli-model {json}`` line with its lineage written beside it: the service reads both from
-the run's output. It exits with ``flwr run``'s code, or 1 with the reason when the SuperLink
-dies.
+the run's output. With ``SUANLI_FLOWER_PUBLISH`` (the job's ``publish``), the model, its
+metrics and its lineage are then committed to that hub repo with the run's token
+(``HF_ENDPOINT``, ``HF_TOKEN``), so that the revision's lineage names the run; the commit's id
+is in the model line (or, if the hub refused, the reason in a note). It exits with ``flwr
+run``'s code, or 1 with the reason when the SuperLink dies.
 
 ``node``: one participant's SuperNode. It writes the run's authority and the participant's
 private key to its private ``/tmp``, waits for the SuperLink to answer, and keeps a
@@ -20,6 +23,7 @@ that exits is started again (same key: it rejoins as itself) until the part is s
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -28,6 +32,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -236,12 +242,55 @@ def link() -> int:
         digest = hashlib.sha256(model.read_bytes()).hexdigest()
         lineage = {**lineage, "model": {"file": "model.npz", "sha256": digest}, "rounds": seen}
         (output / "lineage.json").write_text(json.dumps(lineage, indent=1, sort_keys=True))
-        entry = {"file": "output/model.npz", "sha256": digest, "bytes": model.stat().st_size}
+        entry: dict[str, Any] = {
+            "file": "output/model.npz",
+            "sha256": digest,
+            "bytes": model.stat().st_size,
+        }
+        repo = os.environ.get("SUANLI_FLOWER_PUBLISH")
+        if repo:
+            files = [output / n for n in ("model.npz", "metrics.json", "lineage.json")]
+            entry["published"] = _publish(repo, [f for f in files if f.exists()], seen)
         print(MODEL_LINE, json.dumps(entry, sort_keys=True), flush=True)
     elif code == 0:
         _say("the app ended without writing output/model.npz")
         return 1
     return code
+
+
+def _publish(repo: str, files: list[Path], rounds: int) -> dict[str, str] | None:
+    """Commit ``files`` to the hub's model repo ``repo`` (its ``main``) with the run's token,
+    as the Hugging Face client's commit does: ``{repo, commit}``, or None with the reason
+    said. (Each file is read whole: the demo's model is small.)"""
+    endpoint, token = os.environ.get("HF_ENDPOINT"), os.environ.get("HF_TOKEN")
+    if not endpoint or not token:
+        _say(f"not published to {repo}: this server gives runs no hub")
+        return None
+    run = os.environ.get("SUANLI_FLOWER_RUN", "")
+    header = {"summary": f"federated run {run}: {rounds} rounds", "description": ""}
+    lines = [{"key": "header", "value": header}]
+    for f in files:
+        content = base64.b64encode(f.read_bytes()).decode()
+        lines.append(
+            {"key": "file", "value": {"path": f.name, "content": content, "encoding": "base64"}}
+        )
+    body = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    request = urllib.request.Request(
+        f"{endpoint.rstrip('/')}/api/models/{repo}/commit/main",
+        data=body,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=300) as answer:
+            commit = str(json.load(answer)["commitOid"])
+    except urllib.error.HTTPError as exc:
+        _say(f"not published to {repo}: {exc.code} {exc.read()[:300].decode(errors='replace')}")
+        return None
+    except (OSError, ValueError, KeyError) as exc:
+        _say(f"not published to {repo}: {exc}")
+        return None
+    _say(f"published to {repo} at {commit}")
+    return {"repo": repo, "commit": commit}
 
 
 def node() -> int:

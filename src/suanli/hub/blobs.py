@@ -64,6 +64,18 @@ class BlobStore:
             w.write(data)
             return w.finish()
 
+    def copy_in(self, source: Path, sha256: str) -> Blob:
+        """A copy of another store's blob, streamed and checked against its name."""
+        with source.open("rb") as f, self.writer(source.stat().st_size) as w:
+            while chunk := f.read(CHUNK):
+                w.write(chunk)
+            if w.digest() != sha256:
+                raise ValueError(f"blob {sha256} does not hold the bytes it is named by")
+            return w.finish()
+
+    def remove(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
+
     def clean_incoming(self) -> int:
         """Removes blobs that were being written when a process died; how many."""
         gone = 0
@@ -93,6 +105,10 @@ class BlobWriter:
             raise PayloadTooLargeError(f"a file is over the {self.limit} bytes allowed")
         self._hash.update(data)
         self._f.write(data)
+
+    def digest(self) -> str:
+        """The sha256 of the bytes written so far."""
+        return self._hash.hexdigest()
 
     def finish(self) -> Blob:
         sha256 = self._hash.hexdigest()

@@ -7,11 +7,11 @@ from __future__ import annotations
 import re
 
 from suanli.errors import Problem, ValidationError
-from suanli.spec.common import ID_PATTERN
+from suanli.spec.common import ID_PATTERN, REPO_NAME_PATTERN
 
 KINDS = ("model", "dataset")
 _MEMBER = re.compile(ID_PATTERN)
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_NAME = re.compile(REPO_NAME_PATTERN)
 _REV = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SHA = re.compile(r"[0-9a-f]{40}")
 #: the longest path in a repo, in characters

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from suanli.model.ids import DatasetId, JobId, MemberId, ModelId
-from suanli.model.job import Gang, Group, JobSpec
+from suanli.model.job import CodeRevision, Gang, Group, JobSpec
 
 #: a run-config value as ``flwr run --run-config`` takes it
 ConfigValue = str | int | float | bool
@@ -95,6 +95,9 @@ class FederatedSpec:
     preemptible: bool = True
     runtime_env: Mapping[str, object] = field(default_factory=dict)
     estimated_duration_s: float | None = None
+    code: CodeRevision | None = None
+    #: the hub's model repo the run commits its final model to (None: it does not)
+    publish: str | None = None
 
     def flower_config(self) -> dict[str, ConfigValue]:
         """The run config handed to the app (``flwr run --run-config``): the job's

@@ -37,6 +37,22 @@ class Group:
 
 
 @dataclass(frozen=True, slots=True)
+class CodeRevision:
+    """Which code a job runs, for lineage: a revision (a git commit, a tag, a digest) of a
+    repository, and whether the working tree held changes not in that revision."""
+
+    revision: str
+    repository: str | None = None
+    dirty: bool = False
+
+    def label(self) -> str:
+        """In a line: ``REPOSITORY@REVISION`` (a commit shortened to 12), ``+changes`` when
+        the tree was dirty."""
+        where = f"{self.repository}@" if self.repository else ""
+        return where + self.revision[:12] + (" +changes" if self.dirty else "")
+
+
+@dataclass(frozen=True, slots=True)
 class JobSpec:
     """A vendor-neutral request, already resolved against the catalog.
 
@@ -69,6 +85,8 @@ class JobSpec:
     #: run only on nodes of ``member``'s own sites (a federated participant's part)
     own_nodes: bool = False
     group: Group | None = None
+    #: the code's revision (lineage of what the job publishes)
+    code: CodeRevision | None = None
 
 
 class Phase(StrEnum):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from suanli.executors.base import Executor
-from suanli.hub.blobs import BlobStore
+from suanli.hub.stores import Stores
 from suanli.sched.policy import Policy
 from suanli.service.metrics import Metrics
 from suanli.service.vault import Vault
@@ -44,6 +44,6 @@ class Service:
     #: where federated runs' SuperLinks listen (their SuperNodes dial it)
     federation_host: str = "127.0.0.1"
     #: the hub's files (None: this server keeps no hub)
-    hub: BlobStore | None = None
+    hub: Stores | None = None
     #: the largest file, and the largest commit body, the hub accepts
     hub_max_file: int = 8 << 30

@@ -366,7 +366,8 @@ class Controller:
 
     def _request(self, row: JobRow, alliance: Alliance) -> RunRequest:
         if row.kind == FEDERATED:
-            return federation.link_request(row, self._secrets(row), alliance)
+            env = {**self._secrets(row), **self._hub_env(row)}  # (it publishes its model)
+            return federation.link_request(row, env, alliance)
         spec = spec_from_json(row.spec)
         assert row.placement is not None
         placement = placement_from_json(row.placement)

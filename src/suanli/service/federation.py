@@ -46,6 +46,7 @@ from suanli.model.federation import DifferentialPrivacy, FederatedSpec, SecureAg
 from suanli.model.ids import JobId, ModelId, NodeId
 from suanli.model.job import JobSpec, Phase
 from suanli.service import lifecycle
+from suanli.store.codec import code_to_json
 from suanli.store.snapshot import FEDERATED
 from suanli.store.tables import JobRow
 
@@ -111,6 +112,8 @@ def prepare(spec: FederatedSpec, host: str) -> Prepared:
         "preemptible": spec.preemptible,
         "runtime_env": dict(spec.runtime_env),
         "estimated_duration_s": spec.estimated_duration_s,
+        **({"code": code_to_json(spec.code)} if spec.code else {}),
+        **({"publish": spec.publish} if spec.publish else {}),
         "address": address,
         "nodes": {part.id: pki.nodes[part.id][1] for part in parts},
     }
@@ -181,6 +184,7 @@ def link_request(row: JobRow, secrets: dict[str, str], alliance: Alliance) -> Ru
         "SUANLI_FLOWER_APP": spec["app"],
         "SUANLI_FLOWER_RUN_CONFIG": json.dumps(spec["run_config"]),
         "SUANLI_FLOWER_LINEAGE": json.dumps(lineage),
+        **({"SUANLI_FLOWER_PUBLISH": spec["publish"]} if spec.get("publish") else {}),
     }
     wd = (spec.get("runtime_env") or {}).get("working_dir")
     if not wd:

@@ -1,6 +1,7 @@
 """The alliance's hub: repos of models and datasets owned by members, their revisions
 (commits, branches, tags) and who may read and write them. Files are blobs in the
-:class:`~suanli.hub.blobs.BlobStore`; everything else is rows (``hub_*`` tables).
+:class:`~suanli.hub.stores.Stores` (a resident dataset's in its sites' stores only);
+everything else is rows (``hub_*`` tables).
 
 Who may do what:
 
@@ -27,7 +28,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from suanli.errors import (
@@ -39,8 +40,8 @@ from suanli.errors import (
     ValidationError,
 )
 from suanli.hub import card, names
-from suanli.hub.blobs import BlobStore
 from suanli.hub.commit import Operations
+from suanli.hub.stores import Stores
 from suanli.ledger.record import Kind, Record
 from suanli.service import audit
 from suanli.service.auth import Principal, Role
@@ -52,7 +53,6 @@ from suanli.store.tables import (
     HubRefRow,
     HubRepoRow,
     JobRow,
-    LedgerRow,
     MemberRow,
     NodeRow,
     SiteRow,
@@ -148,7 +148,7 @@ def _label(kind: str, repo_id: str) -> str:
     return f"{kind} repo {repo_id!r}"
 
 
-def _find(s: Session, who: Principal | None, kind: str, repo_id: str) -> HubRepoRow:
+def find(s: Session, who: Principal | None, kind: str, repo_id: str) -> HubRepoRow:
     member, name = names.repo_id(repo_id)
     row = s.scalars(
         select(HubRepoRow).where(
@@ -170,7 +170,7 @@ def _signed_in(who: Principal | None) -> Principal:
 
 def _writable(s: Session, who: Principal | None, kind: str, repo_id: str) -> HubRepoRow:
     _signed_in(who)
-    row = _find(s, who, kind, repo_id)
+    row = find(s, who, kind, repo_id)
     if not _may_write(row.member, who):
         raise PermissionDeniedError(f"only {row.member}'s users write to {repo_id}")
     return row
@@ -183,9 +183,7 @@ def _may_take_out(s: Session, row: HubRepoRow, who: Principal | None) -> None:
     if not sites or (who is not None and who.member == row.member and who.job is None):
         return
     if who is not None and who.job is not None:
-        job = s.scalars(select(JobRow).where(JobRow.id == who.job)).first()
-        placed = placement_from_json(job.placement).nodes if job and job.placement else ()
-        at = {n.site for n in s.scalars(select(NodeRow).where(NodeRow.id.in_(placed)))}
+        at = _run_sites(s, who.job)
         if at and at <= set(sites):
             return
         where = ", ".join(sorted(at)) or "no site"
@@ -199,15 +197,23 @@ def _may_take_out(s: Session, row: HubRepoRow, who: Principal | None) -> None:
     )
 
 
-def check_writable(s: Session, who: Principal | None, kind: str, repo_id: str) -> None:
-    """Raises unless ``who`` may commit to the repo (asked before a commit's body is read)."""
-    _writable(s, who, kind, repo_id)
+def _run_sites(s: Session, job_id: str) -> set[str]:
+    """The sites a run's job is placed at."""
+    job = s.scalars(select(JobRow).where(JobRow.id == job_id)).first()
+    placed = placement_from_json(job.placement).nodes if job and job.placement else ()
+    return {n.site for n in s.scalars(select(NodeRow).where(NodeRow.id.in_(placed)))}
+
+
+def check_writable(s: Session, who: Principal | None, kind: str, repo_id: str) -> list[str]:
+    """Raises unless ``who`` may commit to the repo (asked before a commit's body is read);
+    the sites the repo is resident at (its body is kept in their stores only)."""
+    return list(_writable(s, who, kind, repo_id).resident_sites or [])
 
 
 # -- revisions -----------------------------------------------------------------------------
 
 
-def _resolve(s: Session, row: HubRepoRow, revision: str) -> str:
+def resolve(s: Session, row: HubRepoRow, revision: str) -> str:
     names.revision(revision)
     for kind in ("branch", "tag"):
         ref = s.get(HubRefRow, (row.id, kind, revision))
@@ -233,37 +239,37 @@ def _view(f: HubFileRow) -> FileView:
     return FileView(f.path, f.size, f.sha256, f.sha1)
 
 
-def _licence(store: BlobStore, tree: dict[str, HubFileRow]) -> str | None:
+def _licence(stores: Stores, row: HubRepoRow, tree: dict[str, HubFileRow]) -> str | None:
     readme = tree.get("README.md")
     if readme is None:
         return None
-    with store.path(readme.sha256).open("rb") as f:
+    with stores.find(readme.sha256, row.resident_sites).open("rb") as f:
         text = f.read(card.MAX_CARD).decode("utf-8", errors="replace")
     return card.licence(text)
 
 
 def card_text(
-    s: Session, store: BlobStore, who: Principal | None, kind: str, repo_id: str, revision: str
+    s: Session, stores: Stores, who: Principal | None, kind: str, repo_id: str, revision: str
 ) -> str | None:
     """The repo's card (README.md) at a revision, its first MiB (None: it has none)."""
-    row = _find(s, who, kind, repo_id)
-    readme = s.get(HubFileRow, (_resolve(s, row, revision), "README.md"))
+    row = find(s, who, kind, repo_id)
+    readme = s.get(HubFileRow, (resolve(s, row, revision), "README.md"))
     if readme is None:
         return None
-    with store.path(readme.sha256).open("rb") as f:
+    with stores.find(readme.sha256, row.resident_sites).open("rb") as f:
         return f.read(card.MAX_CARD).decode("utf-8", errors="replace")
 
 
 def info(
-    s: Session, store: BlobStore, who: Principal | None, kind: str, repo_id: str, revision: str
+    s: Session, stores: Stores, who: Principal | None, kind: str, repo_id: str, revision: str
 ) -> RepoView:
-    row = _find(s, who, kind, repo_id)
-    sha = _resolve(s, row, revision)
+    row = find(s, who, kind, repo_id)
+    sha = resolve(s, row, revision)
     commit = s.get(HubCommitRow, sha)
     assert commit is not None
     tree = _tree(s, sha)
     files = [_view(f) for f in sorted(tree.values(), key=lambda f: f.path)]
-    return _repo_view(row, sha, commit.created_at, _licence(store, tree), files)
+    return _repo_view(row, sha, commit.created_at, _licence(stores, row, tree), files)
 
 
 def _repo_view(
@@ -295,8 +301,8 @@ def tree(
 ) -> tuple[str, list[FileView], list[str]]:
     """The files and folders under ``folder`` ("" for the top) at a revision: its commit, the
     files, the folders (all levels below when ``recursive``)."""
-    row = _find(s, who, kind, repo_id)
-    sha = _resolve(s, row, revision)
+    row = find(s, who, kind, repo_id)
+    sha = resolve(s, row, revision)
     prefix = f"{names.file_path(folder)}/" if folder else ""
     files: list[FileView] = []
     folders: set[str] = set()
@@ -316,28 +322,30 @@ def tree(
 
 def file(
     s: Session,
-    store: BlobStore,
+    stores: Stores,
     who: Principal | None,
     kind: str,
     repo_id: str,
     revision: str,
     path: str,
 ) -> Resolved:
-    row = _find(s, who, kind, repo_id)
+    row = find(s, who, kind, repo_id)
     _may_take_out(s, row, who)
-    sha = _resolve(s, row, revision)
+    sha = resolve(s, row, revision)
     found = s.get(HubFileRow, (sha, names.file_path(path)))
     if found is None:
         raise EntryNotFound(f"no file {path!r} at {revision!r} of {repo_id}")
-    return Resolved(sha, _view(found), store.path(found.sha256))
+    # a run reads the copy at its own site where it has one
+    near = _run_sites(s, who.job) if who is not None and who.job is not None else set()
+    return Resolved(sha, _view(found), stores.find(found.sha256, row.resident_sites, near))
 
 
 def paths(
     s: Session, who: Principal | None, kind: str, repo_id: str, revision: str, wanted: list[str]
 ) -> tuple[list[FileView], list[str]]:
     """Of ``wanted`` paths at a revision, the files and the folders (others are left out)."""
-    row = _find(s, who, kind, repo_id)
-    current = _tree(s, _resolve(s, row, revision))
+    row = find(s, who, kind, repo_id)
+    current = _tree(s, resolve(s, row, revision))
     files, folders = [], []
     for i, path in enumerate(wanted):
         names.file_path(path, f"paths[{i}]")
@@ -349,7 +357,7 @@ def paths(
 
 
 def refs(s: Session, who: Principal | None, kind: str, repo_id: str) -> list[RefView]:
-    row = _find(s, who, kind, repo_id)
+    row = find(s, who, kind, repo_id)
     rows = s.scalars(
         select(HubRefRow).where(HubRefRow.repo == row.id).order_by(HubRefRow.kind, HubRefRow.name)
     )
@@ -360,8 +368,8 @@ def history(
     s: Session, who: Principal | None, kind: str, repo_id: str, revision: str, limit: int = 100
 ) -> list[CommitView]:
     """A revision's commits, newest first."""
-    row = _find(s, who, kind, repo_id)
-    found = _commits(s, _resolve(s, row, revision), limit)
+    row = find(s, who, kind, repo_id)
+    found = commits_of(s, resolve(s, row, revision), limit)
     return [CommitView(c.sha, c.parent, c.summary, c.author, c.created_at, c.job) for c in found]
 
 
@@ -455,8 +463,10 @@ def create(
     )
 
 
-def _needs_licence(visibility: str, store: BlobStore, tree: dict[str, HubFileRow]) -> None:
-    if visibility != "private" and tree and _licence(store, tree) is None:
+def _needs_licence(
+    visibility: str, stores: Stores, row: HubRepoRow, tree: dict[str, HubFileRow]
+) -> None:
+    if visibility != "private" and tree and _licence(stores, row, tree) is None:
         raise ValidationError(
             [
                 Problem(
@@ -475,7 +485,7 @@ def preupload(
     """For each path to upload, the git blob id of the file there now (None: no file), so
     that the client skips unchanged files. Every file is then sent in the commit itself."""
     row = _writable(s, who, kind, repo_id)
-    sha = _resolve(s, row, revision)
+    sha = resolve(s, row, revision)
     for i, path in enumerate(paths):
         names.file_path(path, f"files[{i}].path")
     current = _tree(s, sha)
@@ -484,7 +494,7 @@ def preupload(
 
 def commit(
     s: Session,
-    store: BlobStore,
+    stores: Stores,
     who: Principal | None,
     kind: str,
     repo_id: str,
@@ -494,7 +504,10 @@ def commit(
 ) -> str:
     """A new revision on ``branch`` from the operations read off a commit's body (their
     blobs are stored already): its id. The branch moves only if it still points where it
-    did when this began (409 otherwise). A run's commit records its job (lineage)."""
+    did when this began (409 otherwise). A run's commit records its job (lineage).
+
+    Each new file's blob is copied into every store the repo's files belong in (its resident
+    sites', or the central one) before a row is written."""
     row = _writable(s, who, kind, repo_id)
     assert who is not None
     ref = s.get(HubRefRow, (row.id, "branch", names.revision(branch, "revision")))
@@ -506,7 +519,9 @@ def commit(
     tree = {p: (f.sha256, f.size, f.sha1) for p, f in _tree(s, head).items()}
     _apply(tree, ops, who, s)
     files = {p: HubFileRow(path=p, sha256=a, size=b, sha1=c) for p, (a, b, c) in tree.items()}
-    _needs_licence(row.visibility, store, files)
+    for sha256 in {b.sha256 for b in ops.added.values()} | set(ops.linked.values()):
+        stores.place(sha256, row.resident_sites)
+    _needs_licence(row.visibility, stores, row, files)
     message = ops.summary + ("\n\n" + ops.description if ops.description else "")
     sha = _commit_id(head, {p: (a, b, c) for p, (a, b, c) in tree.items()}, message)
     if s.get(HubCommitRow, sha) is not None:
@@ -551,9 +566,17 @@ def _readable_blob(s: Session, who: Principal, sha256: str, path: str) -> tuple[
         .where(HubFileRow.sha256 == sha256)
     ).all()
     for f, repo in rows:
-        if _may_read(repo, who):
+        if _may_read(repo, who) and _may_take(s, repo, who):
             return (sha256, f.size, f.sha1)
     raise ValidationError([Problem(path, f"no file {sha256} that you may read")], "commit")
+
+
+def _may_take(s: Session, row: HubRepoRow, who: Principal) -> bool:
+    try:
+        _may_take_out(s, row, who)
+    except PermissionDeniedError:
+        return False
+    return True
 
 
 def _apply(
@@ -590,7 +613,7 @@ def _no_file_under_a_file(tree: dict[str, tuple[str, int, str]]) -> None:
 
 def create_ref(
     s: Session,
-    store: BlobStore,
+    stores: Stores,
     who: Principal | None,
     kind: str,
     repo_id: str,
@@ -605,20 +628,20 @@ def create_ref(
     names.revision(name, ref_kind)
     if names.is_commit(name):
         raise ValidationError([Problem(ref_kind, "a 40-hex name would read as a commit id")])
-    sha = _resolve(s, row, start)
+    sha = resolve(s, row, start)
     for k in ("branch", "tag"):
         if s.get(HubRefRow, (row.id, k, name)) is not None:
             raise ConflictError(f"{repo_id} has a {k} {name!r} already")
     s.add(HubRefRow(repo=row.id, kind=ref_kind, name=name, commit=sha))
     audit.record(s, now, who.name, f"hub.{ref_kind}", f"{kind}:{repo_id}", name=name, sha=sha)
     if ref_kind == "tag":
-        _release(s, store, row, name, sha, who, now)
+        _release(s, stores, row, name, sha, who, now)
     return RefView(ref_kind, name, sha)
 
 
 def _release(
     s: Session,
-    store: BlobStore,
+    stores: Stores,
     row: HubRepoRow,
     tag: str,
     sha: str,
@@ -628,13 +651,13 @@ def _release(
     """A tag is a release: appended to the ledger's chain with what made it (the licence of
     its tree, the jobs whose runs committed its history), in the tag's transaction."""
     repo_id = f"{row.member}/{row.name}"
-    jobs = sorted({c.job for c in _commits(s, sha) if c.job is not None})
+    jobs = sorted({c.job for c in commits_of(s, sha) if c.job is not None})
     detail = {
         "repo": repo_id,
         "kind": row.kind,
         "tag": tag,
         "commit": sha,
-        "licence": _licence(store, _tree(s, sha)),
+        "licence": _licence(stores, row, _tree(s, sha)),
         "jobs": jobs,
         "by": who.name,
     }
@@ -643,7 +666,7 @@ def _release(
     append(s, [replace(record, detail=detail)])
 
 
-def _commits(s: Session, sha: str | None, limit: int = 10_000) -> list[HubCommitRow]:
+def commits_of(s: Session, sha: str | None, limit: int = 10_000) -> list[HubCommitRow]:
     out: list[HubCommitRow] = []
     while sha is not None and len(out) < limit:
         c = s.get(HubCommitRow, sha)
@@ -669,9 +692,17 @@ def delete_ref(
 
 
 def set_residency(
-    s: Session, who: Principal | None, kind: str, repo_id: str, sites: list[str], now: float
-) -> None:
-    """Keep a dataset's files at ``sites`` (its member's own sites; [] lifts the rule)."""
+    s: Session,
+    stores: Stores,
+    who: Principal | None,
+    kind: str,
+    repo_id: str,
+    sites: list[str],
+    now: float,
+) -> list[str]:
+    """Keep a dataset's files at ``sites`` (its member's own sites; [] lifts the rule): each
+    of its blobs is copied into its new homes here; the blobs to :func:`prune` once this
+    transaction has committed (their copies where they no longer belong) are returned."""
     row = _writable(s, who, kind, repo_id)
     assert who is not None
     if row.kind != "dataset" and sites:
@@ -683,12 +714,64 @@ def set_residency(
             [Problem("residentSites", f"not a site of {row.member}: {', '.join(wrong)}")]
         )
     row.resident_sites = sorted(set(sites))
+    held = _blobs_of(s, row.id)
+    for sha256 in held:
+        stores.place(sha256, row.resident_sites)
     audit.record(s, now, who.name, "hub.residency", f"{kind}:{repo_id}", sites=row.resident_sites)
+    return held
+
+
+def _blobs_of(s: Session, repo: int) -> list[str]:
+    return list(
+        s.scalars(
+            select(HubFileRow.sha256)
+            .join(HubCommitRow, HubCommitRow.sha == HubFileRow.commit)
+            .where(HubCommitRow.repo == repo)
+            .distinct()
+        )
+    )
+
+
+def prune(s: Session, stores: Stores, blobs: list[str]) -> int:
+    """Moves each blob to the stores where some repo's files belong (the central store while
+    a repo that is not resident holds it; each site's where a repo resident there does):
+    copied into each of them first, then removed from the others; how many copies went.
+    A blob in no repo is left where it is."""
+    gone = 0
+    for sha256 in blobs:
+        homes: set[str] = set()
+        central = False
+        holders = (
+            select(HubCommitRow.repo)
+            .join(HubFileRow, HubFileRow.commit == HubCommitRow.sha)
+            .where(HubFileRow.sha256 == sha256)
+        )
+        for resident in s.scalars(
+            select(HubRepoRow.resident_sites).where(HubRepoRow.id.in_(holders))
+        ):
+            homes.update(resident or [])
+            central = central or not resident
+        if not homes and not central:
+            continue
+        try:
+            for site in homes:
+                stores.place(sha256, [site])
+            if central:
+                stores.place(sha256, None)
+        except FileNotFoundError:
+            continue  # (no copy anywhere: nothing to move)
+        keep = [stores.central] if central else []
+        keep += [stores.site(h) for h in homes]
+        for store in stores.every():
+            if all(store is not k for k in keep) and store.has(sha256):
+                store.remove(sha256)
+                gone += 1
+    return gone
 
 
 def set_visibility(
     s: Session,
-    store: BlobStore,
+    stores: Stores,
     who: Principal | None,
     kind: str,
     repo_id: str,
@@ -700,7 +783,7 @@ def set_visibility(
     assert who is not None
     _visibility(visibility, shared_with, s)
     for ref in s.scalars(select(HubRefRow).where(HubRefRow.repo == row.id)):
-        _needs_licence(visibility, store, _tree(s, ref.commit))
+        _needs_licence(visibility, stores, row, _tree(s, ref.commit))
     row.visibility, row.shared_with = visibility, sorted(set(shared_with))
     audit.record(
         s,
@@ -710,82 +793,4 @@ def set_visibility(
         f"{kind}:{repo_id}",
         visibility=visibility,
         shared_with=row.shared_with,
-    )
-
-
-# -- lineage -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobLineage:
-    """A job that committed to a revision's history. ``shown``: whether the caller may see
-    its details (its member's users, admins and viewers); otherwise only its id and member."""
-
-    job: str
-    member: str
-    shown: bool
-    phase: str = ""
-    datasets: list[str] = field(default_factory=list)
-    model: str | None = None
-    nodes: list[str] = field(default_factory=list)
-    devices: int = 0
-    entrypoint: str = ""
-    working_dir: str | None = None
-    #: NU-hours the ledger's real book holds for it, in all and by provider
-    nu_hours: float = 0.0
-    by_provider: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Lineage:
-    repo: str
-    kind: str
-    revision: str
-    sha: str
-    commits: list[CommitView]
-    jobs: list[JobLineage]
-
-
-def lineage(s: Session, who: Principal | None, kind: str, repo_id: str, revision: str) -> Lineage:
-    """What made a revision: its commits, the jobs whose runs made them, and what each job
-    read, ran on and used (from its spec, its placement and the ledger)."""
-    row = _find(s, who, kind, repo_id)
-    sha = _resolve(s, row, revision)
-    commits = [
-        CommitView(c.sha, c.parent, c.summary, c.author, c.created_at, c.job)
-        for c in _commits(s, sha)
-    ]
-    ids = sorted({c.job for c in commits if c.job is not None})
-    jobs = [_job_lineage(s, who, j) for j in ids]
-    return Lineage(repo_id, kind, revision, sha, commits, jobs)
-
-
-def _job_lineage(s: Session, who: Principal | None, job: str) -> JobLineage:
-    row = s.scalars(select(JobRow).where(JobRow.id == job)).first()
-    if row is None:
-        return JobLineage(job, "", False)
-    if who is None or not who.can_see_job_metadata(row.member):
-        return JobLineage(job, row.member, False)
-    spec = row.spec
-    placement = placement_from_json(row.placement) if row.placement else None
-    used = s.execute(
-        select(LedgerRow.provider, func.sum(LedgerRow.units))
-        .where(LedgerRow.book == REAL, LedgerRow.job == job, LedgerRow.kind == Kind.USAGE.value)
-        .group_by(LedgerRow.provider)
-    ).all()
-    by_provider = {str(p): round(float(u or 0.0), 6) for p, u in used}
-    runtime = spec.get("runtime_env") or {}
-    return JobLineage(
-        job=job,
-        member=row.member,
-        shown=True,
-        phase=row.phase,
-        datasets=list(spec.get("datasets") or []),
-        model=placement.model if placement else None,
-        nodes=list(placement.nodes) if placement else [],
-        devices=placement.devices if placement else 0,
-        entrypoint=str(spec.get("entrypoint") or ""),
-        working_dir=str(runtime["working_dir"]) if runtime.get("working_dir") else None,
-        nu_hours=round(sum(by_provider.values()), 6),
-        by_provider=by_provider,
     )

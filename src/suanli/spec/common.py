@@ -22,6 +22,8 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+#: a hub repo's name, after its member's id and a slash
+REPO_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$"
 #: how deep a document may nest
 MAX_DEPTH = 32
 #: how many values a document may hold once its YAML aliases are expanded (a body); files

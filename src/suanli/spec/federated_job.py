@@ -22,6 +22,7 @@ file, or as a reader).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -37,7 +38,7 @@ from suanli.model.federation import (
     SecureAggregation,
 )
 from suanli.model.ids import DatasetId, JobId, MemberId, ModelId
-from suanli.spec.common import ID_PATTERN, did_you_mean
+from suanli.spec.common import ID_PATTERN, REPO_NAME_PATTERN, did_you_mean
 from suanli.spec.job_file import (
     Accelerators,
     RunEntry,
@@ -57,6 +58,13 @@ Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _repo(v: str) -> str:
+    member, slash, name = v.partition("/")
+    if not (slash and re.fullmatch(ID_PATTERN, member) and re.fullmatch(REPO_NAME_PATTERN, name)):
+        raise ValueError(f"{v!r} is not a hub repo MEMBER/NAME")
+    return v
 
 
 def _app_path(v: str) -> str:
@@ -114,6 +122,9 @@ class FederatedEntry(RunEntry):
     differential_privacy: DifferentialPrivacyEntry | None = None
     priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
     preemptible: bool = True
+    #: a model repo of the hub (``MEMBER/NAME``, the submitter's) the run commits its final
+    #: model to with its run token, so that the revision's lineage names the run
+    publish: Annotated[str, AfterValidator(_repo)] | None = None
 
 
 def _participant(
@@ -214,6 +225,9 @@ def build_federated(
         for k in entry.run_config
         if k in RESERVED_KEYS
     ]
+    if entry.publish is not None and entry.publish.split("/", 1)[0] != entry.member:
+        why = f"a run publishes to its submitter's repos ({entry.member}/NAME)"
+        problems.append(Problem("publish", why))
     if problems:
         raise ValidationError(problems)
     dp = entry.differential_privacy
@@ -238,6 +252,8 @@ def build_federated(
         preemptible=entry.preemptible,
         runtime_env=dict(entry.runtime_env),
         estimated_duration_s=entry.estimated_duration,
+        code=entry.code.revision_of() if entry.code else None,
+        publish=entry.publish,
     )
 
 

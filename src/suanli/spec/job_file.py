@@ -20,7 +20,7 @@ from suanli.errors import Problem, ValidationError
 from suanli.model.alliance import Alliance
 from suanli.model.federation import FederatedSpec
 from suanli.model.ids import DatasetId, JobId, MemberId, ModelId, SiteId
-from suanli.model.job import Gang, JobSpec
+from suanli.model.job import CodeRevision, Gang, JobSpec
 from suanli.spec.common import (
     ID_PATTERN,
     did_you_mean,
@@ -98,11 +98,34 @@ def check_runtime_env(v: dict[str, Any]) -> dict[str, Any]:
     return v
 
 
+class CodeEntry(_Strict):
+    """Which code the job runs (its lineage): ``suanli submit`` fills it from the git working
+    tree of ``runtime_env.working_dir`` when the file does not."""
+
+    #: a git commit, a tag or a digest of the code
+    revision: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:+/-]{0,199}$")]
+    #: where that revision lives (a URL without credentials)
+    repository: Annotated[str, Field(max_length=500)] | None = None
+    #: the working tree held changes not in ``revision``
+    dirty: bool = False
+
+    @field_validator("repository")
+    @classmethod
+    def _no_credentials(cls, v: str | None) -> str | None:
+        if v is not None and re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*@", v, re.IGNORECASE):
+            raise ValueError("a repository URL holds no user or token (it is shown to others)")
+        return v
+
+    def revision_of(self) -> CodeRevision:
+        return CodeRevision(self.revision, self.repository, self.dirty)
+
+
 class RunEntry(_Strict):
     """What every kind of job states about how it runs."""
 
     runtime_env: dict[str, Any] = {}
     estimated_duration: float | None = None
+    code: CodeEntry | None = None
 
     @field_validator("runtime_env")
     @classmethod
@@ -316,6 +339,7 @@ def build_job(
         runtime_env=dict(entry.runtime_env),
         estimated_duration_s=entry.estimated_duration,
         secrets=tuple(sorted(entry.secrets)),
+        code=entry.code.revision_of() if entry.code else None,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from suanli.model.ids import DatasetId, JobId, MemberId, ModelId, NodeId
-from suanli.model.job import Gang, Group, JobSpec, Placement
+from suanli.model.job import CodeRevision, Gang, Group, JobSpec, Placement
 
 
 def spec_to_json(spec: JobSpec) -> dict[str, Any]:
@@ -28,7 +28,18 @@ def spec_to_json(spec: JobSpec) -> dict[str, Any]:
         **({"secrets": list(spec.secrets)} if spec.secrets else {}),
         **({"own_nodes": True} if spec.own_nodes else {}),
         **({"group": _group_to_json(spec.group)} if spec.group else {}),
+        **({"code": code_to_json(spec.code)} if spec.code else {}),
     }
+
+
+def code_to_json(code: CodeRevision) -> dict[str, Any]:
+    return {"revision": code.revision, "repository": code.repository, "dirty": code.dirty}
+
+
+def code_from_json(d: dict[str, Any] | None) -> CodeRevision | None:
+    if not d:
+        return None
+    return CodeRevision(str(d["revision"]), d.get("repository"), bool(d.get("dirty", False)))
 
 
 def _group_to_json(g: Group) -> list[Any]:
@@ -55,6 +66,7 @@ def spec_from_json(d: dict[str, Any]) -> JobSpec:
         secrets=tuple(d.get("secrets", ())),
         own_nodes=bool(d.get("own_nodes", False)),
         group=Group(JobId(g[0]), int(g[1]), int(g[2])) if (g := d.get("group")) else None,
+        code=code_from_json(d.get("code")),
     )
 
 

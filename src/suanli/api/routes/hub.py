@@ -38,7 +38,8 @@ from suanli.errors import (
 from suanli.hub import card
 from suanli.hub import commit as commits
 from suanli.hub.blobs import CHUNK, BlobStore
-from suanli.service import hub
+from suanli.hub.stores import Stores
+from suanli.service import hub, lineage
 from suanli.service.context import Service
 
 #: the paths whose bodies stream to disk (see RequestLimits)
@@ -99,7 +100,7 @@ def _kind(kinds: str) -> str:
     return KINDS[kinds]
 
 
-def store_of(svc: Service) -> BlobStore:
+def store_of(svc: Service) -> Stores:
     if svc.hub is None:
         raise NotFoundError("this server keeps no hub")
     return svc.hub
@@ -311,13 +312,15 @@ async def hub_settings(
         problem = Problem("visibility", "settings change visibility (or private), residentSites")
         raise ValidationError([problem])
     repo_id, kind = f"{member}/{name}", _kind(kinds)
+    stores, moved = store_of(svc), []
     with svc.db.session() as s:
         if sites is not None:
-            hub.set_residency(s, who, kind, repo_id, sites, svc.clock())
+            moved = hub.set_residency(s, stores, who, kind, repo_id, sites, svc.clock())
         if visibility is not None:
-            hub.set_visibility(
-                s, store_of(svc), who, kind, repo_id, str(visibility), shared, svc.clock()
-            )
+            hub.set_visibility(s, stores, who, kind, repo_id, str(visibility), shared, svc.clock())
+    if moved:
+        with svc.db.session() as s:
+            hub.prune(s, stores, moved)
     return {
         "id": repo_id,
         "visibility": visibility,
@@ -366,20 +369,24 @@ async def hub_commit(
     revision: str,
     create_pr: Annotated[str | None, Query()] = None,
 ) -> dict[str, Any]:
-    kind, repo_id, store = _kind(kinds), f"{member}/{name}", store_of(svc)
+    kind, repo_id, stores = _kind(kinds), f"{member}/{name}", store_of(svc)
     if create_pr not in (None, "", "0", "false"):
         raise ValidationError([Problem("create_pr", "the hub takes no pull requests")])
     with svc.db.session() as s:
-        hub.check_writable(s, who, kind, repo_id)  # before a byte of the body is kept
-    spool = await _spool(request, store, 2 * svc.hub_max_file)
+        sites = hub.check_writable(s, who, kind, repo_id)  # before a byte of the body is kept
+    into = stores.homes(sites)[0]  # (a resident dataset's body never lands elsewhere)
+    spool = await _spool(request, into, 2 * svc.hub_max_file)
     try:
-        ops = await run_in_threadpool(commits.read, _chunks(spool), store, svc.hub_max_file)
+        ops = await run_in_threadpool(commits.read, _chunks(spool), into, svc.hub_max_file)
     finally:
         spool.unlink(missing_ok=True)
 
     def land() -> str:
         with svc.db.session() as s:
-            return hub.commit(s, store, who, kind, repo_id, revision, ops, svc.clock())
+            sha = hub.commit(s, stores, who, kind, repo_id, revision, ops, svc.clock())
+        with svc.db.session() as s:  # (where residency changed while the body streamed in)
+            hub.prune(s, stores, sorted({b.sha256 for b in ops.added.values()}))
+        return sha
 
     sha = await run_in_threadpool(land)
     base = str(request.base_url).rstrip("/")
@@ -477,7 +484,7 @@ def hub_lineage(
     """What made a revision: its commits, and the jobs whose runs committed them with what
     they read, ran on and used (NU-hours from the ledger)."""
     with svc.db.session() as s:
-        found = hub.lineage(s, who, _kind(kinds), f"{member}/{name}", revision)
+        found = lineage.lineage(s, who, _kind(kinds), f"{member}/{name}", revision)
     return {
         "repo": found.repo,
         "kind": found.kind,

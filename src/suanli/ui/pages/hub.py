@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse
 
 from suanli.errors import NotFoundError, ValidationError
 from suanli.hub import card
-from suanli.service import hub
+from suanli.service import hub, lineage
 from suanli.ui.html import e, facts, table, when
 from suanli.ui.markdown import render as markdown
 from suanli.ui.session import render, service_of, who_of
@@ -58,7 +58,7 @@ def repo_page(
             refs = hub.refs(s, who, kind, repo_id)
             commits = hub.history(s, who, kind, repo_id, revision, limit=20)
             text = hub.card_text(s, svc.hub, who, kind, repo_id, revision)
-            made = hub.lineage(s, who, kind, repo_id, revision)
+            made = lineage.lineage(s, who, kind, repo_id, revision)
     except (NotFoundError, ValidationError) as exc:
         page = render("Not found", "/ui/hub", who, f"<p>{e(exc)}</p>")
         page.status_code = 404
@@ -95,18 +95,7 @@ def repo_page(
         ]
         for c in commits
     ]
-    jobs = [
-        [
-            e(j.job),
-            e(j.member),
-            e(", ".join(j.datasets))
-            if j.shown
-            else "<span class=muted>another member's job</span>",
-            e(j.model or "") + (f" x{j.devices} on {e(', '.join(j.nodes))}" if j.nodes else ""),
-            f"{j.nu_hours:.4f}" if j.shown else "",
-        ]
-        for j in made.jobs
-    ]
+    jobs = _lineage_rows(made)
     body = (
         about
         + (f"<div class=plot id=card>{markdown(card.body(text))}</div>" if text else "")
@@ -117,6 +106,27 @@ def repo_page(
         + "<h2>Commits</h2>"
         + table(["Commit", "When (UTC)", "By", "Job", "Summary"], log, None, "commits")
         + "<h2>Lineage: the jobs that made this revision</h2>"
-        + table(["Job", "Member", "Datasets", "Chips", "NU-hours (ledger)"], jobs, {4}, "lineage")
+        + table(
+            ["Job", "Member", "Datasets", "Chips", "Code", "NU-hours (ledger)"],
+            jobs,
+            {5},
+            "lineage",
+        )
     )
     return render(f"{kind.capitalize()} {repo_id}", "/ui/hub", who, body)
+
+
+def _lineage_rows(made: lineage.Lineage) -> list[list[str]]:
+    return [
+        [
+            e(j.job),
+            e(j.member),
+            e(", ".join(j.datasets))
+            if j.shown
+            else "<span class=muted>another member's job</span>",
+            e(j.model or "") + (f" x{j.devices} on {e(', '.join(j.nodes))}" if j.nodes else ""),
+            f"<code>{e(j.code.label())}</code>" if j.code else "",
+            f"{j.nu_hours:.4f}" if j.shown else "",
+        ]
+        for j in made.jobs
+    ]
