@@ -231,3 +231,39 @@ def test_inflating_demand_does_not_help(data: st.DataObject, policy: str) -> Non
     honest = gained([])
     inflated = gained([f for f in fakes if all(f.priority <= s.priority for s in specs)])
     assert inflated <= honest
+
+
+@given(data=st.data(), policy=st.sampled_from(["gavel", "alliance"]))
+@SETTINGS
+def test_with_free_switching_devices_change_hands_within_the_pass_and_never_twice(
+    data: st.DataObject, policy: str
+) -> None:
+    """The simulator's Gavel physics: a preempted job frees its devices at once and may be
+    admitted again in the same pass elsewhere (a move); applied in that order (preemptions,
+    then admissions), no device is ever given to two jobs."""
+    alliance = data.draw(pools())
+    specs = data.draw(workloads(alliance))
+    snap = state(alliance, specs, policy)
+    snap.instant_switch = True
+    result = schedule(snap, get_policy(policy))
+    free = snap.free.copy()
+    preempted = set()
+    for d in result.decisions:
+        if isinstance(d, Preempt):
+            r = snap.running[d.job]
+            assert r.spec.preemptible and d.job not in preempted
+            assert d.grace_s == 0  # (free switching: it stops at once)
+            preempted.add(d.job)
+            free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
+    admitted = set()
+    for d in result.decisions:
+        if isinstance(d, Admit):
+            assert d.job not in admitted
+            admitted.add(d.job)
+            q = snap.pending.get(d.job)
+            if q is None:  # a move: only a job preempted in this pass
+                assert d.job in preempted
+                q = snap.running[d.job].job
+            assert d.placement.model in q.spec.models and d.placement.devices == q.spec.count
+            free.take(d.placement, q.spec.cpu, q.spec.memory_gb)  # (raises if taken)
+    assert all(c >= 0 for c in free.cpu) and all(m >= 0 for m in free.mem)

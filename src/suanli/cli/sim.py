@@ -45,9 +45,10 @@ def _meta(sc: Scenario) -> dict[str, Any]:
 
 
 def _run(sc: Scenario, policy: str, alone: bool) -> tuple[SimResult, dict[str, Any]]:
-    sim = Simulation(sc.alliance, sc.jobs, get_policy(policy), sc.params, sc.faults)
+    options = sc.policies.get(policy, {})
+    sim = Simulation(sc.alliance, sc.jobs, get_policy(policy, **options), sc.params, sc.faults)
     res = sim.run(_progress(policy))
-    return res, summarize(res, sc.params, alone=alone)
+    return res, summarize(res, sc.params, alone=alone, options=options)
 
 
 @click.group()

@@ -123,6 +123,15 @@ class PassContext:
             return
         self.stopping.add(r.id)
         self.version += 1
+        if self.snap.instant_switch:  # (its devices are free for the rest of this pass)
+            if r.id not in self.claimed:  # (a reclaim handed a victim's devices on already)
+                self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
+            key = (r.member, r.placement.model)
+            self.used_devices[key] = self.used_devices.get(key, 0) - r.placement.devices
+            self.used_nu[r.member] = self.used_nu.get(r.member, 0.0) - self.nu_of(r.placement)
+            self.claimed.add(r.id)
+            self._no_fit.clear()
+            grace_s = 0.0
         self.decisions.append(Preempt(r.id, reason, grace_s))
 
     def wait(self, q: QueuedJob, reason: str) -> None:

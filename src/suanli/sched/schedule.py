@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from suanli.model.ids import JobId, MemberId
+from suanli.model.job import JobSpec
 from suanli.sched.context import PassContext, describe
 from suanli.sched.decision import Admit, Decision, Preempt
 from suanli.sched.policy import Policy
@@ -81,9 +82,14 @@ def _short_groups(snap: Snapshot, ctx: PassContext) -> dict[JobId, str]:
     why they wait."""
     out: dict[JobId, str] = {}
     starting = ctx.admitted | ctx.reserved
-    for gid in sorted({g.id for j in starting if (g := snap.pending[j].spec.group)}):
+
+    def spec(j: JobId) -> JobSpec:  # (a job moved in this pass is admitted while it runs)
+        q = snap.pending.get(j)
+        return q.spec if q is not None else snap.running[j].spec
+
+    for gid in sorted({g.id for j in starting if (g := spec(j).group)}):
         parts = snap.groups[gid]
-        group = snap.pending[next(j for j in sorted(parts) if j in starting)].spec.group
+        group = spec(next(j for j in sorted(parts) if j in starting)).group
         assert group is not None
         live = sum(
             1 for j in parts if j in starting or (j in snap.running and j not in ctx.stopping)

@@ -146,6 +146,9 @@ class Snapshot:
         self.running: dict[JobId, RunningJob] = {}
         #: running jobs in their grace period (a preemption was issued)
         self.stopping: set[JobId] = set()
+        #: a preempted job stops at once with all its work and its devices may be taken in
+        #: the same pass (Gavel's physics, simulated only: no real executor frees devices so)
+        self.instant_switch = False
         #: running jobs per (member, model), for reclaim without a scan of every running job
         self.running_by: dict[tuple[MemberId, ModelId], dict[JobId, RunningJob]] = {}
         self.used_devices: dict[tuple[MemberId, ModelId], int] = {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +102,11 @@ class AloneBaseline:
 
 
 def alone_baseline(
-    res: SimResult, policy: str, member: MemberId, params: SimParams
+    res: SimResult,
+    policy: str,
+    member: MemberId,
+    params: SimParams,
+    options: Mapping[str, Any] | None = None,
 ) -> AloneBaseline:
     """The member's jobs on its own contributed hardware alone, same policy."""
     mine = only_member(res.alliance, member)
@@ -112,7 +117,7 @@ def alone_baseline(
     fits = [j for j in jobs if _fits_alone(j, nodes)]
     if not fits:
         return AloneBaseline({}, len(jobs), 0.0)
-    sub = Simulation(mine, fits, get_policy(policy), params).run()
+    sub = Simulation(mine, fits, get_policy(policy, **(options or {})), params).run()
     return AloneBaseline(
         {
             j: r.finished_at - r.job.arrival
@@ -124,7 +129,13 @@ def alone_baseline(
     )
 
 
-def summarize(res: SimResult, params: SimParams, alone: bool = True) -> dict[str, Any]:
+def summarize(
+    res: SimResult,
+    params: SimParams,
+    alone: bool = True,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``options``: the policy's options (its alone baselines run with the same)."""
     recs = list(res.records.values())
     done = [r for r in recs if r.finished_at is not None]
     jct = {r.job.spec.id: r.finished_at - r.job.arrival for r in done if r.finished_at}
@@ -149,7 +160,7 @@ def summarize(res: SimResult, params: SimParams, alone: bool = True) -> dict[str
             "jobs_impossible_alone": None,
         }
         if alone and member.tier is Tier.CONTRIBUTOR and mine:
-            base = alone_baseline(res, res.policy, m, params)
+            base = alone_baseline(res, res.policy, m, params, options)
             alone_wall += base.wall_s
             both = [j for j in base.jct if j in jct]
             if both:

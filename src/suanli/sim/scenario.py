@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -44,6 +44,10 @@ class TraceEntry(_Strict):
     throughputs: str | None = None
     #: multiplies arrival times (not durations): below 1 compresses a light trace into a busier one
     arrival_scale: Annotated[float, Field(gt=0)] = 1.0
+    #: gavel-msr: a 0.0 throughput is a missing entry (extrapolated) or "cannot run there"
+    zero_throughput: Literal["missing", "cannot-run"] = "missing"
+    #: gavel-msr: a (type, scale) a GPU type lacks is extrapolated, or its job left out
+    unknown_throughput: Literal["extrapolate", "drop"] = "extrapolate"
 
 
 class AlliancePool(_Strict):
@@ -98,6 +102,10 @@ class SimEntry(_Strict):
     checkpoint_on_signal: bool = True
     grace: float | str = "5m"
     half_life: float | str = "7d"
+    #: Gavel's rounds: arrivals wait for the next round, which ends with its last job
+    round_arrivals: bool = False
+    #: Gavel's free switching: a preempted job stops at once, losing nothing
+    free_switching: bool = False
 
 
 class FaultEntry(_Strict):
@@ -115,6 +123,8 @@ class ScenarioFile(_Strict):
     pool: PoolEntry | AlliancePool | AlibabaPoolEntry = Field(discriminator="format")
     sim: SimEntry = SimEntry()
     faults: list[FaultEntry] = []
+    #: a policy's options by its name (e.g. gavel: {reset_s: 1920})
+    policies: dict[str, dict[str, float | int | str | bool]] = {}
 
 
 @dataclass
@@ -125,6 +135,8 @@ class Scenario:
     params: SimParams
     notes: dict[str, Any]
     faults: tuple[Fault, ...] = ()
+    #: a policy's options by its name
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def find_scenario(name_or_file: str) -> Path:
@@ -262,6 +274,13 @@ def _alibaba(
     return alliance, load.jobs, dict(load.notes)
 
 
+def _duration(value: float | str, where: str, path: Path) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValidationError([Problem(where, f"{value!r}: {exc}")], str(path)) from None
+
+
 def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) -> Scenario:
     path = find_scenario(name_or_file)
     data = read_yaml(path)
@@ -277,10 +296,12 @@ def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) ->
     params = SimParams(
         default_checkpoint_s=None
         if doc.sim.checkpoint_interval is None
-        else parse_duration(doc.sim.checkpoint_interval),
-        grace_s=parse_duration(doc.sim.grace),
-        half_life_s=parse_duration(doc.sim.half_life),
+        else _duration(doc.sim.checkpoint_interval, "sim.checkpoint_interval", path),
+        grace_s=_duration(doc.sim.grace, "sim.grace", path),
+        half_life_s=_duration(doc.sim.half_life, "sim.half_life", path),
         checkpoint_on_signal=doc.sim.checkpoint_on_signal,
+        round_arrivals=doc.sim.round_arrivals,
+        free_switching=doc.sim.free_switching,
     )
     trace_path = Path(trace).resolve() if trace else resolve(doc.trace.path)
     if not trace_path.exists():
@@ -315,7 +336,12 @@ def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) ->
             raise ValidationError(
                 [Problem("pool.format", "gavel-msr needs a philly-vc pool")], str(path)
             )
-        thr = Throughputs(resolve(doc.trace.throughputs), GAVEL_TYPES)
+        thr = Throughputs(
+            resolve(doc.trace.throughputs),
+            GAVEL_TYPES,
+            doc.trace.zero_throughput,
+            doc.trace.unknown_throughput,
+        )
         load = load_gavel(trace_path, thr, doc.pool.devices_per_node, params.default_checkpoint_s)
         calibration = None
         if doc.pool.calibrate_from_throughputs:
@@ -325,6 +351,8 @@ def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) ->
         alliance = philly_pool(doc.pool, load.members, base, calibration)
         jobs = load.jobs
         notes["extrapolated_jobs"] = load.extrapolated_jobs
+        if load.dropped:
+            notes["dropped_jobs"] = load.dropped
         notes["calibrated_tflops"] = {k: round(v, 2) for k, v in (calibration or {}).items()}
     if doc.trace.arrival_scale != 1.0:
         for j in jobs:
@@ -338,9 +366,17 @@ def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) ->
             )
         faults.append(
             Fault(
-                parse_duration(f.at),
+                _duration(f.at, f"faults.{k}.at", path),
                 NodeId(f.node),
-                None if f.down is None else parse_duration(f.down),
+                None if f.down is None else _duration(f.down, f"faults.{k}.down", path),
             )
         )
-    return Scenario(doc.name, alliance, jobs, params, notes, tuple(faults))
+    return Scenario(
+        doc.name,
+        alliance,
+        jobs,
+        params,
+        notes,
+        tuple(faults),
+        {k: dict(v) for k, v in doc.policies.items()},
+    )

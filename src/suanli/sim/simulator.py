@@ -33,7 +33,14 @@ class SimParams:
     clock starts after this much waiting. ``half_life_s``: decay of members' past usage fed to
     the scheduler. ``sample_s``: spacing of the time series for plots. ``pass_interval_s``: at
     most one pass per this many seconds of virtual time, as a controller reconciling on a
-    period (None: a pass at every instant something happened)."""
+    period (None: a pass at every instant something happened).
+
+    Gavel's physics, for a side-by-side comparison with its simulator (docs/simulator.md):
+    ``round_arrivals``: a round-based policy's rounds are Gavel's: a job that arrives waits
+    for the next round, a round lasts ``round_s`` or until the last job running in it ends
+    (then the next one starts), and with nothing running the next starts at the next
+    arrival. ``free_switching``: a preempted job stops at once with all its work, and its
+    devices go to other jobs in the same pass."""
 
     default_checkpoint_s: float | None = 1800.0
     checkpoint_on_signal: bool = True
@@ -42,6 +49,8 @@ class SimParams:
     half_life_s: float = 7 * 86400.0
     sample_s: float = 3600.0
     pass_interval_s: float | None = None
+    round_arrivals: bool = False
+    free_switching: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,13 @@ class Simulation:
         if len(self.jobs) != len(jobs):
             raise ValueError("job ids in a simulation must be unique")
         self.snap = Snapshot.from_alliance(alliance)
+        self.snap.instant_switch = self.params.free_switching
+        #: arrivals waiting for the next round (``round_arrivals``)
+        self._held: list[SimJob] = []
+        #: when each running job's current run would end
+        self._ends: dict[JobId, float] = {}
+        #: the instant passes were repeated at, and how many times (free switching)
+        self._again = (-math.inf, 0)
         self.exec = SimulatedExecutor(
             self.jobs, self.params.default_checkpoint_s, self.params.checkpoint_on_signal
         )
@@ -237,23 +253,42 @@ class Simulation:
         self._last_pass = t
         snap = self.snap
         snap.now = t
+        for job in self._held:  # (the round's arrivals)
+            self._submit(job)
+        self._held.clear()
         t0 = time.perf_counter()
         result = schedule(snap, self.policy)
         self.sched_s += time.perf_counter() - t0
         self.passes += 1
+        if self.params.free_switching:  # stopped now, so that the admissions may follow
+            stopped = [d.job for d in result.decisions if isinstance(d, Preempt)]
+            for jid in stopped:
+                self._stop(jid, t, t)
+            # a reclaim's job takes the devices its victims just freed, at this instant
+            if result.reserved and self._again[0] != t:
+                self._again = (t, 0)
+            if result.reserved and self._again[1] < 4:
+                self._again = (t, self._again[1] + 1)
+                self._want_pass(t)
         for d in result.decisions:
             if isinstance(d, Admit):
                 snap.start(d.job, d.placement, t)
                 end, token = self.exec.start(d.job, d.placement, t)
                 self._tokens[d.job] = token
+                self._ends[d.job] = end
                 self.q.push(end, Kind.COMPLETE, (d.job, token))
-            elif isinstance(d, Preempt):
+            elif isinstance(d, Preempt) and not self.params.free_switching:
                 snap.mark_stopping(d.job)
                 self.q.push(t + d.grace_s, Kind.STOPPED, (d.job, self._tokens[d.job], t))
         self._update_guarantees(t)
         self._sample(t)
         stuck = not result.decisions and not snap.running and not len(self.q)
-        if self._round_s and snap.pending and not stuck:
+        if self._round_s and self.params.round_arrivals:
+            # Gavel's round ends when its last job's share of it does (or the job ends)
+            if snap.running:
+                last = max(self._ends[j] for j in snap.running)
+                self._want_round(min(t + self._round_s, last))
+        elif self._round_s and snap.pending and not stuck:
             # Rounds re-plan only while jobs wait; when everything runs, the next event does.
             # With nothing running, nothing decided and nothing else to come, a round-based
             # policy's state no longer changes: its waiting jobs can never start.
@@ -264,17 +299,25 @@ class Simulation:
             self._pass_at = t
             self.q.push(t, Kind.PASS)
 
+    def _submit(self, job: SimJob) -> None:
+        self.snap.submit(job.spec, job.arrival, self.alliance.sites_for(job.spec))
+        self.snap.throughput[job.spec.id] = {m: s / job.spec.count for m, s in job.speed.items()}
+
+    def _stop(self, jid: JobId, now: float, signaled_at: float) -> None:
+        """A running job stops (keeping what its executor keeps) and waits again."""
+        self.exec.stop(jid, now, signaled_at)
+        self._attain(jid, now)
+        self.snap.requeue(jid)
+        self._tokens.pop(jid)
+        self._ends.pop(jid, None)
+
     def _node_down(self, fault: Fault, now: float) -> None:
         """The node stops taking jobs; jobs on it die now (no signal, so only periodic
         checkpoints survive) and are requeued; the node returns after ``down_s``."""
         self.snap.set_schedulable(fault.node, False)
         victims = [j for j, r in self.snap.running.items() if fault.node in r.placement.nodes]
         for jid in sorted(victims):
-            run = self.exec.current(jid)
-            self.exec.stop(jid, now, signaled_at=run.start)
-            self._attain(jid, now)
-            self.snap.requeue(jid)
-            self._tokens.pop(jid)
+            self._stop(jid, now, self.exec.current(jid).start)
         self.node_failures_jobs += len(victims)
         if fault.down_s is not None:
             self.q.push(now + fault.down_s, Kind.NODE_UP, fault.node)
@@ -299,10 +342,10 @@ class Simulation:
             self._advance(ev.time)
             if ev.kind is Kind.ARRIVAL:
                 job: SimJob = ev.payload
-                self.snap.submit(job.spec, job.arrival, self.alliance.sites_for(job.spec))
-                self.snap.throughput[job.spec.id] = {
-                    m: s / job.spec.count for m, s in job.speed.items()
-                }
+                if self._round_s and self.params.round_arrivals:
+                    self._held.append(job)
+                else:
+                    self._submit(job)
                 self._want_pass(ev.time)
             elif ev.kind is Kind.COMPLETE:
                 jid, token = ev.payload
@@ -310,6 +353,7 @@ class Simulation:
                     self._attain(jid, ev.time)
                     self.snap.finish(jid)
                     self._tokens.pop(jid)
+                    self._ends.pop(jid, None)
                     finished += 1
                     if progress:
                         progress(finished / total)
@@ -317,10 +361,7 @@ class Simulation:
             elif ev.kind is Kind.STOPPED:
                 jid, token, signaled_at = ev.payload
                 if self._tokens.get(jid) == token and jid in self.snap.running:
-                    self.exec.stop(jid, ev.time, signaled_at)
-                    self._attain(jid, ev.time)
-                    self.snap.requeue(jid)
-                    self._tokens.pop(jid)
+                    self._stop(jid, ev.time, signaled_at)
                     self._want_pass(ev.time)
             elif ev.kind is Kind.NODE_DOWN:
                 self._node_down(ev.payload, ev.time)

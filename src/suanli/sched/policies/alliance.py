@@ -8,10 +8,19 @@
    (H_m + U_m·τ) / S_m first, where H_m is decayed past usage (NU-seconds, half-life set by the
    usage feed), τ = half-life / ln 2, and S_m = E_m·w_m (commons members: a floor share). So
    a member that borrowed much yields first, and reclaim takes from it first.
-3. Placement. A job goes to the acceptable model where its speed per NU is highest (measured
-   throughput if known, else equal); on ties, a model its member contributed, then the
-   emptiest model; other models in that order if the best is full.
-4. Non-preemptible jobs run only within the guarantee.
+3. Placement. A job goes to the acceptable model where it runs fastest (measured throughput
+   if known, else its NU); on ties, a model its member contributed, then the emptiest model;
+   other models in that order if the best is full. (Speed per NU is what a member pays per
+   unit of work; it is no reason to leave faster devices idle.)
+4. Upgrades. Once every waiting job had its chance, devices still idle take running jobs from
+   slower models: a preemptible job moves to the fastest model where it now fits when the
+   time it saves there is worth the move. With switching free (the simulator's Gavel physics)
+   every such move is; otherwise the job's past run time predicts what remains (a job that
+   ran for T tends to run for about T more), and the move must save at least
+   ``upgrade_factor`` grace periods: R·(1 − v_old/v_new) ≥ k·grace. The job checkpoints
+   within its grace period and is placed again (on the faster model, which nothing else was
+   waiting for).
+5. Non-preemptible jobs run only within the guarantee.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import math
 from typing import ClassVar
 
 from suanli.model.ids import MemberId, ModelId
+from suanli.model.job import Placement
 from suanli.model.member import Tier
 from suanli.sched.context import PassContext
 from suanli.sched.policy import register
@@ -39,12 +49,15 @@ class AlliancePolicy(GuaranteedSharing):
         half_life_s: float = 7 * 86400.0,
         commons_share: float = 0.02,
         max_skips: int = 64,
+        upgrade_factor: float = 4.0,
     ) -> None:
         """``commons_share``: the fair-tree share of each commons member, as a fraction of
         the pool's NU (weighted by its weight); contributors' shares are their entitlements."""
         super().__init__(grace_s, max_skips)
         self.tau = half_life_s / math.log(2)
         self.commons_share = commons_share
+        self.upgrade_factor = upgrade_factor
+        self._faster_memo: dict[tuple[str, ModelId], list[tuple[ModelId, float]]] = {}
 
     def _share(self, ctx: PassContext, m: MemberId) -> float:
         member = ctx.snap.members[m]
@@ -71,12 +84,11 @@ class AlliancePolicy(GuaranteedSharing):
         return (1.0, self._fairtree(ctx, m))
 
     def _models(self, ctx: PassContext, q: QueuedJob) -> list[ModelId]:
-        pool = ctx.snap.pool
         shares = ctx.snap.shares
         return sorted(
             present_models(ctx, q),
             key=lambda f: (
-                -speed(ctx, q, f) / pool.model_nu(f),
+                -speed(ctx, q, f),
                 not (shares.get((q.member, f)) and shares[(q.member, f)].nominal > 0),
                 -ctx.free.free_devices(f),
                 f,
@@ -112,3 +124,72 @@ class AlliancePolicy(GuaranteedSharing):
         out = [r for r in ctx.snap.running_of(rank, models) if r.spec.preemptible]
         out.sort(key=lambda r: (-rank[r.member], -r.started_at, r.id))
         return out
+
+    def run(self, ctx: PassContext) -> None:
+        super().run(ctx)
+        self._upgrade(ctx)
+
+    def _upgrade(self, ctx: PassContext) -> None:
+        """Idle faster devices take running jobs from slower models (rule 4): the largest
+        speed-ups first. A job only moves to a model of more NU per device than its own (the
+        pool's measure of speed) where it also runs faster."""
+        if not ctx.has_free():
+            return
+        snap = ctx.snap
+        pool = snap.pool
+        free = {m for m in pool.models if ctx.free.free_devices(m)}
+        top = max(pool.model_nu(m) for m in free)
+        slower = [m for m in pool.models if pool.model_nu(m) < top]
+        moves: list[tuple[float, float, str, RunningJob, list[ModelId]]] = []
+        for r in snap.running_of(snap.members, slower):
+            if r.id in ctx.stopping or not r.spec.preemptible:
+                continue
+            faster = [f for f in self._faster(ctx, r) if f[0] in free]
+            if faster:
+                moves.append((-faster[0][1], r.started_at, r.id, r, [f for f, _ in faster]))
+        moves.sort(key=lambda m: m[:3])
+        for _, _, _, r, models in moves:
+            for f in models:
+                placement = ctx.fit(r.job, f)
+                if placement is None:
+                    continue
+                if self._worth(ctx, r, f):
+                    self._move(ctx, r, placement)
+                break
+
+    def _faster(self, ctx: PassContext, r: RunningJob) -> list[tuple[ModelId, float]]:
+        """The models of more NU where ``r`` runs faster than where it runs, fastest first,
+        each with the share of time a move there saves (remembered per job and model)."""
+        key = (r.id, r.placement.model)
+        got = self._faster_memo.get(key)
+        if got is None:
+            if len(self._faster_memo) > 8 * len(ctx.snap.running) + 1024:
+                self._faster_memo.clear()  # (jobs come and go)
+            pool = ctx.snap.pool
+            here = speed(ctx, r.job, r.placement.model)
+            nu = pool.model_nu(r.placement.model)
+            got = sorted(
+                (
+                    (f, 1.0 - here / v)
+                    for f in present_models(ctx, r.job)
+                    if pool.model_nu(f) > nu and (v := speed(ctx, r.job, f)) > here * (1 + EPS)
+                ),
+                key=lambda x: (-x[1], x[0]),
+            )
+            self._faster_memo[key] = got
+        return got
+
+    def _worth(self, ctx: PassContext, r: RunningJob, model: ModelId) -> bool:
+        if ctx.snap.instant_switch:
+            return True
+        ran = sum(r.job.attained_s.values()) + ctx.now - r.started_at
+        saved = ran * (1.0 - speed(ctx, r.job, r.placement.model) / speed(ctx, r.job, model))
+        return saved >= self.upgrade_factor * self.grace_s
+
+    def _move(self, ctx: PassContext, r: RunningJob, placement: Placement) -> None:
+        why = f"upgrade: {placement.model} is idle and faster for it than {r.placement.model}"
+        ctx.preempt(r, why, self.grace_s)
+        if ctx.snap.instant_switch:  # (switching is free: it runs there from this pass)
+            ctx.admit(r.job, placement, why)
+        else:  # (the devices wait for it: nobody else wanted them this pass)
+            ctx.free.take(placement, r.spec.cpu, r.spec.memory_gb)

@@ -1,23 +1,27 @@
-"""``gavel``: heterogeneity-aware max-min fairness, after Gavel (Narayanan et al., OSDI'20).
+"""``gavel``: heterogeneity-aware max-min fairness, as Gavel's own scheduler computes it
+(Narayanan et al., OSDI'20; its ``max_min_fairness_perf`` policy and its round-based
+mechanism, ``scheduler/scheduler.py``). docs/simulator.md maps each step to Gavel's code.
 
-Per pass (a Gavel *round*), over the running jobs and the oldest pending ones up to
-``window`` jobs in all:
+1. **Allocation** X, a time share per job j and model t:
+   max min_j Σ_t (T_jt / P_j)·s_j·x_jt subject to x_jt ≥ 0, Σ_t x_jt ≤ 1 and
+   Σ_j s_j·x_jt ≤ C_t, where T_jt is the job's throughput on t, s_j its devices, C_t the
+   devices of model t and P_j = Σ_t T_jt·C_t / max(Σ_t C_t, n) the throughput of an equal
+   split of the pool over the n jobs (Gavel's proportional normalization). A linear program,
+   solved with SciPy's HiGHS; jobs with the same size and throughputs share one row.
+2. **Resets**: the allocation is recomputed only when the set of jobs changed and at least
+   ``reset_s`` (Gavel's 1,920 s) passed since the last reset. At a reset each job's deficit on
+   each model grows by what it should have received (its share times the time since the last
+   reset) less what it received, and the time counters start again.
+3. **Rounds** (``round_s``, Gavel's 6 minutes): for each model, fastest first, the jobs in
+   descending order of priority x_jt / f_jt (f_jt: the job's time on t since the last reset,
+   counted from half a round), then deficit, then share; one pass down these lists takes each
+   job once onto a model with enough devices left. A job with no share on a model may still
+   fill devices nobody with a share took (the lists hold every job). Running jobs chosen for
+   their model keep running; the others are preempted; chosen pending jobs start where they
+   fit.
 
-1. Isolated allocation X_iso: max-min fair time shares ignoring speed,
-   max min_j s_j·Σ_t x_jt subject to the base constraints. That LP is degenerate, so the
-   isolated throughput is T_j^iso = τ_j · Σ_t C_t T_jt / Σ_t C_t with τ_j = Σ_t x^iso_jt (the
-   job's share spread over its models by capacity), not a solver-chosen vertex.
-2. Allocation X: max min_j Σ_t (T_jt / T_j^iso)·s_j·x_jt, where T_jt is job j's throughput on
-   model t and T_j^iso = Σ_t T_jt·x^iso_jt, subject to the base constraints
-   x_jt ≥ 0, Σ_t x_jt ≤ 1, Σ_j s_j·x_jt ≤ C_t (s_j: devices, C_t: devices of model t).
-   Both are linear programs solved with SciPy's HiGHS.
-3. Rounding: priority p_jt = x_jt / r_jt, where r_jt is the fraction of its lifetime job j
-   has received on t; pairs are taken in descending priority while model t has devices left.
-   Chosen running jobs on their model keep running; running jobs not chosen are preempted
-   (lease ends); chosen pending jobs start where they fit now.
-
-Models a job does not accept get x_jt = 0. Only the ``window`` is in the LP; the rest of a long
-queue waits behind it (Gavel's own simulator has no such bound and solves the whole set).
+A throughput of 0 (or a model the job does not accept) means it cannot run there. Only the
+``window`` oldest jobs (running jobs first) are in a round; the rest wait behind them.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
-from suanli.model.ids import ModelId
+from suanli.model.ids import JobId, ModelId
 from suanli.sched.context import PassContext, describe
 from suanli.sched.policy import register
 from suanli.sched.rounds import speed
@@ -86,108 +90,197 @@ def max_min_lp(
 @register
 class GavelPolicy:
     name: ClassVar[str] = "gavel"
-    #: Gavel re-plans every round (6 minutes in its paper) even when nothing arrives or ends
+    #: Gavel plans in rounds of 6 minutes (its ``time_per_iteration``)
     round_s: ClassVar[float | None] = 360.0
 
-    def __init__(self, window: int = 1024, grace_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        window: int = 4096,
+        grace_s: float = 60.0,
+        reset_s: float = 1920.0,
+        allocate: str = "on-change",
+    ) -> None:
+        """``allocate``: ``on-change`` (a new allocation whenever the jobs change, as Gavel
+        on a cluster computes one in the background) or ``at-reset`` (only at a reset, as
+        Gavel's simulator does: a job that arrives between resets waits for the next one)."""
+        if allocate not in ("on-change", "at-reset"):
+            raise ValueError(f"allocate: {allocate!r} is not on-change or at-reset")
         self.window = window
         self.grace_s = grace_s
-        # The allocation depends only on the LP's inputs; as in Gavel it is recomputed only
-        # when they change (a memo of the last solve: same inputs, same answer).
-        self._memo: tuple[object, np.ndarray] | None = None
+        self.reset_s = reset_s
+        self.allocate = allocate
+        #: the allocation changed since the counters were last reset
+        self._changed = False
+        #: the allocation: share per job and model
+        self._alloc: dict[JobId, dict[ModelId, float]] = {}
+        #: the jobs the allocation was last asked for (a change asks for a new one)
+        self._jobs: frozenset[JobId] = frozenset()
+        self._stale = False
+        self._reset_at: float | None = None
+        #: each job's device time on each model at the last reset (its counters start there)
+        self._base: dict[JobId, dict[ModelId, float]] = {}
+        self._deficit: dict[JobId, dict[ModelId, float]] = {}
+        #: per model (in round order): (job, model, share, deficit, seq) of the jobs with a
+        #: share there, and the jobs without one in their order
+        self._shared: list[list[tuple[JobId, ModelId, float, float, int]]] = []
+        self._unshared: list[list[JobId]] = []
 
-    def _allocate(
-        self,
-        pairs: list[Entry],
-        thr: list[float],
-        scale: list[int],
-        mult: list[int],
-        capacity: list[float],
-    ) -> np.ndarray:
-        key = (tuple(pairs), tuple(thr), tuple(scale), tuple(mult), tuple(capacity))
-        if self._memo is not None and self._memo[0] == key:
-            return self._memo[1]
-        n = len(scale)
-        # 1. isolated allocation (every throughput 1): coefficient s_j
-        x_iso = max_min_lp(pairs, [float(scale[c]) for c, _ in pairs], scale, capacity, n, mult)
-        # The isolated LP is degenerate (every vertex with the same time shares is optimal),
-        # so T_iso takes each job's time share from it and spreads it over the job's models in
-        # proportion to their capacity: the symmetric optimum, independent of the solver.
-        share = np.zeros(n)
-        cap_thr = np.zeros(n)
-        cap_sum = np.zeros(n)
-        for v, (c, t) in enumerate(pairs):
-            share[c] += x_iso[v]
-            cap_thr[c] += capacity[t] * thr[v]
-            cap_sum[c] += capacity[t]
-        iso = np.where(cap_sum > 0, share * cap_thr / np.maximum(cap_sum, 1e-12), 0.0)
-        # 2. heterogeneity-aware allocation, normalized by the isolated throughput
-        coef = [thr[v] * scale[c] / iso[c] if iso[c] > 0 else 0.0 for v, (c, _) in enumerate(pairs)]
-        x = max_min_lp(pairs, coef, scale, capacity, n, mult)
-        self._memo = (key, x)
-        return x
+    # -- what a job received ---------------------------------------------------------------
+    @staticmethod
+    def _time_on(ctx: PassContext, q: QueuedJob, model: ModelId) -> float:
+        got = q.attained_s.get(model, 0.0)
+        r = ctx.snap.running.get(q.id)
+        if r is not None and r.placement.model == model:
+            got += ctx.now - r.started_at  # (the current run, not yet closed)
+        return got
 
-    def run(self, ctx: PassContext) -> None:
+    def _reset(self, ctx: PassContext, jobs: list[QueuedJob], models: list[ModelId]) -> None:
+        """Deficits take what each job should have received since the last reset less what
+        it received; the counters start again from now."""
+        elapsed = ctx.now - self._reset_at if self._reset_at is not None else 0.0
+        for q in jobs:
+            base = self._base.get(q.id, {})
+            share = self._alloc.get(q.id, {})
+            deficit = self._deficit.setdefault(q.id, {})
+            now_base = {}
+            for m in models:
+                got = self._time_on(ctx, q, m)
+                deficit[m] = (
+                    deficit.get(m, 0.0) + share.get(m, 0.0) * elapsed - (got - base.get(m, 0.0))
+                )
+                now_base[m] = got
+            self._base[q.id] = now_base
+        self._reset_at = ctx.now
+
+    # -- the allocation --------------------------------------------------------------------
+    def _allocate(self, ctx: PassContext, jobs: list[QueuedJob], models: list[ModelId]) -> None:
         snap = ctx.snap
-        models: list[ModelId] = list(snap.pool.models)
         t_index = {m: i for i, m in enumerate(models)}
-        # every active job is in the LP, stopping ones too: they are Gavel's jobs in flight
-        running = list(snap.running.values())
-        jobs: list[QueuedJob] = [r.job for r in running]
-        for q in ctx.fifo_queue():
-            if len(jobs) >= self.window:
-                ctx.end_reason = f"outside Gavel's LP window of the {self.window} oldest jobs"
-                break
-            jobs.append(q)
-        if not jobs:
-            return
+        capacity = [float(snap.pool.devices_by_model[m]) for m in models]
         # Jobs with the same size and throughput row are interchangeable: one LP row each.
         job_keys = []
         for q in jobs:
             row = tuple(
-                (t_index[m], speed(ctx, q, m))
+                (t_index[m], thr)
                 for m in sorted(q.spec.models)
-                if m in t_index and snap.pool.could_host(q.spec, m)
+                if m in t_index
+                and snap.pool.could_host(q.spec, m)
+                and (thr := speed(ctx, q, m)) > 0
             )
             job_keys.append((q.spec.count, row))
-        # classes in a canonical order, so that the same set of jobs gives the same LP
-        ordered = sorted(set(job_keys))
+        ordered = sorted(set(job_keys))  # (a canonical order: the same jobs, the same LP)
         index = {k: c for c, k in enumerate(ordered)}
-        cls_of = [index[k] for k in job_keys]
-        rows = [list(k[1]) for k in ordered]
         scale = [k[0] for k in ordered]
-        mult = [0] * len(rows)
-        for c in cls_of:
-            mult[c] += 1
-        pairs: list[Entry] = [(c, t) for c, row in enumerate(rows) for t, _ in row]
-        thr = [thr for row in rows for _, thr in row]
-        capacity = [float(snap.pool.devices_by_model[m]) for m in models]
-        x_cls = self._allocate(pairs, thr, scale, mult, capacity)
-        alloc: dict[int, list[tuple[int, float]]] = {}
+        mult = [0] * len(ordered)
+        for k in job_keys:
+            mult[index[k]] += 1
+        # an equal split of the pool over the n jobs, as Gavel normalizes each job's throughput
+        equal = sum(capacity) / max(sum(capacity), float(len(jobs)))
+        pairs: list[Entry] = []
+        coef: list[float] = []
+        for c, (count, row) in enumerate(ordered):
+            split = sum(thr * capacity[t] for t, thr in row) / max(sum(capacity), 1.0) * equal
+            for t, thr in row:
+                pairs.append((c, t))
+                coef.append(thr * count / split if split > 0 else 0.0)
+        x = max_min_lp(pairs, coef, scale, capacity, len(ordered), mult)
+        by_class: dict[int, dict[ModelId, float]] = {}
         for v, (c, t) in enumerate(pairs):
-            alloc.setdefault(c, []).append((t, float(x_cls[v])))
-        # 3. rounding by priority = allocation / received share
-        prio = []
-        for j, q in enumerate(jobs):
-            age = max(ctx.now - q.submitted_at, 1.0)
-            r = ctx.snap.running.get(q.id)
-            for t, x in alloc.get(cls_of[j], ()):
-                if x <= 1e-6:
-                    continue
-                got = q.attained_s.get(models[t], 0.0)
-                if r is not None and r.placement.model == models[t]:
-                    got += ctx.now - r.started_at  # the current run, not yet closed
-                received = got / age
-                prio.append((-(x / max(received, 1e-6)), q.submitted_at, q.seq, j, t))
-        prio.sort()
-        left = capacity.copy()
-        chosen: dict[int, int] = {}
-        for _, _, _, j, t in prio:
-            size = jobs[j].spec.count
-            if j in chosen or left[t] < size:
+            by_class.setdefault(c, {})[models[t]] = float(x[v])
+        self._alloc = {
+            q.id: by_class.get(index[k], {}) for q, k in zip(jobs, job_keys, strict=True)
+        }
+
+    # -- a round ---------------------------------------------------------------------------
+    def _lists(self, jobs: list[QueuedJob], models: list[ModelId], ctx: PassContext) -> None:
+        """Per model, the jobs with a share there (ranked each round by priority) and, in
+        their fixed order until the next reset, those without one (deficit, then age)."""
+        self._shared = [[] for _ in models]
+        unshared: list[list[tuple[float, int, JobId]]] = [[] for _ in models]
+        for q in jobs:
+            share = self._alloc.get(q.id)
+            if share is None:
                 continue
-            chosen[j] = t
-            left[t] -= size
+            deficit = self._deficit.get(q.id, {})
+            for t, m in enumerate(models):
+                if (
+                    m not in q.spec.models
+                    or not ctx.snap.pool.could_host(q.spec, m)
+                    or speed(ctx, q, m) <= 0
+                ):
+                    continue
+                x = share.get(m, 0.0)
+                if x > 0:
+                    self._shared[t].append((q.id, m, x, deficit.get(m, 0.0), q.seq))
+                else:
+                    unshared[t].append((-deficit.get(m, 0.0), q.seq, q.id))
+        self._unshared = [[jid for *_, jid in sorted(u)] for u in unshared]
+
+    def run(self, ctx: PassContext) -> None:
+        snap = ctx.snap
+        pool = snap.pool
+        # fastest model first (Gavel's fixed order: V100, P100, K80)
+        models = sorted(pool.models, key=lambda m: (-pool.model_nu(m), m))
+        running = list(snap.running.values())
+        jobs: list[QueuedJob] = [r.job for r in running]
+        for q in ctx.fifo_queue():
+            if len(jobs) >= self.window:
+                ctx.end_reason = f"outside Gavel's round of the {self.window} oldest jobs"
+                break
+            jobs.append(q)
+        by_id = {q.id: j for j, q in enumerate(jobs)}
+        if by_id.keys() != self._jobs:
+            self._stale, self._jobs = True, frozenset(by_id)
+            for gone in set(self._base) - self._jobs:
+                self._base.pop(gone, None)
+                self._deficit.pop(gone, None)
+        if not jobs:
+            return
+        due = self._reset_at is None or ctx.now - self._reset_at >= self.reset_s
+        if self.allocate == "at-reset":
+            # Gavel's simulator: a new allocation only at a reset; but a pool left idle with
+            # every waiting job unallocated gets one now (Gavel does so when its trace has no
+            # arrival left; a policy cannot know that, and an idle pool serves no one)
+            idle = not running and not any(q.id in self._alloc for q in jobs)
+            if self._stale and (due or idle):
+                self._reset(ctx, jobs, models)
+                self._allocate(ctx, jobs, models)
+                self._lists(jobs, models, ctx)
+                self._stale = False
+        else:
+            if due and self._changed:
+                self._reset(ctx, jobs, models)
+                self._changed = False
+                self._lists(jobs, models, ctx)
+            if self._stale:
+                self._allocate(ctx, jobs, models)
+                self._lists(jobs, models, ctx)
+                self._stale, self._changed = False, True
+        # each model's list: jobs with a share there by share / time there since the last
+        # reset (from half a round), deficit, share, age; then the others in their order
+        half = (self.round_s or 0.0) / 2
+        left = [pool.devices_by_model[m] for m in models]
+        chosen: dict[int, int] = {}
+        for t in range(len(models)):
+            ranked = []
+            for jid, model, x, deficit, seq in self._shared[t]:
+                j = by_id.get(jid)
+                if j is None:
+                    continue
+                base = self._base.get(jid, {}).get(model, 0.0)
+                since = half + self._time_on(ctx, jobs[j], model) - base
+                ranked.append((-x / since, -deficit, -x, seq, j))
+            ranked.sort()
+            order = [j for *_, j in ranked]
+            order += [j for jid in self._unshared[t] if (j := by_id.get(jid)) is not None]
+            for j in order:
+                if left[t] == 0:
+                    break
+                size = jobs[j].spec.count
+                if j in chosen or size > left[t]:
+                    continue
+                chosen[j] = t
+                left[t] -= size
         self._apply(ctx, jobs, running, chosen, models)
 
     def _apply(
@@ -199,16 +292,21 @@ class GavelPolicy:
         models: list[ModelId],
     ) -> None:
         n_running = len(running)
+        moved = []
         for j, r in enumerate(running):
             t = chosen.get(j)
             if (t is None or models[t] != r.placement.model) and r.spec.preemptible:
                 ctx.preempt(
                     r,
                     "gavel round: its time share goes to jobs with higher "
-                    "priority (allocation / share received)",
+                    "priority (allocation / share received)"
+                    if t is None
+                    else f"gavel round: its time share this round is on {models[t]}",
                     self.grace_s,
                 )
-        for j in range(n_running, len(jobs)):
+                if t is not None and ctx.snap.instant_switch:
+                    moved.append(j)  # (switching is free: it starts there in this pass)
+        for j in [*moved, *range(n_running, len(jobs))]:
             q = jobs[j]
             ctx.examined += 1
             t = chosen.get(j)

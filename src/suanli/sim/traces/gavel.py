@@ -11,6 +11,11 @@ above if none is below) and use ``T(s) = T(s0) · (s / s0) · e`` with e = 0.9 w
 (scaling out beyond what was measured costs 10 %) and e = 1 when s < s0. Every job it touches
 is counted and flagged in ``SimJob.info['speed']``; none is dropped.
 
+Gavel's own reading (``zero="cannot-run"``, ``unknown="drop"``: its simulator side by side,
+docs/simulator.md): a throughput of 0.0 means the job cannot run on that type (ResNet-50 on
+2-8 K80s), and a job whose (type, scale) any GPU type lacks is left out (Gavel's simulator
+raises on it), counted in ``GavelLoad.dropped``.
+
 Gangs. Jobs run on nodes of ``devices_per_node`` GPUs; a job of more than that takes whole
 nodes: ceil(s / node) nodes, so a 7- or 12-GPU job on 4-GPU nodes is allocated 8 or 12 devices
 (it runs at its own scale's speed).
@@ -23,6 +28,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from suanli.errors import Problem, ValidationError
 from suanli.model.ids import JobId, MemberId, ModelId
@@ -37,22 +43,38 @@ class GavelLoad:
     jobs: list[SimJob]
     members: list[str]
     extrapolated_jobs: int
+    #: jobs left out: a GPU type lacks their (type, scale) (``unknown="drop"``)
+    dropped: int = 0
 
 
 class Throughputs:
-    def __init__(self, path: Path, gpu_types: dict[str, ModelId]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        gpu_types: dict[str, ModelId],
+        zero: Literal["missing", "cannot-run"] = "missing",
+        unknown: Literal["extrapolate", "drop"] = "extrapolate",
+    ) -> None:
         raw = json.loads(path.read_text())
         self.types = gpu_types
+        self.zero_rule = zero
+        self.unknown_rule = unknown
         self.table: dict[str, dict[tuple[str, int], float]] = {}
+        #: (type, scale) measured at 0.0 per GPU type
+        self.zeros: dict[str, set[tuple[str, int]]] = {}
         for gpu in gpu_types:
             if gpu not in raw:
                 raise ValidationError([Problem(gpu, "GPU type missing")], str(path))
             table = {}
+            zeros = set()
             for key, entry in raw[gpu].items():
                 job_type, scale = ast.literal_eval(key)
                 if isinstance(entry, dict) and entry.get("null"):
                     table[(job_type, int(scale))] = float(entry["null"])
+                elif isinstance(entry, dict) and entry.get("null") == 0:
+                    zeros.add((job_type, int(scale)))
             self.table[gpu] = table
+            self.zeros[gpu] = zeros
 
     def relative_speed(self, reference: str) -> dict[ModelId, float]:
         """Per model, the geometric mean over job types of single-GPU speed relative to the
@@ -66,14 +88,22 @@ class Throughputs:
             out[model] = math.exp(sum(ratios) / len(ratios)) if ratios else 1.0
         return out
 
-    def speed(self, job_type: str, scale: int) -> tuple[dict[ModelId, float], bool]:
-        """Steps per second per model for the whole job, and whether the rule was used."""
+    def speed(self, job_type: str, scale: int) -> tuple[dict[ModelId, float], bool] | None:
+        """Steps per second per model for the whole job, and whether the rule was used;
+        None: the job is left out (``unknown="drop"`` and a type lacks it)."""
         out: dict[ModelId, float] = {}
         ruled = False
+        key = (job_type, scale)
+        if self.unknown_rule == "drop" and any(
+            key not in self.table[g] and key not in self.zeros[g] for g in self.types
+        ):
+            return None
         for gpu, model in self.types.items():
             table = self.table[gpu]
-            if (job_type, scale) in table:
-                out[model] = table[(job_type, scale)]
+            if key in table:
+                out[model] = table[key]
+                continue
+            if self.zero_rule == "cannot-run" and key in self.zeros[gpu]:
                 continue
             known = sorted(s for (t, s) in table if t == job_type)
             if not known:
@@ -97,7 +127,7 @@ def load_gavel(
         raise ValidationError([Problem("trace", f"no *.trace files in {trace_dir}")])
     problems: list[Problem] = []
     jobs: list[SimJob] = []
-    extrapolated = 0
+    extrapolated = dropped = 0
     for f in files:
         member = MemberId(f.stem)
         for lineno, line in enumerate(f.read_text().splitlines(), start=1):
@@ -119,7 +149,11 @@ def load_gavel(
             if steps <= 0 or arrival < 0 or scale < 1:
                 problems.append(Problem(where, "steps and scale must be positive, arrival >= 0"))
                 continue
-            speed, ruled = throughputs.speed(job_type, scale)
+            found = throughputs.speed(job_type, scale)
+            if found is None:
+                dropped += 1
+                continue
+            speed, ruled = found
             if not speed:
                 problems.append(Problem(where, f"no throughput at all for {job_type!r}"))
                 continue
@@ -152,4 +186,4 @@ def load_gavel(
             )
     if problems:
         raise ValidationError(problems, str(trace_dir))
-    return GavelLoad(jobs, [f.stem for f in files], extrapolated)
+    return GavelLoad(jobs, [f.stem for f in files], extrapolated, dropped)
