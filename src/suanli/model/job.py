@@ -109,10 +109,11 @@ class Placement:
 
     model: ModelId
     assignments: tuple[tuple[NodeId, tuple[int, ...]], ...]
+    #: how many devices in all (counted once: the scheduler asks often)
+    devices: int = field(init=False, compare=False, repr=False)
 
-    @property
-    def devices(self) -> int:
-        return sum(len(d) for _, d in self.assignments)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "devices", sum(len(d) for _, d in self.assignments))
 
     @property
     def nodes(self) -> tuple[NodeId, ...]:

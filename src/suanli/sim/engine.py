@@ -32,8 +32,12 @@ class Event:
 
 
 class EventQueue:
+    """The heap holds plain tuples (time, kind, sequence, payload): compared in C, where
+    events would be compared by a generated ``__lt__`` (the sequence is unique, so the payload
+    is never compared)."""
+
     def __init__(self) -> None:
-        self._heap: list[Event] = []
+        self._heap: list[tuple[float, int, int, Any]] = []
         self._seq = 0
         self.now = 0.0
 
@@ -44,9 +48,9 @@ class EventQueue:
         if time < self.now:
             raise ValueError(f"event at {time} is in the past (now {self.now})")
         self._seq += 1
-        heapq.heappush(self._heap, Event(time, kind, self._seq, payload))
+        heapq.heappush(self._heap, (time, kind, self._seq, payload))
 
     def pop(self) -> Event:
-        ev = heapq.heappop(self._heap)
-        self.now = ev.time
-        return ev
+        time, kind, seq, payload = heapq.heappop(self._heap)
+        self.now = time
+        return Event(time, Kind(kind), seq, payload)

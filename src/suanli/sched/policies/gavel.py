@@ -26,6 +26,7 @@ A throughput of 0 (or a model the job does not accept) means it cannot run there
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, ClassVar, cast
 
 import numpy as np
@@ -124,6 +125,9 @@ class GavelPolicy:
         #: share there, and the jobs without one in their order
         self._shared: list[list[tuple[JobId, ModelId, float, float, int]]] = []
         self._unshared: list[list[JobId]] = []
+        #: per job: (model index, model, throughput) where it can run (fixed for its life)
+        self._rows: dict[JobId, tuple[tuple[int, ModelId, float], ...]] = {}
+        self._models: list[ModelId] = []
 
     # -- what a job received ---------------------------------------------------------------
     @staticmethod
@@ -152,21 +156,29 @@ class GavelPolicy:
             self._base[q.id] = now_base
         self._reset_at = ctx.now
 
+    def _row(self, ctx: PassContext, q: QueuedJob) -> tuple[tuple[int, ModelId, float], ...]:
+        """Where ``q`` can run (it accepts the model, a node could host it, its throughput
+        there is above 0), by model index in round order, with its throughput."""
+        row = self._rows.get(q.id)
+        if row is None:
+            pool = ctx.snap.pool
+            row = self._rows[q.id] = tuple(
+                (t, m, thr)
+                for t, m in enumerate(self._models)
+                if m in q.spec.models
+                and pool.could_host(q.spec, m)
+                and (thr := speed(ctx, q, m)) > 0
+            )
+        return row
+
     # -- the allocation --------------------------------------------------------------------
     def _allocate(self, ctx: PassContext, jobs: list[QueuedJob], models: list[ModelId]) -> None:
         snap = ctx.snap
-        t_index = {m: i for i, m in enumerate(models)}
         capacity = [float(snap.pool.devices_by_model[m]) for m in models]
         # Jobs with the same size and throughput row are interchangeable: one LP row each.
         job_keys = []
         for q in jobs:
-            row = tuple(
-                (t_index[m], thr)
-                for m in sorted(q.spec.models)
-                if m in t_index
-                and snap.pool.could_host(q.spec, m)
-                and (thr := speed(ctx, q, m)) > 0
-            )
+            row = tuple((t, thr) for t, _, thr in self._row(ctx, q))
             job_keys.append((q.spec.count, row))
         ordered = sorted(set(job_keys))  # (a canonical order: the same jobs, the same LP)
         index = {k: c for c, k in enumerate(ordered)}
@@ -202,13 +214,7 @@ class GavelPolicy:
             if share is None:
                 continue
             deficit = self._deficit.get(q.id, {})
-            for t, m in enumerate(models):
-                if (
-                    m not in q.spec.models
-                    or not ctx.snap.pool.could_host(q.spec, m)
-                    or speed(ctx, q, m) <= 0
-                ):
-                    continue
+            for t, m, _ in self._row(ctx, q):
                 x = share.get(m, 0.0)
                 if x > 0:
                     self._shared[t].append((q.id, m, x, deficit.get(m, 0.0), q.seq))
@@ -221,6 +227,8 @@ class GavelPolicy:
         pool = snap.pool
         # fastest model first (Gavel's fixed order: V100, P100, K80)
         models = sorted(pool.models, key=lambda m: (-pool.model_nu(m), m))
+        if models != self._models:
+            self._models, self._rows = models, {}
         running = list(snap.running.values())
         jobs: list[QueuedJob] = [r.job for r in running]
         for q in ctx.fifo_queue():
@@ -234,6 +242,8 @@ class GavelPolicy:
             for gone in set(self._base) - self._jobs:
                 self._base.pop(gone, None)
                 self._deficit.pop(gone, None)
+            for gone in set(self._rows) - self._jobs:
+                del self._rows[gone]
         if not jobs:
             return
         due = self._reset_at is None or ctx.now - self._reset_at >= self.reset_s
@@ -259,6 +269,9 @@ class GavelPolicy:
         # each model's list: jobs with a share there by share / time there since the last
         # reset (from half a round), deficit, share, age; then the others in their order
         half = (self.round_s or 0.0) / 2
+        now = ctx.now
+        on = {r.id: (r.placement.model, r.started_at) for r in running}
+        bases = self._base
         left = [pool.devices_by_model[m] for m in models]
         chosen: dict[int, int] = {}
         for t in range(len(models)):
@@ -267,20 +280,24 @@ class GavelPolicy:
                 j = by_id.get(jid)
                 if j is None:
                     continue
-                base = self._base.get(jid, {}).get(model, 0.0)
-                since = half + self._time_on(ctx, jobs[j], model) - base
+                since = half + jobs[j].attained_s.get(model, 0.0)
+                where = on.get(jid)
+                if where is not None and where[0] == model:
+                    since += now - where[1]
+                base = bases.get(jid)
+                if base is not None:
+                    since -= base.get(model, 0.0)
                 ranked.append((-x / since, -deficit, -x, seq, j))
             ranked.sort()
-            order = [j for *_, j in ranked]
-            order += [j for jid in self._unshared[t] if (j := by_id.get(jid)) is not None]
-            for j in order:
+            for j in chain((e[-1] for e in ranked), map(by_id.get, self._unshared[t])):
                 if left[t] == 0:
                     break
-                size = jobs[j].spec.count
-                if j in chosen or size > left[t]:
+                if j is None or j in chosen:
                     continue
-                chosen[j] = t
-                left[t] -= size
+                size = jobs[j].spec.count
+                if size <= left[t]:
+                    chosen[j] = t
+                    left[t] -= size
         self._apply(ctx, jobs, running, chosen, models)
 
     def _apply(
