@@ -71,3 +71,26 @@ def test_no_job_moves_to_a_slower_model(free: bool) -> None:
     }
     # the K80 idles from 500 s on: A stays on its faster V100
     assert got == {"A": [(V100, 0, 2000)], "B": [(K80, 0, 500)]}
+
+
+def test_a_borrower_moves_only_while_a_reserve_stays_idle_for_the_lenders() -> None:
+    lender = (
+        AllianceBuilder()
+        .member("a")
+        .member("b", tier="commons")
+        .site("s", "a")
+        .nodes_of("s", "V100-16GB", 1, devices=1)
+        .nodes_of("s", "K80", 1, devices=1)
+        .build()
+    )
+    jobs = [
+        SimJob(job("A", "a", 1, V100, K80), 0, 8000, {V100: 2.0, K80: 1.0}),
+        SimJob(job("B", "b", 1, V100, K80), 0, 8000, {V100: 2.0, K80: 1.0}),
+    ]
+    # b borrows: when the lender's V100 falls idle, b's job would take the whole model
+    res = Simulation(lender, jobs, get_policy("alliance", grace_s=300), SimParams(None)).run()
+    assert [r.model for r in res.records["B"].runs] == [K80]  # type: ignore[index]
+    # with no reserve asked for it moves, as the lender's own job would
+    options = {"grace_s": 300.0, "upgrade_reserve": 0.0}
+    res = Simulation(lender, jobs, get_policy("alliance", **options), SimParams(None)).run()
+    assert [r.model for r in res.records["B"].runs] == [K80, V100]  # type: ignore[index]

@@ -17,9 +17,11 @@
    time it saves there is worth the move. With switching free (the simulator's Gavel physics)
    every such move is; otherwise the job's past run time predicts what remains (a job that
    ran for T tends to run for about T more), and the move must save at least
-   ``upgrade_factor`` grace periods: R·(1 − v_old/v_new) ≥ k·grace. The job checkpoints
-   within its grace period and is placed again (on the faster model, which nothing else was
-   waiting for).
+   ``upgrade_factor`` grace periods: R·(1 − v_old/v_new) ≥ k·grace, and a borrower (a member
+   over its entitlement after the move) moves only while ``upgrade_reserve`` of the model stays
+   idle, for the lenders' next jobs (which would otherwise reclaim and wait a grace period).
+   The job checkpoints within its grace period and is placed again (on the faster model,
+   which nothing else was waiting for).
 5. Non-preemptible jobs run only within the guarantee.
 """
 
@@ -50,6 +52,7 @@ class AlliancePolicy(GuaranteedSharing):
         commons_share: float = 0.02,
         max_skips: int = 64,
         upgrade_factor: float = 4.0,
+        upgrade_reserve: float = 0.2,
     ) -> None:
         """``commons_share``: the fair-tree share of each commons member, as a fraction of
         the pool's NU (weighted by its weight); contributors' shares are their entitlements."""
@@ -57,6 +60,7 @@ class AlliancePolicy(GuaranteedSharing):
         self.tau = half_life_s / math.log(2)
         self.commons_share = commons_share
         self.upgrade_factor = upgrade_factor
+        self.upgrade_reserve = upgrade_reserve
         self._faster_memo: dict[tuple[str, ModelId], list[tuple[ModelId, float]]] = {}
 
     def _share(self, ctx: PassContext, m: MemberId) -> float:
@@ -182,6 +186,13 @@ class AlliancePolicy(GuaranteedSharing):
     def _worth(self, ctx: PassContext, r: RunningJob, model: ModelId) -> bool:
         if ctx.snap.instant_switch:
             return True
+        # A borrower moves only while a reserve of the model stays idle for its lenders (a
+        # lender's next job would otherwise have to reclaim and wait out a grace period)
+        more = ctx.job_nu(r.job, model) - ctx.nu_of(r.placement)
+        if ctx.used_nu.get(r.member, 0.0) + more > ctx.snap.entitlement_nu.get(r.member, 0.0) + EPS:
+            left = ctx.free.free_devices(model) - r.spec.count
+            if left < self.upgrade_reserve * ctx.snap.pool.devices_by_model[model]:
+                return False
         ran = sum(r.job.attained_s.values()) + ctx.now - r.started_at
         saved = ran * (1.0 - speed(ctx, r.job, r.placement.model) / speed(ctx, r.job, model))
         return saved >= self.upgrade_factor * self.grace_s
