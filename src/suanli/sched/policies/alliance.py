@@ -154,12 +154,12 @@ class AlliancePolicy(GuaranteedSharing):
         moves.sort(key=lambda m: m[:3])
         for _, _, _, r, models in moves:
             for f in models:
-                placement = ctx.fit(r.job, f)
-                if placement is None:
+                if not self._worth(ctx, r, f):
                     continue
-                if self._worth(ctx, r, f):
+                placement = ctx.fit(r.job, f)
+                if placement is not None:
                     self._move(ctx, r, placement)
-                break
+                    break
 
     def _faster(self, ctx: PassContext, r: RunningJob) -> list[tuple[ModelId, float]]:
         """The models of more NU where ``r`` runs faster than where it runs, fastest first,
