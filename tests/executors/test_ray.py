@@ -56,8 +56,25 @@ def setup(ray_cluster: LocalRayCluster, tmp_path: Path) -> Iterator[tuple[Databa
     with db.session() as s:
         create_alliance(s, loads_alliance(ALLIANCE), "t", time.time())
     ex = RayExecutor(ray_cluster.address, ray_cluster.token, tmp_path / "ckpt")
-    yield db, Controller(db, ex, get_policy("alliance", grace_s=10))
-    db.close()
+    try:
+        yield db, Controller(db, ex, get_policy("alliance", grace_s=10))
+    finally:
+        db.close()
+        stop_every_job(ex)
+
+
+def stop_every_job(ex: RayExecutor) -> None:
+    """The cluster outlives a test: what a failed test left running in it must not hold the
+    devices the next test needs."""
+    client = ex.client
+    live = [j.submission_id for j in client.list_jobs() if not j.status.is_terminal()]
+    for sid in live:
+        if sid is not None:
+            client.stop_job(sid)
+    deadline = time.time() + 120
+    while any(sid and not client.get_job_status(sid).is_terminal() for sid in live):
+        assert time.time() < deadline, "a Ray job did not stop"
+        time.sleep(0.2)
 
 
 def submit(db: Database, doc: object) -> None:
@@ -240,7 +257,16 @@ def test_drain_by_vendor_moves_jobs_to_other_chips_from_their_checkpoints(
             ]
         },
     )
-    run_until(ctl, db, lambda r: all(x.phase == "RUNNING" for x in r.values()))
+    # running in Ray's eyes is not yet running in the job's: wait until its trap is set (a
+    # SIGTERM before that ends it without a checkpoint, and it would start over on the MLU)
+    run_until(
+        ctl,
+        db,
+        lambda r: (
+            all(x.phase == "RUNNING" for x in r.values())
+            and b"started on cuda" in ctl.executor.logs(JobId("mover"), 1)
+        ),
+    )
     with db.session() as s:
         assert jobs.get(s, admin(), "mover").placement["model"] == "H800-80GB"  # type: ignore[index]
     with db.session() as s:

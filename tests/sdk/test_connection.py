@@ -56,6 +56,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _answer(self) -> None:
+        # read before answering: the client sets the flag only once this answer has reached it
+        close = self.server.close_after
         length = int(self.headers.get("Content-Length") or 0)
         self.server.bodies.append(self.rfile.read(length))
         self.server.lines.append(self.requestline)
@@ -68,7 +70,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body.encode())
-        if self.server.close_after:
+        if close:
             self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = _answer
