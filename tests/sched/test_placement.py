@@ -127,3 +127,45 @@ def test_might_fit_after_is_a_necessary_condition(sizes: list[int], data: st.Dat
         fs.give(p, 1, 1)
     for q, bound in zip(specs, bounds, strict=True):
         assert bound or fs.fit(q, "H800-80GB", None) is None  # type: ignore[arg-type]
+
+
+@given(
+    st.lists(st.integers(0, 255), min_size=6, max_size=6),
+    st.sampled_from([1, 2, 3, 4, 8]),
+    st.integers(1, 2),
+    st.sets(st.sampled_from(["s1", "s2", "s3"])),
+)
+def test_a_job_held_to_sites_is_placed_as_if_the_other_sites_were_closed(
+    taken: list[int], per_node: int, nodes: int, sites: set[str]
+) -> None:
+    """Residency's own search (the nodes at the sites only) finds a place exactly when the
+    search over every node would with the other sites closed, and as tight a one."""
+    b = base().site("s3", "a")
+    for s in ("s1", "s2", "s3"):
+        b = b.nodes_of(s, "Ascend910B", 2, topology=RINGS)
+    held = FreeState(Pool.from_alliance(b.build()))
+    closed = FreeState(held.pool)
+    for i, mask in enumerate(taken):
+        devices = tuple(d for d in range(8) if mask >> d & 1)
+        if devices:
+            p = Placement("Ascend910B", ((held.pool.nodes[i].id, devices),))  # type: ignore[arg-type]
+            held.take(p, 1, 1)
+            closed.take(p, 1, 1)
+    for n in held.pool.nodes:
+        if n.site not in sites:
+            closed.set_schedulable(n.id, False)
+    if nodes > 1 and per_node != 8:
+        return
+    spec = job("j", "a", per_node * nodes, "Ascend910B", nodes=nodes)
+    allowed = frozenset(SiteId(s) for s in sites)
+    got = held.fit(spec, "Ascend910B", allowed)  # type: ignore[arg-type]
+    want = closed.fit(spec, "Ascend910B", None)  # type: ignore[arg-type]
+    assert (got is None) == (want is None)
+    if got is not None and want is not None:
+        assert all(held.pool.node(n).site in sites for n in got.nodes)
+        for node_id, devices in got.assignments:
+            free = held.free[held.pool.index[node_id]]
+            assert all(free >> d & 1 for d in devices)
+        left = [held.free[held.pool.index[n]].bit_count() for n in got.nodes]
+        best = [closed.free[closed.pool.index[n]].bit_count() for n in want.nodes]
+        assert sorted(left) == sorted(best)  # the same best fit by free devices

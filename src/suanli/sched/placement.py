@@ -212,16 +212,14 @@ class FreeState:
             return None
         gang: Gang = spec.gang
         nodes = self.pool.nodes
+        if sites is not None:  # (the few nodes at those sites, not every free one)
+            return self._fit_at(spec, model, self.pool.nodes_at(model, sites))
         if gang.nodes == 1:
             n = gang.per_node
             for k in range(n, len(buckets)):
                 for i in buckets[k]:
                     node = nodes[i]
-                    if (
-                        self.cpu[i] < spec.cpu
-                        or self.mem[i] < spec.memory_gb
-                        or (sites is not None and node.site not in sites)
-                    ):
+                    if self.cpu[i] < spec.cpu or self.mem[i] < spec.memory_gb:
                         continue
                     devices = self._pick_devices(node, n)
                     if devices is not None:
@@ -236,7 +234,6 @@ class FreeState:
                 node.devices != gang.per_node
                 or self.cpu[i] < spec.cpu
                 or self.mem[i] < spec.memory_gb
-                or (sites is not None and node.site not in sites)
             ):
                 continue
             chosen = per_zone.setdefault(node.zone, [])
@@ -245,4 +242,46 @@ class FreeState:
                 return Placement(
                     model, tuple((nodes[j].id, tuple(range(gang.per_node))) for j in chosen)
                 )
+        return None
+
+    def _fit_at(self, spec: JobSpec, model: ModelId, at: tuple[int, ...]) -> Placement | None:
+        """:meth:`fit` among the nodes ``at`` (ascending indexes): best fit for one node (the
+        fewest free devices that hold the job, then the lowest index), the lowest indexes
+        of one zone for a gang."""
+        gang = spec.gang
+        nodes, free, on = self.pool.nodes, self.free, self.schedulable
+        n = gang.per_node
+        if gang.nodes == 1:
+            best: tuple[int, PoolNode, tuple[int, ...]] | None = None
+            for i in at:
+                k = free[i].bit_count()
+                if (
+                    not on[i]
+                    or k < n
+                    or (best is not None and k >= best[0])
+                    or self.cpu[i] < spec.cpu
+                    or self.mem[i] < spec.memory_gb
+                ):
+                    continue
+                devices = self._pick_devices(nodes[i], n)
+                if devices is not None:
+                    best = (k, nodes[i], devices)
+                    if k == n:
+                        break
+            return None if best is None else Placement(model, ((best[1].id, best[2]),))
+        per_zone: dict[str, list[int]] = {}
+        for i in at:
+            node = nodes[i]
+            if (
+                not on[i]
+                or node.devices != n
+                or free[i] != node.full_mask
+                or self.cpu[i] < spec.cpu
+                or self.mem[i] < spec.memory_gb
+            ):
+                continue
+            chosen = per_zone.setdefault(node.zone, [])
+            chosen.append(i)
+            if len(chosen) == gang.nodes:
+                return Placement(model, tuple((nodes[j].id, tuple(range(n))) for j in chosen))
         return None

@@ -87,6 +87,21 @@ class Pool:
             )
         self.total_nu = sum(self.nu_by_model.values())
         self._hosts: dict[tuple[object, ...], bool] = {}
+        self._present: dict[tuple[object, ...], tuple[ModelId, ...]] = {}
+        self._by_site: dict[tuple[ModelId, SiteId], list[int]] = {}
+        for p in self.nodes:
+            self._by_site.setdefault((p.model, p.site), []).append(p.index)
+        self._at: dict[tuple[ModelId, frozenset[SiteId]], tuple[int, ...]] = {}
+
+    def nodes_at(self, model: ModelId, sites: frozenset[SiteId]) -> tuple[int, ...]:
+        """Indexes of the nodes of ``model`` at ``sites``, ascending (cached per pair)."""
+        key = (model, sites)
+        got = self._at.get(key)
+        if got is None:
+            got = self._at[key] = tuple(
+                sorted(i for s in sites for i in self._by_site.get((model, s), ()))
+            )
+        return got
 
     def could_host(self, spec: JobSpec, model: ModelId) -> bool:
         """Whether the empty pool could place ``spec`` on ``model``: a node with the devices,
@@ -106,6 +121,16 @@ class Pool:
             ]
             zones = Counter(n.zone for n in ok)
             got = self._hosts[key] = bool(ok) and max(zones.values()) >= gang.nodes
+        return got
+
+    def present(self, spec: JobSpec) -> tuple[ModelId, ...]:
+        """``spec``'s acceptable models that the pool could host it on, in id order (cached
+        per shape)."""
+        key = (spec.models, spec.gang, spec.cpu, spec.memory_gb)
+        got = self._present.get(key)
+        if got is None:
+            ok = (m for m in spec.models if m in self.devices_by_model)
+            got = self._present[key] = tuple(sorted(m for m in ok if self.could_host(spec, m)))
         return got
 
     def model_nu(self, model: ModelId) -> float:

@@ -31,12 +31,9 @@ def speed(ctx: PassContext, q: QueuedJob, model: ModelId) -> float:
     return ctx.snap.pool.model_nu(model)
 
 
-def present_models(ctx: PassContext, q: QueuedJob) -> list[ModelId]:
+def present_models(ctx: PassContext, q: QueuedJob) -> tuple[ModelId, ...]:
     """Acceptable models the pool has nodes of that could host the job, in id order."""
-    pool = ctx.snap.pool
-    return sorted(
-        m for m in q.spec.models if m in pool.devices_by_model and pool.could_host(q.spec, m)
-    )
+    return ctx.snap.pool.present(q.spec)
 
 
 def serve_members(

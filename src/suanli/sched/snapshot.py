@@ -8,7 +8,7 @@ never rescans the queue. ``schedule()`` reads it and never changes it.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 
 from suanli.model.alliance import Alliance
@@ -304,3 +304,7 @@ class Snapshot:
 
     def pending_count(self, member: MemberId) -> int:
         return len(self._by_member[member])
+
+    def member_queues(self) -> Mapping[MemberId, Sized]:
+        """Each member's queue, live (its length is its pending count)."""
+        return self._by_member

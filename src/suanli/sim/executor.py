@@ -64,6 +64,9 @@ class SimulatedExecutor:
         self.checkpoint_on_signal = checkpoint_on_signal
         self._token = 0
 
+    def add(self, job: SimJob) -> None:
+        self.records[job.spec.id] = JobRecord(job)
+
     def checkpoint_s(self, rec: JobRecord) -> float | None:
         return rec.job.spec.checkpoint_interval_s or self.default_checkpoint_s
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from suanli.model.alliance import Alliance
@@ -72,6 +72,31 @@ class Series:
 
 
 @dataclass
+class Tally:
+    """Finished jobs folded into sums, for a stream whose records are not kept."""
+
+    jobs: int = 0
+    jct_s: float = 0.0
+    wait_s: float = 0.0
+    preemptions: int = 0
+    lost_device_s: float = 0.0
+    #: per member: [finished jobs, sum of their JCT in seconds]
+    by_member: dict[MemberId, list[float]] = field(default_factory=dict)
+
+    def add(self, rec: JobRecord) -> None:
+        job = rec.job
+        jct = (rec.finished_at or job.arrival) - job.arrival
+        self.jobs += 1
+        self.jct_s += jct
+        self.wait_s += (rec.first_start or job.arrival) - job.arrival
+        self.preemptions += rec.preemptions
+        self.lost_device_s += rec.lost_device_s
+        m = self.by_member.setdefault(job.spec.member, [0, 0.0])
+        m[0] += 1
+        m[1] += jct
+
+
+@dataclass
 class SimResult:
     policy: str
     alliance: Alliance
@@ -89,17 +114,22 @@ class SimResult:
     end_time: float
     #: jobs that could never start, with the scheduler's reason
     unfinished: dict[JobId, str] = field(default_factory=dict)
+    #: a stream's finished jobs (their records are not kept: ``records`` holds the others)
+    tally: Tally | None = None
 
 
 class Simulation:
     def __init__(
         self,
         alliance: Alliance,
-        jobs: list[SimJob],
+        jobs: list[SimJob] | Iterator[SimJob],
         policy: Policy,
         params: SimParams | None = None,
         faults: tuple[Fault, ...] = (),
     ) -> None:
+        """``jobs``: a list, or an iterator of jobs in arrival order (a stream: each is read
+        when the one before it arrives, and a finished job is folded into ``SimResult.tally``
+        and forgotten, so that memory follows the jobs alive, not the trace)."""
         self.alliance = alliance
         self.policy = policy
         self.faults = faults
@@ -107,9 +137,16 @@ class Simulation:
             if f.node not in alliance.nodes:
                 raise ValueError(f"fault names unknown node {f.node!r}")
         self.params = params or SimParams()
-        self.jobs = {j.spec.id: j for j in jobs}
-        if len(self.jobs) != len(jobs):
-            raise ValueError("job ids in a simulation must be unique")
+        self._stream: Iterator[SimJob] | None = None
+        self.tally: Tally | None = None
+        if isinstance(jobs, list):
+            self.jobs = {j.spec.id: j for j in jobs}
+            if len(self.jobs) != len(jobs):
+                raise ValueError("job ids in a simulation must be unique")
+        else:
+            self._stream = jobs
+            self.jobs = {}
+            self.tally = Tally()
         self.snap = Snapshot.from_alliance(alliance)
         self.snap.instant_switch = self.params.free_switching
         #: arrivals waiting for the next round (``round_arrivals``)
@@ -125,19 +162,25 @@ class Simulation:
         self._tokens: dict[JobId, int] = {}
         self._pass_at: float | None = None
         self._last_pass = -math.inf
-        self._rates_at = -1
-        self._rates_cache: (
-            tuple[list[tuple[ModelId, int]], float, list[tuple[MemberId, float]], float | None]
-            | None
-        ) = None
         self._last = 0.0
         self._nu_total = self.snap.pool.total_nu
         self._models_total = dict(self.snap.pool.devices_by_model)
         self.busy_device_s: dict[ModelId, float] = dict.fromkeys(self._models_total, 0.0)
-        self.busy_nu_s = 0.0
         self.member_nu_s: dict[MemberId, float] = dict.fromkeys(alliance.members, 0.0)
         self.violation_s: dict[MemberId, float] = dict.fromkeys(alliance.members, 0.0)
-        self._within_since: dict[MemberId, float | None] = dict.fromkeys(alliance.members)
+        #: members waiting within their share, since when (only those waiting)
+        self._within_since: dict[MemberId, float] = {}
+        # Integrals over time are brought up to date per member and per model when theirs
+        # change (and for all before a pass reads the usage history), not at every event:
+        # an event costs the same with 10 members or 1,000.
+        self._member_at: dict[MemberId, float] = dict.fromkeys(alliance.members, 0.0)
+        self._model_at: dict[ModelId, float] = dict.fromkeys(self._models_total, 0.0)
+        self._tau = self.params.half_life_s / math.log(2)
+        # Jain's index from running sums over the contributors with demand (n, Σx, Σx²)
+        self._entitled = {m: e for m, e in self.snap.entitlement_nu.items() if e > 0}
+        self._queues = self.snap.member_queues()
+        self._jx: dict[MemberId, float] = {}
+        self._jn, self._js, self._js2 = 0, 0.0, 0.0
         self._jain_num = 0.0
         self._jain_den = 0.0
         self.series = Series()
@@ -149,42 +192,11 @@ class Simulation:
         self._round_s: float | None = policy.round_s or self.params.round_s
 
     # -- time ------------------------------------------------------------------------------
-    def _rates(
-        self,
-    ) -> tuple[list[tuple[ModelId, int]], float, list[tuple[MemberId, float]], float | None]:
-        """Busy devices per model, NU in use, NU per member in use and Jain's index: constant
-        between changes to the snapshot, so computed once per change."""
-        snap = self.snap
-        if self._rates_at == snap.changes and self._rates_cache is not None:
-            return self._rates_cache
-        busy = [(model, n) for model, n in snap.busy_by_model.items() if n]
-        used = [(m, u) for m, u in snap.used_nu.items() if u > 0]
-        self._rates_cache = (busy, sum(u for _, u in used), used, self._jain())
-        self._rates_at = snap.changes
-        return self._rates_cache
-
     def _advance(self, t: float) -> None:
         dt = t - self._last
         if dt <= 0:
             return
-        busy, used_total, used, jain = self._rates()
-        for model, n in busy:
-            self.busy_device_s[model] += n * dt
-        self.busy_nu_s += used_total * dt
-        half = self.params.half_life_s
-        decay = 2.0 ** (-dt / half)
-        grow = half / math.log(2) * (1.0 - decay)
-        history = self.snap.usage_history
-        for m in history:
-            history[m] *= decay
-        for m, u in used:
-            self.member_nu_s[m] += u * dt
-            history[m] += u * grow
-        for m, since in self._within_since.items():
-            if since is not None:
-                start = max(self._last, since + self.params.grace_s)
-                if t > start:
-                    self.violation_s[m] += t - start
+        jain = self._jain()
         if jain is not None:
             self._jain_num += jain * dt
             self._jain_den += dt
@@ -192,14 +204,60 @@ class Simulation:
 
     def _jain(self) -> float | None:
         """Jain's index of usage over entitlement, over contributors with demand."""
-        xs = []
-        ent = self.snap.entitlement_nu
-        for m, e in ent.items():
-            if e > 0 and (self.snap.pending_count(m) or self.snap.used_nu[m] > 0):
-                xs.append(self.snap.used_nu[m] / e)
-        if len(xs) >= 2 and sum(xs) > 0:
-            return sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs))
+        if self._jn >= 2 and self._js > 1e-12:
+            return self._js * self._js / (self._jn * self._js2)
         return None
+
+    def _fold_member(self, m: MemberId) -> None:
+        """Member ``m``'s NU-seconds and decayed usage history, up to now."""
+        dt = self._last - self._member_at[m]
+        if dt <= 0:
+            return
+        self._member_at[m] = self._last
+        u = self.snap.used_nu[m]
+        decay = 2.0 ** (-dt / self.params.half_life_s)
+        history = self.snap.usage_history
+        history[m] = history[m] * decay + u * self._tau * (1.0 - decay)
+        if u:
+            self.member_nu_s[m] += u * dt
+
+    def _fold_model(self, model: ModelId) -> None:
+        dt = self._last - self._model_at[model]
+        if dt <= 0:
+            return
+        self._model_at[model] = self._last
+        self.busy_device_s[model] += self.snap.busy_by_model[model] * dt
+
+    def _fold_all(self) -> None:
+        for m in self._member_at:
+            self._fold_member(m)
+        for f in self._model_at:
+            self._fold_model(f)
+        # (the running sums again from their terms: no drift over millions of changes)
+        self._js = sum(self._jx.values())
+        self._js2 = sum(x * x for x in self._jx.values())
+
+    def _changing(self, m: MemberId, model: ModelId | None = None) -> None:
+        """Before member ``m``'s usage or queue (and ``model``'s busy devices) change."""
+        self._fold_member(m)
+        if model is not None:
+            self._fold_model(model)
+        x = self._jx.pop(m, None)
+        if x is not None:
+            self._jn -= 1
+            self._js -= x
+            self._js2 -= x * x
+
+    def _changed(self, m: MemberId) -> None:
+        e = self._entitled.get(m)
+        if e is None:
+            return
+        u = self.snap.used_nu[m]
+        if u > 0 or len(self._queues[m]):
+            x = self._jx[m] = u / e
+            self._jn += 1
+            self._js += x
+            self._js2 += x * x
 
     def _update_guarantees(self, t: float) -> None:
         """Members whose head job fits within their entitlement are 'waiting within share'."""
@@ -218,10 +276,16 @@ class Simulation:
                     default=math.inf,
                 )
                 within = snap.used_nu[m] + need <= e + 1e-9
-            if within and self._within_since[m] is None:
-                self._within_since[m] = t
-            elif not within:
-                self._within_since[m] = None
+            if within:
+                self._within_since.setdefault(m, t)
+            elif m in self._within_since:
+                self._violated(m, self._within_since.pop(m), t)
+
+    def _violated(self, m: MemberId, since: float, until: float) -> None:
+        """Member ``m`` waited within its share from ``since`` to ``until``: beyond the
+        grace period, a violation."""
+        if until > since + self.params.grace_s:
+            self.violation_s[m] += until - since - self.params.grace_s
 
     def _sample(self, t: float) -> None:
         if t < self._next_sample:
@@ -256,6 +320,7 @@ class Simulation:
         for job in self._held:  # (the round's arrivals)
             self._submit(job)
         self._held.clear()
+        self._fold_all()  # (the policy reads the usage history)
         t0 = time.perf_counter()
         result = schedule(snap, self.policy)
         self.sched_s += time.perf_counter() - t0
@@ -272,7 +337,10 @@ class Simulation:
                 self._want_pass(t)
         for d in result.decisions:
             if isinstance(d, Admit):
+                member = snap.pending[d.job].member
+                self._changing(member, d.placement.model)
                 snap.start(d.job, d.placement, t)
+                self._changed(member)
                 end, token = self.exec.start(d.job, d.placement, t)
                 self._tokens[d.job] = token
                 self._ends[d.job] = end
@@ -299,15 +367,34 @@ class Simulation:
             self._pass_at = t
             self.q.push(t, Kind.PASS)
 
+    def _next_arrival(self, after: float) -> None:
+        """A stream's next job joins the queue of events."""
+        assert self._stream is not None
+        job = next(self._stream, None)
+        if job is None:
+            return
+        if job.arrival < after:
+            raise ValueError(f"job {job.spec.id}: arrives at {job.arrival}, before {after}")
+        if job.spec.id in self.jobs:
+            raise ValueError(f"job {job.spec.id}: its id is already in the simulation")
+        self.jobs[job.spec.id] = job
+        self.exec.add(job)
+        self.q.push(job.arrival, Kind.ARRIVAL, job)
+
     def _submit(self, job: SimJob) -> None:
+        self._changing(job.spec.member)
         self.snap.submit(job.spec, job.arrival, self.alliance.sites_for(job.spec))
+        self._changed(job.spec.member)
         self.snap.throughput[job.spec.id] = {m: s / job.spec.count for m, s in job.speed.items()}
 
     def _stop(self, jid: JobId, now: float, signaled_at: float) -> None:
         """A running job stops (keeping what its executor keeps) and waits again."""
         self.exec.stop(jid, now, signaled_at)
         self._attain(jid, now)
+        r = self.snap.running[jid]
+        self._changing(r.member, r.placement.model)
         self.snap.requeue(jid)
+        self._changed(r.member)
         self._tokens.pop(jid)
         self._ends.pop(jid, None)
 
@@ -331,8 +418,11 @@ class Simulation:
 
     def run(self, progress: Callable[[float], None] | None = None) -> SimResult:
         wall0 = time.perf_counter()
-        for sj in sorted(self.jobs.values(), key=lambda j: (j.arrival, j.spec.id)):
-            self.q.push(sj.arrival, Kind.ARRIVAL, sj)
+        if self._stream is None:
+            for sj in sorted(self.jobs.values(), key=lambda j: (j.arrival, j.spec.id)):
+                self.q.push(sj.arrival, Kind.ARRIVAL, sj)
+        else:
+            self._next_arrival(0.0)
         for f in self.faults:
             self.q.push(f.at, Kind.NODE_DOWN, f)
         total = len(self.jobs)
@@ -342,6 +432,8 @@ class Simulation:
             self._advance(ev.time)
             if ev.kind is Kind.ARRIVAL:
                 job: SimJob = ev.payload
+                if self._stream is not None:
+                    self._next_arrival(ev.time)
                 if self._round_s and self.params.round_arrivals:
                     self._held.append(job)
                 else:
@@ -349,13 +441,21 @@ class Simulation:
                 self._want_pass(ev.time)
             elif ev.kind is Kind.COMPLETE:
                 jid, token = ev.payload
-                if self.exec.complete(jid, token, ev.time):
+                # (a stream forgets a finished job: an earlier run's completion may follow it)
+                if jid in self.jobs and self.exec.complete(jid, token, ev.time):
                     self._attain(jid, ev.time)
+                    r = self.snap.running[jid]
+                    self._changing(r.member, r.placement.model)
                     self.snap.finish(jid)
+                    self._changed(r.member)
                     self._tokens.pop(jid)
                     self._ends.pop(jid, None)
                     finished += 1
-                    if progress:
+                    if self.tally is not None:  # a stream's job is done with
+                        self.tally.add(self.exec.records.pop(jid))
+                        del self.jobs[jid]
+                        self.snap.throughput.pop(jid, None)
+                    elif progress:
                         progress(finished / total)
                     self._want_pass(ev.time)
             elif ev.kind is Kind.STOPPED:
@@ -371,6 +471,10 @@ class Simulation:
             elif ev.kind is Kind.PASS:
                 self._pass(ev.time)
         # Jobs still waiting when nothing else can happen never start: say why, once.
+        self._fold_all()
+        for m, since in self._within_since.items():
+            self._violated(m, since, self._last)
+        self._within_since.clear()
         unfinished = {}
         if self.snap.pending:
             last = schedule(self.snap, self.policy)
@@ -382,7 +486,7 @@ class Simulation:
             entitlement_nu=dict(self.snap.entitlement_nu),
             series=self.series,
             busy_device_s=self.busy_device_s,
-            busy_nu_s=self.busy_nu_s,
+            busy_nu_s=sum(self.member_nu_s.values()),
             member_nu_s=self.member_nu_s,
             violation_s=self.violation_s,
             jain_weighted=self._jain_num / self._jain_den if self._jain_den else 1.0,
@@ -391,4 +495,5 @@ class Simulation:
             wall_s=time.perf_counter() - wall0,
             end_time=self._last,
             unfinished=unfinished,
+            tally=self.tally,
         )

@@ -21,7 +21,8 @@
    over its entitlement after the move) moves only while ``upgrade_reserve`` of the model stays
    idle, for the lenders' next jobs (which would otherwise reclaim and wait a grace period).
    The job checkpoints within its grace period and is placed again (on the faster model,
-   which nothing else was waiting for).
+   which nothing else was waiting for). Upgrades are looked for at most once per
+   ``upgrade_every_s`` (a grace period) unless switching is free.
 5. Non-preemptible jobs run only within the guarantee.
 """
 
@@ -53,10 +54,17 @@ class AlliancePolicy(GuaranteedSharing):
         max_skips: int = 64,
         upgrade_factor: float = 4.0,
         upgrade_reserve: float = 0.2,
+        upgrade_every_s: float | None = None,
     ) -> None:
         """``commons_share``: the fair-tree share of each commons member, as a fraction of
-        the pool's NU (weighted by its weight); contributors' shares are their entitlements."""
+        the pool's NU (weighted by its weight); contributors' shares are their entitlements.
+        ``upgrade_every_s``: look for upgrades at most this often (default: once per grace
+        period; every pass when switching is free). A move must save ``upgrade_factor``
+        grace periods, so finding it up to one grace period late costs little, and a pass
+        that does not look is cheaper by a scan of every running job."""
         super().__init__(grace_s, max_skips)
+        self.upgrade_every_s = grace_s if upgrade_every_s is None else upgrade_every_s
+        self._upgraded_at = -math.inf
         self.tau = half_life_s / math.log(2)
         self.commons_share = commons_share
         self.upgrade_factor = upgrade_factor
@@ -140,6 +148,10 @@ class AlliancePolicy(GuaranteedSharing):
         if not ctx.has_free():
             return
         snap = ctx.snap
+        if not snap.instant_switch:
+            if 0 <= ctx.now - self._upgraded_at < self.upgrade_every_s:
+                return
+            self._upgraded_at = ctx.now
         pool = snap.pool
         free = {m for m in pool.models if ctx.free.free_devices(m)}
         top = max(pool.model_nu(m) for m in free)
@@ -172,11 +184,14 @@ class AlliancePolicy(GuaranteedSharing):
             pool = ctx.snap.pool
             here = speed(ctx, r.job, r.placement.model)
             nu = pool.model_nu(r.placement.model)
+            sites = r.job.allowed_sites
             got = sorted(
                 (
                     (f, 1.0 - here / v)
                     for f in present_models(ctx, r.job)
-                    if pool.model_nu(f) > nu and (v := speed(ctx, r.job, f)) > here * (1 + EPS)
+                    if pool.model_nu(f) > nu
+                    and (v := speed(ctx, r.job, f)) > here * (1 + EPS)
+                    and (sites is None or pool.nodes_at(f, sites))
                 ),
                 key=lambda x: (-x[1], x[0]),
             )
