@@ -227,11 +227,19 @@ class FreeState:
             return None
         if gang.per_node >= len(buckets):
             return None
+        return self._gang(spec, model, buckets[gang.per_node])
+
+    def _gang(self, spec: JobSpec, model: ModelId, candidates: Iterable[int]) -> Placement | None:
+        """The first ``gang.nodes`` wholly free nodes of one zone among ``candidates``."""
+        gang = spec.gang
+        nodes, free, on = self.pool.nodes, self.free, self.schedulable
         per_zone: dict[str, list[int]] = {}
-        for i in buckets[gang.per_node]:
+        for i in candidates:
             node = nodes[i]
             if (
-                node.devices != gang.per_node
+                not on[i]
+                or node.devices != gang.per_node
+                or free[i] != node.full_mask
                 or self.cpu[i] < spec.cpu
                 or self.mem[i] < spec.memory_gb
             ):
@@ -269,19 +277,4 @@ class FreeState:
                     if k == n:
                         break
             return None if best is None else Placement(model, ((best[1].id, best[2]),))
-        per_zone: dict[str, list[int]] = {}
-        for i in at:
-            node = nodes[i]
-            if (
-                not on[i]
-                or node.devices != n
-                or free[i] != node.full_mask
-                or self.cpu[i] < spec.cpu
-                or self.mem[i] < spec.memory_gb
-            ):
-                continue
-            chosen = per_zone.setdefault(node.zone, [])
-            chosen.append(i)
-            if len(chosen) == gang.nodes:
-                return Placement(model, tuple((nodes[j].id, tuple(range(n))) for j in chosen))
-        return None
+        return self._gang(spec, model, at)
