@@ -122,3 +122,20 @@ def test_a_stream_out_of_order_is_refused() -> None:
     sim = Simulation(alliance, iter([a, b, c]), get_policy("fifo"), SimParams())
     with pytest.raises(ValueError, match=f"job {b.spec.id}: arrives at"):
         sim.run()
+
+
+def test_the_bundled_scenario_loads_and_a_bad_one_names_its_field(tmp_path: Path) -> None:
+    from suanli.errors import ValidationError
+    from suanli.sim.scenario import load_scenario
+
+    sc = load_scenario("national-network", seed=1)
+    assert len(sc.jobs) == 10_000 and len(sc.alliance.members) == 100
+    assert sum(n.devices for n in sc.alliance.nodes.values()) == 200_000
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        f"name: bad\ntrace: {{format: national-network, path: {TRACES}, jobs: 5}}\n"
+        "pool: {format: national-network, members: 50, accelerators: 100}\n"
+    )
+    with pytest.raises(ValidationError) as info:
+        load_scenario(str(bad))
+    assert "pool" in str(info.value) and "accelerators" in str(info.value)

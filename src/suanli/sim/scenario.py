@@ -22,6 +22,7 @@ from suanli.model.ids import MemberId, ModelId, NodeId, SiteId
 from suanli.model.member import Member, MemberKind, Tier
 from suanli.model.node import Node
 from suanli.model.site import Site
+from suanli.sim.network import NetworkSpec, national_network
 from suanli.sim.simulator import Fault, SimParams
 from suanli.sim.traces import alibaba
 from suanli.sim.traces.gavel import Throughputs, load_gavel
@@ -39,8 +40,13 @@ class _Strict(BaseModel):
 
 
 class TraceEntry(_Strict):
-    format: Literal["gavel-msr", "csv", "alibaba-2023"]
+    #: ``national-network``: generated (sim/network.py); ``path`` is the folder of the traces
+    #: it is calibrated on
+    format: Literal["gavel-msr", "csv", "alibaba-2023", "national-network"]
     path: str
+    #: national-network: how many jobs, and the offered load (NU-seconds over a week / capacity)
+    jobs: Annotated[int, Field(ge=1)] = 10_000
+    load: Annotated[float, Field(gt=0, le=2)] = 0.8
     throughputs: str | None = None
     #: multiplies arrival times (not durations): below 1 compresses a light trace into a busier one
     arrival_scale: Annotated[float, Field(gt=0)] = 1.0
@@ -97,6 +103,16 @@ class AlibabaPoolEntry(_Strict):
     models: dict[str, ModelEntry] = {}
 
 
+class NetworkPoolEntry(_Strict):
+    """A generated national network (sim/network.py)."""
+
+    format: Literal["national-network"]
+    members: Annotated[int, Field(ge=2, le=10_000)] = 100
+    accelerators: Annotated[int, Field(ge=16)] = 200_000
+    #: the share of members that contribute nothing (the commons tier)
+    commons: Annotated[float, Field(ge=0, lt=1)] = 0.2
+
+
 class SimEntry(_Strict):
     checkpoint_interval: float | str | None = "30m"
     checkpoint_on_signal: bool = True
@@ -120,7 +136,9 @@ class ScenarioFile(_Strict):
     #: how the report names members (a trace's VCs are opaque ids): id -> name
     names: dict[str, Annotated[str, Field(max_length=100)]] = {}
     trace: TraceEntry
-    pool: PoolEntry | AlliancePool | AlibabaPoolEntry = Field(discriminator="format")
+    pool: PoolEntry | AlliancePool | AlibabaPoolEntry | NetworkPoolEntry = Field(
+        discriminator="format"
+    )
     sim: SimEntry = SimEntry()
     faults: list[FaultEntry] = []
     #: a policy's options by its name (e.g. gavel: {reset_s: 1920})
@@ -312,7 +330,27 @@ def load_scenario(name_or_file: str, trace: str | None = None, seed: int = 0) ->
         notes["description"] = doc.description
     if doc.names:
         notes["names"] = dict(doc.names)
-    if doc.trace.format == "alibaba-2023":
+    if doc.trace.format == "national-network":
+        if not isinstance(doc.pool, NetworkPoolEntry):
+            raise ValidationError(
+                [Problem("pool.format", "a national-network trace needs a national-network pool")],
+                str(path),
+            )
+        try:
+            spec = NetworkSpec(
+                doc.pool.members,
+                doc.pool.accelerators,
+                doc.trace.jobs,
+                doc.trace.load,
+                seed,
+                doc.pool.commons,
+            )
+        except ValueError as exc:
+            raise ValidationError([Problem("pool", str(exc))], str(path)) from None
+        alliance, stream = national_network(spec, trace_path)
+        jobs = list(stream)
+        notes["network"] = {"members": spec.members, "accelerators": spec.accelerators}
+    elif doc.trace.format == "alibaba-2023":
         if not isinstance(doc.pool, AlibabaPoolEntry):
             raise ValidationError(
                 [Problem("pool.format", "an alibaba-2023 trace needs an alibaba-2023 pool")],
