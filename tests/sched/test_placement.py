@@ -1,5 +1,7 @@
 """Placement rules, one at a time, on hand-built pools."""
 
+import random
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -169,3 +171,47 @@ def test_a_job_held_to_sites_is_placed_as_if_the_other_sites_were_closed(
         left = [held.free[held.pool.index[n]].bit_count() for n in got.nodes]
         best = [closed.free[closed.pool.index[n]].bit_count() for n in want.nodes]
         assert sorted(left) == sorted(best)  # the same best fit by free devices
+
+
+@given(
+    st.lists(st.integers(1, 255), min_size=6, max_size=6),
+    st.sampled_from([1, 2, 3, 4, 8]),
+    st.integers(1, 3),
+    st.sets(st.sampled_from(["s1", "s2", "s3"]), min_size=1),
+    st.randoms(use_true_random=False),
+)
+def test_counting_what_victims_free_agrees_with_giving_it_back(
+    taken: list[int], per_node: int, nodes: int, sites: set[str], rnd: random.Random
+) -> None:
+    """Reclaim's search (count per node what the victims would free, in order) finds the
+    same shortest prefix as giving the victims back one by one and trying to fit."""
+    b = base().site("s3", "a")
+    for s in ("s1", "s2", "s3"):
+        b = b.nodes_of(s, "Ascend910B", 2, topology=RINGS)
+    fs = FreeState(Pool.from_alliance(b.build()))
+    victims = []
+    for i, mask in enumerate(taken):
+        devices = tuple(d for d in range(8) if mask >> d & 1)
+        node = fs.pool.nodes[i].id
+        # each node's busy devices as one or two running jobs
+        cut = rnd.randrange(len(devices) + 1)
+        for part in (devices[:cut], devices[cut:]):
+            if part:
+                p = Placement("Ascend910B", ((node, part),))  # type: ignore[arg-type]
+                fs.take(p, 1, 1)
+                victims.append((p, 1.0, 1.0))
+    rnd.shuffle(victims)
+    if nodes > 1:
+        per_node = 8
+    spec = job("j", "a", per_node * nodes, "Ascend910B", nodes=nodes)
+    allowed = frozenset(SiteId(s) for s in sites)
+    if fs.fit(spec, "Ascend910B", allowed) is not None:  # type: ignore[arg-type]
+        return
+    got = fs.first_fitting(spec, "Ascend910B", allowed, victims)  # type: ignore[arg-type]
+    want = None
+    for k, (p, cpu, mem) in enumerate(victims):
+        fs.give(p, cpu, mem)
+        if fs.fit(spec, "Ascend910B", allowed) is not None:  # type: ignore[arg-type]
+            want = k + 1
+            break
+    assert got == want

@@ -157,23 +157,24 @@ class PassContext:
             # Cheap bound first: no node would be free enough even with every candidate gone.
             if not self.free.might_fit(q.spec, model, gains):
                 continue
-            removed: list[RunningJob] = []
-            fitted = False
-            for r in trial:
-                self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
-                removed.append(r)
-                if self.free.fit(q.spec, model, q.allowed_sites) is not None:
-                    fitted = True
-                    break
-            for r in removed:  # undo
-                self.free.take(r.placement, r.spec.cpu, r.spec.memory_gb)
-            if fitted:
+            removed = self._enough(q, model, trial)
+            if removed is not None:
                 # drop victims that turned out unnecessary, from the last-added backwards
                 needed = self._minimize(q, model, removed)
                 self.claimed.update(r.id for r in needed)
                 self._reserve(q, model, needed)
                 return model, [r for r in needed if r.id not in self.stopping]
         return None
+
+    def _enough(
+        self, q: QueuedJob, model: ModelId, trial: list[RunningJob]
+    ) -> list[RunningJob] | None:
+        """The shortest prefix of ``trial`` whose removal lets ``q`` fit on ``model``."""
+        if self.free.fit(q.spec, model, q.allowed_sites) is not None:
+            return []
+        freed = [(r.placement, r.spec.cpu, r.spec.memory_gb) for r in trial]
+        k = self.free.first_fitting(q.spec, model, q.allowed_sites, freed)
+        return None if k is None else trial[:k]
 
     def _trial(
         self, model: ModelId, victims: Sequence[RunningJob], key: Hashable | None

@@ -15,7 +15,7 @@ looks only at nodes that could hold the job, and a full pool answers in O(device
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from suanli.model.ids import ModelId, NodeId, SiteId
 from suanli.model.job import Gang, JobSpec, Placement
@@ -173,8 +173,13 @@ class FreeState:
             )
         return len(buckets[gang.per_node]) + whole[gang.per_node] >= gang.nodes
 
-    def _pick_devices(self, node: PoolNode, n: int) -> tuple[int, ...] | None:
-        free = self.free[node.index]
+    def _pick_devices(
+        self, node: PoolNode, n: int, free: int | None = None
+    ) -> tuple[int, ...] | None:
+        """``n`` devices of ``node`` in its free mask (or in ``free``), by the topology and
+        allocation-unit rules, or None."""
+        if free is None:
+            free = self.free[node.index]
         unit = node.alloc_unit
         need = n // unit
         if n <= node.max_group:
@@ -202,6 +207,62 @@ class FreeState:
             if len(chosen) < need:
                 return None
         return tuple(sorted(d for s in chosen for d in range(s, s + unit)))
+
+    def first_fitting(
+        self,
+        spec: JobSpec,
+        model: ModelId,
+        sites: frozenset[SiteId] | None,
+        freed: Sequence[tuple[Placement, float, float]],
+    ) -> int | None:
+        """For a job that does not fit on ``model`` now: how many of ``freed`` (placements
+        with their CPU and memory per node, in order) must be given back before it fits, or
+        None if all of them are not enough. Nothing changes: the freed devices are counted per
+        node, and only a node that just gained is looked at (the job fitted nowhere before).
+        A one-node job fits on a node with the devices (by the topology rules), a gang once a
+        zone has enough wholly free nodes."""
+        gang = spec.gang
+        n = gang.per_node
+        nodes, index, on = self.pool.nodes, self.pool.index, self.schedulable
+        gained: dict[int, tuple[int, float, float]] = {}
+        whole: dict[str, int] = {}
+        if gang.nodes > 1:  # the zones' wholly free nodes now
+            buckets = self.buckets.get(model)
+            for i in buckets[n] if buckets is not None and n < len(buckets) else ():
+                node = nodes[i]
+                if (
+                    node.devices == n
+                    and (sites is None or node.site in sites)
+                    and self.cpu[i] >= spec.cpu
+                    and self.mem[i] >= spec.memory_gb
+                ):
+                    whole[node.zone] = whole.get(node.zone, 0) + 1
+        for k, (p, p_cpu, p_mem) in enumerate(freed):
+            for node_id, devices in p.assignments:
+                i = index[node_id]
+                mask, cpu, mem = gained.get(i, (0, 0.0, 0.0))
+                before = self.free[i] | mask
+                mask |= mask_of(devices)
+                cpu += p_cpu
+                mem += p_mem
+                gained[i] = (mask, cpu, mem)
+                node = nodes[i]
+                avail = self.free[i] | mask
+                if (
+                    not on[i]
+                    or (sites is not None and node.site not in sites)
+                    or self.cpu[i] + cpu < spec.cpu
+                    or self.mem[i] + mem < spec.memory_gb
+                ):
+                    continue
+                if gang.nodes == 1:
+                    if avail.bit_count() >= n and self._pick_devices(node, n, avail) is not None:
+                        return k + 1
+                elif node.devices == n and avail == node.full_mask != before:
+                    whole[node.zone] = whole.get(node.zone, 0) + 1
+                    if whole[node.zone] >= gang.nodes:
+                        return k + 1
+        return None
 
     def fit(
         self, spec: JobSpec, model: ModelId, sites: frozenset[SiteId] | None

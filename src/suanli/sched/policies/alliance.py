@@ -28,6 +28,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import ClassVar
 
@@ -70,6 +71,7 @@ class AlliancePolicy(GuaranteedSharing):
         self.upgrade_factor = upgrade_factor
         self.upgrade_reserve = upgrade_reserve
         self._faster_memo: dict[tuple[str, ModelId], list[tuple[ModelId, float]]] = {}
+        self._by_speed: dict[tuple[str, int], list[list[ModelId]]] = {}
 
     def _share(self, ctx: PassContext, m: MemberId) -> float:
         member = ctx.snap.members[m]
@@ -96,16 +98,40 @@ class AlliancePolicy(GuaranteedSharing):
         return (1.0, self._fairtree(ctx, m))
 
     def _models(self, ctx: PassContext, q: QueuedJob) -> list[ModelId]:
+        """Fastest first; among equally fast models, one the member contributed, then the
+        emptiest. (The order by speed is the job's own, kept per job: only ties are sorted in
+        each pass.)"""
+        key = (q.id, id(ctx.snap.throughput.get(q.id)))
+        tiers = self._by_speed.get(key)
+        if tiers is None:
+            if len(self._by_speed) > 8 * (len(ctx.snap.pending) + len(ctx.snap.running)) + 1024:
+                self._by_speed.clear()  # (jobs come and go)
+            tiers = self._by_speed[key] = [
+                list(tier)
+                for _, tier in itertools.groupby(
+                    sorted(present_models(ctx, q), key=lambda f: (-speed(ctx, q, f), f)),
+                    key=lambda f: speed(ctx, q, f),
+                )
+            ]
+        if all(len(t) == 1 for t in tiers):
+            return [t[0] for t in tiers]
         shares = ctx.snap.shares
-        return sorted(
-            present_models(ctx, q),
-            key=lambda f: (
-                -speed(ctx, q, f),
-                not (shares.get((q.member, f)) and shares[(q.member, f)].nominal > 0),
-                -ctx.free.free_devices(f),
-                f,
-            ),
-        )
+        out: list[ModelId] = []
+        for tier in tiers:
+            if len(tier) == 1:
+                out.append(tier[0])
+                continue
+            out.extend(
+                sorted(
+                    tier,
+                    key=lambda f: (
+                        not (shares.get((q.member, f)) and shares[(q.member, f)].nominal > 0),
+                        -ctx.free.free_devices(f),
+                        f,
+                    ),
+                )
+            )
+        return out
 
     def models(self, ctx: PassContext, q: QueuedJob) -> tuple[list[ModelId], set[ModelId]]:
         e = ctx.snap.entitlement_nu.get(q.member, 0.0)
