@@ -172,7 +172,7 @@ class PassContext:
         """The shortest prefix of ``trial`` whose removal lets ``q`` fit on ``model``."""
         if self.free.fit(q.spec, model, q.allowed_sites) is not None:
             return []
-        freed = [(r.placement, r.spec.cpu, r.spec.memory_gb) for r in trial]
+        freed = ((r.placement, r.spec.cpu, r.spec.memory_gb) for r in trial)
         k = self.free.first_fitting(q.spec, model, q.allowed_sites, freed)
         return None if k is None else trial[:k]
 

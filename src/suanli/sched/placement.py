@@ -15,7 +15,7 @@ looks only at nodes that could hold the job, and a full pool answers in O(device
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from suanli.model.ids import ModelId, NodeId, SiteId
 from suanli.model.job import Gang, JobSpec, Placement
@@ -213,7 +213,7 @@ class FreeState:
         spec: JobSpec,
         model: ModelId,
         sites: frozenset[SiteId] | None,
-        freed: Sequence[tuple[Placement, float, float]],
+        freed: Iterable[tuple[Placement, float, float]],
     ) -> int | None:
         """For a job that does not fit on ``model`` now: how many of ``freed`` (placements
         with their CPU and memory per node, in order) must be given back before it fits, or
