@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from suanli.executors.ray import node_resource
 from suanli.executors.ray_cluster import LocalRayCluster, RayNodeSpec
+
+from ..slurm import LocalSlurm, missing
 
 
 def labels(node: str, model: str, member: str) -> dict[str, str]:
@@ -31,4 +34,18 @@ def ray_cluster() -> Iterator[LocalRayCluster]:
         stop_grace_s=10,
     )
     with cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[LocalSlurm]:
+    """A real one-node Slurm cluster (``sl-1``: 8 Ascend 910B and 4 MLU370 as count-only
+    generic resources). Where it cannot start, the tests that need it fail in CI (which
+    installs Slurm) and are skipped elsewhere, with the reason."""
+    why = missing()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"Slurm cannot start: {why}")
+        pytest.skip(why)
+    with LocalSlurm() as cluster:
         yield cluster

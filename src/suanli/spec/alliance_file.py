@@ -8,6 +8,7 @@ alliance is returned only if there are none.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,7 +23,7 @@ from suanli.model.ids import DatasetId, MemberId, ModelId, NodeId, SiteId
 from suanli.model.member import Member, MemberKind, Tier
 from suanli.model.node import Node
 from suanli.model.share import Grant
-from suanli.model.site import Site
+from suanli.model.site import Site, SlurmSite
 from suanli.spec.common import ID_PATTERN, parse_yaml, pydantic_problems, read_yaml
 
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -41,11 +42,28 @@ class MemberEntry(_Strict):
     weight: Annotated[float, Field(gt=0, le=1000)] = 1.0
 
 
+class SlurmEntry(_Strict):
+    """A site that is a Slurm cluster (the member keeps running it)."""
+
+    partition: Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z0-9_.-]*$")] = ""
+    account: Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z0-9_.-]*$")] = ""
+    qos: Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z0-9_.-]*$")] = ""
+    #: the prefix Slurm's commands run through, as words (["ssh", "hpc-login"])
+    command: list[Annotated[str, Field(min_length=1, max_length=500)]] = []
+    #: catalog model -> the site's generic resource, TYPE:NAME (npu:ascend910b)
+    gres: dict[str, Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*:[A-Za-z0-9_.-]+$")]] = {}
+    #: pool node id -> its name in Slurm, where they differ
+    names: dict[str, Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]] = {}
+    #: a directory the cluster's nodes and the control plane share, for the runs' files
+    run_dir: Annotated[str, Field(max_length=1000)] = ""
+
+
 class SiteEntry(_Strict):
     id: Ident
     member: Ident
     region: str = ""
     executor: str = ""
+    slurm: SlurmEntry | None = None
 
 
 class NodeEntry(_Strict):
@@ -160,6 +178,40 @@ def _prefixes(ids: list[str]) -> list[Problem]:
     return out
 
 
+def _slurm_site(
+    path: str, entry: SiteEntry, catalog: Catalog, problems: list[Problem]
+) -> SlurmSite | None:
+    slurm = entry.slurm
+    if slurm is None:
+        return None
+    if entry.executor:
+        problems.append(Problem(f"{path}.slurm", "a site is a Ray or a Slurm cluster, not both"))
+    gres = {}
+    for name, value in slurm.gres.items():
+        mid = _model(catalog, f"{path}.slurm.gres.{name}", name, problems)
+        if mid is not None:
+            gres[mid] = value
+    return SlurmSite(
+        slurm.partition,
+        slurm.account,
+        slurm.qos,
+        tuple(slurm.command),
+        gres,
+        {NodeId(k): v for k, v in slurm.names.items()},
+        slurm.run_dir,
+    )
+
+
+def _slurm_names(doc: AllianceFile, nodes: Mapping[NodeId, Node]) -> list[Problem]:
+    out = []
+    for i, site in enumerate(doc.sites):
+        for name in site.slurm.names if site.slurm is not None else ():
+            node = nodes.get(NodeId(name))
+            if node is None or node.site != site.id:
+                out.append(Problem(f"sites.{i}.slurm.names.{name}", "not a node of this site"))
+    return out
+
+
 def build_alliance(doc: AllianceFile, catalog: Catalog) -> Alliance:
     problems: list[Problem] = []
     problems += _dupes("members", [m.id for m in doc.members])
@@ -176,7 +228,8 @@ def build_alliance(doc: AllianceFile, catalog: Catalog) -> Alliance:
     for i, s in enumerate(doc.sites):
         if s.member not in members:
             problems.append(Problem(f"sites.{i}.member", f"unknown member {s.member!r}"))
-        sites[SiteId(s.id)] = Site(SiteId(s.id), MemberId(s.member), s.region, s.executor)
+        slurm = _slurm_site(f"sites.{i}", s, catalog, problems)
+        sites[SiteId(s.id)] = Site(SiteId(s.id), MemberId(s.member), s.region, s.executor, slurm)
     nodes: dict[NodeId, Node] = {}
     calibration: list[Problem] = []
     for i, n in enumerate(doc.nodes):
@@ -217,6 +270,7 @@ def build_alliance(doc: AllianceFile, catalog: Catalog) -> Alliance:
                 tuple(tuple(g) for g in n.topology),
                 n.calibrated_tflops,
             )
+    problems += _slurm_names(doc, nodes)
     limits: dict[tuple[MemberId, ModelId], ShareLimits] = {}
     for i, sh in enumerate(doc.shares):
         if sh.member not in members:

@@ -17,6 +17,7 @@ from suanli.errors import NotFoundError
 from suanli.model.alliance import Alliance
 from suanli.model.ids import NodeId
 from suanli.model.node import NodeHealth, NodeState
+from suanli.model.site import SlurmSite
 from suanli.spec.alliance_file import parse_alliance
 from suanli.store.database import per_engine
 from suanli.store.tables import (
@@ -30,6 +31,21 @@ from suanli.store.tables import (
 )
 
 
+def slurm_document(slurm: SlurmSite | None) -> dict[str, Any] | None:
+    """A Slurm site's settings as the alliance file writes them."""
+    if slurm is None:
+        return None
+    return {
+        "partition": slurm.partition,
+        "account": slurm.account,
+        "qos": slurm.qos,
+        "command": list(slurm.command),
+        "gres": dict(slurm.gres),
+        "names": dict(slurm.names),
+        "run_dir": slurm.run_dir,
+    }
+
+
 def write_alliance(s: Session, alliance: Alliance, now: float) -> None:
     """Insert every entity of ``alliance`` (into an empty database)."""
     s.add(AllianceRow(id=alliance.name, created_at=now, revision=1))
@@ -39,7 +55,15 @@ def write_alliance(s: Session, alliance: Alliance, now: float) -> None:
         )
     s.flush()
     for site in alliance.sites.values():
-        s.add(SiteRow(id=site.id, member=site.member, region=site.region, executor=site.executor))
+        s.add(
+            SiteRow(
+                id=site.id,
+                member=site.member,
+                region=site.region,
+                executor=site.executor,
+                slurm=slurm_document(site.slurm),
+            )
+        )
     s.flush()
     for n in alliance.nodes.values():
         s.add(
@@ -114,7 +138,13 @@ def alliance_document(s: Session) -> dict[str, Any]:
             for m in s.scalars(select(MemberRow).order_by(MemberRow.id))
         ],
         "sites": [
-            {"id": x.id, "member": x.member, "region": x.region, "executor": x.executor}
+            {
+                "id": x.id,
+                "member": x.member,
+                "region": x.region,
+                "executor": x.executor,
+                **({"slurm": x.slurm} if x.slurm is not None else {}),
+            }
             for x in s.scalars(select(SiteRow).order_by(SiteRow.id))
         ],
         "nodes": [

@@ -48,6 +48,8 @@ class SiteRow(Base):
     member: Mapped[str] = mapped_column(ForeignKey("members.id"))
     region: Mapped[str] = mapped_column(String(100), default="")
     executor: Mapped[str] = mapped_column(String(500), default="")
+    #: a Slurm site's settings, as the alliance file's ``slurm`` entry (None: not Slurm)
+    slurm: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
 
 
 class NodeRow(Base):

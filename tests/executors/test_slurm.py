@@ -1,0 +1,188 @@
+"""The Slurm executor against a real one-node Slurm cluster on this machine: runs pinned to
+their node with their generic resources, their devices and their log; idempotent starts;
+SIGTERM then a kill after the grace period; jobs the member runs itself seen as busy
+capacity and never touched; a node set down; slurmctld restarted under running jobs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from suanli.catalog.accelerator import load_catalog
+from suanli.executors.base import RunPhase, RunRequest, RunState
+from suanli.executors.slurm import SlurmExecutor, default_gres, job_name
+from suanli.model.ids import JobId, ModelId, NodeId
+from suanli.model.site import SlurmSite
+
+from ..slurm import LocalSlurm
+
+pytestmark = pytest.mark.slow  # real servers, clusters or browsers: pytest -m "not slow" skips them
+
+NPU = ModelId("Ascend910B")
+MLU = ModelId("MLU370-X8")
+NODE = NodeId("as-1")
+
+
+@pytest.fixture
+def ex(slurm: LocalSlurm, tmp_path: Path) -> Iterator[SlurmExecutor]:
+    site = SlurmSite(partition="pool", names={NODE: slurm.node})
+    executor = SlurmExecutor(
+        site, load_catalog(), {NODE: NPU}, tmp_path / "runs", tmp_path / "ckpt", env=slurm.env
+    )
+    yield executor
+    # whatever a test left in the cluster goes, so that the next one finds it empty
+    slurm.run("scancel", "--full", "--signal=KILL", f"--partition={site.partition}", check=False)
+    slurm.run("scancel", f"--partition={site.partition}", check=False)
+    wait(lambda: not slurm.run("squeue", "--noheader", "--states=PENDING,RUNNING,COMPLETING"))
+
+
+def wait(ok: Callable[[], object], timeout: float = 120) -> None:
+    """Until ``ok()`` (the deadline guards a hang, not a speed)."""
+    deadline = time.time() + timeout
+    while not ok():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def run(job: str, entrypoint: str, devices: tuple[int, ...] = (0, 1, 2, 3)) -> RunRequest:
+    return RunRequest(JobId(job), 1, entrypoint, NPU, "npu", ((NODE, devices),))
+
+
+def state(ex: SlurmExecutor, job: str) -> RunState | None:
+    return ex.observe().get((JobId(job), 1))
+
+
+def phase_is(ex: SlurmExecutor, job: str, *phases: RunPhase) -> Callable[[], bool]:
+    def ok() -> bool:
+        st = state(ex, job)
+        return st is not None and st.phase in phases
+
+    return ok
+
+
+def test_default_generic_resource_names() -> None:
+    cat = load_catalog()
+    assert default_gres(cat.get(NPU)) == "npu:ascend910b"
+    assert default_gres(cat.get(MLU)) == "mlu:mlu370"
+    assert default_gres(cat.get(ModelId("H800-80GB"))) == "gpu:h800"
+    assert default_gres(cat.get(ModelId("DCU-K100-AI"))) == "dcu:dcuk100"
+
+
+def test_a_run_lands_on_its_node_with_its_devices_and_its_log(
+    ex: SlurmExecutor, slurm: LocalSlurm
+) -> None:
+    ex.start(
+        run(
+            "j1",
+            'echo "npu=$ASCEND_RT_VISIBLE_DEVICES node=$SUANLI_NODE on $SLURMD_NODENAME"; '
+            'test -d "$SUANLI_CHECKPOINT_DIR" && echo ckpt ok; exit 3',
+        )
+    )
+    ex.start(run("j1", "echo a second start must not run"))  # idempotent
+    wait(phase_is(ex, "j1", RunPhase.EXITED))
+    st = state(ex, "j1")
+    assert st is not None and st.exit_code == 3
+    log = ex.logs(JobId("j1"), 1).decode()
+    assert "npu=0,1,2,3 node=as-1 on sl-1" in log and "ckpt ok" in log, log
+    assert ex.log_size(JobId("j1"), 1) == len(log.encode())
+    assert "second start" not in log
+    names = slurm.run("squeue", "--noheader", "--states=all", "--format=%j").split()
+    assert names.count(job_name(JobId("j1"), 1)) == 1
+    ex.forget(JobId("j1"), 1)
+    assert (JobId("j1"), 1) not in ex.observe()
+    assert "ckpt ok" in ex.logs(JobId("j1"), 1).decode()  # (logs stay)
+
+
+def test_stop_sends_sigterm_and_the_job_checkpoints(ex: SlurmExecutor) -> None:
+    ex.start(
+        run(
+            "j2",
+            "trap 'echo 7 > \"$SUANLI_CHECKPOINT_DIR/step\"; echo saved; exit 0' TERM; "
+            "echo up; while true; do sleep 0.1; done",
+        )
+    )
+    wait(lambda: b"up" in ex.logs(JobId("j2"), 1))
+    ex.stop(JobId("j2"), 1, 30.0)
+    wait(phase_is(ex, "j2", RunPhase.EXITED))
+    st = state(ex, "j2")
+    log = ex.logs(JobId("j2"), 1).decode()
+    assert st is not None and st.exit_code == 0, (st, log)
+    assert (ex.checkpoint_root / "j2" / "step").read_text().strip() == "7"
+    assert b"saved" in ex.logs(JobId("j2"), 1)
+
+
+def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(ex: SlurmExecutor) -> None:
+    ex.start(run("j3", "trap 'echo ignored' TERM; echo up; while true; do sleep 0.1; done"))
+    wait(lambda: b"up" in ex.logs(JobId("j3"), 1))
+    t0 = time.time()
+    ex.stop(JobId("j3"), 1, 2.0)
+    wait(lambda: b"ignored" in ex.logs(JobId("j3"), 1))
+    assert state(ex, "j3").phase is RunPhase.RUNNING  # type: ignore[union-attr]
+    wait(phase_is(ex, "j3", RunPhase.EXITED, RunPhase.LOST))
+    assert time.time() - t0 >= 2.0
+
+
+def test_a_waiting_job_is_cancelled_at_once(ex: SlurmExecutor, slurm: LocalSlurm) -> None:
+    outside = slurm.run(
+        "sbatch", "--parsable", "--gres=npu:ascend910b:8", "--wrap", "sleep 600"
+    ).strip()
+    wait(lambda: "RUNNING" in slurm.run("squeue", "--noheader", "--job", outside, "--format=%T"))
+    ex.start(run("j4", "echo never"))
+    wait(phase_is(ex, "j4", RunPhase.PENDING))
+    ex.stop(JobId("j4"), 1, 30.0)
+    wait(phase_is(ex, "j4", RunPhase.EXITED))
+    assert b"never" not in ex.logs(JobId("j4"), 1)
+
+
+def test_the_members_own_jobs_are_busy_capacity_and_never_touched(
+    ex: SlurmExecutor, slurm: LocalSlurm
+) -> None:
+    outside = slurm.run(
+        "sbatch", "--parsable", "--gres=npu:ascend910b:6", "--wrap", "sleep 600"
+    ).strip()
+    wait(lambda: ex.busy_outside() == {NODE: 6})
+    ex.start(run("j5", "echo up; sleep 600", (0, 1)))
+    wait(lambda: b"up" in ex.logs(JobId("j5"), 1))
+    assert ex.busy_outside() == {NODE: 6}  # the pool's own run is not counted
+    ex.stop(JobId("j5"), 1, 5.0)
+    wait(phase_is(ex, "j5", RunPhase.EXITED, RunPhase.LOST))
+    # the member's job runs on, untouched by the pool
+    assert "RUNNING" in slurm.run("squeue", "--noheader", "--job", outside, "--format=%T")
+
+
+def test_a_node_set_down_is_closed_and_its_run_lost(ex: SlurmExecutor, slurm: LocalSlurm) -> None:
+    assert ex.node_health() == {NODE: None}
+    ex.start(run("j6", "echo up; sleep 600"))
+    wait(lambda: b"up" in ex.logs(JobId("j6"), 1))
+    slurm.run("scontrol", "update", f"nodename={slurm.node}", "state=down", "reason=disk")
+    try:
+        health = ex.node_health()
+        assert health[NODE] is not None and "DOWN" in health[NODE] and "disk" in health[NODE]
+        # Slurm ends the job (no requeue by Slurm): the pool finds it lost, to requeue it
+        wait(phase_is(ex, "j6", RunPhase.LOST))
+    finally:
+        # (Slurm may have returned it to service already: then there is nothing to resume)
+        slurm.run("scontrol", "update", f"nodename={slurm.node}", "state=resume", check=False)
+        wait(lambda: slurm.state() in ("IDLE", "MIXED", "ALLOCATED"))
+    assert ex.node_health() == {NODE: None}
+
+
+def test_slurmctld_restarted_under_a_running_job_loses_nothing(
+    ex: SlurmExecutor, slurm: LocalSlurm, tmp_path: Path
+) -> None:
+    ex.start(run("j7", "echo up; sleep 8; echo done"))
+    wait(lambda: b"up" in ex.logs(JobId("j7"), 1))
+    slurm.restart_controller()
+    # a restarted service (a new executor on the same files) knows the run and its end
+    again = SlurmExecutor(
+        ex.site, ex.catalog, ex.models, ex.run_root, ex.checkpoint_root, slurm.env
+    )
+    wait(phase_is(again, "j7", RunPhase.EXITED))
+    st = state(again, "j7")
+    assert st is not None and st.exit_code == 0
+    assert ex.logs(JobId("j7"), 1).decode().count("done") == 1
+    again.start(run("j7", "echo must not run again"))
+    assert b"must not" not in again.logs(JobId("j7"), 1)
