@@ -191,13 +191,13 @@ def ray_executor(
 
     ckpt = cfg.state_dir / "checkpoints"
     executors: dict[SiteId, Executor] = {}
-    embedded_sites = [s for s in alliance.sites.values() if not s.executor]
+    embedded_sites = [s for s in alliance.sites.values() if not s.executor and not s.slurm]
     cluster = None
     if embedded_sites:
         specs = []
         for node in sorted(alliance.nodes.values(), key=lambda n: n.id):
             site = alliance.sites[node.site]
-            if site.executor:
+            if site.executor or site.slurm:
                 continue
             accel = RAY_RESOURCE.get(alliance.catalog.get(node.model).stack, "GPU")
             specs.append(
@@ -226,6 +226,7 @@ def ray_executor(
             executors[site.id] = RayExecutor(
                 site.executor, token, ckpt, remote, data_root=cfg.data_root
             )
+    executors.update(slurm_executors(cfg, alliance))
     site_of = {n.id: n.site for n in alliance.nodes.values()}
     # federated runs' SuperLinks run beside the control plane, as local processes
     executors[CONTROL_SITE] = LocalProcessExecutor(
@@ -300,17 +301,45 @@ def serve(cfg: ServerConfig, alliance: Alliance) -> None:
             held.release()
 
 
+def slurm_executors(cfg: ServerConfig, alliance: Alliance) -> dict[SiteId, Executor]:
+    """An executor per Slurm site. Its runs' files go to the site's ``run_dir`` (shared with
+    its nodes), or the state directory; checkpoints beside them, or with every other site's
+    (so that a job moved between sites of this machine resumes)."""
+    from suanli.executors.slurm import SlurmExecutor
+
+    out: dict[SiteId, Executor] = {}
+    for site in alliance.sites.values():
+        if site.slurm is None:
+            continue
+        shared = Path(site.slurm.run_dir) if site.slurm.run_dir else None
+        runs = (shared or cfg.state_dir / "slurm" / site.id) / "runs"
+        ckpt = shared / "checkpoints" if shared else cfg.state_dir / "checkpoints"
+        models = {n.id: n.model for n in alliance.nodes.values() if n.site == site.id}
+        out[site.id] = SlurmExecutor(site.slurm, alliance.catalog, models, runs, ckpt)
+    return out
+
+
 def _executor(
     cfg: ServerConfig, db: Database, grace_s: float
 ) -> tuple[Executor, LocalRayCluster | None]:
+    with db.session() as s:
+        current, _ = read_alliance(s)
     if cfg.executor == "ray":
-        with db.session() as s:
-            current, _ = read_alliance(s)
         return ray_executor(cfg, current, grace_s)
     local = LocalProcessExecutor(
         cfg.state_dir, cfg.sandbox_config(), data_root=cfg.data_root, log_cap=cfg.log_cap_bytes
     )
-    return local, None
+    slurm = slurm_executors(cfg, current)
+    if not slurm:
+        return local, None
+    from suanli.executors.sites import PerSiteExecutor
+
+    executors: dict[SiteId, Executor] = dict.fromkeys(current.sites, local)
+    executors.update(slurm)
+    executors[CONTROL_SITE] = local
+    site_of = {n.id: n.site for n in current.nodes.values()}
+    site_of[CONTROL_NODE] = CONTROL_SITE
+    return PerSiteExecutor(executors, site_of, timeout_s=cfg.site_timeout_s), None
 
 
 def _shutdown(

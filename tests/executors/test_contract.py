@@ -1,5 +1,5 @@
 """The executor contract, checked once against every executor: the local-process executor,
-the per-site router in front of local sites, and Ray. What the controller relies on:
+the per-site router in front of local sites, Ray and Slurm. What the controller relies on:
 
 - a run is keyed by (job, attempt), and starting a key twice runs it once;
 - ``observe`` reports every run it knows, running then exited with its exit code;
@@ -17,18 +17,30 @@ from pathlib import Path
 
 import pytest
 
+from suanli.catalog.accelerator import load_catalog
 from suanli.executors.base import Executor, RunPhase, RunRequest, RunState
 from suanli.executors.local import LocalProcessExecutor
 from suanli.executors.ray import RayExecutor
 from suanli.executors.ray_cluster import LocalRayCluster
 from suanli.executors.sites import PerSiteExecutor
+from suanli.executors.slurm import SlurmExecutor
 from suanli.model.ids import JobId, ModelId, NodeId, SiteId
+from suanli.model.site import SlurmSite
+
+from ..slurm import LocalSlurm
 
 #: a node every executor below can run on (the Ray cluster's H800 node)
 NODE = NodeId("hx-1")
 
 
-@pytest.fixture(params=["local", "sites", pytest.param("ray", marks=pytest.mark.slow)])
+@pytest.fixture(
+    params=[
+        "local",
+        "sites",
+        pytest.param("ray", marks=pytest.mark.slow),
+        pytest.param("slurm", marks=pytest.mark.slow),
+    ]
+)
 def executor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Executor]:
     if request.param == "local":
         yield LocalProcessExecutor(tmp_path / "state")
@@ -38,9 +50,16 @@ def executor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Executo
             SiteId("b"): LocalProcessExecutor(tmp_path / "b"),
         }
         yield PerSiteExecutor(sites, {NODE: SiteId("a"), NodeId("other"): SiteId("b")})
-    else:
+    elif request.param == "ray":
         cluster: LocalRayCluster = request.getfixturevalue("ray_cluster")
         yield RayExecutor(cluster.address, cluster.token, tmp_path / "state" / "checkpoints")
+    else:
+        slurm: LocalSlurm = request.getfixturevalue("slurm")
+        # (the test node's generic resources stand in for the H800s: a site's own gres names)
+        site = SlurmSite(gres={ModelId("H800-80GB"): "npu:ascend910b"}, names={NODE: slurm.node})
+        models = {NODE: ModelId("H800-80GB")}
+        runs, ckpt = tmp_path / "runs", tmp_path / "checkpoints"
+        yield SlurmExecutor(site, load_catalog(), models, runs, ckpt, env=slurm.env)
 
 
 def run(job: str, entrypoint: str, attempt: int = 1) -> RunRequest:

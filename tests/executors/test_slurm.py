@@ -13,6 +13,7 @@ import pytest
 
 from suanli.catalog.accelerator import load_catalog
 from suanli.executors.base import RunPhase, RunRequest, RunState
+from suanli.executors.ray_cluster import LocalRayCluster
 from suanli.executors.slurm import SlurmExecutor, default_gres, job_name
 from suanli.model.ids import JobId, ModelId, NodeId
 from suanli.model.site import SlurmSite
@@ -186,3 +187,127 @@ def test_slurmctld_restarted_under_a_running_job_loses_nothing(
     assert ex.logs(JobId("j7"), 1).decode().count("done") == 1
     again.start(run("j7", "echo must not run again"))
     assert b"must not" not in again.logs(JobId("j7"), 1)
+
+
+ENGINES = """
+alliance: engines
+members:
+  - {id: hx, kind: enterprise}
+  - {id: sl, kind: university}
+  - {id: lo, kind: institute}
+sites:
+  - {id: hx-site, member: hx, region: r1}
+  - {id: sl-site, member: sl, region: r2, slurm: {partition: pool, names: {sl-mlu: SLURM_NODE}}}
+  - {id: lo-site, member: lo}
+nodes:
+  - {id: hx-1, site: hx-site, model: H800-80GB, devices: 8, cpu: 8, memory_gb: 64}
+  - {id: sl-mlu, site: sl-site, model: MLU370-X8, devices: 4, cpu: 8, memory_gb: 64}
+  - {id: lo-1, site: lo-site, model: Ascend910B, devices: 4, cpu: 8, memory_gb: 64}
+"""
+
+
+def test_one_alliance_across_ray_slurm_and_local_processes_and_a_drain_between_engines(
+    slurm: LocalSlurm, ray_cluster: LocalRayCluster, tmp_path: Path
+) -> None:
+    """A job borrowing the Slurm site's MLUs (the H800s of the Ray site are busy) is moved by
+    a drain of Cambricon's chips to the H800s once they are free: SIGTERM through Slurm, its
+    checkpoint, and its next attempt on Ray resumes from it. A third site runs its job as
+    local processes, all under one controller."""
+    from sqlalchemy import select
+
+    from suanli.executors.local import LocalProcessExecutor
+    from suanli.executors.ray import RayExecutor
+    from suanli.executors.sites import PerSiteExecutor
+    from suanli.model.ids import SiteId
+    from suanli.sched.policy import get_policy
+    from suanli.service import jobs
+    from suanli.service.controller import Controller
+    from suanli.service.pool import create_alliance, drain_many
+    from suanli.spec.alliance_file import loads_alliance
+    from suanli.store.database import Database
+    from suanli.store.tables import JobRow
+
+    from ..builders import admin
+    from ..stepping import run_until
+
+    alliance = loads_alliance(ENGINES.replace("SLURM_NODE", slurm.node))
+    db = Database.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with db.session() as s:
+        create_alliance(s, alliance, "t", time.time())
+    ckpt = tmp_path / "ckpt"
+    sl_site = alliance.sites[SiteId("sl-site")].slurm
+    assert sl_site is not None
+    executors = {
+        SiteId("hx-site"): RayExecutor(ray_cluster.address, ray_cluster.token, ckpt),
+        SiteId("sl-site"): SlurmExecutor(
+            sl_site, alliance.catalog, {NodeId("sl-mlu"): MLU}, tmp_path / "runs", ckpt, slurm.env
+        ),
+        SiteId("lo-site"): LocalProcessExecutor(tmp_path / "local"),
+    }
+    site_of = {n.id: n.site for n in alliance.nodes.values()}
+    ex = PerSiteExecutor(executors, site_of)
+    # (no upgrade of its own: the move is the drain's)
+    ctl = Controller(db, ex, get_policy("alliance", grace_s=10, upgrade_factor=1e9))
+    mover = (
+        'C="$SUANLI_CHECKPOINT_DIR/step"; '
+        'if [ -f "$C" ]; then echo "resumed at $(cat "$C") on cuda=$CUDA_VISIBLE_DEVICES"; '
+        "exit 0; fi; "
+        "trap 'echo 5 > \"$C\"; exit 0' TERM; echo started on mlu=$MLU_VISIBLE_DEVICES; "
+        "while true; do sleep 0.1; done"
+    )
+    stuck = "trap 'exit 0' TERM; echo holding; while true; do sleep 0.1; done"
+    try:
+        with db.session() as s:
+            jobs.submit(
+                s,
+                admin(),
+                {"id": "stuck", "member": "hx", "accelerators": "H800:8", "entrypoint": stuck},
+                time.time(),
+            )
+        run_until(ctl, db, lambda r: b"holding" in ex.logs(JobId("stuck"), 1), 300)
+        with db.session() as s:
+            jobs.submit(
+                s,
+                admin(),
+                {
+                    "jobs": [
+                        {
+                            "id": "mover",
+                            "member": "hx",
+                            "entrypoint": mover,
+                            "accelerators": {"any_of": ["H800-80GB", "MLU370-X8"], "count": 4},
+                        },
+                        {
+                            "id": "here",
+                            "member": "lo",
+                            "accelerators": "Ascend910B:2",
+                            "entrypoint": "echo npu=$ASCEND_RT_VISIBLE_DEVICES",
+                        },
+                    ]
+                },
+                time.time(),
+            )
+        run_until(ctl, db, lambda r: b"started on mlu=0,1,2,3" in ex.logs(JobId("mover"), 1), 300)
+        with db.session() as s:
+            assert jobs.get(s, admin(), "mover").placement["model"] == "MLU370-X8"  # type: ignore[index]
+            jobs.cancel(s, admin(), "stuck", time.time())
+        run_until(ctl, db, lambda r: r["stuck"].phase == "CANCELLED", 300)
+        with db.session() as s:
+            report = drain_many(s, admin(), "Cambricon", None, 10.0, time.time())
+        assert report.nodes == ["sl-mlu"]
+        assert [(m.job, m.to) for m in report.moving] == [("mover", ["H800-80GB"])]
+        rows = run_until(
+            ctl,
+            db,
+            lambda r: r["mover"].phase == "SUCCEEDED" and r["here"].phase == "SUCCEEDED",
+            300,
+        )
+        assert rows["mover"].attempt == 2
+        assert b"resumed at 5 on cuda=" in ex.logs(JobId("mover"), 2)
+        assert b"npu=0,1" in ex.logs(JobId("here"), 1)
+        with db.session() as s:
+            assert s.scalars(select(JobRow.phase)).all().count("SUCCEEDED") == 2
+    finally:
+        db.close()
+        for key in ex.observe():
+            ex.stop(*key, 0.0)

@@ -116,3 +116,59 @@ def test_yaml_errors_name_the_line(tmp_path: Path) -> None:
 
 def test_not_a_mapping() -> None:
     assert "" in problems("- just\n- a list\n")
+
+
+SLURM = """
+alliance: a
+members:
+  - {id: m1, kind: university}
+sites:
+  - id: hpc
+    member: m1
+    slurm:
+      partition: gpu
+      account: pool
+      qos: normal
+      command: [ssh, hpc-login]
+      gres: {Ascend910B: "npu:910b"}
+      names: {npu-01: cn001}
+nodes:
+  - {id: npu, site: hpc, model: Ascend910B, devices: 8, cpu: 64, memory_gb: 512, count: 2}
+"""
+
+
+def test_a_slurm_site_keeps_its_settings_and_stored_rows_give_them_back(tmp_path: Path) -> None:
+    from suanli.service.pool import create_alliance
+    from suanli.store.alliance_rows import read_alliance
+    from suanli.store.database import Database
+
+    a = loads_alliance(SLURM)
+    slurm = a.sites["hpc"].slurm  # type: ignore[index]
+    assert slurm is not None
+    assert (slurm.partition, slurm.account, slurm.qos) == ("gpu", "pool", "normal")
+    assert slurm.command == ("ssh", "hpc-login")
+    assert slurm.gres == {"Ascend910B": "npu:910b"} and slurm.names == {"npu-01": "cn001"}
+    db = Database.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        with db.session() as s:
+            create_alliance(s, a, "t", 0.0)
+        with db.session() as s:
+            again, _ = read_alliance(s)
+        assert again.sites["hpc"] == a.sites["hpc"]  # type: ignore[index]
+    finally:
+        db.close()
+
+
+def test_a_bad_slurm_site_names_each_problem() -> None:
+    both = "member: m1\n    executor: http://ray:8265\n    slurm:"
+    bad = (
+        SLURM.replace("member: m1\n    slurm:", both)
+        .replace("Ascend910B: ", "NoSuchChip: ")
+        .replace("npu-01: cn001", "elsewhere: cn001")
+    )
+    got = problems(bad)
+    assert "Ray or a Slurm" in got["sites.0.slurm"]
+    assert "NoSuchChip" in got["sites.0.slurm.gres.NoSuchChip"]
+    assert got["sites.0.slurm.names.elsewhere"] == "not a node of this site"
+    # words that would reach Slurm's command line are checked before anything is built
+    assert "sites.0.slurm.partition" in problems(SLURM.replace("gpu", "'gpu; rm -rf /'"))

@@ -30,7 +30,7 @@ from suanli.executors.base import (
     device_env,
     rendezvous_env,
 )
-from suanli.executors.output import DEFAULT_CAP_BYTES
+from suanli.executors.output import DEFAULT_CAP_BYTES, log_size, read_log
 from suanli.executors.processes import free_port
 from suanli.executors.runner import proc_start_time, write_atomic
 from suanli.executors.sandbox import SandboxConfig, SandboxMode
@@ -221,19 +221,10 @@ class LocalProcessExecutor:
         return out
 
     def logs(self, job: JobId, attempt: int, offset: int = 0, limit: int | None = None) -> bytes:
-        path = self._dir(job, attempt) / "output.log"
-        try:
-            with path.open("rb") as f:
-                f.seek(offset)
-                return f.read(-1 if limit is None else limit)
-        except OSError:
-            return b""
+        return read_log(self._dir(job, attempt) / "output.log", offset, limit)
 
     def log_size(self, job: JobId, attempt: int) -> int:
-        try:
-            return (self._dir(job, attempt) / "output.log").stat().st_size
-        except OSError:
-            return 0
+        return log_size(self._dir(job, attempt) / "output.log")
 
     def forget(self, job: JobId, attempt: int) -> None:
         d = self._dir(job, attempt)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import select
 import threading
+from pathlib import Path
 
 #: how much of a capped log's end is kept (in memory while the run lasts)
 TAIL_BYTES = 64 * 1024
@@ -106,3 +107,21 @@ class CappedOutput:
                 f"{len(kept)} bytes of the output follow]\n".encode()
                 + kept
             )
+
+
+def read_log(path: Path, offset: int = 0, limit: int | None = None) -> bytes:
+    """At most ``limit`` bytes (None: all) of a run's log file from ``offset`` on; empty if
+    it is not there (yet)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read(-1 if limit is None else limit)
+    except OSError:
+        return b""
+
+
+def log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -142,6 +142,19 @@ class PerSiteExecutor:
                 out[node] = unreachable[site]
         return out
 
+    def busy_outside(self) -> dict[NodeId, int]:
+        """Devices busy with work outside the pool, from the sites that can tell (Slurm)."""
+        out: dict[NodeId, int] = {}
+        for sites, ex in self._groups():
+            ask = getattr(ex, "busy_outside", None)
+            if ask is None or any(s in self._silent for s in sites):
+                continue
+            try:
+                out.update(ask())
+            except Exception as exc:  # (it will be silent to observe too)
+                log.warning("site %s: busy capacity unknown: %s", sites[0], exc)
+        return out
+
     def _site_ex(self, job: JobId, attempt: int) -> Executor | None:
         site = self._where.get((job, attempt))
         return None if site is None else self.executors[site]

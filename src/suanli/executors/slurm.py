@@ -47,6 +47,7 @@ from suanli.executors.base import (
     device_env,
     rendezvous_env,
 )
+from suanli.executors.output import log_size, read_log
 from suanli.model.ids import JobId, ModelId, NodeId
 from suanli.model.site import SlurmSite
 
@@ -150,9 +151,7 @@ class SlurmExecutor:
         """The job of that name submitted for the run directory ``d`` (its comment says so:
         a job of the same name from another pool, or a past one, is not this run), in any
         state Slurm still knows of."""
-        out = self._cmd(
-            "squeue", "--noheader", "--states=all", "--name", name, "--format=%i %k"
-        )
+        out = self._cmd("squeue", "--noheader", "--states=all", "--name", name, "--format=%i %k")
         for line in out.splitlines():
             jobid, _, comment = line.strip().partition(" ")
             if comment.strip() == f"suanli:{d}":
@@ -339,18 +338,10 @@ class SlurmExecutor:
                 self._kill_if_due(d)
 
     def logs(self, job: JobId, attempt: int, offset: int = 0, limit: int | None = None) -> bytes:
-        try:
-            with (self._dir(job, attempt) / "out.log").open("rb") as f:
-                f.seek(offset)
-                return f.read() if limit is None else f.read(limit)
-        except OSError:
-            return b""
+        return read_log(self._dir(job, attempt) / "out.log", offset, limit)
 
     def log_size(self, job: JobId, attempt: int) -> int:
-        try:
-            return (self._dir(job, attempt) / "out.log").stat().st_size
-        except OSError:
-            return 0
+        return log_size(self._dir(job, attempt) / "out.log")
 
     def forget(self, job: JobId, attempt: int) -> None:
         d = self._dir(job, attempt)

@@ -259,6 +259,18 @@ class Snapshot:
         self._enqueue(r.job)
         return r.job
 
+    def hold(self, node: NodeId, devices: int) -> None:
+        """``devices`` of ``node``'s free devices are busy with work outside the pool (a
+        member's own Slurm jobs): no placement gets them. (Which ones does not matter: such
+        a site counts its devices without naming them.)"""
+        free = self.free
+        i = self.pool.index[node]
+        pool_node = self.pool.nodes[i]
+        idle = [d for d in range(pool_node.devices) if free.free[i] >> d & 1]
+        taken = tuple(idle[: max(0, devices)])
+        if taken:
+            free.take(Placement(pool_node.model, ((node, taken),)), 0.0, 0.0)
+
     def set_schedulable(self, node: NodeId, on: bool) -> None:
         self.free.set_schedulable(node, on)
 

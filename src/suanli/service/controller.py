@@ -111,6 +111,8 @@ class Controller:
         self.executor = executor
         self.policy = policy
         self.clock = clock
+        #: devices per node busy with the members' own work, as last told by the executor
+        self._outside: dict[NodeId, int] = {}
         #: stale runs being stopped (their attempt was replaced while their site was away)
         self._fencing: set[tuple[JobId, int]] = set()
         #: runs whose start failed for a reason other than an unreachable cluster: how often
@@ -149,6 +151,9 @@ class Controller:
 
     # -- 0. node health --------------------------------------------------------------------
     def _record_health(self, now: float) -> None:
+        # devices busy with the members' own work (a Slurm site's jobs outside the pool)
+        outside = getattr(self.executor, "busy_outside", None)
+        self._outside = outside() if outside is not None else {}
         health = self.executor.node_health()
         if not health:
             return
@@ -302,7 +307,7 @@ class Controller:
         plan = _Plan()
         with self._session(now) as s:
             alliance, draining = read_alliance(s)
-            snap = build_snapshot(s, alliance, draining, now)
+            snap = build_snapshot(s, alliance, draining, now, self._outside)
             report.pending = len(snap.pending)
             t0 = time.perf_counter()
             result = schedule(snap, self.policy)

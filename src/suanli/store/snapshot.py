@@ -4,6 +4,7 @@ stopping ones marked, draining nodes unschedulable)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import cast
 
 from sqlalchemy import Table, bindparam, select, update
@@ -22,7 +23,15 @@ ACTIVE = (Phase.ADMITTED.value, Phase.RUNNING.value)
 FEDERATED = "federated"
 
 
-def build_snapshot(s: Session, alliance: Alliance, draining: set[NodeId], now: float) -> Snapshot:
+def build_snapshot(
+    s: Session,
+    alliance: Alliance,
+    draining: set[NodeId],
+    now: float,
+    outside: Mapping[NodeId, int] | None = None,
+) -> Snapshot:
+    """``outside``: devices per node busy with work the pool did not start (a member's own
+    Slurm jobs), held from every placement."""
     snap = Snapshot.from_alliance(alliance, now)
     for member, nu_s in usage_history(s, now).items():
         if member in snap.usage_history:
@@ -44,6 +53,9 @@ def build_snapshot(s: Session, alliance: Alliance, draining: set[NodeId], now: f
             snap.start(JobId(row.id), placement_from_json(row.placement), row.started_at or now)
             if row.stop_requested:
                 snap.mark_stopping(JobId(row.id))
+    for node, devices in sorted((outside or {}).items()):
+        if node in alliance.nodes:
+            snap.hold(node, devices)
     return snap
 
 
