@@ -311,3 +311,54 @@ def test_one_alliance_across_ray_slurm_and_local_processes_and_a_drain_between_e
         db.close()
         for key in ex.observe():
             ex.stop(*key, 0.0)
+
+
+def test_the_scheduler_leaves_the_devices_of_the_members_own_jobs_alone(
+    slurm: LocalSlurm, tmp_path: Path
+) -> None:
+    """A member's own Slurm job holds 6 of the node's 8 NPUs: the pool admits a job of 2,
+    and one of 4 waits (for the scheduler, not in Slurm's queue) until the member's job ends."""
+    from suanli.executors.sites import PerSiteExecutor
+    from suanli.model.ids import SiteId
+    from suanli.sched.policy import get_policy
+    from suanli.service import jobs
+    from suanli.service.controller import Controller
+    from suanli.service.pool import create_alliance
+    from suanli.spec.alliance_file import loads_alliance
+    from suanli.store.database import Database
+
+    from ..builders import admin
+    from ..stepping import run_until
+
+    doc = f"""
+alliance: own
+members: [{{id: sl, kind: university}}]
+sites: [{{id: sl-site, member: sl, slurm: {{partition: pool, names: {{npu-1: {slurm.node}}}}}}}]
+nodes: [{{id: npu-1, site: sl-site, model: Ascend910B, devices: 8, cpu: 8, memory_gb: 64}}]
+"""
+    alliance = loads_alliance(doc)
+    site = alliance.sites[SiteId("sl-site")].slurm
+    assert site is not None
+    db = Database.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with db.session() as s:
+        create_alliance(s, alliance, "t", time.time())
+    sl = SlurmExecutor(
+        site, alliance.catalog, {NodeId("npu-1"): NPU}, tmp_path / "runs", tmp_path / "c", slurm.env
+    )
+    ex = PerSiteExecutor({SiteId("sl-site"): sl}, {NodeId("npu-1"): SiteId("sl-site")})
+    ctl = Controller(db, ex, get_policy("alliance", grace_s=10))
+    own = slurm.run("sbatch", "--parsable", "--gres=npu:ascend910b:6", "--wrap", "sleep 600")
+    try:
+        wait(lambda: ex.busy_outside() == {NodeId("npu-1"): 6})
+        with db.session() as s:
+            for jid, n in (("two", 2), ("four", 4)):
+                spec = {"id": jid, "member": "sl", "accelerators": f"Ascend910B:{n}"}
+                jobs.submit(s, admin(), {**spec, "entrypoint": "echo ran"}, time.time())
+        rows = run_until(ctl, db, lambda r: r["two"].phase == "SUCCEEDED", 300)
+        assert rows["four"].phase == "PENDING" and "no free" in rows["four"].reason
+        assert sl.observe().get((JobId("four"), 1)) is None  # nothing sent to Slurm
+        slurm.run("scancel", own.strip())
+        rows = run_until(ctl, db, lambda r: r["four"].phase == "SUCCEEDED", 300)
+    finally:
+        slurm.run("scancel", own.strip(), check=False)
+        db.close()
