@@ -21,8 +21,8 @@
    over its entitlement after the move) moves only while ``upgrade_reserve`` of the model stays
    idle, for the lenders' next jobs (which would otherwise reclaim and wait a grace period).
    The job checkpoints within its grace period and is placed again (on the faster model,
-   which nothing else was waiting for). Upgrades are looked for at most once per
-   ``upgrade_every_s`` (a grace period) unless switching is free.
+   which nothing else was waiting for). Upgrades are looked for in every pass, or at most
+   once per ``upgrade_every_s`` where that is set (never less often when switching is free).
 5. Non-preemptible jobs run only within the guarantee.
 """
 
@@ -55,16 +55,17 @@ class AlliancePolicy(GuaranteedSharing):
         max_skips: int = 64,
         upgrade_factor: float = 4.0,
         upgrade_reserve: float = 0.2,
-        upgrade_every_s: float | None = None,
+        upgrade_every_s: float = 0.0,
     ) -> None:
         """``commons_share``: the fair-tree share of each commons member, as a fraction of
         the pool's NU (weighted by its weight); contributors' shares are their entitlements.
-        ``upgrade_every_s``: look for upgrades at most this often (default: once per grace
-        period; every pass when switching is free). A move must save ``upgrade_factor``
-        grace periods, so finding it up to one grace period late costs little, and a pass
-        that does not look is cheaper by a scan of every running job."""
+        ``upgrade_every_s``: look for upgrades at most this often (always every pass when
+        switching is free). 0, the default, looks in every pass: on the msr jobs under
+        suanli's physics looking once per grace period (5 min) cost 2.6 % of mean JCT (40.67
+        to 41.72 h) and saved half the simulator's time (48.7 to 22.4 s); a pool of
+        thousands of running jobs may trade the other way (a look scans them all)."""
         super().__init__(grace_s, max_skips)
-        self.upgrade_every_s = grace_s if upgrade_every_s is None else upgrade_every_s
+        self.upgrade_every_s = upgrade_every_s or 0.0
         self._upgraded_at = -math.inf
         self.tau = half_life_s / math.log(2)
         self.commons_share = commons_share
