@@ -3,8 +3,8 @@
 The network is ``suanli.sim.network``'s (100 members, 200,000 accelerators over 22 models,
 Chinese chips the majority, jobs and rhythm from the public traces); the policy ``alliance``
 (looking for upgrades once per grace period), one pass per 60 simulated seconds at most (a
-controller reconciling every minute), 5 minute grace. Each size runs in a fresh process (peak memory is the process's), on one core, with
-jobs streamed (never all in memory).
+controller reconciling every minute), 5 minute grace. Each size runs in a fresh process
+(peak memory is the process's), on one core, with jobs streamed (never all in memory).
 
     uv run python benchmarks/bench_network.py [--jobs 10000,100000,1000000] \
         [--out results.jsonl] [--plot growth.svg]
