@@ -362,3 +362,17 @@ nodes: [{{id: npu-1, site: sl-site, model: Ascend910B, devices: 8, cpu: 8, memor
     finally:
         slurm.run("scancel", own.strip(), check=False)
         db.close()
+
+
+def test_a_start_after_a_crash_before_the_id_was_written_adopts_the_submitted_job(
+    ex: SlurmExecutor, slurm: LocalSlurm
+) -> None:
+    """The service died between ``sbatch`` and writing the job's id: the next start finds the
+    job by its name and its comment (this run's directory) and submits nothing."""
+    ex.start(run("j8", "echo once; sleep 600"))
+    (ex.run_root / "j8-1" / "jobid").unlink()
+    ex.start(run("j8", "echo twice"))
+    wait(lambda: b"once" in ex.logs(JobId("j8"), 1))
+    names = slurm.run("squeue", "--noheader", "--states=all", "--format=%j").split()
+    assert names.count(job_name(JobId("j8"), 1)) == 1
+    assert state(ex, "j8").phase is RunPhase.RUNNING  # type: ignore[union-attr]

@@ -163,7 +163,8 @@ class SlurmExecutor:
         if self._jobid(run.job, run.attempt) is not None:
             return
         name = job_name(run.job, run.attempt)
-        found = self._find(name, d)
+        # (the directory comes before the submission: without it, nothing was submitted)
+        found = self._find(name, d) if d.exists() else None
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         if found is not None:  # (submitted by a service that died before it wrote the id)
             (d / "jobid").write_text(found + "\n")
