@@ -246,6 +246,7 @@ def test_one_alliance_across_ray_slurm_and_local_processes_and_a_drain_between_e
     }
     site_of = {n.id: n.site for n in alliance.nodes.values()}
     ex = PerSiteExecutor(executors, site_of)
+    # (job ids of their own: the Ray cluster is shared with test_ray.py, which keeps its jobs)
     # (no upgrade of its own: the move is the drain's)
     ctl = Controller(db, ex, get_policy("alliance", grace_s=10, upgrade_factor=1e9))
     mover = (
@@ -261,10 +262,10 @@ def test_one_alliance_across_ray_slurm_and_local_processes_and_a_drain_between_e
             jobs.submit(
                 s,
                 admin(),
-                {"id": "stuck", "member": "hx", "accelerators": "H800:8", "entrypoint": stuck},
+                {"id": "hog", "member": "hx", "accelerators": "H800:8", "entrypoint": stuck},
                 time.time(),
             )
-        run_until(ctl, db, lambda r: b"holding" in ex.logs(JobId("stuck"), 1), 300)
+        run_until(ctl, db, lambda r: b"holding" in ex.logs(JobId("hog"), 1), 300)
         with db.session() as s:
             jobs.submit(
                 s,
@@ -272,7 +273,7 @@ def test_one_alliance_across_ray_slurm_and_local_processes_and_a_drain_between_e
                 {
                     "jobs": [
                         {
-                            "id": "mover",
+                            "id": "traveller",
                             "member": "hx",
                             "entrypoint": mover,
                             "accelerators": {"any_of": ["H800-80GB", "MLU370-X8"], "count": 4},
@@ -287,23 +288,24 @@ def test_one_alliance_across_ray_slurm_and_local_processes_and_a_drain_between_e
                 },
                 time.time(),
             )
-        run_until(ctl, db, lambda r: b"started on mlu=0,1,2,3" in ex.logs(JobId("mover"), 1), 300)
+        started = b"started on mlu=0,1,2,3"
+        run_until(ctl, db, lambda r: started in ex.logs(JobId("traveller"), 1), 300)
         with db.session() as s:
-            assert jobs.get(s, admin(), "mover").placement["model"] == "MLU370-X8"  # type: ignore[index]
-            jobs.cancel(s, admin(), "stuck", time.time())
-        run_until(ctl, db, lambda r: r["stuck"].phase == "CANCELLED", 300)
+            assert jobs.get(s, admin(), "traveller").placement["model"] == "MLU370-X8"  # type: ignore[index]
+            jobs.cancel(s, admin(), "hog", time.time())
+        run_until(ctl, db, lambda r: r["hog"].phase == "CANCELLED", 300)
         with db.session() as s:
             report = drain_many(s, admin(), "Cambricon", None, 10.0, time.time())
         assert report.nodes == ["sl-mlu"]
-        assert [(m.job, m.to) for m in report.moving] == [("mover", ["H800-80GB"])]
+        assert [(m.job, m.to) for m in report.moving] == [("traveller", ["H800-80GB"])]
         rows = run_until(
             ctl,
             db,
-            lambda r: r["mover"].phase == "SUCCEEDED" and r["here"].phase == "SUCCEEDED",
+            lambda r: r["traveller"].phase == "SUCCEEDED" and r["here"].phase == "SUCCEEDED",
             300,
         )
-        assert rows["mover"].attempt == 2
-        assert b"resumed at 5 on cuda=" in ex.logs(JobId("mover"), 2)
+        assert rows["traveller"].attempt == 2
+        assert b"resumed at 5 on cuda=" in ex.logs(JobId("traveller"), 2)
         assert b"npu=0,1" in ex.logs(JobId("here"), 1)
         with db.session() as s:
             assert s.scalars(select(JobRow.phase)).all().count("SUCCEEDED") == 2
