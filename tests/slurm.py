@@ -1,8 +1,9 @@
-"""A real one-node Slurm cluster on this machine, for the tests: munged (as the munge user),
-slurmctld and slurmd with their own configuration, ports and directories, no accounting, no
-systemd. Count-only generic resources stand for the node's accelerators (``gres.conf``
-without ``File=``). Stopped by pid: ``scontrol shutdown`` while munged is still up, then
-whatever is left of the daemons, their step daemons and the jobs' processes, killed.
+"""A real Slurm cluster on this machine, for the tests: munged (as the munge user), slurmctld and
+one slurmd per node (each with its own port, spool directory and pid file, started with ``-N
+NODE``), their own configuration and directories, no accounting, no systemd. Count-only generic
+resources stand for the node's accelerators (``gres.conf`` without ``File=``). Stopped by pid:
+``scontrol shutdown`` while munged is still up, then whatever is left of the daemons, their step
+daemons and the jobs' processes, killed.
 
 Needs root and Debian's ``slurmctld slurmd slurm-client munge`` (``.ci/run`` installs them).
 """
@@ -70,8 +71,15 @@ def _children(pids: set[int]) -> set[int]:
 
 
 class LocalSlurm:
-    def __init__(self, node: str = "sl-1", gres: dict[str, int] | None = None, cpus: int = 32):
-        self.node = node
+    def __init__(
+        self,
+        nodes: tuple[str, ...] = ("sl-1",),
+        gres: dict[str, int] | None = None,
+        cpus: int = 32,
+    ):
+        self.nodes = nodes
+        #: the first node (where a test needs just one)
+        self.node = nodes[0]
         self.gres = gres or {"npu:ascend910b": 8, "mlu:mlu370": 4}
         self.cpus = cpus
         self.root = Path(tempfile.mkdtemp(prefix="suanli-slurm-"))
@@ -84,6 +92,8 @@ class LocalSlurm:
         r.chmod(0o755)  # (munged wants its socket's directories open to everyone)
         for sub in ("state", "spool", "log", "runs"):
             (r / sub).mkdir(mode=0o700)
+        for node in self.nodes:
+            (r / "spool" / node).mkdir(mode=0o700)
         for sub, mode in (("munge", 0o700), ("msock", 0o755)):
             (r / sub).mkdir(mode=mode)
             shutil.chown(r / sub, "munge", "munge")
@@ -100,16 +110,15 @@ class LocalSlurm:
                     "ClusterName=suanlitest",
                     f"SlurmctldHost={host}(127.0.0.1)",
                     f"SlurmctldPort={_port()}",
-                    f"SlurmdPort={_port()}",
                     "AuthType=auth/munge",
                     "CredType=cred/munge",
                     f"AuthInfo=socket={r / 'msock' / 'sock'}",
                     f"StateSaveLocation={r / 'state'}",
-                    f"SlurmdSpoolDir={r / 'spool'}",
+                    f"SlurmdSpoolDir={r / 'spool' / '%n'}",
                     f"SlurmctldPidFile={r / 'slurmctld.pid'}",
-                    f"SlurmdPidFile={r / 'slurmd.pid'}",
+                    f"SlurmdPidFile={r / 'slurmd-%n.pid'}",
                     f"SlurmctldLogFile={r / 'log' / 'slurmctld.log'}",
-                    f"SlurmdLogFile={r / 'log' / 'slurmd.log'}",
+                    f"SlurmdLogFile={r / 'log' / 'slurmd-%n.log'}",
                     "SlurmUser=root",
                     "SlurmdUser=root",
                     "ProctrackType=proctrack/linuxproc",
@@ -124,8 +133,13 @@ class LocalSlurm:
                     "ReturnToService=2",
                     "SchedulerParameters=sched_interval=1",
                     "KillWait=5",
-                    f"NodeName={self.node} NodeHostname={host} NodeAddr=127.0.0.1 "
-                    f"CPUs={self.cpus} RealMemory=64000 Gres={gres} State=UNKNOWN",
+                    # (several slurmd on one host: a port each)
+                    *(
+                        f"NodeName={node} NodeHostname={host} NodeAddr=127.0.0.1 "
+                        f"Port={_port()} CPUs={self.cpus} RealMemory=64000 Gres={gres} "
+                        "State=UNKNOWN"
+                        for node in self.nodes
+                    ),
                     "PartitionName=pool Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
                     "",
                 ]
@@ -133,15 +147,23 @@ class LocalSlurm:
         )
         (r / "gres.conf").write_text(
             "".join(
-                f"NodeName={self.node} Name={g.split(':')[0]} Type={g.split(':')[1]} Count={n}\n"
+                f"NodeName={node} Name={g.split(':')[0]} Type={g.split(':')[1]} Count={n}\n"
+                for node in self.nodes
                 for g, n in self.gres.items()
             )
         )
 
     # -- life -----------------------------------------------------------------------------
     def run(self, *args: str, check: bool = True) -> str:
+        # (in its own directory: a batch job without --output writes slurm-ID.out there)
         done = subprocess.run(
-            list(args), env=self.env, capture_output=True, text=True, timeout=60, check=False
+            list(args),
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         if check and done.returncode != 0:
             raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip()}")
@@ -181,9 +203,14 @@ class LocalSlurm:
             timeout=30,
         )
         subprocess.run(["slurmctld", "-i"], env=self.env, check=True, timeout=30)
-        subprocess.run(["slurmd", "-N", self.node], env=self.env, check=True, timeout=30)
-        self._wait("the node came up", lambda: self.state() in ("IDLE", "MIXED", "ALLOCATED"))
+        for node in self.nodes:
+            subprocess.run(["slurmd", "-N", node], env=self.env, check=True, timeout=30)
+        for node in self.nodes:
+            self._wait(f"{node} came up", lambda n=node: self.up(n))
         return self
+
+    def up(self, node: str | None = None) -> bool:
+        return self.state(node) in ("IDLE", "MIXED", "ALLOCATED")
 
     def restart_controller(self) -> None:
         """slurmctld stopped (SIGTERM, by its pid) and started again from its saved state."""
@@ -194,23 +221,26 @@ class LocalSlurm:
         subprocess.run(["slurmctld"], env=self.env, check=True, timeout=30)
         self._wait("slurmctld answered", lambda: self.state() != "", 60)
 
-    def state(self) -> str:
-        out = self.run("scontrol", "-o", "show", "node", self.node, check=False)
+    def state(self, node: str | None = None) -> str:
+        out = self.run("scontrol", "-o", "show", "node", node or self.node, check=False)
         for part in out.split():
             if part.startswith("State="):
                 return part[len("State=") :]
         return ""
 
-    def pids(self) -> set[int]:
+    def _daemon_files(self) -> list[Path]:
         r = self.root
-        files = (r / "munge" / "pid", r / "slurmctld.pid", r / "slurmd.pid")
+        return [r / "slurmctld.pid", *(r / f"slurmd-{n}.pid" for n in self.nodes)]
+
+    def pids(self) -> set[int]:
+        files = (self.root / "munge" / "pid", *self._daemon_files())
         return {p for p in (_pid(f) for f in files) if p is not None and _alive(p)}
 
     def stop(self) -> None:
         """Everything it started, gone: the daemons by their pid files, and the processes
-        below slurmd (step daemons and the jobs' own)."""
-        slurmd = _pid(self.root / "slurmd.pid")
-        below = _children({slurmd}) if slurmd and _alive(slurmd) else set()
+        below each slurmd (step daemons and the jobs' own)."""
+        slurmds = {_pid(self.root / f"slurmd-{n}.pid") for n in self.nodes}
+        below = _children({p for p in slurmds if p and _alive(p)})
         # step daemons daemonize away from slurmd: find them by their spool directory
         for d in Path("/proc").iterdir():
             if d.name.isdigit():
@@ -223,7 +253,7 @@ class LocalSlurm:
         with contextlib.suppress(Exception):
             self.run("scontrol", "shutdown", check=False)
         deadline = time.time() + 15
-        daemons = {p for p in (_pid(self.root / f) for f in ("slurmctld.pid", "slurmd.pid")) if p}
+        daemons = {p for p in (_pid(f) for f in self._daemon_files()) if p}
         while any(_alive(p) for p in daemons) and time.time() < deadline:
             time.sleep(0.1)
         for pid in sorted(self.pids() | below | daemons):

@@ -39,14 +39,14 @@ def ray_cluster() -> Iterator[LocalRayCluster]:
 
 @pytest.fixture(scope="session")
 def slurm() -> Iterator[LocalSlurm]:
-    """A real one-node Slurm cluster (``sl-1``: 8 Ascend 910B and 4 MLU370 as count-only
-    generic resources). Where it cannot start, the tests that need it fail in CI
-    (``SUANLI_REQUIRE_SLURM=1``: it installs Slurm) and are skipped elsewhere, with the
-    reason."""
+    """A real two-node Slurm cluster (``sl-1`` and ``sl-2``, each with 8 Ascend 910B and 4
+    MLU370 as count-only generic resources). Where it cannot start, the tests that need it
+    fail in CI (``SUANLI_REQUIRE_SLURM=1``: it installs Slurm) and are skipped elsewhere, with
+    the reason."""
     why = missing()
     if why:
         if os.environ.get("SUANLI_REQUIRE_SLURM"):
             pytest.fail(f"Slurm cannot start: {why}")
         pytest.skip(why)
-    with LocalSlurm() as cluster:
+    with LocalSlurm(("sl-1", "sl-2")) as cluster:
         yield cluster

@@ -17,6 +17,7 @@ Each run has a directory under the site's ``run_dir`` (shared with the cluster's
 - ``out.log``: the run's output (stdout and stderr);
 - ``exit``: the command's exit status, written by the script when the command ends: how a
   run's end is known once Slurm has forgotten the job (no accounting database needed);
+- ``gang``: present for a run over several nodes (its command runs in a job step per node);
 - ``stop-by``: when a stop asked for its SIGTERM, plus the grace period: after it the job is
   killed, by this process or a restarted one;
 - ``forgotten``: its outcome is recorded; it is no longer reported.
@@ -172,11 +173,13 @@ class SlurmExecutor:
         ckpt = self.checkpoint_root / run.job
         ckpt.mkdir(parents=True, exist_ok=True, mode=0o700)
         script = d / "run.sh"
-        script.write_text(self._script(run, d, ckpt))
-        script.chmod(0o700)
         per_node = {len(devs) for _, devs in run.devices}
         if len(per_node) != 1:
             raise CannotRunError("a Slurm gang takes the same number of devices on every node")
+        script.write_text(self._script(run, d, ckpt))
+        script.chmod(0o700)
+        if len(run.devices) > 1:
+            (d / "gang").touch()
         args = [
             "sbatch",
             "--parsable",
@@ -254,9 +257,9 @@ class SlurmExecutor:
                 "srun --ntasks-per-node=1 --kill-on-bad-exit=1 --export=ALL "
                 f"bash -c {shlex.quote(member)}"
             )
-        # A stop signals every process of the job: the command decides what SIGTERM does;
-        # the shells around it only note it (a handler, which the command does not inherit)
-        # and go on waiting, so that its own exit status is what is written.
+        # A stop signals every process of the job (of a gang, its steps): the command decides
+        # what SIGTERM does; the shells around it only note it (a handler, which the command
+        # does not inherit) and go on waiting, so that its own exit status is what is written.
         lines += [
             "trap : TERM",
             f"( trap : TERM; {command}; echo $? > {exit_file}.tmp ) ",
@@ -333,6 +336,10 @@ class SlurmExecutor:
         state = self._cmd("squeue", "--noheader", "--states=all", "--job", jobid, "--format=%T")
         if state.strip() in _PENDING:
             self._cmd("scancel", jobid, check=False)
+        elif (d / "gang").exists():
+            # a gang's command runs in a job step on each node: SIGTERM to the steps only, as
+            # srun (in the batch script) would answer one with a kill of every rank
+            self._cmd("scancel", "--signal=TERM", jobid, check=False)
         else:
             self._cmd("scancel", "--signal=TERM", "--full", jobid, check=False)
             if grace_s <= 0:
