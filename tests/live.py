@@ -48,16 +48,18 @@ def spawn_server(
     db_url: str | None = None,
     *extra: str,
     log: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A real ``suanli server`` process (its output in ``log``, or discarded)."""
+    """A real ``suanli server`` process (its output in ``log``, or discarded; ``env``: its
+    environment, or this process's)."""
     cmd = [sys.executable, "-m", "suanli", "server", "--state-dir", str(state)]
     cmd += ["--port", str(port), "--interval", str(interval), *extra]
     if db_url:
         cmd += ["--db", db_url]
     if log is None:
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     with log.open("ab") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 
 def wait_up(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 120) -> None:

@@ -1,10 +1,13 @@
-"""The Slurm executor against a real one-node Slurm cluster on this machine: runs pinned to
-their node with their generic resources, their devices and their log; idempotent starts;
+"""The Slurm executor against a real two-node Slurm cluster on this machine: runs pinned to
+their node with their generic resources, their devices and their log; gangs over both nodes;
+idempotent starts;
 SIGTERM then a kill after the grace period; jobs the member runs itself seen as busy
 capacity and never touched; a node set down; slurmctld restarted under running jobs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,18 +23,22 @@ from suanli.model.site import SlurmSite
 
 from ..slurm import LocalSlurm
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "suanli" / "examples"
+
 pytestmark = pytest.mark.slow  # real servers, clusters or browsers: pytest -m "not slow" skips them
 
 NPU = ModelId("Ascend910B")
 MLU = ModelId("MLU370-X8")
 NODE = NodeId("as-1")
+NODE2 = NodeId("as-2")
 
 
 @pytest.fixture
 def ex(slurm: LocalSlurm, tmp_path: Path) -> Iterator[SlurmExecutor]:
-    site = SlurmSite(partition="pool", names={NODE: slurm.node})
+    site = SlurmSite(partition="pool", names={NODE: slurm.nodes[0], NODE2: slurm.nodes[1]})
+    models = {NODE: NPU, NODE2: NPU}
     executor = SlurmExecutor(
-        site, load_catalog(), {NODE: NPU}, tmp_path / "runs", tmp_path / "ckpt", env=slurm.env
+        site, load_catalog(), models, tmp_path / "runs", tmp_path / "ckpt", env=slurm.env
     )
     yield executor
     # whatever a test left in the cluster goes, so that the next one finds it empty
@@ -115,6 +122,57 @@ def test_stop_sends_sigterm_and_the_job_checkpoints(ex: SlurmExecutor) -> None:
     assert b"saved" in ex.logs(JobId("j2"), 1)
 
 
+def gang(job: str, entrypoint: str) -> RunRequest:
+    """A run over both nodes, four NPUs on each."""
+    return RunRequest(
+        JobId(job), 1, entrypoint, NPU, "npu", ((NODE, (0, 1, 2, 3)), (NODE2, (4, 5, 6, 7)))
+    )
+
+
+def test_a_gang_runs_once_on_each_of_its_nodes_with_its_rank_and_devices(
+    ex: SlurmExecutor, slurm: LocalSlurm
+) -> None:
+    ex.start(
+        gang(
+            "g1",
+            'echo "rank=$RANK/$WORLD_SIZE master=$MASTER_ADDR:$MASTER_PORT node=$SUANLI_NODE '
+            'npu=$ASCEND_RT_VISIBLE_DEVICES on $SLURMD_NODENAME"',
+        )
+    )
+    wait(phase_is(ex, "g1", RunPhase.EXITED))
+    st = state(ex, "g1")
+    log = ex.logs(JobId("g1"), 1).decode()
+    assert st is not None and st.exit_code == 0, log
+    lines = sorted(line for line in log.splitlines() if line.startswith("rank="))
+    assert lines == [
+        "rank=0/2 master=sl-1:29500 node=as-1 npu=0,1,2,3 on sl-1",
+        "rank=1/2 master=sl-1:29500 node=as-2 npu=4,5,6,7 on sl-2",
+    ], log
+
+
+def test_a_gang_stopped_checkpoints_on_every_node_and_a_failed_rank_ends_it(
+    ex: SlurmExecutor,
+) -> None:
+    ex.start(
+        gang(
+            "g2",
+            "trap 'echo $RANK > \"$SUANLI_CHECKPOINT_DIR/rank-$RANK\"; exit 0' TERM; "
+            "echo up $RANK; while true; do sleep 0.1; done",
+        )
+    )
+    wait(lambda: {b"up 0", b"up 1"} <= set(ex.logs(JobId("g2"), 1).splitlines()))
+    ex.stop(JobId("g2"), 1, 30.0)
+    wait(phase_is(ex, "g2", RunPhase.EXITED))
+    st = state(ex, "g2")
+    assert st is not None and st.exit_code == 0, ex.logs(JobId("g2"), 1)
+    assert sorted(p.name for p in (ex.checkpoint_root / "g2").iterdir()) == ["rank-0", "rank-1"]
+    # one rank failing ends the whole gang (no rank left waiting for the others)
+    ex.start(gang("g3", 'if [ "$RANK" = 1 ]; then exit 9; fi; sleep 600'))
+    wait(phase_is(ex, "g3", RunPhase.EXITED))
+    st = state(ex, "g3")
+    assert st is not None and st.exit_code != 0
+
+
 def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(ex: SlurmExecutor) -> None:
     ex.start(run("j3", "trap 'echo ignored' TERM; echo up; while true; do sleep 0.1; done"))
     wait(lambda: b"up" in ex.logs(JobId("j3"), 1))
@@ -128,7 +186,7 @@ def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(ex: SlurmEx
 
 def test_a_waiting_job_is_cancelled_at_once(ex: SlurmExecutor, slurm: LocalSlurm) -> None:
     outside = slurm.run(
-        "sbatch", "--parsable", "--gres=npu:ascend910b:8", "--wrap", "sleep 600"
+        "sbatch", "--parsable", "-w", slurm.node, "--gres=npu:ascend910b:8", "--wrap", "sleep 600"
     ).strip()
     wait(lambda: "RUNNING" in slurm.run("squeue", "--noheader", "--job", outside, "--format=%T"))
     ex.start(run("j4", "echo never"))
@@ -142,7 +200,7 @@ def test_the_members_own_jobs_are_busy_capacity_and_never_touched(
     ex: SlurmExecutor, slurm: LocalSlurm
 ) -> None:
     outside = slurm.run(
-        "sbatch", "--parsable", "--gres=npu:ascend910b:6", "--wrap", "sleep 600"
+        "sbatch", "--parsable", "-w", slurm.node, "--gres=npu:ascend910b:6", "--wrap", "sleep 600"
     ).strip()
     wait(lambda: ex.busy_outside() == {NODE: 6})
     ex.start(run("j5", "echo up; sleep 600", (0, 1)))
@@ -155,7 +213,7 @@ def test_the_members_own_jobs_are_busy_capacity_and_never_touched(
 
 
 def test_a_node_set_down_is_closed_and_its_run_lost(ex: SlurmExecutor, slurm: LocalSlurm) -> None:
-    assert ex.node_health() == {NODE: None}
+    assert ex.node_health() == {NODE: None, NODE2: None}
     ex.start(run("j6", "echo up; sleep 600"))
     wait(lambda: b"up" in ex.logs(JobId("j6"), 1))
     slurm.run("scontrol", "update", f"nodename={slurm.node}", "state=down", "reason=disk")
@@ -167,8 +225,8 @@ def test_a_node_set_down_is_closed_and_its_run_lost(ex: SlurmExecutor, slurm: Lo
     finally:
         # (Slurm may have returned it to service already: then there is nothing to resume)
         slurm.run("scontrol", "update", f"nodename={slurm.node}", "state=resume", check=False)
-        wait(lambda: slurm.state() in ("IDLE", "MIXED", "ALLOCATED"))
-    assert ex.node_health() == {NODE: None}
+        wait(slurm.up)
+    assert ex.node_health() == {NODE: None, NODE2: None}
 
 
 def test_slurmctld_restarted_under_a_running_job_loses_nothing(
@@ -265,7 +323,13 @@ def test_one_alliance_across_ray_slurm_and_local_processes_and_a_drain_between_e
                 {"id": "hog", "member": "hx", "accelerators": "H800:8", "entrypoint": stuck},
                 time.time(),
             )
-        run_until(ctl, db, lambda r: b"holding" in ex.logs(JobId("hog"), 1), 300)
+        run_until(
+            ctl,
+            db,
+            lambda r: b"holding" in ex.logs(JobId("hog"), 1) or r["hog"].phase == "FAILED",
+            300,
+        )
+        assert b"holding" in ex.logs(JobId("hog"), 1), ex.logs(JobId("hog"), 1)
         with db.session() as s:
             jobs.submit(
                 s,
@@ -349,7 +413,9 @@ nodes: [{{id: npu-1, site: sl-site, model: Ascend910B, devices: 8, cpu: 8, memor
     )
     ex = PerSiteExecutor({SiteId("sl-site"): sl}, {NodeId("npu-1"): SiteId("sl-site")})
     ctl = Controller(db, ex, get_policy("alliance", grace_s=10))
-    own = slurm.run("sbatch", "--parsable", "--gres=npu:ascend910b:6", "--wrap", "sleep 600")
+    own = slurm.run(
+        "sbatch", "--parsable", "-w", slurm.node, "--gres=npu:ascend910b:6", "--wrap", "sleep 600"
+    )
     try:
         wait(lambda: ex.busy_outside() == {NodeId("npu-1"): 6})
         with db.session() as s:
@@ -378,3 +444,84 @@ def test_a_start_after_a_crash_before_the_id_was_written_adopts_the_submitted_jo
     names = slurm.run("squeue", "--noheader", "--states=all", "--format=%j").split()
     assert names.count(job_name(JobId("j8"), 1)) == 1
     assert state(ex, "j8").phase is RunPhase.RUNNING  # type: ignore[union-attr]
+
+
+def test_the_server_killed_while_its_slurm_jobs_run_ends_every_job_exactly_once(
+    slurm: LocalSlurm, tmp_path: Path
+) -> None:
+    """The example Slurm alliance served by a real ``suanli server``, killed with SIGKILL at
+    random points while its jobs (single nodes and gangs over both Slurm nodes) are admitted,
+    submitted to Slurm and run, and started again each time: every job succeeds once, in its
+    first attempt; Slurm ran one batch job per job, and each node of a gang ran once."""
+    import random
+    import signal
+
+    from suanli.sdk.client import Client
+
+    from ..live import free_port, spawn_server, stop, wait_up
+
+    rng = random.Random(18)
+    state = tmp_path / "state"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "SLURM_CONF": slurm.env["SLURM_CONF"]}
+    alliance = str(EXAMPLES / "slurm-alliance.yaml")
+    log = tmp_path / "server.log"
+
+    def start() -> subprocess.Popen[bytes]:
+        server = spawn_server(state, port, 0.2, None, "--alliance", alliance, log=log, env=env)
+        wait_up(url, server)
+        return server
+
+    jobs = [
+        {
+            "id": f"s{i:02d}",
+            "member": "qinghe-univ",
+            "accelerators": "Ascend910B:16" if i % 4 == 0 else "Ascend910B:4",
+            **({"gang": "2x8"} if i % 4 == 0 else {}),
+            "entrypoint": 'echo "ran ${RANK:-alone}" >> "$SUANLI_CHECKPOINT_DIR/ran"; '
+            f"sleep {rng.uniform(0.5, 3):.1f}",
+        }
+        for i in range(12)
+    ]
+    server = start()
+    try:
+        token = (state / "admin-token").read_text().strip()
+        with Client(url, token) as c:
+            c.submit({"jobs": jobs})
+        kills = 0
+        deadline = time.time() + 600
+        phases: dict[str, str] = {}
+        while time.time() < deadline:
+            time.sleep(rng.uniform(0.5, 2.0))
+            if kills < 4:
+                server.send_signal(signal.SIGKILL)
+                server.wait()
+                kills += 1
+                server = start()
+            try:
+                with Client(url, token, timeout=10) as c:
+                    phases = {j["id"]: j["phase"] for j in c.iter_jobs()}
+            except ConnectionError:
+                continue
+            if kills >= 4 and all(
+                p in ("SUCCEEDED", "FAILED", "CANCELLED") for p in phases.values()
+            ):
+                break
+        assert set(phases.values()) == {"SUCCEEDED"}, (phases, log.read_text()[-3000:])
+        with Client(url, token) as c:
+            final = list(c.iter_jobs())
+            audit = c.audit(after=0, limit=1000)
+        again = {j["id"] for j in final if j["attempt"] != 1}
+        assert not again, ([a for a in audit if a["target"][4:] in again], log.read_text()[-4000:])
+        ends = sorted(a["target"] for a in audit if a["action"] == "job.succeeded")
+        assert ends == sorted(f"job/{j['id']}" for j in jobs)  # one terminal record each
+        names = slurm.run("squeue", "--noheader", "--states=all", "--format=%j").split()
+        for j in jobs:
+            assert names.count(job_name(JobId(j["id"]), 1)) == 1, names
+            ran = (state / "checkpoints" / j["id"] / "ran").read_text().split("\n")
+            want = ["ran 0", "ran 1"] if "gang" in j else ["ran alone"]
+            assert sorted(x for x in ran if x) == want, (j["id"], ran)
+    finally:
+        stop(server)
+        slurm.run("scancel", "--partition=pool", check=False)

@@ -19,8 +19,10 @@ def test_published_schema_is_current(name: str, make: object) -> None:
 
 
 def test_examples_validate_against_the_schemas() -> None:
-    jsonschema.validate(read_yaml(EXAMPLES / "alliance.yaml"), alliance_schema())
-    jsonschema.validate(read_yaml(EXAMPLES / "jobs.yaml"), job_schema())
+    for alliance in ("alliance.yaml", "embedded-alliance.yaml", "slurm-alliance.yaml"):
+        jsonschema.validate(read_yaml(EXAMPLES / alliance), alliance_schema())
+    for jobs in ("jobs.yaml", "embedded-jobs.yaml", "slurm-jobs.yaml"):
+        jsonschema.validate(read_yaml(EXAMPLES / jobs), job_schema())
     jsonschema.validate(
         {"member": "m", "accelerators": "H800:8", "gang": "1x8", "checkpoint_interval": "30m"},
         job_schema(),
