@@ -138,9 +138,11 @@ nodes:
 
 
 def test_a_slurm_site_keeps_its_settings_and_stored_rows_give_them_back(tmp_path: Path) -> None:
-    from suanli.service.pool import create_alliance
+    from suanli.service.pool import create_alliance, sites
     from suanli.store.alliance_rows import read_alliance
     from suanli.store.database import Database
+
+    from ..builders import admin
 
     a = loads_alliance(SLURM)
     slurm = a.sites["hpc"].slurm  # type: ignore[index]
@@ -154,7 +156,9 @@ def test_a_slurm_site_keeps_its_settings_and_stored_rows_give_them_back(tmp_path
             create_alliance(s, a, "t", 0.0)
         with db.session() as s:
             again, _ = read_alliance(s)
+            (site,) = sites(s, admin())
         assert again.sites["hpc"] == a.sites["hpc"]  # type: ignore[index]
+        assert (site.engine, site.partition, site.executor) == ("slurm", "gpu", "")
     finally:
         db.close()
 

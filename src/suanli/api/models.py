@@ -94,7 +94,9 @@ class SiteOut(_Out):
     id: str
     member: str
     region: str
-    executor: str
+    executor: str = Field(description="the address of the site's own Ray cluster, or empty")
+    engine: str = Field(description="slurm, ray (its own cluster) or server (the server's)")
+    partition: str = Field(description="a Slurm site's partition, or empty")
 
 
 class ShareOut(_Out):

@@ -75,7 +75,13 @@ class SiteView:
     id: str
     member: str
     region: str
+    #: the address of the site's own Ray cluster ("": the server's executor)
     executor: str
+    #: what runs the site's jobs: ``slurm`` (the member's Slurm cluster), ``ray`` (its own
+    #: Ray cluster) or ``server`` (the server's executor: local processes or embedded Ray)
+    engine: str
+    #: a Slurm site's partition ("" elsewhere, or Slurm's default partition)
+    partition: str
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,14 @@ def members(s: Session, who: Principal, now: float) -> list[MemberView]:
 
 def sites(s: Session, who: Principal) -> list[SiteView]:
     return [
-        SiteView(x.id, x.member, x.region, x.executor)
+        SiteView(
+            x.id,
+            x.member,
+            x.region,
+            x.executor,
+            "slurm" if x.slurm is not None else "ray" if x.executor else "server",
+            str((x.slurm or {}).get("partition", "")),
+        )
         for x in s.scalars(select(SiteRow).order_by(SiteRow.id))
     ]
 
