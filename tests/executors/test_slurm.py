@@ -451,8 +451,8 @@ def test_the_server_killed_while_its_slurm_jobs_run_ends_every_job_exactly_once(
 ) -> None:
     """The example Slurm alliance served by a real ``suanli server``, killed with SIGKILL at
     random points while its jobs (single nodes and gangs over both Slurm nodes) are admitted,
-    submitted to Slurm and run, and started again each time: every job succeeds once, in its
-    first attempt; Slurm ran one batch job per job, and each node of a gang ran once."""
+    submitted to Slurm and run, and started again each time: every job succeeds once; Slurm
+    ran one batch job per job, and each node of a gang ran its command once."""
     import random
     import signal
 
@@ -512,13 +512,17 @@ def test_the_server_killed_while_its_slurm_jobs_run_ends_every_job_exactly_once(
         with Client(url, token) as c:
             final = list(c.iter_jobs())
             audit = c.audit(after=0, limit=1000)
-        again = {j["id"] for j in final if j["attempt"] != 1}
-        assert not again, ([a for a in audit if a["target"][4:] in again], log.read_text()[-4000:])
         ends = sorted(a["target"] for a in audit if a["action"] == "job.succeeded")
         assert ends == sorted(f"job/{j['id']}" for j in jobs)  # one terminal record each
-        names = slurm.run("squeue", "--noheader", "--states=all", "--format=%j").split()
+        # Slurm ran one batch job per job: its last attempt's. (An attempt may be requeued
+        # before it ran, when Slurm says its node does not respond on a loaded machine: its
+        # batch job, if submitted, was cancelled while it waited.)
+        names = slurm.run("squeue", "--noheader", "--states=all", "--format=%j %T").splitlines()
+        ran_in_slurm = [n.split()[0] for n in names if n.split()[1] != "CANCELLED"]
+        last = {j["id"]: j["attempt"] for j in final}
         for j in jobs:
-            assert names.count(job_name(JobId(j["id"]), 1)) == 1, names
+            mine = [n for n in ran_in_slurm if n.startswith(f"suanli-{j['id']}-")]
+            assert mine == [job_name(JobId(j["id"]), last[j["id"]])], (names, audit)
             ran = (state / "checkpoints" / j["id"] / "ran").read_text().split("\n")
             want = ["ran 0", "ran 1"] if "gang" in j else ["ran alone"]
             assert sorted(x for x in ran if x) == want, (j["id"], ran)
