@@ -55,6 +55,8 @@ class PassContext:
         #: scratch space for a policy's per-pass caches (keyed by the policy's name)
         self.cache: dict[Hashable, Any] = {}
         self._no_fit: set[tuple[object, ...]] = set()
+        #: reclaims found hopeless: (shape on a model, the candidates' key, the pass's version)
+        self._no_reclaim: set[tuple[object, ...]] = set()
 
     @staticmethod
     def signature(q: QueuedJob) -> tuple[object, ...]:
@@ -154,10 +156,12 @@ class PassContext:
         and their counting bound are computed once."""
         for model in models:
             trial, gains = self._trial(model, victims, key)
-            # Cheap bound first: no node would be free enough even with every candidate gone.
-            if not self.free.might_fit(q.spec, model, gains):
+            # Cheap bound first: no node would be free enough even with every candidate gone
+            # (where the job fits nowhere now, only a node that gains can take it).
+            nowhere = self.fit(q, model) is None
+            if nowhere and not self.free.might_fit(q.spec, model, gains, nowhere):
                 continue
-            removed = self._enough(q, model, trial)
+            removed = self._enough(q, model, trial, key)
             if removed is not None:
                 # drop victims that turned out unnecessary, from the last-added backwards
                 needed = self._minimize(q, model, removed)
@@ -167,14 +171,23 @@ class PassContext:
         return None
 
     def _enough(
-        self, q: QueuedJob, model: ModelId, trial: list[RunningJob]
+        self, q: QueuedJob, model: ModelId, trial: list[RunningJob], key: Hashable | None = None
     ) -> list[RunningJob] | None:
-        """The shortest prefix of ``trial`` whose removal lets ``q`` fit on ``model``."""
+        """The shortest prefix of ``trial`` whose removal lets ``q`` fit on ``model``. A shape
+        that found none among the candidates named ``key`` in this state of the pass finds
+        none again, whichever member asks: remembered."""
         if self.free.fit(q.spec, model, q.allowed_sites) is not None:
             return []
+        seen = (self._shape(q, model), key, self.version)
+        if seen in self._no_reclaim:
+            return None
         freed = ((r.placement, r.spec.cpu, r.spec.memory_gb) for r in trial)
         k = self.free.first_fitting(q.spec, model, q.allowed_sites, freed)
-        return None if k is None else trial[:k]
+        if k is None:
+            if key is not None:
+                self._no_reclaim.add(seen)
+            return None
+        return trial[:k]
 
     def _trial(
         self, model: ModelId, victims: Sequence[RunningJob], key: Hashable | None
@@ -190,14 +203,28 @@ class PassContext:
             for j in sorted(self.stopping - self.claimed)
             if running[j].placement.model == model
         ]
-        candidates = [
-            v for v in victims if v.placement.model == model and v.id not in self.stopping
-        ]
-        trial = [*free_running, *candidates]
+        trial = [*free_running, *self._on_models(victims, key).get(model, ())]
         out = (trial, self.free.gains(model, (r.placement for r in trial)))
         if key is not None:
             self.cache[ck] = out
         return out
+
+    def _on_models(
+        self, victims: Sequence[RunningJob], key: Hashable | None
+    ) -> dict[ModelId, list[RunningJob]]:
+        """``victims`` not stopping, by model, each in the order given (once per key and
+        state of the pass)."""
+        ck = ("on-models", key, self.version)
+        got: dict[ModelId, list[RunningJob]] | None = self.cache.get(ck) if key else None
+        if got is None:
+            got = {}
+            stopping = self.stopping
+            for v in victims:
+                if v.job.spec.id not in stopping:
+                    got.setdefault(v.placement.model, []).append(v)
+            if key is not None:
+                self.cache[ck] = got
+        return got
 
     def _reserve(self, q: QueuedJob, model: ModelId, victims: list[RunningJob]) -> None:
         """For the rest of the pass, the victims' devices belong to the reclaiming job: in the

@@ -156,20 +156,27 @@ class FreeState:
                     whole[avail] += 1
         return best, whole
 
-    def might_fit(self, spec: JobSpec, model: ModelId, gains: tuple[int, Counter[int]]) -> bool:
+    def might_fit(
+        self,
+        spec: JobSpec,
+        model: ModelId,
+        gains: tuple[int, Counter[int]],
+        nowhere: bool = False,
+    ) -> bool:
         """A necessary condition, by counting only, for ``spec`` to fit on ``model`` once the
         placements summarized by ``gains`` are given back: some node would have enough free
         devices (one node), or enough nodes would be wholly free (a multi-node gang). False
         means no trial can succeed; True promises nothing (CPU, memory, topology, sites and
-        zones are not looked at)."""
+        zones are not looked at). ``nowhere``: the job fits on no node now, so for one node
+        only a node that gains can take it."""
         buckets = self.buckets.get(model)
         gang = spec.gang
         if buckets is None or gang.per_node >= len(buckets):
             return False
         best, whole = gains
         if gang.nodes == 1:
-            return best >= gang.per_node or any(
-                buckets[k] for k in range(gang.per_node, len(buckets))
+            return best >= gang.per_node or (
+                not nowhere and any(buckets[k] for k in range(gang.per_node, len(buckets)))
             )
         return len(buckets[gang.per_node]) + whole[gang.per_node] >= gang.nodes
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -86,8 +87,10 @@ class Pool:
                 self.nu_by_model.get(p.model, 0.0) + p.devices * p.nu_per_device
             )
         self.total_nu = sum(self.nu_by_model.values())
+        self._model_nu = {m: self.nu_by_model[m] / self.devices_by_model[m] for m in self.models}
         self._hosts: dict[tuple[object, ...], bool] = {}
         self._present: dict[tuple[object, ...], tuple[ModelId, ...]] = {}
+        self._cheapest: dict[tuple[object, ...], float] = {}
         self._by_site: dict[tuple[ModelId, SiteId], list[int]] = {}
         for p in self.nodes:
             self._by_site.setdefault((p.model, p.site), []).append(p.index)
@@ -133,9 +136,20 @@ class Pool:
             got = self._present[key] = tuple(sorted(m for m in ok if self.could_host(spec, m)))
         return got
 
+    def cheapest_nu(self, spec: JobSpec) -> float:
+        """The NU ``spec`` holds on its cheapest present model (infinite: none; cached per
+        shape)."""
+        key = (spec.models, spec.gang, spec.cpu, spec.memory_gb)
+        got = self._cheapest.get(key)
+        if got is None:
+            got = self._cheapest[key] = min(
+                (spec.count * self._model_nu[m] for m in self.present(spec)), default=math.inf
+            )
+        return got
+
     def model_nu(self, model: ModelId) -> float:
         """Average NU per device of ``model`` in this pool."""
-        return self.nu_by_model[model] / self.devices_by_model[model]
+        return self._model_nu[model]
 
     def node(self, node_id: NodeId) -> PoolNode:
         return self.nodes[self.index[node_id]]

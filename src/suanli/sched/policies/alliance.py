@@ -28,8 +28,10 @@
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
+from collections.abc import Iterable
 from typing import ClassVar
 
 from suanli.model.ids import MemberId, ModelId
@@ -90,11 +92,7 @@ class AlliancePolicy(GuaranteedSharing):
         m = q.member
         e = ctx.snap.entitlement_nu.get(m, 0.0)
         u = ctx.used_nu.get(m, 0.0)
-        pool = ctx.snap.pool
-        cheapest = min(
-            (q.spec.count * pool.model_nu(f) for f in present_models(ctx, q)), default=float("inf")
-        )
-        if u + cheapest <= e + EPS:
+        if u + ctx.snap.pool.cheapest_nu(q.spec) <= e + EPS:
             return (0.0, u / e)
         return (1.0, self._fairtree(ctx, m))
 
@@ -107,12 +105,10 @@ class AlliancePolicy(GuaranteedSharing):
         if tiers is None:
             if len(self._by_speed) > 8 * (len(ctx.snap.pending) + len(ctx.snap.running)) + 1024:
                 self._by_speed.clear()  # (jobs come and go)
+            v = {f: speed(ctx, q, f) for f in present_models(ctx, q)}
             tiers = self._by_speed[key] = [
                 list(tier)
-                for _, tier in itertools.groupby(
-                    sorted(present_models(ctx, q), key=lambda f: (-speed(ctx, q, f), f)),
-                    key=lambda f: speed(ctx, q, f),
-                )
+                for _, tier in itertools.groupby(sorted(v, key=lambda f: (-v[f], f)), key=v.get)
             ]
         if all(len(t) == 1 for t in tiers):
             return [t[0] for t in tiers]
@@ -160,9 +156,29 @@ class AlliancePolicy(GuaranteedSharing):
             for m in ctx.snap.members
             if ctx.used_nu.get(m, 0.0) > ctx.snap.entitlement_nu.get(m, 0.0) + EPS
         }
-        out = [r for r in ctx.snap.running_of(rank, models) if r.spec.preemptible]
-        out.sort(key=lambda r: (-rank[r.member], -r.started_at, r.id))
+        # each member's own order is fixed for the pass; only the members' order changes
+        lists = self._preemptible(ctx, models, rank)
+        ranked = sorted((-rank[m], m) for m in rank if lists[m])
+        out: list[RunningJob] = []
+        for _, tied in itertools.groupby(ranked, key=lambda x: x[0]):
+            mine = [lists[m] for _, m in tied]
+            out.extend(mine[0] if len(mine) == 1 else heapq.merge(*mine, key=_newest_first))
         return out
+
+    @staticmethod
+    def _preemptible(
+        ctx: PassContext, models: list[ModelId], members: Iterable[MemberId]
+    ) -> dict[MemberId, list[RunningJob]]:
+        """Each of ``members``' preemptible running jobs on ``models``, newest first (the
+        running jobs do not change during a pass: once per member in a pass)."""
+        ck = ("alliance-preemptible", tuple(models))
+        got: dict[MemberId, list[RunningJob]] = ctx.cache.setdefault(ck, {})
+        for m in members:
+            if m not in got:
+                jobs = [r for r in ctx.snap.running_of((m,), models) if r.job.spec.preemptible]
+                jobs.sort(key=_newest_first)
+                got[m] = jobs
+        return got
 
     def run(self, ctx: PassContext) -> None:
         super().run(ctx)
@@ -246,3 +262,7 @@ class AlliancePolicy(GuaranteedSharing):
             ctx.admit(r.job, placement, why)
         else:  # (the devices wait for it: nobody else wanted them this pass)
             ctx.free.take(placement, r.spec.cpu, r.spec.memory_gb)
+
+
+def _newest_first(r: RunningJob) -> tuple[float, str]:
+    return (-r.started_at, r.job.spec.id)
