@@ -55,7 +55,8 @@ class PassContext:
         #: scratch space for a policy's per-pass caches (keyed by the policy's name)
         self.cache: dict[Hashable, Any] = {}
         self._no_fit: set[tuple[object, ...]] = set()
-        #: reclaims found hopeless: (shape on a model, the candidates' key, the pass's version)
+        #: reclaims found hopeless: (shape on a model, the candidates' key and count, how many
+        #: jobs were stopping and claimed)
         self._no_reclaim: set[tuple[object, ...]] = set()
 
     @staticmethod
@@ -133,6 +134,7 @@ class PassContext:
             self.used_nu[r.member] = self.used_nu.get(r.member, 0.0) - self.nu_of(r.placement)
             self.claimed.add(r.id)
             self._no_fit.clear()
+            self._no_reclaim.clear()
             grace_s = 0.0
         self.decisions.append(Preempt(r.id, reason, grace_s))
 
@@ -155,14 +157,24 @@ class PassContext:
         for this state of the pass (same key, same victims), so that the candidates per model
         and their counting bound are computed once."""
         for model in models:
+            # During a pass free devices only get fewer, and the candidates of one key only
+            # more (so their count names them), as do the stopping and claimed jobs: a shape
+            # that found no victims enough finds none until one of the three grows.
+            seen = (self._shape(q, model), key, len(victims), len(self.stopping), len(self.claimed))
+            if key is not None and seen in self._no_reclaim:
+                continue
             trial, gains = self._trial(model, victims, key)
             # Cheap bound first: no node would be free enough even with every candidate gone
             # (where the job fits nowhere now, only a node that gains can take it).
             nowhere = self.fit(q, model) is None
             if nowhere and not self.free.might_fit(q.spec, model, gains, nowhere):
-                continue
-            removed = self._enough(q, model, trial, key)
-            if removed is not None:
+                removed = None
+            else:
+                removed = self._enough(q, model, trial)
+            if removed is None:
+                if key is not None:
+                    self._no_reclaim.add(seen)
+            else:
                 # drop victims that turned out unnecessary, from the last-added backwards
                 needed = self._minimize(q, model, removed)
                 self.claimed.update(r.id for r in needed)
@@ -171,23 +183,14 @@ class PassContext:
         return None
 
     def _enough(
-        self, q: QueuedJob, model: ModelId, trial: list[RunningJob], key: Hashable | None = None
+        self, q: QueuedJob, model: ModelId, trial: list[RunningJob]
     ) -> list[RunningJob] | None:
-        """The shortest prefix of ``trial`` whose removal lets ``q`` fit on ``model``. A shape
-        that found none among the candidates named ``key`` in this state of the pass finds
-        none again, whichever member asks: remembered."""
+        """The shortest prefix of ``trial`` whose removal lets ``q`` fit on ``model``."""
         if self.free.fit(q.spec, model, q.allowed_sites) is not None:
             return []
-        seen = (self._shape(q, model), key, self.version)
-        if seen in self._no_reclaim:
-            return None
         freed = ((r.placement, r.spec.cpu, r.spec.memory_gb) for r in trial)
         k = self.free.first_fitting(q.spec, model, q.allowed_sites, freed)
-        if k is None:
-            if key is not None:
-                self._no_reclaim.add(seen)
-            return None
-        return trial[:k]
+        return None if k is None else trial[:k]
 
     def _trial(
         self, model: ModelId, victims: Sequence[RunningJob], key: Hashable | None

@@ -118,7 +118,9 @@ class GuaranteedSharing:
     def victims(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
         """Running jobs that may be preempted for ``q``, the first to go first. They may depend
         on the pass's state and on ``models``, not on anything else of ``q``: the skeleton
-        reuses them for every job that reclaims the same models in the same state."""
+        reuses them for every job that reclaims the same models in the same state. While no
+        device is freed in a pass they may only grow (admissions make borrowers, never the
+        reverse): a reclaim that failed is not tried again until they do."""
         raise NotImplementedError
 
     def _victims(

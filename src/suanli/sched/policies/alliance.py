@@ -31,7 +31,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterable
 from typing import ClassVar
 
 from suanli.model.ids import MemberId, ModelId
@@ -157,7 +156,7 @@ class AlliancePolicy(GuaranteedSharing):
             if ctx.used_nu.get(m, 0.0) > ctx.snap.entitlement_nu.get(m, 0.0) + EPS
         }
         # each member's own order is fixed for the pass; only the members' order changes
-        lists = self._preemptible(ctx, models, rank)
+        lists = {m: self._preemptible(ctx, models, m) for m in rank}
         ranked = sorted((-rank[m], m) for m in rank if lists[m])
         out: list[RunningJob] = []
         for _, tied in itertools.groupby(ranked, key=lambda x: x[0]):
@@ -166,19 +165,22 @@ class AlliancePolicy(GuaranteedSharing):
         return out
 
     @staticmethod
-    def _preemptible(
-        ctx: PassContext, models: list[ModelId], members: Iterable[MemberId]
-    ) -> dict[MemberId, list[RunningJob]]:
-        """Each of ``members``' preemptible running jobs on ``models``, newest first (the
-        running jobs do not change during a pass: once per member in a pass)."""
-        ck = ("alliance-preemptible", tuple(models))
-        got: dict[MemberId, list[RunningJob]] = ctx.cache.setdefault(ck, {})
-        for m in members:
-            if m not in got:
-                jobs = [r for r in ctx.snap.running_of((m,), models) if r.job.spec.preemptible]
-                jobs.sort(key=_newest_first)
-                got[m] = jobs
-        return got
+    def _preemptible(ctx: PassContext, models: list[ModelId], member: MemberId) -> list[RunningJob]:
+        """``member``'s preemptible running jobs on ``models``, newest first (the running jobs
+        do not change during a pass: sorted once per member and model in a pass)."""
+        per_model = []
+        for f in models:
+            ck = ("alliance-preemptible", member, f)
+            got: list[RunningJob] | None = ctx.cache.get(ck)
+            if got is None:
+                got = [r for r in ctx.snap.running_of((member,), (f,)) if r.job.spec.preemptible]
+                got.sort(key=_newest_first)
+                ctx.cache[ck] = got
+            if got:
+                per_model.append(got)
+        if len(per_model) <= 1:
+            return per_model[0] if per_model else []
+        return list(heapq.merge(*per_model, key=_newest_first))
 
     def run(self, ctx: PassContext) -> None:
         super().run(ctx)
