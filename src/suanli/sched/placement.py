@@ -48,7 +48,17 @@ class FreeState:
     ``k`` free devices; iteration order is deterministic for a given history of changes.
     """
 
-    __slots__ = ("buckets", "by_model", "cpu", "free", "free_count", "mem", "pool", "schedulable")
+    __slots__ = (
+        "_own",
+        "buckets",
+        "by_model",
+        "cpu",
+        "free",
+        "free_count",
+        "mem",
+        "pool",
+        "schedulable",
+    )
 
     def __init__(self, pool: Pool, schedulable: Iterable[bool] | None = None) -> None:
         self.pool = pool
@@ -64,6 +74,9 @@ class FreeState:
         self.free_count = 0
         #: free devices on schedulable nodes, per model
         self.by_model: dict[ModelId, int] = dict.fromkeys(pool.models, 0)
+        #: models whose buckets this state alone holds (a copy shares the others until one
+        #: of the two changes them: a pass's copy of the free state costs nothing per model)
+        self._own: set[ModelId] = set(pool.models)
         for n in pool.nodes:
             if self.schedulable[n.index]:
                 self.buckets[n.model][n.devices][n.index] = None
@@ -79,8 +92,18 @@ class FreeState:
         new.schedulable = self.schedulable.copy()
         new.free_count = self.free_count
         new.by_model = self.by_model.copy()
-        new.buckets = {m: [b.copy() for b in bs] for m, bs in self.buckets.items()}
+        new.buckets = self.buckets.copy()
+        new._own = set()
+        self._own = set()  # (both copy a model's buckets before they change them)
         return new
+
+    def _mine(self, model: ModelId) -> list[dict[int, None]]:
+        """``model``'s buckets, copied first if they are shared with a copy."""
+        bs = self.buckets[model]
+        if model not in self._own:
+            bs = self.buckets[model] = [b.copy() for b in bs]
+            self._own.add(model)
+        return bs
 
     # -- changes ---------------------------------------------------------------------------
     def _move(self, i: int, new_free: int) -> None:
@@ -88,8 +111,9 @@ class FreeState:
         old = self.free[i]
         if self.schedulable[i]:
             k_old, k_new = old.bit_count(), new_free.bit_count()
-            del self.buckets[node.model][k_old][i]
-            self.buckets[node.model][k_new][i] = None
+            buckets = self._mine(node.model)
+            del buckets[k_old][i]
+            buckets[k_new][i] = None
             self.free_count += k_new - k_old
             self.by_model[node.model] += k_new - k_old
         self.free[i] = new_free
@@ -122,11 +146,11 @@ class FreeState:
         node = self.pool.nodes[i]
         k = self.free[i].bit_count()
         if on:
-            self.buckets[node.model][k][i] = None
+            self._mine(node.model)[k][i] = None
             self.free_count += k
             self.by_model[node.model] += k
         else:
-            del self.buckets[node.model][k][i]
+            del self._mine(node.model)[k][i]
             self.free_count -= k
             self.by_model[node.model] -= k
         self.schedulable[i] = on
@@ -188,6 +212,8 @@ class FreeState:
         if free is None:
             free = self.free[node.index]
         unit = node.alloc_unit
+        if n == node.devices and n % unit == 0:  # (the whole node: all or nothing)
+            return tuple(range(n)) if free == node.full_mask else None
         need = n // unit
         if n <= node.max_group:
             best: list[int] | None = None
@@ -315,9 +341,8 @@ class FreeState:
             chosen = per_zone.setdefault(node.zone, [])
             chosen.append(i)
             if len(chosen) == gang.nodes:
-                return Placement(
-                    model, tuple((nodes[j].id, tuple(range(gang.per_node))) for j in chosen)
-                )
+                every = tuple(range(gang.per_node))
+                return Placement(model, tuple((nodes[j].id, every) for j in chosen))
         return None
 
     def _fit_at(self, spec: JobSpec, model: ModelId, at: tuple[int, ...]) -> Placement | None:

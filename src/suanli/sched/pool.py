@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from suanli.model.alliance import Alliance
 from suanli.model.ids import MemberId, ModelId, NodeId, SiteId
@@ -35,10 +35,11 @@ class PoolNode:
     max_group: int
     alloc_unit: int
     nu_per_device: float
+    #: every device's bit (a wholly free node's free mask)
+    full_mask: int = field(init=False)
 
-    @property
-    def full_mask(self) -> int:
-        return (1 << self.devices) - 1
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "full_mask", (1 << self.devices) - 1)
 
 
 class Pool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
+from typing import Any
 
 from suanli.model.alliance import Alliance
 from suanli.model.ids import JobId, MemberId, ModelId, NodeId, SiteId
@@ -31,14 +32,13 @@ class QueuedJob:
     seq: int
     allowed_sites: frozenset[SiteId] | None = None
     attained_s: dict[ModelId, float] = field(default_factory=dict)
+    #: the spec's id and member, read on every step of a pass (plain fields: no lookups)
+    id: JobId = field(init=False)
+    member: MemberId = field(init=False)
 
-    @property
-    def id(self) -> JobId:
-        return self.spec.id
-
-    @property
-    def member(self) -> MemberId:
-        return self.spec.member
+    def __post_init__(self) -> None:
+        self.id = self.spec.id
+        self.member = self.spec.member
 
 
 @dataclass(slots=True)
@@ -50,18 +50,18 @@ class RunningJob:
     placement: Placement
     started_at: float
     stopping: bool = False
+    #: the job's id, spec and member (plain fields: a pass reads them for every running job)
+    id: JobId = field(init=False)
+    spec: JobSpec = field(init=False)
+    member: MemberId = field(init=False)
+    #: what a policy worked out about this run, kept as long as the run lasts (each policy
+    #: keys its own entries by its name)
+    memo: dict[str, Any] = field(init=False, default_factory=dict)
 
-    @property
-    def id(self) -> JobId:
-        return self.job.spec.id
-
-    @property
-    def spec(self) -> JobSpec:
-        return self.job.spec
-
-    @property
-    def member(self) -> MemberId:
-        return self.job.spec.member
+    def __post_init__(self) -> None:
+        self.id = self.job.id
+        self.spec = self.job.spec
+        self.member = self.job.member
 
 
 class _SortedQueue:
@@ -298,7 +298,10 @@ class Snapshot:
     def nu_of(self, placement: Placement) -> float:
         nodes = self.pool.nodes
         idx = self.pool.index
-        return sum(nodes[idx[n]].nu_per_device * len(d) for n, d in placement.assignments)
+        a = placement.assignments
+        if len(a) == 1:  # (most placements: one node)
+            return nodes[idx[a[0][0]]].nu_per_device * placement.devices
+        return sum(nodes[idx[n]].nu_per_device * len(d) for n, d in a)
 
     def member_queue(self, member: MemberId) -> Iterator[QueuedJob]:
         """The member's pending jobs: priority first, then submit time."""

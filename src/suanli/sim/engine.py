@@ -37,7 +37,7 @@ class EventQueue:
     is never compared)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, int, Any]] = []
+        self._heap: list[tuple[float, Kind, int, Any]] = []
         self._seq = 0
         self.now = 0.0
 
@@ -53,4 +53,4 @@ class EventQueue:
     def pop(self) -> Event:
         time, kind, seq, payload = heapq.heappop(self._heap)
         self.now = time
-        return Event(time, Kind(kind), seq, payload)
+        return Event(time, kind, seq, payload)

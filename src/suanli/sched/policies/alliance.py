@@ -72,7 +72,6 @@ class AlliancePolicy(GuaranteedSharing):
         self.commons_share = commons_share
         self.upgrade_factor = upgrade_factor
         self.upgrade_reserve = upgrade_reserve
-        self._faster_memo: dict[tuple[str, ModelId], list[tuple[ModelId, float]]] = {}
         self._by_speed: dict[tuple[str, int], list[list[ModelId]]] = {}
 
     def _share(self, ctx: PassContext, m: MemberId) -> float:
@@ -200,18 +199,24 @@ class AlliancePolicy(GuaranteedSharing):
         pool = snap.pool
         free = {m for m in pool.models if ctx.free.free_devices(m)}
         top = max(pool.model_nu(m) for m in free)
-        slower = [m for m in pool.models if pool.model_nu(m) < top]
-        moves: list[tuple[float, float, str, RunningJob, list[ModelId]]] = []
-        for r in snap.running_of(snap.members, slower):
-            if r.id in ctx.stopping or not r.spec.preemptible:
+        stopping = ctx.stopping
+        moves: list[tuple[float, float, str, RunningJob, list[tuple[ModelId, float]]]] = []
+        # (every running job on a slower model: the scan is the upgrade's cost, kept lean)
+        for (_, model), jobs in snap.running_by.items():
+            if not jobs or pool.model_nu(model) >= top:
                 continue
-            faster = [f for f in self._faster(ctx, r) if f[0] in free]
-            if faster:
-                moves.append((-faster[0][1], r.started_at, r.id, r, [f for f, _ in faster]))
+            for jid, r in jobs.items():
+                if jid in stopping or not r.spec.preemptible:
+                    continue
+                faster = self._faster(ctx, r)
+                for f, saved in faster:
+                    if f in free:  # (the largest saving among the idle models)
+                        moves.append((-saved, r.started_at, jid, r, faster))
+                        break
         moves.sort(key=lambda m: m[:3])
-        for _, _, _, r, models in moves:
-            for f in models:
-                if not self._worth(ctx, r, f):
+        for _, _, _, r, faster in moves:
+            for f, _ in faster:
+                if f not in free or not self._worth(ctx, r, f):
                     continue
                 placement = ctx.fit(r.job, f)
                 if placement is not None:
@@ -220,12 +225,9 @@ class AlliancePolicy(GuaranteedSharing):
 
     def _faster(self, ctx: PassContext, r: RunningJob) -> list[tuple[ModelId, float]]:
         """The models of more NU where ``r`` runs faster than where it runs, fastest first,
-        each with the share of time a move there saves (remembered per job and model)."""
-        key = (r.id, r.placement.model)
-        got = self._faster_memo.get(key)
+        each with the share of time a move there saves (remembered for the run)."""
+        got: list[tuple[ModelId, float]] | None = r.memo.get("alliance-faster")
         if got is None:
-            if len(self._faster_memo) > 8 * len(ctx.snap.running) + 1024:
-                self._faster_memo.clear()  # (jobs come and go)
             pool = ctx.snap.pool
             here = speed(ctx, r.job, r.placement.model)
             nu = pool.model_nu(r.placement.model)
@@ -240,7 +242,7 @@ class AlliancePolicy(GuaranteedSharing):
                 ),
                 key=lambda x: (-x[1], x[0]),
             )
-            self._faster_memo[key] = got
+            r.memo["alliance-faster"] = got
         return got
 
     def _worth(self, ctx: PassContext, r: RunningJob, model: ModelId) -> bool:

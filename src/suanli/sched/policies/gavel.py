@@ -121,12 +121,14 @@ class GavelPolicy:
         #: each job's device time on each model at the last reset (its counters start there)
         self._base: dict[JobId, dict[ModelId, float]] = {}
         self._deficit: dict[JobId, dict[ModelId, float]] = {}
-        #: per model (in round order): (job, model, share, deficit, seq) of the jobs with a
-        #: share there, and the jobs without one in their order
-        self._shared: list[list[tuple[JobId, ModelId, float, float, int]]] = []
+        #: per model (in round order): (job, model, share, deficit, seq, time there at the
+        #: last reset) of the jobs with a share there, and the jobs without one in their order
+        self._shared: list[list[tuple[JobId, ModelId, float, float, int, float]]] = []
         self._unshared: list[list[JobId]] = []
         #: per job: (model index, model, throughput) where it can run (fixed for its life)
         self._rows: dict[JobId, tuple[tuple[int, ModelId, float], ...]] = {}
+        #: per job: its size and (model index, throughput) pairs, its class in the LP
+        self._keys: dict[JobId, tuple[int, tuple[tuple[int, float], ...]]] = {}
         self._models: list[ModelId] = []
 
     # -- what a job received ---------------------------------------------------------------
@@ -177,9 +179,15 @@ class GavelPolicy:
         capacity = [float(snap.pool.devices_by_model[m]) for m in models]
         # Jobs with the same size and throughput row are interchangeable: one LP row each.
         job_keys = []
+        keys = self._keys
         for q in jobs:
-            row = tuple((t, thr) for t, _, thr in self._row(ctx, q))
-            job_keys.append((q.spec.count, row))
+            key = keys.get(q.id)
+            if key is None:
+                key = keys[q.id] = (
+                    q.spec.count,
+                    tuple((t, thr) for t, _, thr in self._row(ctx, q)),
+                )
+            job_keys.append(key)
         ordered = sorted(set(job_keys))  # (a canonical order: the same jobs, the same LP)
         index = {k: c for c, k in enumerate(ordered)}
         scale = [k[0] for k in ordered]
@@ -214,10 +222,12 @@ class GavelPolicy:
             if share is None:
                 continue
             deficit = self._deficit.get(q.id, {})
+            base = self._base.get(q.id, {})
             for t, m, _ in self._row(ctx, q):
                 x = share.get(m, 0.0)
                 if x > 0:
-                    self._shared[t].append((q.id, m, x, deficit.get(m, 0.0), q.seq))
+                    entry = (q.id, m, x, deficit.get(m, 0.0), q.seq, base.get(m, 0.0))
+                    self._shared[t].append(entry)
                 else:
                     unshared[t].append((-deficit.get(m, 0.0), q.seq, q.id))
         self._unshared = [[jid for *_, jid in sorted(u)] for u in unshared]
@@ -228,7 +238,7 @@ class GavelPolicy:
         # fastest model first (Gavel's fixed order: V100, P100, K80)
         models = sorted(pool.models, key=lambda m: (-pool.model_nu(m), m))
         if models != self._models:
-            self._models, self._rows = models, {}
+            self._models, self._rows, self._keys = models, {}, {}
         running = list(snap.running.values())
         jobs: list[QueuedJob] = [r.job for r in running]
         for q in ctx.fifo_queue():
@@ -244,6 +254,7 @@ class GavelPolicy:
                 self._deficit.pop(gone, None)
             for gone in set(self._rows) - self._jobs:
                 del self._rows[gone]
+                self._keys.pop(gone, None)
         if not jobs:
             return
         due = self._reset_at is None or ctx.now - self._reset_at >= self.reset_s
@@ -270,23 +281,20 @@ class GavelPolicy:
         # reset (from half a round), deficit, share, age; then the others in their order
         half = (self.round_s or 0.0) / 2
         now = ctx.now
-        on = {r.id: (r.placement.model, r.started_at) for r in running}
-        bases = self._base
+        on = snap.running
         left = [pool.devices_by_model[m] for m in models]
         chosen: dict[int, int] = {}
         for t in range(len(models)):
             ranked = []
-            for jid, model, x, deficit, seq in self._shared[t]:
+            for jid, model, x, deficit, seq, base in self._shared[t]:
                 j = by_id.get(jid)
                 if j is None:
                     continue
                 since = half + jobs[j].attained_s.get(model, 0.0)
                 where = on.get(jid)
-                if where is not None and where[0] == model:
-                    since += now - where[1]
-                base = bases.get(jid)
-                if base is not None:
-                    since -= base.get(model, 0.0)
+                if where is not None and where.placement.model == model:
+                    since += now - where.started_at
+                since -= base
                 ranked.append((-x / since, -deficit, -x, seq, j))
             ranked.sort()
             for j in chain((e[-1] for e in ranked), map(by_id.get, self._unshared[t])):
