@@ -110,9 +110,17 @@ def test_double_allocation_is_refused() -> None:
         fs.give(p, 1, 1)
 
 
-@given(st.lists(st.integers(1, 8), min_size=1, max_size=24), st.data())
-def test_might_fit_after_is_a_necessary_condition(sizes: list[int], data: st.DataObject) -> None:
-    """Whenever the cheap bound says no, giving back the jobs really leaves no placement."""
+@given(
+    st.lists(st.integers(1, 8), min_size=1, max_size=24),
+    st.sampled_from([None, frozenset({"s1"}), frozenset({"s2"}), frozenset({"s1", "s2"})]),
+    st.data(),
+)
+def test_might_fit_after_is_a_necessary_condition(
+    sizes: list[int], sites: frozenset[SiteId] | None, data: st.DataObject
+) -> None:
+    """Whenever the cheap bound says no, giving back the jobs really leaves no placement: for
+    one-node jobs and gangs (the two sites are two zones: 3 and 2 nodes), anywhere or held to
+    sites, and whether or not the job fits somewhere now."""
     fs = free_state(base().nodes_of("s1", "H800-80GB", 3).nodes_of("s2", "H800-80GB", 2))
     taken = []
     for k, size in enumerate(sizes):
@@ -122,13 +130,16 @@ def test_might_fit_after_is_a_necessary_condition(sizes: list[int], data: st.Dat
             taken.append(p)
     freed = data.draw(st.lists(st.sampled_from(taken), unique=True)) if taken else []
     specs = [job(f"q{c}", "a", c, "H800-80GB") for c in range(1, 9)]
-    specs += [job(f"g{n}", "a", 8 * n, "H800-80GB", nodes=n) for n in (2, 3)]
+    specs += [job(f"g{n}", "a", 8 * n, "H800-80GB", nodes=n) for n in (2, 3, 4)]
     gains = fs.gains("H800-80GB", freed)  # type: ignore[arg-type]
-    bounds = [fs.might_fit(q, "H800-80GB", gains) for q in specs]  # type: ignore[arg-type]
+    bounds = []
+    for q in specs:
+        nowhere = fs.fit(q, "H800-80GB", sites) is None  # type: ignore[arg-type]
+        bounds.append(fs.might_fit(q, "H800-80GB", gains, nowhere, sites))  # type: ignore[arg-type]
     for p in freed:
         fs.give(p, 1, 1)
     for q, bound in zip(specs, bounds, strict=True):
-        assert bound or fs.fit(q, "H800-80GB", None) is None  # type: ignore[arg-type]
+        assert bound or fs.fit(q, "H800-80GB", sites) is None  # type: ignore[arg-type]
 
 
 @given(

@@ -7,13 +7,13 @@ pass sees its own admissions, and it does trial removals with undo for reclaim.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 from suanli.model.ids import JobId, MemberId, ModelId
 from suanli.model.job import Placement
 from suanli.sched.decision import Admit, Decision, Preempt
+from suanli.sched.placement import Gains
 from suanli.sched.snapshot import QueuedJob, RunningJob, Snapshot
 
 
@@ -167,7 +167,7 @@ class PassContext:
             # Cheap bound first: no node would be free enough even with every candidate gone
             # (where the job fits nowhere now, only a node that gains can take it).
             nowhere = self.fit(q, model) is None
-            if nowhere and not self.free.might_fit(q.spec, model, gains, nowhere):
+            if nowhere and not self.free.might_fit(q.spec, model, gains, nowhere, q.allowed_sites):
                 removed = None
             else:
                 removed = self._enough(q, model, trial)
@@ -194,11 +194,11 @@ class PassContext:
 
     def _trial(
         self, model: ModelId, victims: Sequence[RunningJob], key: Hashable | None
-    ) -> tuple[list[RunningJob], tuple[int, Counter[int]]]:
+    ) -> tuple[list[RunningJob], Gains]:
         """Stopping jobs not yet claimed, then the candidates, on ``model``; and their bound."""
         ck = ("trial", key, model, self.version)
         if key is not None and ck in self.cache:
-            got: tuple[list[RunningJob], tuple[int, Counter[int]]] = self.cache[ck]
+            got: tuple[list[RunningJob], Gains] = self.cache[ck]
             return got
         running = self.snap.running
         free_running = [

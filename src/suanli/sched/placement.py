@@ -16,10 +16,24 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from suanli.model.ids import ModelId, NodeId, SiteId
 from suanli.model.job import Gang, JobSpec, Placement
 from suanli.sched.pool import Pool, PoolNode, mask_of
+
+
+class Gains(NamedTuple):
+    """What giving back some placements of one model would free, counted per node."""
+
+    #: the most free devices one gaining node would have
+    best: int
+    #: gaining nodes that would be wholly free, by their device count
+    whole: Counter[int]
+    #: the most free devices one gaining node of each site would have
+    best_at: dict[SiteId, int]
+    #: gaining nodes that would be wholly free, by (device count, zone)
+    whole_in: Counter[tuple[int, str]]
 
 
 def _bits(mask: int) -> list[int]:
@@ -159,10 +173,11 @@ class FreeState:
     def free_devices(self, model: ModelId) -> int:
         return self.by_model.get(model, 0)
 
-    def gains(self, model: ModelId, freed: Iterable[Placement]) -> tuple[int, Counter[int]]:
+    def gains(self, model: ModelId, freed: Iterable[Placement]) -> Gains:
         """What giving back ``freed`` (placements on ``model``) would leave, by counting only:
-        the most free devices on one schedulable node that gains, and how many gaining nodes
-        would be wholly free, by their size. Input to :meth:`might_fit`."""
+        the most free devices on one schedulable node that gains (in all and per site), and
+        how many gaining nodes would be wholly free, by their size (in all and per zone).
+        Input to :meth:`might_fit`."""
         gain: dict[int, int] = {}
         index = self.pool.index
         for p in freed:
@@ -171,38 +186,60 @@ class FreeState:
                 gain[i] = gain.get(i, 0) + len(devices)
         nodes, free, on = self.pool.nodes, self.free, self.schedulable
         best = 0
+        best_at: dict[SiteId, int] = {}
         whole: Counter[int] = Counter()
+        whole_in: Counter[tuple[int, str]] = Counter()
         for i, k in gain.items():
             if on[i]:
+                node = nodes[i]
                 avail = free[i].bit_count() + k
                 best = max(best, avail)
-                if avail == nodes[i].devices:
+                if avail > best_at.get(node.site, 0):
+                    best_at[node.site] = avail
+                if avail == node.devices:
                     whole[avail] += 1
-        return best, whole
+                    whole_in[(avail, node.zone)] += 1
+        return Gains(best, whole, best_at, whole_in)
 
     def might_fit(
         self,
         spec: JobSpec,
         model: ModelId,
-        gains: tuple[int, Counter[int]],
+        gains: Gains,
         nowhere: bool = False,
+        sites: frozenset[SiteId] | None = None,
     ) -> bool:
         """A necessary condition, by counting only, for ``spec`` to fit on ``model`` once the
         placements summarized by ``gains`` are given back: some node would have enough free
-        devices (one node), or enough nodes would be wholly free (a multi-node gang). False
-        means no trial can succeed; True promises nothing (CPU, memory, topology, sites and
-        zones are not looked at). ``nowhere``: the job fits on no node now, so for one node
-        only a node that gains can take it."""
+        devices (one node), or enough nodes of one zone would be wholly free (a multi-node
+        gang). False means no trial can succeed; True promises nothing (CPU, memory and
+        topology are not looked at). ``nowhere``: the job fits on no node now, so for one
+        node only a node that gains can take it; ``sites``: where the job may run (None:
+        anywhere)."""
         buckets = self.buckets.get(model)
         gang = spec.gang
-        if buckets is None or gang.per_node >= len(buckets):
+        n = gang.per_node
+        if buckets is None or n >= len(buckets):
             return False
-        best, whole = gains
         if gang.nodes == 1:
-            return best >= gang.per_node or (
-                not nowhere and any(buckets[k] for k in range(gang.per_node, len(buckets)))
+            if nowhere and sites is not None:
+                return max((gains.best_at.get(s, 0) for s in sites), default=0) >= n
+            return gains.best >= n or (
+                not nowhere and any(buckets[k] for k in range(n, len(buckets)))
             )
-        return len(buckets[gang.per_node]) + whole[gang.per_node] >= gang.nodes
+        if len(buckets[n]) + gains.whole[n] < gang.nodes:
+            return False
+        # one zone must hold them all: its wholly free nodes now and those that would be
+        zones: Counter[str] = Counter()
+        for (size, zone), c in gains.whole_in.items():
+            if size == n:
+                zones[zone] += c
+        nodes = self.pool.nodes
+        for i in buckets[n]:
+            node = nodes[i]
+            if node.devices == n and (sites is None or node.site in sites):
+                zones[node.zone] += 1
+        return any(c >= gang.nodes for c in zones.values())
 
     def _pick_devices(
         self, node: PoolNode, n: int, free: int | None = None
