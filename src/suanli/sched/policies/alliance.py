@@ -28,7 +28,6 @@
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 from typing import ClassVar
@@ -42,6 +41,10 @@ from suanli.sched.rounds import GuaranteedSharing, present_models, speed
 from suanli.sched.snapshot import QueuedJob, RunningJob
 
 EPS = 1e-9
+
+
+#: a running job behind its key, newest first (then by id)
+Newest = tuple[float, str, RunningJob]
 
 
 @register
@@ -160,26 +163,33 @@ class AlliancePolicy(GuaranteedSharing):
         out: list[RunningJob] = []
         for _, tied in itertools.groupby(ranked, key=lambda x: x[0]):
             mine = [lists[m] for _, m in tied]
-            out.extend(mine[0] if len(mine) == 1 else heapq.merge(*mine, key=_newest_first))
+            # (merged on their keys, compared in C: ids are unique, so jobs never are)
+            keyed = mine[0] if len(mine) == 1 else sorted(itertools.chain.from_iterable(mine))
+            out.extend(r for *_, r in keyed)
         return out
 
     @staticmethod
-    def _preemptible(ctx: PassContext, models: list[ModelId], member: MemberId) -> list[RunningJob]:
-        """``member``'s preemptible running jobs on ``models``, newest first (the running jobs
-        do not change during a pass: sorted once per member and model in a pass)."""
+    def _preemptible(ctx: PassContext, models: list[ModelId], member: MemberId) -> list[Newest]:
+        """``member``'s preemptible running jobs on ``models``, newest first, each behind its
+        sort key (the running jobs do not change during a pass: sorted once per member and
+        model in a pass)."""
         per_model = []
         for f in models:
             ck = ("alliance-preemptible", member, f)
-            got: list[RunningJob] | None = ctx.cache.get(ck)
+            got: list[Newest] | None = ctx.cache.get(ck)
             if got is None:
-                got = [r for r in ctx.snap.running_of((member,), (f,)) if r.job.spec.preemptible]
-                got.sort(key=_newest_first)
+                got = [
+                    (-r.started_at, r.id, r)
+                    for r in ctx.snap.running_by.get((member, f), {}).values()
+                    if r.spec.preemptible
+                ]
+                got.sort()
                 ctx.cache[ck] = got
             if got:
                 per_model.append(got)
         if len(per_model) <= 1:
             return per_model[0] if per_model else []
-        return list(heapq.merge(*per_model, key=_newest_first))
+        return sorted(itertools.chain.from_iterable(per_model))
 
     def run(self, ctx: PassContext) -> None:
         super().run(ctx)
@@ -266,7 +276,3 @@ class AlliancePolicy(GuaranteedSharing):
             ctx.admit(r.job, placement, why)
         else:  # (the devices wait for it: nobody else wanted them this pass)
             ctx.free.take(placement, r.spec.cpu, r.spec.memory_gb)
-
-
-def _newest_first(r: RunningJob) -> tuple[float, str]:
-    return (-r.started_at, r.job.spec.id)
