@@ -226,3 +226,25 @@ def test_counting_what_victims_free_agrees_with_giving_it_back(
             want = k + 1
             break
     assert got == want
+
+
+def test_a_copy_and_its_original_change_apart() -> None:
+    """A copy shares its buckets until one side changes them: neither sees the other's
+    changes, whichever changes first."""
+    fs = free_state(base().nodes_of("s1", "H800-80GB", 2))
+    h800 = job("h", "a", 8, "H800-80GB")
+    p = fs.fit(h800, "H800-80GB", None)  # type: ignore[arg-type]
+    assert p is not None
+    copy = fs.copy()
+    fs.take(p, 1, 1)  # the original first
+    assert copy.free_devices("H800-80GB") == 16  # type: ignore[arg-type]
+    assert copy.fit(h800, "H800-80GB", None) == p  # type: ignore[arg-type]
+    again = copy.copy()
+    copy.take(p, 1, 1)  # then the copy, with a copy of its own
+    assert again.fit(h800, "H800-80GB", None) == p  # type: ignore[arg-type]
+    other = next(n for n in ("s1-n000", "s1-n001") if n != p.nodes[0])
+    again.set_schedulable(other, False)  # type: ignore[arg-type]
+    for state in (fs, copy):
+        q = state.fit(h800, "H800-80GB", None)  # type: ignore[arg-type]
+        assert q is not None and q.nodes == (other,)
+    assert again.fit(h800, "H800-80GB", None) == p  # type: ignore[arg-type]
