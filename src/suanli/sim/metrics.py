@@ -6,8 +6,9 @@
 - Sharing incentive: for each contributing member, the mean JCT of its jobs in the pool divided
   by their mean JCT on its own contributed hardware alone (simulated separately with the same
   policy), over the jobs that fit its own hardware; commons members have no baseline (null).
-- Guarantee violations: time a member's head job would have fit within its entitlement but
-  waited longer than the grace period (see :class:`~suanli.sim.simulator.Simulation`).
+- Guarantee violations: time during which one of a member's jobs had fit within its
+  entitlement (with the jobs before it in its queue) for longer than the grace period without
+  starting (see ``Simulation._update_guarantees``).
 - Jain's index of usage / entitlement over contributors with demand, time-weighted.
 """
 

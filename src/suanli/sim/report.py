@@ -196,7 +196,8 @@ POLICY_COLUMNS = [
     ("lost device-h", "device-hours of work redone after preemptions (since the last checkpoint)"),
     (
         "violations (h)",
-        "member-hours a member used less than its guarantee while it had jobs waiting",
+        "member-hours in which a job that fit its member's guarantee had waited past the grace "
+        "period",
     ),
     ("Jain", "Jain's fairness index of members' use against their entitlement (1 = fair)"),
     ("worst vs alone", "the largest ratio of a member's mean JCT in the pool to its JCT alone"),
@@ -209,7 +210,7 @@ MEMBER_COLUMNS = [
     ("entitled NU", "its guarantee, in normalized units"),
     ("JCT mean (h)", "its jobs' mean completion time"),
     ("vs alone", "its mean JCT in the pool over its mean JCT on its own devices (< 1: it gains)"),
-    ("violations (h)", "hours it got less than its guarantee while it had jobs waiting"),
+    ("violations (h)", "hours a job of it fitting its guarantee waited past the grace period"),
 ]
 
 

@@ -168,8 +168,12 @@ class Simulation:
         self.busy_device_s: dict[ModelId, float] = dict.fromkeys(self._models_total, 0.0)
         self.member_nu_s: dict[MemberId, float] = dict.fromkeys(alliance.members, 0.0)
         self.violation_s: dict[MemberId, float] = dict.fromkeys(alliance.members, 0.0)
-        #: members waiting within their share, since when (only those waiting)
-        self._within_since: dict[MemberId, float] = {}
+        #: per member, its jobs owed now (within its entitlement, in its queue's order) and
+        #: since when each has been owed; the oldest of them, per member that has any
+        self._owed: dict[MemberId, dict[JobId, float]] = {}
+        self._oldest_owed: dict[MemberId, float] = {}
+        #: when guarantees were last looked at (violations are accrued up to it)
+        self._owed_checked = 0.0
         # Integrals over time are brought up to date per member and per model when theirs
         # change (and for all before a pass reads the usage history), not at every event:
         # an event costs the same with 10 members or 1,000.
@@ -260,32 +264,43 @@ class Simulation:
             self._js2 += x * x
 
     def _update_guarantees(self, t: float) -> None:
-        """Members whose head job fits within their entitlement are 'waiting within share'."""
+        """Which of each member's waiting jobs are owed now: walking its queue in order, those
+        whose NU on their cheapest model, added to what it uses and to the owed jobs before
+        them, stay within its entitlement. A job owed for longer than the grace period is a
+        violation for its member, from then until it starts or stops being owed (the time
+        is counted once per member, however many of its jobs wait). Looked at after every
+        pass, so each job's clock starts at the pass it became owed in."""
+        self._accrue_violations(t)
         snap = self.snap
+        cheapest = snap.pool.cheapest_nu
         for m, e in snap.entitlement_nu.items():
-            within = False
-            if e > 0 and snap.pending_count(m):
-                head = next(snap.member_queue(m))
-                pool = snap.pool
-                need = min(
-                    (
-                        head.spec.count * pool.model_nu(f)
-                        for f in head.spec.models
-                        if f in pool.devices_by_model and pool.could_host(head.spec, f)
-                    ),
-                    default=math.inf,
-                )
-                within = snap.used_nu[m] + need <= e + 1e-9
-            if within:
-                self._within_since.setdefault(m, t)
-            elif m in self._within_since:
-                self._violated(m, self._within_since.pop(m), t)
+            before = self._owed.pop(m, None)
+            if e <= 0 or not snap.pending_count(m):
+                self._oldest_owed.pop(m, None)
+                continue
+            room = e - snap.used_nu[m] + 1e-9
+            owed: dict[JobId, float] = {}
+            for q in snap.member_queue(m):
+                room -= cheapest(q.spec)
+                if room < 0:
+                    break
+                owed[q.id] = before.get(q.id, t) if before else t
+            if owed:
+                self._owed[m] = owed
+                self._oldest_owed[m] = min(owed.values())
+            else:
+                self._oldest_owed.pop(m, None)
 
-    def _violated(self, m: MemberId, since: float, until: float) -> None:
-        """Member ``m`` waited within its share from ``since`` to ``until``: beyond the
-        grace period, a violation."""
-        if until > since + self.params.grace_s:
-            self.violation_s[m] += until - since - self.params.grace_s
+    def _accrue_violations(self, t: float) -> None:
+        """Violation time from the last look at guarantees up to ``t`` (what was owed then is
+        owed until now: owed jobs change only in passes)."""
+        grace = self.params.grace_s
+        last = self._owed_checked
+        for m, since in self._oldest_owed.items():
+            start = max(last, since + grace)
+            if t > start:
+                self.violation_s[m] += t - start
+        self._owed_checked = t
 
     def _sample(self, t: float) -> None:
         if t < self._next_sample:
@@ -472,9 +487,9 @@ class Simulation:
                 self._pass(ev.time)
         # Jobs still waiting when nothing else can happen never start: say why, once.
         self._fold_all()
-        for m, since in self._within_since.items():
-            self._violated(m, since, self._last)
-        self._within_since.clear()
+        self._accrue_violations(self._last)
+        self._owed.clear()
+        self._oldest_owed.clear()
         unfinished = {}
         if self.snap.pending:
             last = schedule(self.snap, self.policy)
