@@ -203,6 +203,30 @@ def test_demand_within_nominal_is_met_at_the_next_pass(
     assert all(s.id in snap.running for s in mine), "guaranteed demand not met"
 
 
+@given(data=st.data(), policy=st.sampled_from(["fair", "alliance"]))
+@SETTINGS
+def test_no_device_is_counted_on_twice_across_passes(data: st.DataObject, policy: str) -> None:
+    """Reclaims' victims keep stopping over several passes while their reservations are
+    held: every pass stays valid, and no two jobs count on one device (an admission and a
+    reservation, or two reservations)."""
+    alliance = data.draw(pools())
+    specs = data.draw(workloads(alliance))
+    snap = state(alliance, specs, policy)
+    for k in range(3):
+        result = schedule(snap, get_policy(policy))
+        check(snap, result)
+        taken = [
+            (n, d)
+            for p in [a.placement for a in result.admits] + list(result.reservations.values())
+            for n, devs in p.assignments
+            for d in devs
+        ]
+        assert len(taken) == len(set(taken)), "a device counted on twice"
+        assert set(result.reservations) == set(result.reserved)
+        apply(snap, result, victims_stop=False)
+        snap.now += 60.0 * (k + 1)
+
+
 @given(data=st.data(), policy=st.sampled_from(["fifo", "fair", "alliance"]))
 @SETTINGS
 def test_inflating_demand_does_not_help(data: st.DataObject, policy: str) -> None:

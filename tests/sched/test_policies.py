@@ -5,9 +5,11 @@ import pytest
 
 from suanli.errors import NotFoundError
 from suanli.model.ids import JobId, MemberId, ModelId
+from suanli.model.job import Placement
 from suanli.sched.policies.gavel import max_min_lp
 from suanli.sched.policy import get_policy, policy_names
 from suanli.sched.schedule import schedule
+from suanli.sched.snapshot import Snapshot
 
 from ..builders import AllianceBuilder, job, snapshot
 from .apply import apply
@@ -153,6 +155,67 @@ def test_alliance_reclaims_from_the_heaviest_past_borrower_first() -> None:
     r = schedule(snap, get_policy("alliance"))
     assert [p.job for p in r.preempts] == ["d1"]
     assert r.preempts[0].grace_s == 300.0
+
+
+def held_for_reclaim() -> tuple[Snapshot, Placement]:
+    """x owns n0 and n1 (2 devices each), y owns n2; the commons member c borrows. x runs
+    two devices on n1; c holds n0's device 0 and all of n2; n0's device 1 is free. x's job J
+    (2 devices) reclaims n0: c1 is preempted, and J counts on the free device too."""
+    a = (
+        AllianceBuilder()
+        .member("x")
+        .member("y")
+        .member("c", tier="commons")
+        .site("sx", "x")
+        .site("sy", "y")
+        .nodes_of("sx", "V100-16GB", 2, devices=2)
+        .nodes_of("sy", "V100-16GB", 1, devices=2)
+        .build()
+    )
+    v = ModelId("V100-16GB")
+    n0, n1, n2 = sorted(a.nodes)
+    snap = snapshot(
+        a, job("x0", "x", 2, v), job("c1", "c", 1, v), job("c2", "c", 2, v), job("J", "x", 2, v)
+    )
+    snap.start(JobId("x0"), Placement(v, ((n1, (0, 1)),)), at=0)
+    snap.start(JobId("c2"), Placement(v, ((n2, (0, 1)),)), at=1)
+    snap.start(JobId("c1"), Placement(v, ((n0, (0,)),)), at=2)  # (newest: the first victim)
+    first = schedule(snap, get_policy("alliance"))
+    assert [p.job for p in first.preempts] == ["c1"]
+    assert first.reservations == {"J": Placement(v, ((n0, (0, 1)),))}
+    apply(snap, first, victims_stop=False)
+    return snap, first.reservations[JobId("J")]
+
+
+def test_a_reclaim_holds_what_it_counted_on_until_its_victims_stop() -> None:
+    snap, where = held_for_reclaim()
+    # y's job K is served before J (y uses none of its share, x half of its): the free
+    # device of n0 is J's, so K reclaims elsewhere, and J keeps its plan with no new victim
+    snap.submit(job("K", "y", 1, "V100-16GB"), submitted_at=10)
+    r = schedule(snap, get_policy("alliance"))
+    assert not r.admits
+    assert [p.job for p in r.preempts] == ["c2"]
+    assert r.reservations[JobId("J")] == where
+    assert "0 job(s) preempted" in r.reasons[JobId("J")]
+    # without the reservation K would take that device, and J would have to reclaim again
+    snap.reservations.clear()
+    assert admitted(schedule(snap, get_policy("alliance"))) == ["K"]
+    # c1 stops: J starts where it reclaimed
+    snap.reservations = dict(r.reservations)
+    snap.requeue(JobId("c1"))
+    later = schedule(snap, get_policy("alliance"))
+    assert [(d.job, d.placement) for d in later.admits if d.job == "J"] == [("J", where)]
+
+
+def test_a_reclaim_counts_first_on_the_jobs_that_stop_first() -> None:
+    snap, where = held_for_reclaim()
+    # c2 is also stopping now (for nothing of x's: no reservation names it), and stops
+    # before c1: a new pass may plan J on n2 instead, and waits less
+    snap.mark_stopping(JobId("c2"), until=snap.now + 10)
+    snap.reservations.clear()
+    r = schedule(snap, get_policy("alliance"))
+    assert not r.preempts
+    assert r.reservations[JobId("J")].nodes != where.nodes
 
 
 def test_alliance_lends_first_to_the_lightest_past_user() -> None:

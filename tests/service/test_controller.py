@@ -197,8 +197,16 @@ def test_reclaim_preempts_the_borrower_which_checkpoints_and_resumes(
     run_until(ctl, db, lambda r: r["borrow"].phase == "RUNNING")
     time.sleep(0.3)  # let the trap be installed
     submit(db, {"id": "owner", "member": "lab", "accelerators": "H800:8", "entrypoint": "true"})
+    # while the borrower stops, the owner's reservation is in the database: the next pass
+    # (of this controller or of one started after a crash) holds the node for it
+    rows = run_until(ctl, db, lambda r: r["owner"].reservation is not None)
+    assert rows["owner"].phase == "PENDING" and rows["borrow"].stop_requested
+    assert rows["owner"].reservation == {
+        "model": "H800-80GB",
+        "assignments": [["lab-h800", list(range(8))]],
+    }
     rows = run_until(ctl, db, finished, timeout=60)
-    assert rows["owner"].phase == "SUCCEEDED"
+    assert rows["owner"].phase == "SUCCEEDED" and rows["owner"].reservation is None
     assert rows["borrow"].phase == "SUCCEEDED" and rows["borrow"].preemptions == 1
     assert rows["borrow"].attempt == 2
     ex = ctl.executor

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
-from suanli.model.ids import JobId, MemberId, ModelId
+from suanli.model.ids import JobId, MemberId, ModelId, NodeId
 from suanli.model.job import Placement
 from suanli.sched.decision import Admit, Decision, Preempt
 from suanli.sched.placement import Gains
@@ -58,6 +58,13 @@ class PassContext:
         #: reclaims found hopeless: (shape on a model, the candidates' key and count, how many
         #: jobs were stopping and claimed)
         self._no_reclaim: set[tuple[object, ...]] = set()
+        #: where the jobs that reclaimed in this pass will run (the next pass holds it for them)
+        self.reservations: dict[JobId, Placement] = {}
+        #: the last pass's reservations, held from every other job until their own job is
+        #: looked at: the free devices taken out, the jobs stopping on them claimed
+        self._holding: dict[JobId, tuple[Placement, frozenset[JobId]]] = {}
+        if snapshot.reservations:
+            self._hold_reservations()
 
     @staticmethod
     def signature(q: QueuedJob) -> tuple[object, ...]:
@@ -141,6 +148,57 @@ class PassContext:
     def wait(self, q: QueuedJob, reason: str) -> None:
         self.reasons[q.id] = reason
 
+    # -- reservations ----------------------------------------------------------------------
+    def _hold_reservations(self) -> None:
+        """A job that reclaimed devices in the last pass waits for its victims to stop; the
+        devices it counted on (free ones, and those of the jobs stopping for it) are its own
+        until it is looked at again, so that no other job (nor another reclaim) takes them in
+        the meantime and sends it to reclaim again."""
+        snap = self.snap
+        index = snap.pool.index
+        wanted: dict[tuple[NodeId, int], JobId] = {}
+        for jid, placement in sorted(snap.reservations.items()):
+            q = snap.pending.get(jid)
+            if q is None or jid in self.held:
+                continue
+            free_part: list[tuple[NodeId, tuple[int, ...]]] = []
+            for node, devices in placement.assignments:
+                i = index.get(node)
+                if i is None or not self.free.schedulable[i]:
+                    continue
+                mask = self.free.free[i]
+                kept = tuple(d for d in devices if mask >> d & 1)
+                if kept:
+                    free_part.append((node, kept))
+                wanted.update(((node, d), jid) for d in devices)
+            part = Placement(placement.model, tuple(free_part))
+            self.free.take(part, q.spec.cpu, q.spec.memory_gb)
+            self._holding[jid] = (part, frozenset())
+        stopping_for: dict[JobId, set[JobId]] = {}
+        running = snap.running
+        for rid in sorted(self.stopping):
+            for node, devices in running[rid].placement.assignments:
+                owner = next((o for d in devices if (o := wanted.get((node, d)))), None)
+                if owner is not None:
+                    stopping_for.setdefault(owner, set()).add(rid)
+                    break
+        for jid, rids in stopping_for.items():
+            self._holding[jid] = (self._holding[jid][0], frozenset(rids))
+            self.claimed |= rids
+
+    def release(self, q: QueuedJob) -> None:
+        """``q`` is looked at: what the last pass reserved for it is free again, for it
+        first (its policy tries it now)."""
+        got = self._holding.pop(q.id, None)
+        if got is None:
+            return
+        part, rids = got
+        self.free.give(part, q.spec.cpu, q.spec.memory_gb)
+        self.claimed -= rids
+        self.version += 1
+        self._no_fit.clear()  # (free capacity grew: what did not fit may now)
+        self._no_reclaim.clear()
+
     # -- reclaim ---------------------------------------------------------------------------
     def reclaim(
         self,
@@ -195,17 +253,18 @@ class PassContext:
     def _trial(
         self, model: ModelId, victims: Sequence[RunningJob], key: Hashable | None
     ) -> tuple[list[RunningJob], Gains]:
-        """Stopping jobs not yet claimed, then the candidates, on ``model``; and their bound."""
+        """Stopping jobs not yet claimed (those that stop first, first: a job that reclaimed
+        in an earlier pass finds its own victims again, or some that stop sooner), then the
+        candidates, on ``model``; and their bound."""
         ck = ("trial", key, model, self.version)
         if key is not None and ck in self.cache:
             got: tuple[list[RunningJob], Gains] = self.cache[ck]
             return got
         running = self.snap.running
-        free_running = [
-            running[j]
-            for j in sorted(self.stopping - self.claimed)
-            if running[j].placement.model == model
-        ]
+        free_running = sorted(
+            (r for j in self.stopping - self.claimed if (r := running[j]).placement.model == model),
+            key=lambda r: (r.stop_at, r.id),
+        )
         trial = [*free_running, *self._on_models(victims, key).get(model, ())]
         out = (trial, self.free.gains(model, (r.placement for r in trial)))
         if key is not None:
@@ -252,6 +311,7 @@ class PassContext:
         key = (q.member, model)
         self.version += 1
         self.reserved.add(q.id)
+        self.reservations[q.id] = placement
         self.used_devices[key] = self.used_devices.get(key, 0) + q.spec.count
         self.used_nu[q.member] = self.used_nu.get(q.member, 0.0) + self.job_nu(q, model)
 

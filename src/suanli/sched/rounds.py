@@ -134,6 +134,7 @@ class GuaranteedSharing:
         return got, key
 
     def attempt(self, ctx: PassContext, q: QueuedJob, failed: set[tuple[object, ...]]) -> Outcome:
+        ctx.release(q)  # (what an earlier reclaim of q counted on is q's to take again)
         order, guaranteed = self.models(ctx, q)
         why: list[str] = []
         for f in order:

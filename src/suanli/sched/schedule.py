@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from suanli.model.ids import JobId, MemberId
-from suanli.model.job import JobSpec
+from suanli.model.job import JobSpec, Placement
 from suanli.sched.context import PassContext, describe
 from suanli.sched.decision import Admit, Decision, Preempt
 from suanli.sched.policy import Policy
@@ -28,6 +29,9 @@ class PassResult:
     examined: int = 0
     #: pending jobs a preemption in this pass made room for: they start once it ends
     reserved: frozenset[JobId] = frozenset()
+    #: where each of them will run: the owner keeps it in the next pass's snapshot
+    #: (``Snapshot.reservations``), which holds it for them
+    reservations: Mapping[JobId, Placement] = field(default_factory=dict)
 
     @property
     def admits(self) -> list[Admit]:
@@ -74,6 +78,7 @@ def schedule(snapshot: Snapshot, policy: Policy) -> PassResult:
         ctx.end_reason,
         ctx.examined,
         frozenset(ctx.reserved),
+        dict(ctx.reservations),
     )
 
 

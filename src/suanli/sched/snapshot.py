@@ -8,6 +8,7 @@ never rescans the queue. ``schedule()`` reads it and never changes it.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,12 +45,14 @@ class QueuedJob:
 @dataclass(slots=True)
 class RunningJob:
     """A job holding devices. ``stopping``: a preemption was issued and it is in its grace
-    period; its devices are still taken."""
+    period; its devices are still taken, until ``stop_at`` at the latest (infinite: not
+    known)."""
 
     job: QueuedJob
     placement: Placement
     started_at: float
     stopping: bool = False
+    stop_at: float = math.inf
     #: the job's id, spec and member (plain fields: a pass reads them for every running job)
     id: JobId = field(init=False)
     spec: JobSpec = field(init=False)
@@ -146,6 +149,10 @@ class Snapshot:
         self.running: dict[JobId, RunningJob] = {}
         #: running jobs in their grace period (a preemption was issued)
         self.stopping: set[JobId] = set()
+        #: pending jobs that reclaimed devices in the last pass, and where they will run: the
+        #: devices (free ones, and those of the jobs stopping for them) are held from every
+        #: other job until the next pass has looked at the reserving job again
+        self.reservations: dict[JobId, Placement] = {}
         #: a preempted job stops at once with all its work and its devices may be taken in
         #: the same pass (Gavel's physics, simulated only: no real executor frees devices so)
         self.instant_switch = False
@@ -224,19 +231,25 @@ class Snapshot:
 
     def cancel(self, job: JobId) -> None:
         """Remove a pending job."""
+        self.reservations.pop(job, None)
         self._forget(self._dequeue(job).spec)
 
     def start(self, job: JobId, placement: Placement, at: float | None = None) -> RunningJob:
         q = self.pending[job]
         self.free.take(placement, q.spec.cpu, q.spec.memory_gb)
         self._dequeue(job)
+        self.reservations.pop(job, None)
         r = RunningJob(q, placement, self.now if at is None else at)
         self.running[job] = r
         self._account(r, +1)
         return r
 
-    def mark_stopping(self, job: JobId) -> None:
-        self.running[job].stopping = True
+    def mark_stopping(self, job: JobId, until: float | None = None) -> None:
+        """A preemption of ``job`` was issued; it stops by ``until`` (None: not known)."""
+        r = self.running[job]
+        r.stopping = True
+        if until is not None:
+            r.stop_at = until
         self.stopping.add(job)
 
     def _release(self, job: JobId) -> RunningJob:

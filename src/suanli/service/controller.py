@@ -55,7 +55,13 @@ from suanli.service.vault import Vault, VaultError
 from suanli.store.alliance_rows import bump_revision, read_alliance
 from suanli.store.codec import placement_from_json, spec_from_json
 from suanli.store.database import Database
-from suanli.store.snapshot import ACTIVE, FEDERATED, build_snapshot, set_pending_reasons
+from suanli.store.snapshot import (
+    ACTIVE,
+    FEDERATED,
+    build_snapshot,
+    set_pending_reasons,
+    set_reservations,
+)
 from suanli.store.tables import JobRow, NodeRow
 
 log = logging.getLogger("suanli.controller")
@@ -335,6 +341,7 @@ class Controller:
                     if j not in rows and j in snap.pending
                 },
             )
+            set_reservations(s, result.reservations)
             plan.stops = [
                 (JobId(r.id), r.attempt, max(0.0, (r.stop_deadline or now) - now))
                 for r in s.scalars(

@@ -139,6 +139,7 @@ def admit(
         "phase": Phase.ADMITTED.value,
         "attempt": JobRow.attempt + 1,
         "placement": placement_to_json(placement) if placement is not None else None,
+        "reservation": None,
         "accounted_until": None,
         "reason": f"admitted: {why}" if why else "admitted",
         "exit_code": None,

@@ -361,8 +361,9 @@ class Simulation:
                 self._ends[d.job] = end
                 self.q.push(end, Kind.COMPLETE, (d.job, token))
             elif isinstance(d, Preempt) and not self.params.free_switching:
-                snap.mark_stopping(d.job)
+                snap.mark_stopping(d.job, t + d.grace_s)
                 self.q.push(t + d.grace_s, Kind.STOPPED, (d.job, self._tokens[d.job], t))
+        snap.reservations = {j: p for j, p in result.reservations.items() if j in snap.pending}
         self._update_guarantees(t)
         self._sample(t)
         stuck = not result.decisions and not snap.running and not len(self.q)

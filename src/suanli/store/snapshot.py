@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from suanli.model.alliance import Alliance
 from suanli.model.ids import JobId, NodeId
-from suanli.model.job import Phase
+from suanli.model.job import Phase, Placement
 from suanli.sched.snapshot import Snapshot
-from suanli.store.codec import placement_from_json, spec_from_json
+from suanli.store.codec import placement_from_json, placement_to_json, spec_from_json
 from suanli.store.ledger_rows import usage_history
 from suanli.store.tables import JobRow
 
@@ -49,10 +49,12 @@ def build_snapshot(
     for row in rows:
         spec = spec_from_json(row.spec)
         snap.submit(spec, row.submitted_at, alliance.sites_for(spec))
+        if row.phase == Phase.PENDING.value and row.reservation is not None:
+            snap.reservations[JobId(row.id)] = placement_from_json(row.reservation)
         if row.phase in ACTIVE and row.placement is not None:
             snap.start(JobId(row.id), placement_from_json(row.placement), row.started_at or now)
             if row.stop_requested:
-                snap.mark_stopping(JobId(row.id))
+                snap.mark_stopping(JobId(row.id), row.stop_deadline)
     for node, devices in sorted((outside or {}).items()):
         if node in alliance.nodes:
             snap.hold(node, devices)
@@ -70,3 +72,25 @@ def set_pending_reasons(s: Session, reasons: dict[str, str]) -> None:
         .values(reason=bindparam("why")),
         [{"jid": j, "why": why} for j, why in reasons.items()],
     )
+
+
+def set_reservations(s: Session, reservations: Mapping[JobId, Placement]) -> None:
+    """Keep the pass's reservations for the next one: these pending jobs hold these
+    placements, and no other job holds any."""
+    table = cast(Table, JobRow.__table__)
+    s.connection().execute(
+        update(table)
+        .where(
+            table.c.phase == Phase.PENDING.value,
+            table.c.reservation.is_not(None),
+            table.c.id.not_in(list(reservations)),
+        )
+        .values(reservation=None)
+    )
+    if reservations:
+        s.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("jid"), table.c.phase == Phase.PENDING.value)
+            .values(reservation=bindparam("where")),
+            [{"jid": j, "where": placement_to_json(p)} for j, p in reservations.items()],
+        )

@@ -121,6 +121,9 @@ class JobRow(Base):
     phase: Mapped[str] = mapped_column(String(20), default="PENDING")
     reason: Mapped[str] = mapped_column(Text, default="")
     placement: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: a pending job that reclaimed devices in the last pass: where it will run (the next
+    #: pass holds those devices for it)
+    reservation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     preemptions: Mapped[int] = mapped_column(Integer, default=0)
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
