@@ -8,7 +8,7 @@ from suanli.model.ids import JobId, MemberId, ModelId
 from suanli.model.job import Placement
 from suanli.sched.policies.gavel import max_min_lp
 from suanli.sched.policy import get_policy, policy_names
-from suanli.sched.schedule import schedule
+from suanli.sched.schedule import PassResult, schedule
 from suanli.sched.snapshot import Snapshot
 
 from ..builders import AllianceBuilder, job, snapshot
@@ -216,6 +216,52 @@ def test_a_reclaim_counts_first_on_the_jobs_that_stop_first() -> None:
     r = schedule(snap, get_policy("alliance"))
     assert not r.preempts
     assert r.reservations[JobId("J")].nodes != where.nodes
+
+
+def held_at_home(**options: object) -> tuple[Snapshot, PassResult]:
+    """x's data may stay only at x's site sx; y (within its guarantee) runs there a job that
+    could run anywhere, and a job held to sx too (it reads x's data); x's job reads it."""
+    a = (
+        AllianceBuilder()
+        .member("x")
+        .member("y")
+        .site("sx", "x")
+        .site("sy", "y")
+        .nodes_of("sx", "H800-80GB", 2)
+        .nodes_of("sy", "H800-80GB", 2)
+        .dataset("xdata", "x", readers=("y",), sites=("sx",))
+        .build()
+    )
+    h = ModelId("H800-80GB")
+    n0, n1, _, _ = sorted(a.nodes)
+    snap = snapshot(
+        a,
+        job("free", "y", 8, h),
+        job("held", "y", 8, h, datasets=("xdata",)),
+        job("x1", "x", 8, h, datasets=("xdata",)),
+    )
+    snap.start(JobId("free"), Placement(h, ((n0, tuple(range(8))),)), at=1)
+    snap.start(JobId("held"), Placement(h, ((n1, tuple(range(8))),)), at=2)
+    return snap, schedule(snap, get_policy("alliance", **options))
+
+
+def test_alliance_moves_a_job_that_may_run_anywhere_for_one_held_to_its_site() -> None:
+    # x is within its guarantee but its job may run only at sx, where y's jobs run within
+    # y's guarantee (no borrower to reclaim from) while y's own site idles: y's job that may
+    # run anywhere is moved (y's job held to sx is not)
+    snap, r = held_at_home()
+    assert [p.job for p in r.preempts] == ["free"]
+    assert "moved for x's job held to sx" in r.preempts[0].reason
+    assert r.reservations[JobId("x1")].nodes == snap.running[JobId("free")].placement.nodes
+    # once it stopped, it starts again at sy, and x's job where it reclaimed
+    apply(snap, r)
+    nxt = schedule(snap, get_policy("alliance"))
+    placed = {d.job: d.placement.nodes for d in nxt.admits}
+    assert placed[JobId("x1")] == r.reservations[JobId("x1")].nodes
+    assert all(n.startswith("sy-") for n in placed[JobId("free")])
+    _, off = held_at_home(residency_moves=False)
+    assert not off.preempts
+    assert "would not free a fitting placement" in off.reasons[JobId("x1")]
 
 
 def test_alliance_lends_first_to_the_lightest_past_user() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import ClassVar
 
-from suanli.model.ids import MemberId, ModelId
+from suanli.model.ids import JobId, MemberId, ModelId
 from suanli.sched.context import PassContext, shape
 from suanli.sched.snapshot import QueuedJob, RunningJob
 
@@ -123,6 +123,13 @@ class GuaranteedSharing:
         reverse): a reclaim that failed is not tried again until they do."""
         raise NotImplementedError
 
+    def movable(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
+        """Running jobs that are not victims but may be moved away for ``q``, a job held to
+        its sites (its data's residency), when the victims are not enough: none unless a
+        policy says otherwise. They may depend on the pass's state, ``models`` and ``q``'s
+        sites."""
+        return []
+
     def _victims(
         self, ctx: PassContext, q: QueuedJob, models: list[ModelId]
     ) -> tuple[list[RunningJob], tuple[object, ...]]:
@@ -157,13 +164,29 @@ class GuaranteedSharing:
         if mine and ctx.signature(q) not in failed:
             victims, key = self._victims(ctx, q, mine)
             got = ctx.reclaim(q, mine, victims, key)
+            moved: set[JobId] = set()
+            if got is None and q.allowed_sites is not None:
+                movable = self.movable(ctx, q, mine)
+                if movable:
+                    moved = {r.id for r in movable}
+                    more = (*key, "moves", q.allowed_sites)
+                    got = ctx.reclaim(q, mine, [*victims, *movable], more)
             if got is not None:
                 model, victims = got
                 for v in victims:
                     ctx.preempt(
                         v,
-                        f"reclaimed by {q.member} (within its {self.guarantee_word}) from "
-                        f"borrower {v.member}; checkpoint within the grace period",
+                        (
+                            f"moved for {q.member}'s job held to "
+                            f"{'|'.join(sorted(q.allowed_sites or ()))} (within its "
+                            f"{self.guarantee_word}): {v.member}'s job may run elsewhere; "
+                            "checkpoint within the grace period"
+                        )
+                        if v.id in moved
+                        else (
+                            f"reclaimed by {q.member} (within its {self.guarantee_word}) from "
+                            f"borrower {v.member}; checkpoint within the grace period"
+                        ),
                         self.grace_s,
                     )
                 ctx.wait(

@@ -24,6 +24,10 @@
    which nothing else was waiting for). Upgrades are looked for in every pass, or at most
    once per ``upgrade_every_s`` where that is set (never less often when switching is free).
 5. Non-preemptible jobs run only within the guarantee.
+6. Residency. A guaranteed job held to its sites (its data may stay only there) that borrowers'
+   jobs cannot make room for may move other members' preemptible jobs that run there but
+   are not held there (``residency_moves``): they checkpoint within the grace period and
+   start again elsewhere. Jobs that may run anywhere yield to jobs that may run only here.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class AlliancePolicy(GuaranteedSharing):
         upgrade_factor: float = 4.0,
         upgrade_reserve: float = 0.2,
         upgrade_every_s: float = 0.0,
+        residency_moves: bool = True,
     ) -> None:
         """``commons_share``: the fair-tree share of each commons member, as a fraction of
         the pool's NU (weighted by its weight); contributors' shares are their entitlements.
@@ -75,6 +80,7 @@ class AlliancePolicy(GuaranteedSharing):
         self.commons_share = commons_share
         self.upgrade_factor = upgrade_factor
         self.upgrade_reserve = upgrade_reserve
+        self.residency_moves = residency_moves
         self._by_speed: dict[tuple[str, int], list[list[ModelId]]] = {}
 
     def _share(self, ctx: PassContext, m: MemberId) -> float:
@@ -166,6 +172,35 @@ class AlliancePolicy(GuaranteedSharing):
             # (merged on their keys, compared in C: ids are unique, so jobs never are)
             keyed = mine[0] if len(mine) == 1 else sorted(itertools.chain.from_iterable(mine))
             out.extend(r for *_, r in keyed)
+        return out
+
+    def movable(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
+        """For a guaranteed job held to its sites (rule 6b): the preemptible jobs of members
+        within their guarantees that run there but are not held there, newest first."""
+        sites = q.allowed_sites
+        if not self.residency_moves or sites is None:
+            return []
+        snap = ctx.snap
+        e = snap.entitlement_nu
+        out: list[RunningJob] = []
+        for f in models:
+            ck = ("alliance-movable", f, sites)
+            here: list[Newest] | None = ctx.cache.get(ck)
+            if here is None:
+                nodes = {snap.pool.nodes[i].id for i in snap.pool.nodes_at(f, sites)}
+                here = sorted(
+                    (-r.started_at, r.id, r)
+                    for (_, model), jobs in snap.running_by.items()
+                    if model == f
+                    for r in jobs.values()
+                    if r.spec.preemptible
+                    and (r.job.allowed_sites is None or not r.job.allowed_sites <= sites)
+                    and any(n in nodes for n in r.placement.nodes)
+                )
+                ctx.cache[ck] = here
+            out.extend(
+                r for *_, r in here if ctx.used_nu.get(r.member, 0.0) <= e.get(r.member, 0.0) + EPS
+            )
         return out
 
     @staticmethod
