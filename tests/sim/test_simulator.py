@@ -143,6 +143,30 @@ def test_a_job_behind_the_head_is_owed_from_when_it_fits_the_share() -> None:
     assert res.violation_s[MemberId("a")] == pytest.approx(100)
 
 
+def test_a_job_held_to_a_site_full_of_its_members_held_work_is_owed_nothing() -> None:
+    # x's data may stay only at sx (2 devices); its own jobs that read it fill sx until 1000,
+    # while x uses half its entitlement: a third such job waits 998 s, and no one could have
+    # made room for it
+    alliance = (
+        AllianceBuilder()
+        .member("x")
+        .site("sx", "x")
+        .site("sx2", "x")
+        .nodes_of("sx", "V100-16GB", 1, devices=2)
+        .nodes_of("sx2", "V100-16GB", 1, devices=2)
+        .dataset("xdata", "x", sites=("sx",))
+        .build()
+    )
+
+    def held(jid: str, arrival: float, work: float) -> SimJob:
+        return SimJob(job(jid, "x", 1, V100, datasets=("xdata",)), arrival, work, {V100: 1.0})
+
+    jobs = [held("H1", 0, 1000), held("H2", 1, 1000), held("H3", 2, 10)]
+    res = Simulation(alliance, jobs, get_policy("alliance"), SimParams(None)).run()
+    assert res.records[JobId("H3")].first_start == 1000
+    assert res.violation_s[MemberId("x")] == 0
+
+
 def test_every_policy_conserves_work_and_is_deterministic() -> None:
     alliance = (
         AllianceBuilder()

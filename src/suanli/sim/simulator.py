@@ -18,7 +18,7 @@ from suanli.model.ids import JobId, MemberId, ModelId, NodeId
 from suanli.sched.decision import Admit, Preempt
 from suanli.sched.policy import Policy
 from suanli.sched.schedule import schedule
-from suanli.sched.snapshot import Snapshot
+from suanli.sched.snapshot import QueuedJob, Snapshot
 from suanli.sim.engine import EventQueue, Kind
 from suanli.sim.executor import JobRecord, SimulatedExecutor
 from suanli.sim.workload import SimJob
@@ -174,6 +174,8 @@ class Simulation:
         self._oldest_owed: dict[MemberId, float] = {}
         #: when guarantees were last looked at (violations are accrued up to it)
         self._owed_checked = 0.0
+        #: per node, the devices of the running jobs on it that are held to sites
+        self._fixed_on: dict[NodeId, dict[JobId, int]] = {}
         # Integrals over time are brought up to date per member and per model when theirs
         # change (and for all before a pass reads the usage history), not at every event:
         # an event costs the same with 10 members or 1,000.
@@ -281,6 +283,8 @@ class Simulation:
             room = e - snap.used_nu[m] + 1e-9
             owed: dict[JobId, float] = {}
             for q in snap.member_queue(m):
+                if q.allowed_sites is not None and not self._could_fit_at_sites(q):
+                    continue  # (its sites are full of work that may not move for it)
                 room -= cheapest(q.spec)
                 if room < 0:
                     break
@@ -290,6 +294,49 @@ class Simulation:
                 self._oldest_owed[m] = min(owed.values())
             else:
                 self._oldest_owed.pop(m, None)
+
+    def _could_fit_at_sites(self, q: QueuedJob) -> bool:
+        """Whether ``q``, held to its sites, would fit there if every job not held there
+        were gone (devices only): a node with enough such devices, or for a gang enough
+        whole nodes. A job whose sites are full of work held there (its member's own, or
+        that of the readers its member let in) is owed nothing by the pool; other members'
+        non-preemptible jobs there count as the pool's doing (it placed them)."""
+        sites = q.allowed_sites
+        assert sites is not None
+        snap = self.snap
+        pool = snap.pool
+        gang = q.spec.gang
+        running = snap.running
+        for f in pool.present(q.spec):
+            whole = 0
+            for i in pool.nodes_at(f, sites):
+                node = pool.nodes[i]
+                if not snap.free.schedulable[i]:
+                    continue
+                fixed = 0
+                for jid, n in self._fixed_on.get(node.id, {}).items():
+                    held = running[jid].job.allowed_sites
+                    if held is not None and held <= sites:
+                        fixed += n
+                if gang.nodes == 1:
+                    if node.devices - fixed >= gang.per_node:
+                        return True
+                elif fixed == 0 and node.devices == gang.per_node:
+                    whole += 1
+                    if whole >= gang.nodes:
+                        return True
+        return False
+
+    def _fix(self, jid: JobId, on: bool) -> None:
+        """Keep ``_fixed_on`` as job ``jid`` starts (``on``) or stops."""
+        r = self.snap.running[jid]
+        if r.job.allowed_sites is None:
+            return
+        for node, devices in r.placement.assignments:
+            if on:
+                self._fixed_on.setdefault(node, {})[jid] = len(devices)
+            else:
+                self._fixed_on[node].pop(jid, None)
 
     def _accrue_violations(self, t: float) -> None:
         """Violation time from the last look at guarantees up to ``t`` (what was owed then is
@@ -355,6 +402,7 @@ class Simulation:
                 member = snap.pending[d.job].member
                 self._changing(member, d.placement.model)
                 snap.start(d.job, d.placement, t)
+                self._fix(d.job, True)
                 self._changed(member)
                 end, token = self.exec.start(d.job, d.placement, t)
                 self._tokens[d.job] = token
@@ -409,6 +457,7 @@ class Simulation:
         self._attain(jid, now)
         r = self.snap.running[jid]
         self._changing(r.member, r.placement.model)
+        self._fix(jid, False)
         self.snap.requeue(jid)
         self._changed(r.member)
         self._tokens.pop(jid)
@@ -462,6 +511,7 @@ class Simulation:
                     self._attain(jid, ev.time)
                     r = self.snap.running[jid]
                     self._changing(r.member, r.placement.model)
+                    self._fix(jid, False)
                     self.snap.finish(jid)
                     self._changed(r.member)
                     self._tokens.pop(jid)
