@@ -264,6 +264,38 @@ def test_alliance_moves_a_job_that_may_run_anywhere_for_one_held_to_its_site() -
     assert "would not free a fitting placement" in off.reasons[JobId("x1")]
 
 
+def gang_at_home(**options: object) -> PassResult:
+    """x owns sx (3 H800 nodes), y owns sy (2 A100 nodes); each site is its own fabric. y,
+    within its guarantee, runs a one-device job on each of two of x's nodes; x wants a 2x8
+    gang of H800."""
+    a = (
+        AllianceBuilder()
+        .member("x")
+        .member("y")
+        .site("sx", "x")
+        .site("sy", "y")
+        .nodes_of("sx", "H800-80GB", 3)
+        .nodes_of("sy", "A100-80GB", 2)
+        .build()
+    )
+    h = ModelId("H800-80GB")
+    n0, n1, *_ = sorted(a.nodes)
+    snap = snapshot(a, job("y1", "y", 1, h), job("y2", "y", 1, h), job("g", "x", 16, h, nodes=2))
+    snap.start(JobId("y1"), Placement(h, ((n0, (0,)),)), at=1)
+    snap.start(JobId("y2"), Placement(h, ((n1, (0,)),)), at=2)
+    return schedule(snap, get_policy("alliance", **options))
+
+
+def test_alliance_moves_small_jobs_off_nodes_a_guaranteed_gang_needs_whole() -> None:
+    # no borrower anywhere, and sx has one whole free node: y's newest small job moves (it
+    # starts again beside y's other one) and the gang gets its node
+    r = gang_at_home()
+    assert [p.job for p in r.preempts] == ["y2"]
+    assert "moved for x's gang of 2x8 whole nodes" in r.preempts[0].reason
+    assert len(r.reservations[JobId("g")].nodes) == 2
+    assert not gang_at_home(gang_moves=False).preempts
+
+
 def test_alliance_lends_first_to_the_lightest_past_user() -> None:
     a = two_members(1, 0).member("d", tier="commons").build()
     snap = snapshot(a, job("c1", "c", 8, "H800-80GB"), job("d1", "d", 8, "H800-80GB"))

@@ -165,11 +165,11 @@ class GuaranteedSharing:
             victims, key = self._victims(ctx, q, mine)
             got = ctx.reclaim(q, mine, victims, key)
             moved: set[JobId] = set()
-            if got is None and q.allowed_sites is not None:
+            if got is None:
                 movable = self.movable(ctx, q, mine)
                 if movable:
                     moved = {r.id for r in movable}
-                    more = (*key, "moves", q.allowed_sites)
+                    more = (*key, "moves", q.allowed_sites, q.spec.gang.nodes > 1)
                     got = ctx.reclaim(q, mine, [*victims, *movable], more)
             if got is not None:
                 model, victims = got
@@ -177,10 +177,14 @@ class GuaranteedSharing:
                     ctx.preempt(
                         v,
                         (
-                            f"moved for {q.member}'s job held to "
-                            f"{'|'.join(sorted(q.allowed_sites or ()))} (within its "
-                            f"{self.guarantee_word}): {v.member}'s job may run elsewhere; "
-                            "checkpoint within the grace period"
+                            f"moved for {q.member}'s "
+                            + (
+                                f"job held to {'|'.join(sorted(q.allowed_sites))}"
+                                if q.allowed_sites is not None
+                                else f"gang of {shape(q)}"
+                            )
+                            + f" (within its {self.guarantee_word}): {v.member}'s job may run "
+                            "elsewhere; checkpoint within the grace period"
                         )
                         if v.id in moved
                         else (

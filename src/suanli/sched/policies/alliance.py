@@ -24,10 +24,12 @@
    which nothing else was waiting for). Upgrades are looked for in every pass, or at most
    once per ``upgrade_every_s`` where that is set (never less often when switching is free).
 5. Non-preemptible jobs run only within the guarantee.
-6. Residency. A guaranteed job held to its sites (its data may stay only there) that borrowers'
-   jobs cannot make room for may move other members' preemptible jobs that run there but
-   are not held there (``residency_moves``): they checkpoint within the grace period and
-   start again elsewhere. Jobs that may run anywhere yield to jobs that may run only here.
+6. Moves. A guaranteed job that borrowers' jobs cannot make room for may move jobs of members
+   within their guarantees, which checkpoint within the grace period and start again
+   elsewhere: for a job held to its sites (its data may stay only there), the preemptible jobs
+   that run there but are not held there (``residency_moves``: jobs that may run anywhere
+   yield to jobs that may run only here); for a gang, preemptible one-node jobs held nowhere,
+   those on the emptiest nodes first, so that whole nodes free up (``gang_moves``).
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ import itertools
 import math
 from typing import ClassVar
 
-from suanli.model.ids import MemberId, ModelId
+from suanli.model.ids import MemberId, ModelId, SiteId
 from suanli.model.job import Placement
 from suanli.model.member import Tier
 from suanli.sched.context import PassContext
 from suanli.sched.policy import register
 from suanli.sched.rounds import GuaranteedSharing, present_models, speed
-from suanli.sched.snapshot import QueuedJob, RunningJob
+from suanli.sched.snapshot import QueuedJob, RunningJob, Snapshot
 
 EPS = 1e-9
 
@@ -65,6 +67,7 @@ class AlliancePolicy(GuaranteedSharing):
         upgrade_reserve: float = 0.2,
         upgrade_every_s: float = 0.0,
         residency_moves: bool = True,
+        gang_moves: bool = True,
     ) -> None:
         """``commons_share``: the fair-tree share of each commons member, as a fraction of
         the pool's NU (weighted by its weight); contributors' shares are their entitlements.
@@ -81,6 +84,7 @@ class AlliancePolicy(GuaranteedSharing):
         self.upgrade_factor = upgrade_factor
         self.upgrade_reserve = upgrade_reserve
         self.residency_moves = residency_moves
+        self.gang_moves = gang_moves
         self._by_speed: dict[tuple[str, int], list[list[ModelId]]] = {}
 
     def _share(self, ctx: PassContext, m: MemberId) -> float:
@@ -175,33 +179,52 @@ class AlliancePolicy(GuaranteedSharing):
         return out
 
     def movable(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
-        """For a guaranteed job held to its sites (rule 6b): the preemptible jobs of members
-        within their guarantees that run there but are not held there, newest first."""
+        """Jobs of members within their guarantees that may move for ``q`` (rule 6b): for a
+        job held to its sites, the preemptible jobs that run there but are not held there,
+        newest first; for a gang that may run anywhere, the preemptible one-node jobs that are
+        held nowhere, those on the emptiest nodes first (so that whole nodes free up)."""
         sites = q.allowed_sites
-        if not self.residency_moves or sites is None:
+        if sites is not None:
+            if not self.residency_moves:
+                return []
+        elif q.spec.gang.nodes == 1 or not self.gang_moves:
             return []
         snap = ctx.snap
         e = snap.entitlement_nu
         out: list[RunningJob] = []
         for f in models:
             ck = ("alliance-movable", f, sites)
-            here: list[Newest] | None = ctx.cache.get(ck)
+            here: list[tuple[float, float, str, RunningJob]] | None = ctx.cache.get(ck)
             if here is None:
-                nodes = {snap.pool.nodes[i].id for i in snap.pool.nodes_at(f, sites)}
-                here = sorted(
-                    (-r.started_at, r.id, r)
-                    for (_, model), jobs in snap.running_by.items()
-                    if model == f
-                    for r in jobs.values()
-                    if r.spec.preemptible
-                    and (r.job.allowed_sites is None or not r.job.allowed_sites <= sites)
-                    and any(n in nodes for n in r.placement.nodes)
-                )
+                here = self._movable_on(snap, f, sites)
                 ctx.cache[ck] = here
             out.extend(
                 r for *_, r in here if ctx.used_nu.get(r.member, 0.0) <= e.get(r.member, 0.0) + EPS
             )
         return out
+
+    @staticmethod
+    def _movable_on(
+        snap: Snapshot, model: ModelId, sites: frozenset[SiteId] | None
+    ) -> list[tuple[float, float, str, RunningJob]]:
+        """The candidates of :meth:`movable` on ``model``, behind their sort keys (the
+        running jobs do not change during a pass)."""
+        jobs = (r for (_, f), on in snap.running_by.items() if f == model for r in on.values())
+        if sites is not None:
+            nodes = {snap.pool.nodes[i].id for i in snap.pool.nodes_at(model, sites)}
+            return sorted(
+                (0.0, -r.started_at, r.id, r)
+                for r in jobs
+                if r.spec.preemptible
+                and (r.job.allowed_sites is None or not r.job.allowed_sites <= sites)
+                and any(n in nodes for n in r.placement.nodes)
+            )
+        index, free = snap.pool.index, snap.free.free
+        return sorted(
+            (-free[index[r.placement.nodes[0]]].bit_count(), -r.started_at, r.id, r)
+            for r in jobs
+            if r.spec.preemptible and r.spec.gang.nodes == 1 and r.job.allowed_sites is None
+        )
 
     @staticmethod
     def _preemptible(ctx: PassContext, models: list[ModelId], member: MemberId) -> list[Newest]:
