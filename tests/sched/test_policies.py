@@ -207,6 +207,29 @@ def test_a_reclaim_holds_what_it_counted_on_until_its_victims_stop() -> None:
     assert [(d.job, d.placement) for d in later.admits if d.job == "J"] == [("J", where)]
 
 
+def test_a_reclaims_victims_keep_their_cpu_until_they_stop() -> None:
+    """J reclaims exactly c2's devices; c2 still runs (and holds its 8 CPUs) until it stops,
+    so c3 may not take the free device with 8 CPUs the node does not have."""
+    a = (
+        AllianceBuilder()
+        .member("x")
+        .member("c", tier="commons")
+        .site("sx", "x")
+        .nodes_of("sx", "V100-16GB", 1, devices=8, cpu=16)
+        .build()
+    )
+    v = ModelId("V100-16GB")
+    (n0,) = a.nodes
+    snap = snapshot(a, job("c1", "c", 3, v), job("c2", "c", 4, v, cpu=8), job("J", "x", 4, v))
+    snap.start(JobId("c1"), Placement(v, ((n0, (4, 5, 6)),)), at=0)
+    snap.start(JobId("c2"), Placement(v, ((n0, (0, 1, 2, 3)),)), at=1)  # (newest: the victim)
+    snap.submit(job("c3", "c", 1, v, cpu=8), submitted_at=5)
+    r = schedule(snap, get_policy("alliance"))
+    assert [p.job for p in r.preempts] == ["c2"]
+    assert r.reservations == {"J": Placement(v, ((n0, (0, 1, 2, 3)),))}
+    assert not r.admits  # (16 CPUs: c1's 1, c2's 8 and J's 1 leave 6)
+
+
 def test_a_reclaim_counts_first_on_the_jobs_that_stop_first() -> None:
     snap, where = held_for_reclaim()
     # c2 is also stopping now (for nothing of x's: no reservation names it), and stops

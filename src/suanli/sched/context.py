@@ -299,13 +299,13 @@ class PassContext:
         if placement is None:  # _minimize checked this exact state
             raise AssertionError(f"reclaim for {q.id} lost its placement")
         self.free.take(placement, q.spec.cpu, q.spec.memory_gb)
-        # Devices of the victims that q does not take stay busy until the victims stop.
+        # Devices of the victims that q does not take stay busy until the victims stop, and
+        # so do their CPU and memory on every node they hold (q's come on top).
         mine = {(n, d) for n, devs in placement.assignments for d in devs}
         for r in victims:
             rest = tuple(
-                (n, kept)
+                (n, tuple(d for d in devs if (n, d) not in mine))
                 for n, devs in r.placement.assignments
-                if (kept := tuple(d for d in devs if (n, d) not in mine))
             )
             self.free.take(Placement(model, rest), r.spec.cpu, r.spec.memory_gb)
         key = (q.member, model)

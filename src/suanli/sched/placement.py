@@ -138,7 +138,8 @@ class FreeState:
             m = mask_of(devices)
             if self.free[i] & m != m:
                 raise ValueError(f"devices {devices} of node {node_id} are not free")
-            self._move(i, self.free[i] & ~m)
+            if m:  # (none: only CPU and memory)
+                self._move(i, self.free[i] & ~m)
             self.cpu[i] -= cpu
             self.mem[i] -= mem
 
@@ -148,7 +149,8 @@ class FreeState:
             m = mask_of(devices)
             if self.free[i] & m:
                 raise ValueError(f"devices {devices} of node {node_id} are already free")
-            self._move(i, self.free[i] | m)
+            if m:
+                self._move(i, self.free[i] | m)
             self.cpu[i] += cpu
             self.mem[i] += mem
 
@@ -379,7 +381,7 @@ class FreeState:
             chosen.append(i)
             if len(chosen) == gang.nodes:
                 every = tuple(range(gang.per_node))
-                return Placement(model, tuple((nodes[j].id, every) for j in chosen))
+                return Placement(model, tuple([(nodes[j].id, every) for j in chosen]))
         return None
 
     def _fit_at(self, spec: JobSpec, model: ModelId, at: tuple[int, ...]) -> Placement | None:
