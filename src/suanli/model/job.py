@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import itemgetter
 
 from suanli.model.ids import DatasetId, JobId, MemberId, ModelId, NodeId
+
+_devices_of = itemgetter(1)  # (an assignment's device indexes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +116,9 @@ class Placement:
     devices: int = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "devices", sum(len(d) for _, d in self.assignments))
+        a = self.assignments
+        n = len(a[0][1]) if len(a) == 1 else sum(map(len, map(_devices_of, a)))
+        object.__setattr__(self, "devices", n)
 
     @property
     def nodes(self) -> tuple[NodeId, ...]:

@@ -73,7 +73,7 @@ def schedule(snapshot: Snapshot, policy: Policy) -> PassResult:
         held.update(short)
     return PassResult(
         tuple(ctx.decisions),
-        {**ctx.reasons, **held},
+        {**ctx.reasons, **held} if held else ctx.reasons,
         ctx.member_blocked,
         ctx.end_reason,
         ctx.examined,

@@ -27,13 +27,13 @@ A throughput of 0 (or a model the job does not accept) means it cannot run there
 from __future__ import annotations
 
 from itertools import chain
-from typing import Any, ClassVar, cast
+from typing import ClassVar
 
 import numpy as np
-from scipy.optimize import linprog
-from scipy.sparse import coo_matrix
+from scipy.sparse import csc_array
 
 from suanli.model.ids import JobId, ModelId
+from suanli.sched import highs
 from suanli.sched.context import PassContext, describe
 from suanli.sched.policy import register
 from suanli.sched.rounds import speed
@@ -56,35 +56,37 @@ def max_min_lp(
     left out of the min (they can get nothing). ``multiplicity`` n_j lets one row stand for
     n_j identical jobs: the LP is symmetric in them, so a symmetric optimum exists and solving
     per class is exact."""
-    mult = multiplicity or [1] * n_jobs
+    mult = np.asarray(multiplicity or [1] * n_jobs, dtype=float)
     nv = len(pairs)
     if nv == 0:
         return np.zeros(0)
     n_models = len(capacity)
-    has_pair = sorted({j for j, _ in pairs})
-    row_of = {j: k for k, j in enumerate(has_pair)}
-    rows, cols, vals = [], [], []
+    pj, pt = np.asarray(pairs, dtype=np.int64).T
+    has_pair = np.unique(pj)
     nj = len(has_pair)
-    for v, (j, t) in enumerate(pairs):
-        r = row_of[j]
-        rows += [r, nj + r, 2 * nj + t]
-        cols += [v, v, v]
-        vals += [1.0, -coef[v], float(scale[j] * mult[j])]
-    for r in range(nj):  # z - Σ coef x ≤ 0
-        rows.append(nj + r)
-        cols.append(nv)
-        vals.append(1.0)
-    a = coo_matrix(
-        (np.asarray(vals), (np.asarray(rows), np.asarray(cols))), shape=(2 * nj + n_models, nv + 1)
-    ).tocsr()
+    r = np.searchsorted(has_pair, pj)
+    # column-wise, each column's rows ascending: x_jt in rows r (Σ_t x ≤ 1), nj + r
+    # (z - Σ coef x ≤ 0) and 2nj + t (capacity); z in rows nj .. 2nj - 1
+    indices = np.empty(3 * nv + nj, dtype=np.int32)
+    indices[0 : 3 * nv : 3] = r
+    indices[1 : 3 * nv : 3] = nj + r
+    indices[2 : 3 * nv : 3] = 2 * nj + pt
+    indices[3 * nv :] = np.arange(nj, 2 * nj)
+    data = np.empty(3 * nv + nj)
+    data[0 : 3 * nv : 3] = 1.0
+    data[1 : 3 * nv : 3] = -np.asarray(coef, dtype=float)
+    data[2 : 3 * nv : 3] = np.asarray(scale, dtype=float)[pj] * mult[pj]
+    data[3 * nv :] = 1.0
+    indptr = np.append(np.arange(0, 3 * nv + 1, 3, dtype=np.int32), np.int32(3 * nv + nj))
+    a = csc_array((data, indices, indptr), shape=(2 * nj + n_models, nv + 1))
     b = np.concatenate([np.ones(nj), np.zeros(nj), np.asarray(capacity, dtype=float)])
     c = np.zeros(nv + 1)
     c[nv] = -1.0
-    # HiGHS takes a sparse matrix; SciPy's stubs only declare dense arrays.
-    res = linprog(c, A_ub=cast(Any, a), b_ub=b, bounds=(0, None), method="highs")
-    if res.status != 0 or res.x is None:
-        raise RuntimeError(f"gavel LP failed: {res.message}")
-    x: np.ndarray = np.clip(np.asarray(res.x[:nv], dtype=float), 0.0, 1.0)
+    try:
+        solution = highs.solve(c, a, b)
+    except RuntimeError as e:
+        raise RuntimeError(f"gavel LP failed: {e}") from None
+    x: np.ndarray = np.clip(solution[:nv], 0.0, 1.0)
     return x
 
 
