@@ -118,3 +118,40 @@ def test_the_gavel_compat_scenario_runs_the_jobs_gavel_knows_on_1_gpu_servers() 
     assert sc.policies["gavel"] == {"reset_s": 1920, "allocate": "at-reset"}
     eight = next(j for j in sc.jobs if j.spec.count == 8)
     assert (eight.spec.gang.nodes, eight.spec.gang.per_node) == (8, 1)
+
+
+def test_stale_completions_leave_the_heap_and_nothing_else_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Gavel's rounds switch jobs all the time: each switch leaves the run's completion event
+    stale. They are dropped once they could be half the heap; the simulation is the same."""
+    speeds = {V100: 2.0, K80: 1.0}
+    jobs = [
+        SimJob(job(f"j{i}", "a", c, V100, K80, nodes=c), 10.0 * i, 10_000 + 1000 * (i % 7), speeds)
+        for i in range(30)
+        if (c := 1 + i % 2)
+    ]
+    # (never switched: its completion event is live whenever the stale ones go)
+    jobs.append(SimJob(job("long", "a", 1, V100, preemptible=False), 0, 50_000, {V100: 1.0}))
+    peaks: dict[str, int] = {}
+
+    def run(label: str) -> dict[JobId, tuple[float | None, int]]:
+        sim = Simulation(pool(3, 3), jobs, get_policy("gavel"), GAVEL)
+        push = sim.q.push
+
+        def counted(*args: object) -> None:
+            push(*args)  # type: ignore[arg-type]
+            peaks[label] = max(peaks.get(label, 0), len(sim.q))
+
+        sim.q.push = counted  # type: ignore[method-assign]
+        res = sim.run()
+        return {j: (r.finished_at, len(r.runs)) for j, r in res.records.items()}
+
+    monkeypatch.setattr(Simulation, "stale_min", 16)
+    dropped = run("dropped")
+    monkeypatch.setattr(Simulation, "stale_min", 10**9)
+    kept = run("kept")
+    assert dropped == kept
+    assert all(finished is not None for finished, _ in kept.values())
+    assert sum(n for _, n in kept.values()) > 5 * len(jobs)  # (jobs were switched)
+    assert peaks["dropped"] < peaks["kept"] / 2

@@ -257,6 +257,16 @@ def test_event_queue_orders_by_time_kind_then_sequence() -> None:
         q.push(1, Kind.PASS)
 
 
+def test_event_queue_discards_stale_events_and_keeps_the_order_of_the_rest() -> None:
+    q = EventQueue()
+    for i in range(20):
+        q.push(float(20 - i), Kind.COMPLETE if i % 2 else Kind.PASS, i)
+    assert q.discard(lambda kind, payload: kind is Kind.COMPLETE and payload % 4 == 1) == 5
+    assert [q.pop().payload for _ in range(len(q))] == [
+        i for i in reversed(range(20)) if not (i % 2 and i % 4 == 1)
+    ]
+
+
 def test_a_job_that_checkpoints_when_signaled_keeps_its_progress() -> None:
     alliance = (
         AllianceBuilder()

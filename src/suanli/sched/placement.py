@@ -354,6 +354,8 @@ class FreeState:
                     node = nodes[i]
                     if self.cpu[i] < spec.cpu or self.mem[i] < spec.memory_gb:
                         continue
+                    if k == n == node.devices and n % node.alloc_unit == 0:
+                        return Placement(model, ((node.id, node.every),))  # (a whole node)
                     devices = self._pick_devices(node, n)
                     if devices is not None:
                         return Placement(model, ((node.id, devices),))
@@ -380,8 +382,7 @@ class FreeState:
             chosen = per_zone.setdefault(node.zone, [])
             chosen.append(i)
             if len(chosen) == gang.nodes:
-                every = tuple(range(gang.per_node))
-                return Placement(model, tuple([(nodes[j].id, every) for j in chosen]))
+                return Placement(model, tuple([(nodes[j].id, nodes[j].every) for j in chosen]))
         return None
 
     def _fit_at(self, spec: JobSpec, model: ModelId, at: tuple[int, ...]) -> Placement | None:

@@ -12,11 +12,20 @@ from suanli.model.ids import MemberId, ModelId, NodeId, SiteId
 from suanli.model.job import JobSpec
 from suanli.model.node import Node
 
+_MASKS: dict[tuple[int, ...], int] = {}
+
 
 def mask_of(devices: Iterable[int]) -> int:
+    """The bit mask of ``devices`` (a tuple's is remembered: placements repeat a few)."""
+    if type(devices) is tuple:
+        m = _MASKS.get(devices)
+        if m is not None:
+            return m
     m = 0
     for d in devices:
         m |= 1 << d
+    if type(devices) is tuple and len(_MASKS) < 1 << 16:
+        _MASKS[devices] = m
     return m
 
 
@@ -37,9 +46,12 @@ class PoolNode:
     nu_per_device: float
     #: every device's bit (a wholly free node's free mask)
     full_mask: int = field(init=False)
+    #: every device's index (a whole node's placement)
+    every: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "full_mask", (1 << self.devices) - 1)
+        object.__setattr__(self, "every", tuple(range(self.devices)))
 
 
 class Pool:

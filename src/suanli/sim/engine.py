@@ -7,6 +7,7 @@ in the order they were scheduled.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -54,3 +55,11 @@ class EventQueue:
         time, kind, seq, payload = heapq.heappop(self._heap)
         self.now = time
         return Event(time, kind, seq, payload)
+
+    def discard(self, stale: Callable[[Kind, Any], bool]) -> int:
+        """Drop the events for which ``stale(kind, payload)`` holds; returns how many. The
+        others still pop in the same order (their keys order them, not their place)."""
+        before = len(self._heap)
+        self._heap = [e for e in self._heap if not stale(e[1], e[3])]
+        heapq.heapify(self._heap)
+        return before - len(self._heap)

@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from suanli.model.alliance import Alliance
 from suanli.model.ids import JobId, MemberId, ModelId, NodeId
@@ -119,6 +120,10 @@ class SimResult:
 
 
 class Simulation:
+    #: stopped runs before the heap is rid of their completions (at most once per as many
+    #: stops as half the heap)
+    stale_min = 4096
+
     def __init__(
         self,
         alliance: Alliance,
@@ -160,6 +165,8 @@ class Simulation:
         )
         self.q = EventQueue()
         self._tokens: dict[JobId, int] = {}
+        #: runs stopped since the heap last lost its stale completion events
+        self._stale = 0
         self._pass_at: float | None = None
         self._last_pass = -math.inf
         self._last = 0.0
@@ -462,6 +469,17 @@ class Simulation:
         self._changed(r.member)
         self._tokens.pop(jid)
         self._ends.pop(jid, None)
+        # Its completion event is stale now. Stale events would pile up in the heap (a job
+        # switched every round leaves one per run), each making every pop dearer: once they
+        # could be half of it, they go.
+        self._stale += 1
+        if self._stale > self.stale_min and 2 * self._stale > len(self.q):
+            self._stale = 0
+            self.q.discard(self._stale_event)
+
+    def _stale_event(self, kind: Kind, payload: Any) -> bool:
+        """A completion of a run that is no longer the job's current one."""
+        return kind is Kind.COMPLETE and self._tokens.get(payload[0]) != payload[1]
 
     def _node_down(self, fault: Fault, now: float) -> None:
         """The node stops taking jobs; jobs on it die now (no signal, so only periodic
