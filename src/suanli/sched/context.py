@@ -138,7 +138,7 @@ class PassContext:
                 self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
             key = (r.member, r.placement.model)
             self.used_devices[key] = self.used_devices.get(key, 0) - r.placement.devices
-            self.used_nu[r.member] = self.used_nu.get(r.member, 0.0) - self.nu_of(r.placement)
+            self.used_nu[r.member] = self.used_nu.get(r.member, 0.0) - r.nu
             self.claimed.add(r.id)
             self._no_fit.clear()
             self._no_reclaim.clear()

@@ -60,6 +60,8 @@ class RunningJob:
     #: what a policy worked out about this run, kept as long as the run lasts (each policy
     #: keys its own entries by its name)
     memo: dict[str, Any] = field(init=False, default_factory=dict)
+    #: the NU its placement holds (counted once, when it starts)
+    nu: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.id = self.job.id
@@ -240,6 +242,7 @@ class Snapshot:
         self._dequeue(job)
         self.reservations.pop(job, None)
         r = RunningJob(q, placement, self.now if at is None else at)
+        r.nu = self.nu_of(placement)
         self.running[job] = r
         self._account(r, +1)
         return r
@@ -296,7 +299,7 @@ class Snapshot:
             self.running_by.setdefault(key, {})[r.id] = r
         else:
             del self.running_by[key][r.id]
-        self.used_nu[r.member] += sign * self.nu_of(r.placement)
+        self.used_nu[r.member] += sign * r.nu
 
     # -- reads -----------------------------------------------------------------------------
     def running_of(

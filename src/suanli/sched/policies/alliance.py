@@ -318,7 +318,7 @@ class AlliancePolicy(GuaranteedSharing):
             return True
         # A borrower moves only while a reserve of the model stays idle for its lenders (a
         # lender's next job would otherwise have to reclaim and wait out a grace period)
-        more = ctx.job_nu(r.job, model) - ctx.nu_of(r.placement)
+        more = ctx.job_nu(r.job, model) - r.nu
         if ctx.used_nu.get(r.member, 0.0) + more > ctx.snap.entitlement_nu.get(r.member, 0.0) + EPS:
             left = ctx.free.free_devices(model) - r.spec.count
             if left < self.upgrade_reserve * ctx.snap.pool.devices_by_model[model]:
