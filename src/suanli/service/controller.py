@@ -121,6 +121,9 @@ class Controller:
         self._outside: dict[NodeId, int] = {}
         #: stale runs being stopped (their attempt was replaced while their site was away)
         self._fencing: set[tuple[JobId, int]] = set()
+        #: ended runs the executor may forget once the transaction recording their end commits
+        #: (forgotten before, a crash in between would leave their jobs waiting for them)
+        self._forgettable: list[tuple[JobId, int]] = []
         #: runs whose start failed for a reason other than an unreachable cluster: how often
         self._start_errors: dict[tuple[JobId, int], int] = {}
 
@@ -183,6 +186,7 @@ class Controller:
         observed = self.executor.observe()
         report.observed = len(observed)
         to_start: list[RunRequest] = []
+        self._forgettable = []
         with self._session(now) as s:
             alliance = read_alliance(s)[0]
             sick = select(NodeRow.id).where(NodeRow.health != NodeHealth.UP.value)
@@ -193,6 +197,9 @@ class Controller:
                 current.add(key)
                 self._reconcile(s, row, observed.get(key), down, now, report, alliance, to_start)
             self._fence(s, observed, current, now, report)
+        for key in self._forgettable:  # (their ends are committed)
+            self.executor.forget(*key)
+        self._forgettable = []
         return to_start
 
     def _reconcile(
@@ -257,9 +264,11 @@ class Controller:
                     record(s, now, ACTOR, "run.fenced", f"job/{key[0]}", attempt=key[1])
                     log.warning("stopping %s attempt %d: a newer attempt replaced it", *key)
                 report.fenced.append(key[0])
-            elif st.phase is RunPhase.EXITED and key in self._fencing:
+            elif st.phase is RunPhase.EXITED:
+                # a replaced attempt that ended, or a run whose end was committed before the
+                # controller could forget it (it died in between): nothing more to record
                 self._fencing.discard(key)
-                self.executor.forget(*key)
+                self._forgettable.append(key)
 
     def _ended(
         self,
@@ -287,7 +296,7 @@ class Controller:
             report.finished.append(row.id)
         if st is not None and st.phase is RunPhase.EXITED:
             # a lost run is not forgotten: should it turn up again, it is fenced
-            self.executor.forget(JobId(row.id), row.attempt)
+            self._forgettable.append((JobId(row.id), row.attempt))
 
     def _account(self, now: float) -> None:
         with self._session(now) as s:
