@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from suanli.errors import StateDirError
 from suanli.executors.base import Executor
 from suanli.executors.local import LocalProcessExecutor
 from suanli.executors.output import DEFAULT_CAP_BYTES
-from suanli.executors.ray_cluster import LocalRayCluster
+from suanli.executors.ray_cluster import Cancelled, LocalRayCluster
 from suanli.executors.sandbox import SandboxConfig, SandboxMode
 from suanli.executors.sandbox import check as check_sandbox
 from suanli.hub.stores import Stores
@@ -180,11 +181,15 @@ def prepare(cfg: ServerConfig, alliance: Alliance) -> tuple[Database, str | None
 
 
 def ray_executor(
-    cfg: ServerConfig, alliance: Alliance, grace_s: float
+    cfg: ServerConfig,
+    alliance: Alliance,
+    grace_s: float,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> tuple[Executor, LocalRayCluster | None]:
     """A per-site Ray executor: sites that name a Ray address use it (its token from
     ``SUANLI_RAY_TOKEN``); the others share an embedded local Ray cluster whose nodes declare
-    the suanli nodes' chips as resources and labels."""
+    the suanli nodes' chips as resources and labels (its start is called off, and
+    :class:`Cancelled` raised, once ``cancelled`` answers true)."""
     from suanli.executors.ray import RAY_RESOURCE, RayExecutor, node_resource
     from suanli.executors.ray_cluster import LocalRayCluster, RayNodeSpec
     from suanli.executors.sites import PerSiteExecutor
@@ -212,7 +217,7 @@ def ray_executor(
                     num_cpus=1,
                 )
             )
-        cluster = LocalRayCluster(specs, stop_grace_s=grace_s).start()
+        cluster = LocalRayCluster(specs, stop_grace_s=grace_s).start(cancelled=cancelled)
         embedded = RayExecutor(
             cluster.address, cluster.token, ckpt, cfg.sandbox_config(), data_root=cfg.data_root
         )
@@ -236,16 +241,43 @@ def ray_executor(
     return PerSiteExecutor(executors, site_of, timeout_s=cfg.site_timeout_s), cluster
 
 
-class Stop(BaseException):
-    """SIGTERM or SIGINT: the server stops, and everything it started with it."""
+#: how long the REST API finishes the requests under way once told to stop (a long download
+#: is cut; its client retries)
+GRACEFUL_S = 10.0
 
 
-def _stop_on_signals() -> None:
-    def stop(signum: int, _frame: object) -> None:
-        raise Stop(signal.Signals(signum).name)
+class Stopping:
+    """What SIGTERM and SIGINT do to the server, at any moment: starting, serving or stopping.
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    The handler never raises into whatever the main thread is running: an exception thrown from
+    a signal handler lands at an arbitrary line, inside a library holding a lock or inside one
+    of the event loop's tasks, where asyncio takes it for that task's own failure and the
+    server runs on (the signal lost). It records the signal and tells the web server, once one
+    runs, to stop; each step of the start asks :meth:`__bool__` before it goes on, and the
+    embedded Ray cluster's start asks it between its polls."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._web: uvicorn.Server | None = None
+
+    def install(self) -> Stopping:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.signal = self.signal or signal.Signals(signum).name
+        if self._web is not None:
+            self._web.should_exit = True
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+    def serve(self, web: uvicorn.Server) -> None:
+        """Run ``web`` until a signal (one that came before it starts included)."""
+        self._web = web
+        if not self:
+            web.run()
 
 
 def serve(cfg: ServerConfig, alliance: Alliance) -> None:
@@ -253,7 +285,7 @@ def serve(cfg: ServerConfig, alliance: Alliance) -> None:
     then stop everything it started. Everything this process writes is private to it (umask
     0077): the database and its journal, the runs' files."""
     os.umask(0o077)
-    _stop_on_signals()
+    stopping = Stopping().install()
     sqlite = cfg.db_url is None or cfg.db_url.startswith("sqlite")
     cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     held = lock(cfg.state_dir) if sqlite else None
@@ -265,7 +297,11 @@ def serve(cfg: ServerConfig, alliance: Alliance) -> None:
         db, _ = prepare(cfg, alliance)
         policy = get_policy(cfg.policy)
         check_sandbox(cfg.sandbox_config())
-        executor, cluster = _executor(cfg, db, policy.grace_s)
+        if stopping:
+            return
+        executor, cluster = _executor(cfg, db, policy.grace_s, stopping.__bool__)
+        if stopping:
+            return
         metrics, vault, health = Metrics(), Vault.open(cfg.state_dir), Health()
         lease = Lease(db, ttl_s=cfg.lease_s)
         url = cfg.public_url or f"http://{cfg.host}:{cfg.port}"
@@ -292,10 +328,20 @@ def serve(cfg: ServerConfig, alliance: Alliance) -> None:
         )
         app.state.service.health = health
         loop.start()
-        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
-    except Stop as why:
-        log.info("stopping (%s)", why)
+        web = uvicorn.Config(
+            app,
+            host=cfg.host,
+            port=cfg.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=int(GRACEFUL_S),
+        )
+        stopping.serve(uvicorn.Server(web))
+    except Cancelled:
+        pass
     finally:
+        if stopping:
+            log.info("stopping (%s)", stopping.signal)
         _shutdown(cfg, db, loop, lease, cluster)
         if held is not None:
             held.release()
@@ -320,12 +366,12 @@ def slurm_executors(cfg: ServerConfig, alliance: Alliance) -> dict[SiteId, Execu
 
 
 def _executor(
-    cfg: ServerConfig, db: Database, grace_s: float
+    cfg: ServerConfig, db: Database, grace_s: float, cancelled: Callable[[], bool]
 ) -> tuple[Executor, LocalRayCluster | None]:
     with db.session() as s:
         current, _ = read_alliance(s)
     if cfg.executor == "ray":
-        return ray_executor(cfg, current, grace_s)
+        return ray_executor(cfg, current, grace_s, cancelled)
     local = LocalProcessExecutor(
         cfg.state_dir, cfg.sandbox_config(), data_root=cfg.data_root, log_cap=cfg.log_cap_bytes
     )

@@ -580,3 +580,18 @@ def test_the_dataset_example_runs_only_where_its_dataset_resides(
     logs = ctl.executor.logs(JobId("reader"), 1).decode()
     assert rows["reader"].phase == "SUCCEEDED", logs
     assert "dataset pc-corpus at pc-1: 2 shards, 3 lines" in logs
+
+
+@pytest.mark.parametrize("when", ["head starting", "worker joining"])
+def test_a_called_off_start_stops_what_it_started_and_says_so(when: str) -> None:
+    """A server told to stop while its Ray cluster starts: the start gives up at its next poll,
+    raises ``Cancelled``, and no process of the cluster is left."""
+    from suanli.executors.ray_cluster import Cancelled
+
+    cluster = LocalRayCluster([RayNodeSpec({"GPU": 1}), RayNodeSpec({"GPU": 1})])
+    # (the head's process exists; or the worker's, which only happens once the head is up)
+    started = 0 if when == "head starting" else 1
+    with pytest.raises(Cancelled):
+        cluster.start(cancelled=lambda: started in cluster.procs)
+    assert cluster.procs == {}
+    assert cluster.processes() == [], "the called-off start left processes behind"

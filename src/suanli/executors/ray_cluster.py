@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,15 @@ class RayNodeSpec:
     num_cpus: int = 2
 
 
+class Cancelled(Exception):
+    """The cluster's start was called off (the server was told to stop); what it had started
+    is stopped."""
+
+
+def _never() -> bool:
+    return False
+
+
 class LocalRayCluster:
     def __init__(
         self, nodes: list[RayNodeSpec], token: str | None = None, stop_grace_s: float = 30.0
@@ -90,6 +100,8 @@ class LocalRayCluster:
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         #: how long a stopped job has between SIGTERM and SIGKILL (Ray's job stop timeout)
         self.stop_grace_s = stop_grace_s
+        #: whether the start under way was called off (see :meth:`start`)
+        self._cancelled: Callable[[], bool] = _never
 
     @property
     def address(self) -> str:
@@ -159,14 +171,24 @@ class LocalRayCluster:
         self._ports.add(port)
         return port
 
-    def start(self, timeout_s: float = 300.0) -> LocalRayCluster:
-        """Start the head, then the workers; on any failure stop what was started."""
+    def start(
+        self, timeout_s: float = 300.0, cancelled: Callable[[], bool] = _never
+    ) -> LocalRayCluster:
+        """Start the head, then the workers; on any failure stop what was started. Starting
+        takes minutes on a busy machine: ``cancelled`` is asked between every step and every
+        poll, and once it answers true the start stops what it started and raises
+        :class:`Cancelled` (within a few seconds: the longest wait is one poll's timeout)."""
+        self._cancelled = cancelled
         try:
             self._start_all(timeout_s)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _go_on(self) -> None:
+        if self._cancelled():
+            raise Cancelled("the Ray cluster's start was called off")
 
     def _start_all(self, timeout_s: float) -> None:
         self._start(
@@ -183,6 +205,7 @@ class LocalRayCluster:
         )
         self._wait_dashboard(timeout_s)
         for k in range(1, len(self.nodes)):  # one at a time: each joins before the next
+            self._go_on()
             self._start(k, [f"--address=127.0.0.1:{self.gcs_port}"])
             self._wait_nodes(k + 1, timeout_s)
 
@@ -218,6 +241,7 @@ class LocalRayCluster:
     def _wait_dashboard(self, timeout_s: float) -> None:
         deadline = time.time() + timeout_s
         while time.time() < deadline:
+            self._go_on()
             if self.procs[0].poll() is not None:
                 raise RuntimeError(f"the Ray head exited; see {self.temp_dir}")
             try:
@@ -232,6 +256,7 @@ class LocalRayCluster:
     def _wait_nodes(self, n: int, timeout_s: float) -> None:
         deadline = time.time() + timeout_s
         while time.time() < deadline:
+            self._go_on()
             try:
                 r = httpx.get(
                     f"{self.address}/nodes?view=summary", headers=self._headers(), timeout=5
