@@ -2,6 +2,8 @@
 given up (nodes down and runs lost together), and back when it answers again."""
 
 import itertools
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,46 @@ def test_a_silent_site_is_given_up_nodes_and_runs_at_once(tmp_path: Path, tick: 
         assert ex.node_health() == {NodeId("n1"): None}
     finally:
         site.stop(JobId("j"), 1, 0.0)
+
+
+def test_a_ray_site_that_takes_requests_and_never_answers_is_silent_not_a_hang(
+    tmp_path: Path,
+) -> None:
+    """A member's Ray cluster behind a network that swallows requests (the connection is made,
+    no answer ever comes): the controller's calls give up after the request timeout and the
+    site is silent, while the other site answers; nothing waits forever."""
+    from suanli.executors.ray import RayExecutor
+
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(16)  # (never accepted: the kernel completes the handshakes, nobody reads)
+        address = f"http://127.0.0.1:{hole.getsockname()[1]}"
+        ray_site = RayExecutor(address, "t", tmp_path / "ckpt", timeout_s=(1.0, 1.0))
+        ex = PerSiteExecutor(
+            {SiteId("far"): ray_site, SiteId("near"): Link(tmp_path / "near")},
+            {NodeId("f1"): SiteId("far"), NodeId("n1"): SiteId("near")},
+            timeout_s=60.0,
+        )
+        answered: list[object] = []
+        asking = threading.Thread(
+            target=lambda: answered.extend([ex.node_health(), ex.observe()]), daemon=True
+        )
+        asking.start()
+        asking.join(timeout=60)
+        assert not asking.is_alive(), "the controller's call to a silent site never returned"
+    health, runs = answered
+    assert health == {NodeId("n1"): None} and runs == {}
+    assert "Timeout" in ex._silent[SiteId("far")][1]
+
+
+def test_a_ray_site_down_when_the_server_starts_is_only_silent(tmp_path: Path) -> None:
+    """A member's cluster that is down does not stop the executor being made (the server
+    starting): its site is silent until it answers."""
+    from suanli.executors.ray import RayExecutor
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # (closed again: nothing listens there)
+    ray_site = RayExecutor(f"http://127.0.0.1:{port}", None, tmp_path / "ckpt")
+    with pytest.raises(ConnectionError):
+        ray_site.observe()

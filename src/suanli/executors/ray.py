@@ -24,6 +24,12 @@ is a no-op (Ray refuses a second job with the same ``submission_id``).
 :meth:`RayExecutor.node_health` reads the cluster's node table: a suanli node whose Ray node is
 dead (and not replaced by a live one with its label) is reported down, so the scheduler places
 nothing there until it is back.
+
+A member's cluster that is down, or behind a network that drops packets, never holds the
+controller: the client is made at the first call (a server starts while a member's cluster is
+down; the site is silent until it answers), and every request gives up after
+:data:`REQUEST_TIMEOUT_S` (Ray's client sends them without a timeout), which the per-site
+executor takes for silence.
 """
 
 from __future__ import annotations
@@ -82,6 +88,22 @@ NOSET = {
 LABEL = "suanli.io"
 
 
+#: (connect, read) seconds after which a request to a site's cluster gives up
+REQUEST_TIMEOUT_S = (5.0, 20.0)
+
+
+class _JobClient(JobSubmissionClient):
+    """Ray's Job Submission client, every request of it bounded by ``timeout``."""
+
+    def __init__(self, address: str, headers: dict[str, str] | None, timeout: Any) -> None:
+        self._timeout = timeout  # (before the version check the constructor makes)
+        super().__init__(address, headers=headers)
+
+    def _do_request(self, method: str, endpoint: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self._timeout)
+        return super()._do_request(method, endpoint, **kwargs)
+
+
 def node_resource(node: str) -> str:
     return f"suanli.node.{node}"
 
@@ -110,11 +132,13 @@ class RayExecutor:
         staging: Path | None = None,
         forbidden: tuple[Path, ...] = (),
         data_root: Path | None = None,
+        timeout_s: tuple[float, float] = REQUEST_TIMEOUT_S,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         self.address = address.rstrip("/")
         self.headers = headers or {}
-        self.client = JobSubmissionClient(address, headers=headers)
+        self.timeout_s = timeout_s
+        self._client: JobSubmissionClient | None = None
         self.checkpoint_root = checkpoint_root.resolve()
         self.sandbox = sandbox or SandboxConfig(network="host")
         self.staging = (staging or self.checkpoint_root.parent / "staging").resolve()
@@ -123,6 +147,14 @@ class RayExecutor:
         self._forgotten: set[str] = set()
         #: Ray node id -> the suanli node it is (from its labels, while it was alive)
         self._ray_nodes: dict[str, NodeId] = {}
+
+    @property
+    def client(self) -> JobSubmissionClient:
+        """Ray's client of the cluster, made at the first call that needs it (it asks the
+        cluster for its version: a cluster that does not answer fails that call only)."""
+        if self._client is None:
+            self._client = _JobClient(self.address, self.headers or None, self.timeout_s)
+        return self._client
 
     def request_of(self, run: RunRequest, working_dir: str | None = None) -> dict[str, Any]:
         """The Job Submission API request for ``run`` (pure: tests read it). The job's command
@@ -262,7 +294,9 @@ class RayExecutor:
         """Every suanli node this cluster has (had) a Ray node for: ``None`` if one is alive,
         else why it is down. A dead Ray node loses its labels in Ray's table, so which suanli
         node each Ray node is, is remembered from when it was alive."""
-        r = httpx.get(f"{self.address}/nodes?view=summary", headers=self.headers, timeout=10)
+        connect, read = self.timeout_s
+        timeout = httpx.Timeout(read, connect=connect)
+        r = httpx.get(f"{self.address}/nodes?view=summary", headers=self.headers, timeout=timeout)
         r.raise_for_status()
         out: dict[NodeId, str | None] = {}
         dead: dict[NodeId, str] = {}
