@@ -3,6 +3,7 @@ controller: jobs land on the Ray node the scheduler chose, see their devices, ar
 with SIGTERM, checkpoint, and resume."""
 
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -595,3 +596,17 @@ def test_a_called_off_start_stops_what_it_started_and_says_so(when: str) -> None
         cluster.start(cancelled=lambda: started in cluster.procs)
     assert cluster.procs == {}
     assert cluster.processes() == [], "the called-off start left processes behind"
+    assert not cluster.temp_dir.exists(), "nor its directory"
+
+
+def test_a_stopped_cluster_leaves_no_directory_but_a_failed_start_keeps_its_logs() -> None:
+    with LocalRayCluster([RayNodeSpec({"GPU": 1})]) as cluster:
+        assert (cluster.temp_dir / "node-0.log").exists()
+    assert not cluster.temp_dir.exists()
+    failing = LocalRayCluster([RayNodeSpec({"GPU": 1})])
+    with pytest.raises(RuntimeError, match="did not come up"):
+        failing.start(timeout_s=0.0)
+    try:
+        assert (failing.temp_dir / "node-0.log").exists()
+    finally:
+        shutil.rmtree(failing.temp_dir, ignore_errors=True)

@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,6 +103,8 @@ class LocalRayCluster:
         self.stop_grace_s = stop_grace_s
         #: whether the start under way was called off (see :meth:`start`)
         self._cancelled: Callable[[], bool] = _never
+        #: whether :meth:`stop` keeps ``temp_dir`` (a start that failed: its logs say why)
+        self._keep = False
 
     @property
     def address(self) -> str:
@@ -181,7 +184,11 @@ class LocalRayCluster:
         self._cancelled = cancelled
         try:
             self._start_all(timeout_s)
+        except Cancelled:
+            self.stop()
+            raise
         except BaseException:
+            self._keep = True  # (its nodes' logs say why: the error names the directory)
             self.stop()
             raise
         return self
@@ -274,12 +281,16 @@ class LocalRayCluster:
         """Stop every process this cluster started, workers first: SIGTERM to each
         ``ray start`` (it stops its own Ray processes in a second or two; a SIGTERM to the
         whole group instead makes it wait half a minute), then SIGKILL to whatever is left in
-        its process group, then to every process still carrying the cluster's mark."""
+        its process group, then to every process still carrying the cluster's mark. Its
+        directory goes too (Ray's session: logs, sockets, spilled objects), unless the start
+        failed: the error names it for its logs."""
         procs = [self.procs[k] for k in sorted(self.procs, reverse=True)]
         # (``ray start`` stops its processes itself; then whatever of the cluster left the
         # nodes' groups: workers, jobs' drivers, the shells watching them, their children)
         stop_all(procs, self.mark.encode(), STOP_WAIT_S)
         self.procs.clear()
+        if not self._keep:  # (Ray's session: logs, sockets, spilled objects; megabytes a start)
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def processes(self) -> list[int]:
         """The process ids of everything this cluster runs now (for operators and tests)."""
