@@ -80,6 +80,30 @@ def test_residency_limits_sites() -> None:
     assert fs.fit(job("j", "a", 1, "H800-80GB"), "H800-80GB", frozenset()) is None
 
 
+def test_a_job_no_one_can_move_goes_away_from_data_while_there_is_room() -> None:
+    """A non-preemptible job that may run anywhere takes a node at no data site while one has
+    room (one or a gang); then a data site's; a preemptible one takes the first that fits (it
+    can be moved out of the data's way)."""
+    b = base().site("s3", "a").dataset("corpus", "a", sites=("s1",))
+    fs = free_state(
+        b.nodes_of("s1", "H800-80GB", 2)
+        .nodes_of("s2", "H800-80GB", 1)
+        .nodes_of("s3", "H800-80GB", 2)
+    )
+    site = {n.id: n.site for n in fs.pool.nodes}
+    free_preemptible = fs.fit(job("p", "a", 2, "H800-80GB"), "H800-80GB", None)
+    assert free_preemptible is not None and site[free_preemptible.nodes[0]] == "s1"
+    one = fs.fit(job("j", "a", 2, "H800-80GB", preemptible=False), "H800-80GB", None)
+    assert one is not None and site[one.nodes[0]] == "s2"
+    gang = fs.fit(job("g", "a", 16, "H800-80GB", nodes=2, preemptible=False), "H800-80GB", None)
+    assert gang is not None and {site[n] for n in gang.nodes} == {"s3"}
+    fs.take(gang, 1, 1)
+    fs.take(Placement("H800-80GB", ((one.nodes[0], tuple(range(8))),)), 1, 1)
+    # no room away from the data: its site is used rather than none
+    late = fs.fit(job("k", "a", 8, "H800-80GB", preemptible=False), "H800-80GB", None)
+    assert late is not None and site[late.nodes[0]] == "s1"
+
+
 def test_cpu_and_memory_are_per_node_limits() -> None:
     fs = free_state(base().nodes_of("s1", "H800-80GB", 1, cpu=8))
     assert fs.fit(job("j", "a", 1, "H800-80GB", cpu=16), "H800-80GB", None) is None

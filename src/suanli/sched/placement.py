@@ -343,10 +343,19 @@ class FreeState:
         buckets = self.buckets.get(model)
         if buckets is None:
             return None
-        gang: Gang = spec.gang
-        nodes = self.pool.nodes
         if sites is not None:  # (the few nodes at those sites, not every free one)
             return self._fit_at(spec, model, self.pool.nodes_at(model, sites))
+        if not spec.preemptible and self.pool.data_sites:
+            # a job no one can move, and that may run anywhere, goes where no data resides
+            # while there is room: at a data site it could keep the data's owner out for good
+            return self._fit_away(spec, model, buckets) or self._fit_any(spec, model, buckets)
+        return self._fit_any(spec, model, buckets)
+
+    def _fit_any(
+        self, spec: JobSpec, model: ModelId, buckets: list[dict[int, None]]
+    ) -> Placement | None:
+        gang: Gang = spec.gang
+        nodes = self.pool.nodes
         if gang.nodes == 1:
             n = gang.per_node
             for k in range(n, len(buckets)):
@@ -363,6 +372,28 @@ class FreeState:
         if gang.per_node >= len(buckets):
             return None
         return self._gang(spec, model, buckets[gang.per_node])
+
+    def _fit_away(
+        self, spec: JobSpec, model: ModelId, buckets: list[dict[int, None]]
+    ) -> Placement | None:
+        """:meth:`_fit_any` among the nodes at no data site."""
+        nodes = self.pool.nodes
+        gang = spec.gang
+        if gang.nodes > 1:
+            if gang.per_node >= len(buckets):
+                return None
+            away = (i for i in buckets[gang.per_node] if not nodes[i].at_data_site)
+            return self._gang(spec, model, away)
+        n = gang.per_node
+        for k in range(n, len(buckets)):
+            for i in buckets[k]:
+                node = nodes[i]
+                if node.at_data_site or self.cpu[i] < spec.cpu or self.mem[i] < spec.memory_gb:
+                    continue
+                devices = self._pick_devices(node, n)
+                if devices is not None:
+                    return Placement(model, ((node.id, devices),))
+        return None
 
     def _gang(self, spec: JobSpec, model: ModelId, candidates: Iterable[int]) -> Placement | None:
         """The first ``gang.nodes`` wholly free nodes of one zone among ``candidates``."""

@@ -44,6 +44,8 @@ class PoolNode:
     max_group: int
     alloc_unit: int
     nu_per_device: float
+    #: whether a dataset resides at the node's site (jobs held to their data may need it)
+    at_data_site: bool = False
     #: every device's bit (a wholly free node's free mask)
     full_mask: int = field(init=False)
     #: every device's index (a whole node's placement)
@@ -64,9 +66,12 @@ class Pool:
         nu_per_device: Mapping[NodeId, float],
         alloc_unit: Mapping[ModelId, int],
         zone: Mapping[SiteId, str] | None = None,
+        data_sites: Iterable[SiteId] = (),
     ):
         """``zone``: the fabric a site's nodes share with other sites (its region); a
-        multi-node gang stays inside one zone. Default: every site is its own zone."""
+        multi-node gang stays inside one zone. Default: every site is its own zone.
+        ``data_sites``: the sites where datasets reside (see :attr:`PoolNode.at_data_site`)."""
+        held = frozenset(data_sites)
         self.nodes: list[PoolNode] = []
         self.index: dict[NodeId, int] = {}
         for i, n in enumerate(nodes):
@@ -86,6 +91,7 @@ class Pool:
                     max(len(g) for g in groups),
                     alloc_unit.get(n.model, 1),
                     nu_per_device[n.id],
+                    n.site in held,
                 )
             )
             self.index[n.id] = i
@@ -100,6 +106,8 @@ class Pool:
                 self.nu_by_model.get(p.model, 0.0) + p.devices * p.nu_per_device
             )
         self.total_nu = sum(self.nu_by_model.values())
+        #: whether some node is at a data site (else placement need not look)
+        self.data_sites = any(p.at_data_site for p in self.nodes)
         self._model_nu = {m: self.nu_by_model[m] / self.devices_by_model[m] for m in self.models}
         self._hosts: dict[tuple[object, ...], bool] = {}
         self._present: dict[tuple[object, ...], tuple[ModelId, ...]] = {}
@@ -175,4 +183,5 @@ class Pool:
             {n.id: alliance.nu_per_device(n) for n in alliance.nodes.values()},
             {m.id: m.alloc_unit for m in alliance.catalog},
             {s.id: s.region for s in alliance.sites.values()},
+            {s for d in alliance.datasets.values() for s in d.resident_sites},
         )
