@@ -99,3 +99,48 @@ def test_queues_match_a_plain_model(ops: list[tuple[str, int]]) -> None:
         assert [q.id for q in snap.fifo_queue()] == expected
         assert [q.id for q in snap.member_queue(MemberId("a"))] == expected
     assert snap.free.free_count == 24
+
+
+def _state(snap: Snapshot) -> tuple[object, ...]:
+    free = snap.free
+    return (
+        [q.id for q in snap.fifo_queue()],
+        [q.id for q in snap.member_queue(MemberId("a"))],
+        {j: (r.placement, r.started_at, r.nu) for j, r in snap.running.items()},
+        dict(snap.used_devices),
+        dict(snap.used_nu),
+        dict(snap.busy_by_model),
+        list(free.free),
+        {m: [list(b) for b in bs] for m, bs in free.buckets.items()},  # (order too)
+        free.free_count,
+        dict(free.by_model),
+    )
+
+
+def test_a_switch_leaves_the_state_a_requeue_and_a_start_would() -> None:
+    """A job switched out and started again in the same instant skips the queues; the
+    snapshot ends as if it had been requeued and started (its place in the queue too)."""
+    jobs = [job(f"j{i}", "a", 4 if i % 2 else 2, "H800-80GB") for i in range(6)]
+    snaps = [snapshot(pool().build(), *jobs) for _ in range(2)]
+    for snap in snaps:
+        for d in schedule(snap, get_policy("fifo")).admits:
+            snap.start(d.job, d.placement)
+    assert {"j0", "j1"} <= set(snaps[0].running)
+    moved, other = JobId("j1"), JobId("j0")
+    before = snaps[0].running[moved].placement
+    for k, snap in enumerate(snaps):
+        snap.now = 10.0
+        # j0 stops for good; j1 stops and starts again at once, on the devices fit finds
+        snap.requeue(other)
+        back = None
+        if k == 0:
+            snap.requeue(moved)
+        else:
+            back = snap.switch_out(moved)
+            assert moved not in snap.pending and moved not in snap.running
+        spec = (back or snap.pending[moved]).spec
+        placement = snap.free.fit(spec, ModelId("H800-80GB"), None)
+        assert placement is not None and placement != before
+        snap.start(moved, placement, 10.0, back)
+    assert _state(snaps[0]) == _state(snaps[1])
+    assert snaps[1].running[moved].started_at == 10.0

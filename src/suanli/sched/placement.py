@@ -120,39 +120,47 @@ class FreeState:
         return bs
 
     # -- changes ---------------------------------------------------------------------------
-    def _move(self, i: int, new_free: int) -> None:
-        node = self.pool.nodes[i]
-        old = self.free[i]
-        if self.schedulable[i]:
-            k_old, k_new = old.bit_count(), new_free.bit_count()
-            buckets = self._mine(node.model)
-            del buckets[k_old][i]
-            buckets[k_new][i] = None
-            self.free_count += k_new - k_old
-            self.by_model[node.model] += k_new - k_old
-        self.free[i] = new_free
-
     def take(self, placement: Placement, cpu: float, mem: float) -> None:
-        for node_id, devices in placement.assignments:
-            i = self.pool.index[node_id]
-            m = mask_of(devices)
-            if self.free[i] & m != m:
-                raise ValueError(f"devices {devices} of node {node_id} are not free")
-            if m:  # (none: only CPU and memory)
-                self._move(i, self.free[i] & ~m)
-            self.cpu[i] -= cpu
-            self.mem[i] -= mem
+        self._change(placement, cpu, mem, True)
 
     def give(self, placement: Placement, cpu: float, mem: float) -> None:
+        self._change(placement, cpu, mem, False)
+
+    def _change(self, placement: Placement, cpu: float, mem: float, take: bool) -> None:
+        """Take (or give back) ``placement``'s devices, CPU and memory, moving each node to
+        the bucket of its new free count (every start and stop of a simulation passes here,
+        twice: written for speed)."""
+        index, nodes, free, on = self.pool.index, self.pool.nodes, self.free, self.schedulable
+        model: ModelId | None = None
+        buckets: list[dict[int, None]] = []
         for node_id, devices in placement.assignments:
-            i = self.pool.index[node_id]
+            i = index[node_id]
+            old = free[i]
             m = mask_of(devices)
-            if self.free[i] & m:
-                raise ValueError(f"devices {devices} of node {node_id} are already free")
-            if m:
-                self._move(i, self.free[i] | m)
-            self.cpu[i] += cpu
-            self.mem[i] += mem
+            if take:
+                if old & m != m:
+                    raise ValueError(f"devices {devices} of node {node_id} are not free")
+                new = old & ~m
+                self.cpu[i] -= cpu
+                self.mem[i] -= mem
+            else:
+                if old & m:
+                    raise ValueError(f"devices {devices} of node {node_id} are already free")
+                new = old | m
+                self.cpu[i] += cpu
+                self.mem[i] += mem
+            if new == old:  # (no devices: only CPU and memory)
+                continue
+            if on[i]:
+                if nodes[i].model != model:  # (once per placement: one model)
+                    model = nodes[i].model
+                    buckets = self._mine(model)
+                k_old, k_new = old.bit_count(), new.bit_count()
+                del buckets[k_old][i]
+                buckets[k_new][i] = None
+                self.free_count += k_new - k_old
+                self.by_model[model] += k_new - k_old
+            free[i] = new
 
     def set_schedulable(self, node_id: NodeId, on: bool) -> None:
         """Drain (``on=False``) or re-enable a node. Running jobs keep their devices."""
@@ -364,7 +372,7 @@ class FreeState:
                     if self.cpu[i] < spec.cpu or self.mem[i] < spec.memory_gb:
                         continue
                     if k == n == node.devices and n % node.alloc_unit == 0:
-                        return Placement(model, ((node.id, node.every),))  # (a whole node)
+                        return node.whole
                     devices = self._pick_devices(node, n)
                     if devices is not None:
                         return Placement(model, ((node.id, devices),))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from suanli.model.alliance import Alliance
 from suanli.model.ids import MemberId, ModelId, NodeId, SiteId
-from suanli.model.job import JobSpec
+from suanli.model.job import JobSpec, Placement
 from suanli.model.node import Node
 
 _MASKS: dict[tuple[int, ...], int] = {}
@@ -50,10 +50,13 @@ class PoolNode:
     full_mask: int = field(init=False)
     #: every device's index (a whole node's placement)
     every: tuple[int, ...] = field(init=False)
+    #: the placement of a job on the whole node (made once: placements are values)
+    whole: Placement = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "full_mask", (1 << self.devices) - 1)
         object.__setattr__(self, "every", tuple(range(self.devices)))
+        object.__setattr__(self, "whole", Placement(self.model, ((self.id, self.every),)))
 
 
 class Pool:
@@ -109,6 +112,15 @@ class Pool:
         #: whether some node is at a data site (else placement need not look)
         self.data_sites = any(p.at_data_site for p in self.nodes)
         self._model_nu = {m: self.nu_by_model[m] / self.devices_by_model[m] for m in self.models}
+        #: NU per device of the models whose nodes all have the same (most: a node's own
+        #: calibration is rare), so that a placement's NU is one product
+        self.uniform_nu: dict[ModelId, float] = {}
+        per_model: dict[ModelId, set[float]] = {}
+        for p in self.nodes:
+            per_model.setdefault(p.model, set()).add(p.nu_per_device)
+        for m, values in per_model.items():
+            if len(values) == 1:
+                self.uniform_nu[m] = next(iter(values))
         self._hosts: dict[tuple[object, ...], bool] = {}
         self._present: dict[tuple[object, ...], tuple[ModelId, ...]] = {}
         self._cheapest: dict[tuple[object, ...], float] = {}

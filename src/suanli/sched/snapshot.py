@@ -236,11 +236,23 @@ class Snapshot:
         self.reservations.pop(job, None)
         self._forget(self._dequeue(job).spec)
 
-    def start(self, job: JobId, placement: Placement, at: float | None = None) -> RunningJob:
-        q = self.pending[job]
-        self.free.take(placement, q.spec.cpu, q.spec.memory_gb)
-        self._dequeue(job)
-        self.reservations.pop(job, None)
+    def start(
+        self,
+        job: JobId,
+        placement: Placement,
+        at: float | None = None,
+        switched: QueuedJob | None = None,
+    ) -> RunningJob:
+        """A pending job starts; or ``switched``, the job :meth:`switch_out` stopped in this
+        instant, starts again (it never went back to the queue)."""
+        if switched is None:
+            q = self.pending[job]
+            self.free.take(placement, q.spec.cpu, q.spec.memory_gb)
+            self._dequeue(job)
+            self.reservations.pop(job, None)
+        else:
+            q = switched
+            self.free.take(placement, q.spec.cpu, q.spec.memory_gb)
         r = RunningJob(q, placement, self.now if at is None else at)
         r.nu = self.nu_of(placement)
         self.running[job] = r
@@ -274,6 +286,14 @@ class Snapshot:
         r = self._release(job)
         self._enqueue(r.job)
         return r.job
+
+    def switch_out(self, job: JobId) -> QueuedJob:
+        """A running job stops to start again elsewhere in the same instant (a simulated round
+        where switching costs nothing): its devices are freed, and until :meth:`start` is
+        given it back as ``switched`` it is neither running nor queued (saving the queues
+        a round trip each switch). Whoever calls this must start it again before anyone
+        reads the snapshot."""
+        return self._release(job).job
 
     def hold(self, node: NodeId, devices: int) -> None:
         """``devices`` of ``node``'s free devices are busy with work outside the pool (a
@@ -312,8 +332,12 @@ class Snapshot:
                 yield from self.running_by.get((m, f), {}).values()
 
     def nu_of(self, placement: Placement) -> float:
-        nodes = self.pool.nodes
-        idx = self.pool.index
+        pool = self.pool
+        u = pool.uniform_nu.get(placement.model)
+        if u is not None:
+            return u * placement.devices
+        nodes = pool.nodes
+        idx = pool.index
         a = placement.assignments
         if len(a) == 1:  # (most placements: one node)
             return nodes[idx[a[0][0]]].nu_per_device * placement.devices

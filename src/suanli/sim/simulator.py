@@ -394,10 +394,15 @@ class Simulation:
         result = schedule(snap, self.policy)
         self.sched_s += time.perf_counter() - t0
         self.passes += 1
+        switched: dict[JobId, QueuedJob] = {}
         if self.params.free_switching:  # stopped now, so that the admissions may follow
-            stopped = [d.job for d in result.decisions if isinstance(d, Preempt)]
-            for jid in stopped:
-                self._stop(jid, t, t)
+            admitted = {d.job for d in result.decisions if isinstance(d, Admit)}
+            for d in result.decisions:
+                if isinstance(d, Preempt):
+                    # (one that starts again elsewhere now need not go through the queue)
+                    q = self._stop(d.job, t, t, requeue=d.job not in admitted)
+                    if q is not None:
+                        switched[d.job] = q
             # a reclaim's job takes the devices its victims just freed, at this instant
             if result.reserved and self._again[0] != t:
                 self._again = (t, 0)
@@ -406,9 +411,10 @@ class Simulation:
                 self._want_pass(t)
         for d in result.decisions:
             if isinstance(d, Admit):
-                member = snap.pending[d.job].member
+                was = switched.pop(d.job, None)
+                member = (snap.pending[d.job] if was is None else was).member
                 self._changing(member, d.placement.model)
-                snap.start(d.job, d.placement, t)
+                snap.start(d.job, d.placement, t, was)
                 self._fix(d.job, True)
                 self._changed(member)
                 end, token = self.exec.start(d.job, d.placement, t)
@@ -458,14 +464,21 @@ class Simulation:
         self._changed(job.spec.member)
         self.snap.throughput[job.spec.id] = {m: s / job.spec.count for m, s in job.speed.items()}
 
-    def _stop(self, jid: JobId, now: float, signaled_at: float) -> None:
-        """A running job stops (keeping what its executor keeps) and waits again."""
+    def _stop(
+        self, jid: JobId, now: float, signaled_at: float, requeue: bool = True
+    ) -> QueuedJob | None:
+        """A running job stops (keeping what its executor keeps) and waits again; or, not
+        ``requeue``, is switched out to start again in this instant (returned)."""
         self.exec.stop(jid, now, signaled_at)
         self._attain(jid, now)
         r = self.snap.running[jid]
         self._changing(r.member, r.placement.model)
         self._fix(jid, False)
-        self.snap.requeue(jid)
+        out = None
+        if requeue:
+            self.snap.requeue(jid)
+        else:
+            out = self.snap.switch_out(jid)
         self._changed(r.member)
         self._tokens.pop(jid)
         self._ends.pop(jid, None)
@@ -476,6 +489,7 @@ class Simulation:
         if self._stale > self.stale_min and 2 * self._stale > len(self.q):
             self._stale = 0
             self.q.discard(self._stale_event)
+        return out
 
     def _stale_event(self, kind: Kind, payload: Any) -> bool:
         """A completion of a run that is no longer the job's current one."""
