@@ -1,5 +1,6 @@
 """The simulator on hand-computed scenarios: exact JCTs, preemption and lost work."""
 
+import gc
 from dataclasses import replace
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from suanli.model.ids import JobId, MemberId, ModelId
 from suanli.sched.context import PassContext
 from suanli.sched.policy import get_policy
-from suanli.sim.engine import EventQueue, Kind
+from suanli.sim.engine import SPACED_THRESHOLDS, EventQueue, Kind
 from suanli.sim.metrics import ConservationError, check_conservation, summarize
 from suanli.sim.simulator import SimParams, Simulation
 from suanli.sim.workload import SimJob
@@ -265,6 +266,30 @@ def test_event_queue_discards_stale_events_and_keeps_the_order_of_the_rest() -> 
     assert [q.pop().payload for _ in range(len(q))] == [
         i for i in reversed(range(20)) if not (i % 2 and i % 4 == 1)
     ]
+
+
+def test_a_run_spaces_the_collector_and_puts_its_thresholds_back() -> None:
+    """The collector runs less often while a simulation runs, and as before after it, even
+    when the run fails."""
+    seen: list[tuple[int, int, int]] = []
+
+    class Watching:
+        name = "watching"
+        round_s = None
+
+        def run(self, ctx: PassContext) -> None:
+            seen.append(gc.get_threshold())
+            if ctx.now >= 10:
+                raise RuntimeError("policy failed")
+
+    before = gc.get_threshold()
+    assert before != SPACED_THRESHOLDS
+    Simulation(one_node(), JOBS[:1], get_policy("fifo"), SimParams(0.0)).run()
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError, match="policy failed"):
+        Simulation(one_node(), JOBS, Watching(), SimParams(0.0)).run()
+    assert seen and set(seen) == {SPACED_THRESHOLDS}
+    assert gc.get_threshold() == before
 
 
 def test_a_job_that_checkpoints_when_signaled_keeps_its_progress() -> None:

@@ -6,8 +6,10 @@ in the order they were scheduled.
 
 from __future__ import annotations
 
+import gc
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -63,3 +65,26 @@ class EventQueue:
         self._heap = [e for e in self._heap if not stale(e[1], e[3])]
         heapq.heapify(self._heap)
         return before - len(self._heap)
+
+
+#: the collector's thresholds while a simulation runs (CPython's defaults: 700, 10, 10)
+SPACED_THRESHOLDS = (100_000, 20, 100)
+
+
+@contextmanager
+def spaced_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often, for the length of a simulation.
+
+    A simulation makes and drops millions of small objects (a placement, a run record and a
+    decision for every start and stop) that form no cycles: reference counting frees them,
+    yet at CPython's default thresholds the collector still walks the young objects every 700
+    allocations and, every few hundred thousand, all of them, hundreds of megabytes of run
+    records included. msr seed 0 under ``gavel`` and Gavel's physics: 13.9 s in the
+    collector at the defaults, 2.5 s at these thresholds, the same 3,700 objects collected
+    in cycles. The collector still runs; the thresholds before are put back after."""
+    before = gc.get_threshold()
+    gc.set_threshold(*SPACED_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)

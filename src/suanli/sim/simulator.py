@@ -20,7 +20,7 @@ from suanli.sched.decision import Admit, Preempt
 from suanli.sched.policy import Policy
 from suanli.sched.schedule import schedule
 from suanli.sched.snapshot import QueuedJob, Snapshot
-from suanli.sim.engine import EventQueue, Kind
+from suanli.sim.engine import EventQueue, Kind, spaced_collections
 from suanli.sim.executor import JobRecord, SimulatedExecutor
 from suanli.sim.workload import SimJob
 
@@ -514,6 +514,10 @@ class Simulation:
         r.job.attained_s[model] = r.job.attained_s.get(model, 0.0) + now - r.started_at
 
     def run(self, progress: Callable[[float], None] | None = None) -> SimResult:
+        with spaced_collections():
+            return self._run(progress)
+
+    def _run(self, progress: Callable[[float], None] | None) -> SimResult:
         wall0 = time.perf_counter()
         if self._stream is None:
             for sj in sorted(self.jobs.values(), key=lambda j: (j.arrival, j.spec.id)):
