@@ -431,7 +431,7 @@ class Simulation:
         if self._round_s and self.params.round_arrivals:
             # Gavel's round ends when its last job's share of it does (or the job ends)
             if snap.running:
-                last = max(self._ends[j] for j in snap.running)
+                last = max(map(self._ends.__getitem__, snap.running))
                 self._want_round(min(t + self._round_s, last))
         elif self._round_s and snap.pending and not stuck:
             # Rounds re-plan only while jobs wait; when everything runs, the next event does.

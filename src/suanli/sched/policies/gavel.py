@@ -134,14 +134,6 @@ class GavelPolicy:
         self._models: list[ModelId] = []
 
     # -- what a job received ---------------------------------------------------------------
-    @staticmethod
-    def _time_on(ctx: PassContext, q: QueuedJob, model: ModelId) -> float:
-        got = q.attained_s.get(model, 0.0)
-        r = ctx.snap.running.get(q.id)
-        if r is not None and r.placement.model == model:
-            got += ctx.now - r.started_at  # (the current run, not yet closed)
-        return got
-
     def _reset(self, ctx: PassContext, jobs: list[QueuedJob], models: list[ModelId]) -> None:
         """Deficits take what each job should have received since the last reset less what
         it received; the counters start again from now."""
@@ -151,8 +143,14 @@ class GavelPolicy:
             share = self._alloc.get(q.id, {})
             deficit = self._deficit.setdefault(q.id, {})
             now_base = {}
+            attained = q.attained_s
+            r = ctx.snap.running.get(q.id)
+            # (the current run, not yet closed, counts on its model)
+            on, open_s = (r.placement.model, ctx.now - r.started_at) if r else (None, 0.0)
             for m in models:
-                got = self._time_on(ctx, q, m)
+                got = attained.get(m, 0.0)
+                if m == on:
+                    got += open_s
                 deficit[m] = (
                     deficit.get(m, 0.0) + share.get(m, 0.0) * elapsed - (got - base.get(m, 0.0))
                 )
@@ -287,17 +285,28 @@ class GavelPolicy:
         left = [pool.devices_by_model[m] for m in models]
         chosen: dict[int, int] = {}
         for t in range(len(models)):
-            ranked = []
-            for jid, model, x, deficit, seq, base in self._shared[t]:
-                j = by_id.get(jid)
-                if j is None:
-                    continue
-                since = half + jobs[j].attained_s.get(model, 0.0)
-                where = on.get(jid)
-                if where is not None and where.placement.model == model:
-                    since += now - where.started_at
-                since -= base
-                ranked.append((-x / since, -deficit, -x, seq, j))
+            # (one expression, for speed: every round ranks every job of the window)
+            ranked = [
+                (
+                    -x
+                    / (
+                        half
+                        + jobs[j].attained_s.get(model, 0.0)
+                        + (
+                            now - where.started_at
+                            if (where := on.get(jid)) is not None and where.placement.model == model
+                            else 0.0
+                        )
+                        - base
+                    ),
+                    -deficit,
+                    -x,
+                    seq,
+                    j,
+                )
+                for jid, model, x, deficit, seq, base in self._shared[t]
+                if (j := by_id.get(jid)) is not None
+            ]
             ranked.sort()
             for j in chain((e[-1] for e in ranked), map(by_id.get, self._unshared[t])):
                 if left[t] == 0:
