@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from suanli.model.ids import JobId, MemberId, ModelId
+from suanli.model.ids import JobId, MemberId, ModelId, SiteId
+from suanli.model.job import Placement
 from suanli.sched.policy import get_policy
 from suanli.sched.schedule import schedule
 from suanli.sched.snapshot import Snapshot
@@ -144,3 +145,53 @@ def test_a_switch_leaves_the_state_a_requeue_and_a_start_would() -> None:
         snap.start(moved, placement, 10.0, back)
     assert _state(snaps[0]) == _state(snaps[1])
     assert snaps[1].running[moved].started_at == 10.0
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["start", "finish", "requeue", "switch"]), st.integers(0, 11)),
+        max_size=120,
+    )
+)
+def test_the_site_index_is_what_runs_at_each_site(ops: list[tuple[str, int]]) -> None:
+    """``running_at`` lists each running job at every site it holds devices at (a gang
+    spanning two sites at both), and nothing else, under any start/finish/requeue/switch."""
+    a = (
+        pool()
+        .site("sa2", "a")
+        .nodes_of("sa2", "H800-80GB", 2)
+        .nodes_of("sb", "H800-80GB", 1)
+        .build()
+    )
+    snap = snapshot(a, *[job(f"j{k}", "a", 2, "H800-80GB") for k in range(12)])
+    model = ModelId("H800-80GB")
+    nodes = [n for n in snap.pool.nodes if n.model == model]
+    for op, k in ops:
+        jid = JobId(f"j{k}")
+        if op == "start" and jid in snap.pending:
+            # every third job spans two nodes (on different sites where it can)
+            width = 2 if k % 3 == 0 else 1
+            hosts = [n for n in nodes if snap.free.free[n.index].bit_count() >= 1]
+            hosts = sorted(hosts, key=lambda n: (k + n.index) % len(nodes))[:width]
+            if len(hosts) < width:
+                continue
+            parts = tuple(
+                (n.id, (next(d for d in range(n.devices) if snap.free.free[n.index] >> d & 1),))
+                for n in hosts
+            )
+            snap.start(jid, Placement(model, parts))
+        elif jid in snap.running:
+            if op == "finish":
+                snap.finish(jid)
+                snap.submit(job(f"j{k}", "a", 2, "H800-80GB"))
+            elif op == "requeue":
+                snap.requeue(jid)
+            else:
+                placement = snap.running[jid].placement
+                snap.start(jid, placement, None, snap.switch_out(jid))
+        expected: dict[tuple[ModelId, SiteId], set[JobId]] = {}
+        for j, r in snap.running.items():
+            for n in r.placement.nodes:
+                expected.setdefault((model, snap.pool.site_of[n]), set()).add(j)
+        got = {k: set(on) for k, on in snap.running_at.items() if on}
+        assert got == expected

@@ -127,6 +127,11 @@ class Pool:
         self._by_site: dict[tuple[ModelId, SiteId], list[int]] = {}
         for p in self.nodes:
             self._by_site.setdefault((p.model, p.site), []).append(p.index)
+        #: each node's site, and the sites that have nodes of each model (in site order)
+        self.site_of: dict[NodeId, SiteId] = {p.id: p.site for p in self.nodes}
+        self.sites_of_model: dict[ModelId, tuple[SiteId, ...]] = {
+            m: tuple(sorted(s for f, s in self._by_site if f == m)) for m in self.models
+        }
         self._at: dict[tuple[ModelId, frozenset[SiteId]], tuple[int, ...]] = {}
 
     def nodes_at(self, model: ModelId, sites: frozenset[SiteId]) -> tuple[int, ...]:

@@ -160,6 +160,9 @@ class Snapshot:
         self.instant_switch = False
         #: running jobs per (member, model), for reclaim without a scan of every running job
         self.running_by: dict[tuple[MemberId, ModelId], dict[JobId, RunningJob]] = {}
+        #: running jobs per (model, site) they hold devices at (a gang spanning sites is at
+        #: each), so that a job held to its sites finds what runs there without a scan
+        self.running_at: dict[tuple[ModelId, SiteId], dict[JobId, RunningJob]] = {}
         self.used_devices: dict[tuple[MemberId, ModelId], int] = {}
         self.used_nu: dict[MemberId, float] = dict.fromkeys(self.members, 0.0)
         #: devices in use per model, all members together
@@ -315,10 +318,21 @@ class Snapshot:
         key = (r.member, r.placement.model)
         self.busy_by_model[key[1]] += sign * r.placement.devices
         self.used_devices[key] = self.used_devices.get(key, 0) + sign * r.placement.devices
+        a = r.placement.assignments
+        site_of = self.pool.site_of
+        at = (
+            ((key[1], site_of[a[0][0]]),)
+            if len(a) == 1
+            else dict.fromkeys((key[1], site_of[n]) for n, _ in a)
+        )
         if sign > 0:
             self.running_by.setdefault(key, {})[r.id] = r
+            for k in at:
+                self.running_at.setdefault(k, {})[r.id] = r
         else:
             del self.running_by[key][r.id]
+            for k in at:
+                del self.running_at[k][r.id]
         self.used_nu[r.member] += sign * r.nu
 
     # -- reads -----------------------------------------------------------------------------

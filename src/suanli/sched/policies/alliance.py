@@ -209,20 +209,21 @@ class AlliancePolicy(GuaranteedSharing):
     ) -> list[tuple[float, float, str, RunningJob]]:
         """The candidates of :meth:`movable` on ``model``, behind their sort keys (the
         running jobs do not change during a pass)."""
-        jobs = (r for (_, f), on in snap.running_by.items() if f == model for r in on.values())
+        at = snap.running_at
         if sites is not None:
-            nodes = {snap.pool.nodes[i].id for i in snap.pool.nodes_at(model, sites)}
+            # (a job at several of these sites is listed once)
+            here = {r.id: r for s in sites for r in at.get((model, s), {}).values()}
             return sorted(
                 (0.0, -r.started_at, r.id, r)
-                for r in jobs
+                for r in here.values()
                 if r.spec.preemptible
                 and (r.job.allowed_sites is None or not r.job.allowed_sites <= sites)
-                and any(n in nodes for n in r.placement.nodes)
             )
         index, free = snap.pool.index, snap.free.free
         return sorted(
-            (-free[index[r.placement.nodes[0]]].bit_count(), -r.started_at, r.id, r)
-            for r in jobs
+            (-free[index[r.placement.assignments[0][0]]].bit_count(), -r.started_at, r.id, r)
+            for s in snap.pool.sites_of_model.get(model, ())
+            for r in at.get((model, s), {}).values()
             if r.spec.preemptible and r.spec.gang.nodes == 1 and r.job.allowed_sites is None
         )
 
