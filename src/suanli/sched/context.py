@@ -11,10 +11,15 @@ from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 from suanli.model.ids import JobId, MemberId, ModelId, NodeId
-from suanli.model.job import Placement
+from suanli.model.job import JobSpec, Placement
 from suanli.sched.decision import Admit, Decision, Preempt
 from suanli.sched.placement import Gains
 from suanli.sched.snapshot import QueuedJob, RunningJob, Snapshot
+
+#: a reclaim's candidates per model, in the order given
+ByModel = dict[ModelId, list[RunningJob]]
+#: the jobs a reclaim on one model tries, in order, and what removing them all would free
+Trial = tuple[list[RunningJob], Gains]
 
 
 def shape(q: QueuedJob) -> str:
@@ -52,6 +57,11 @@ class PassContext:
         self.examined = 0
         #: bumped whenever usage in the pass changes, so policies may cache sums over it
         self.version = 0
+        #: bumped whenever the pass's free devices of a model change (reclaim's work on one
+        #: model outlives admissions on others)
+        self.model_version: dict[ModelId, int] = {}
+        #: bumped whenever the stopping or the claimed jobs change
+        self.stop_version = 0
         #: scratch space for a policy's per-pass caches (keyed by the policy's name)
         self.cache: dict[Hashable, Any] = {}
         self._no_fit: set[tuple[object, ...]] = set()
@@ -124,6 +134,7 @@ class PassContext:
         self.used_devices[key] = self.used_devices.get(key, 0) + placement.devices
         self.used_nu[q.member] = self.used_nu.get(q.member, 0.0) + self.nu_of(placement)
         self.version += 1
+        self._touched(placement.model)
         self.decisions.append(Admit(q.id, placement, reason))
         self.admitted.add(q.id)
         self.reasons.pop(q.id, None)
@@ -133,7 +144,9 @@ class PassContext:
             return
         self.stopping.add(r.id)
         self.version += 1
+        self.stop_version += 1
         if self.snap.instant_switch:  # (its devices are free for the rest of this pass)
+            self._touched(r.placement.model)
             if r.id not in self.claimed:  # (a reclaim handed a victim's devices on already)
                 self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
             key = (r.member, r.placement.model)
@@ -147,6 +160,15 @@ class PassContext:
 
     def wait(self, q: QueuedJob, reason: str) -> None:
         self.reasons[q.id] = reason
+
+    def hold(self, placement: Placement, spec: JobSpec) -> None:
+        """``placement``'s devices are taken for the rest of the pass without an admission
+        (they wait for a job that moves there once it has stopped)."""
+        self.free.take(placement, spec.cpu, spec.memory_gb)
+        self._touched(placement.model)
+
+    def _touched(self, model: ModelId) -> None:
+        self.model_version[model] = self.model_version.get(model, 0) + 1
 
     # -- reservations ----------------------------------------------------------------------
     def _hold_reservations(self) -> None:
@@ -196,6 +218,8 @@ class PassContext:
         self.free.give(part, q.spec.cpu, q.spec.memory_gb)
         self.claimed -= rids
         self.version += 1
+        self.stop_version += 1
+        self._touched(part.model)
         self._no_fit.clear()  # (free capacity grew: what did not fit may now)
         self._no_reclaim.clear()
 
@@ -236,6 +260,7 @@ class PassContext:
                 # drop victims that turned out unnecessary, from the last-added backwards
                 needed = self._minimize(q, model, removed)
                 self.claimed.update(r.id for r in needed)
+                self.stop_version += 1
                 self._reserve(q, model, needed)
                 return model, [r for r in needed if r.id not in self.stopping]
         return None
@@ -250,42 +275,48 @@ class PassContext:
         k = self.free.first_fitting(q.spec, model, q.allowed_sites, freed)
         return None if k is None else trial[:k]
 
-    def _trial(
-        self, model: ModelId, victims: Sequence[RunningJob], key: Hashable | None
-    ) -> tuple[list[RunningJob], Gains]:
+    def _trial(self, model: ModelId, victims: Sequence[RunningJob], key: Hashable | None) -> Trial:
         """Stopping jobs not yet claimed (those that stop first, first: a job that reclaimed
         in an earlier pass finds its own victims again, or some that stop sooner), then the
-        candidates, on ``model``; and their bound."""
-        ck = ("trial", key, model, self.version)
-        if key is not None and ck in self.cache:
-            got: tuple[list[RunningJob], Gains] = self.cache[ck]
-            return got
+        candidates, on ``model``; and their bound. (Worked out again only when the
+        candidates on ``model``, its free devices, or the stopping jobs change.)"""
+        on = self._on_models(victims, key)
+        ck = ("trial", key, model)
+        state = (on, self.model_version.get(model, 0), self.stop_version)
+        if key is not None:
+            hit: tuple[tuple[object, ...], Trial] | None = self.cache.get(ck)
+            if hit is not None and hit[0][0] is on and hit[0][1:] == state[1:]:
+                return hit[1]
         running = self.snap.running
         free_running = sorted(
             (r for j in self.stopping - self.claimed if (r := running[j]).placement.model == model),
             key=lambda r: (r.stop_at, r.id),
         )
-        trial = [*free_running, *self._on_models(victims, key).get(model, ())]
+        trial = [*free_running, *on.get(model, ())]
         out = (trial, self.free.gains(model, (r.placement for r in trial)))
         if key is not None:
-            self.cache[ck] = out
+            self.cache[ck] = (state, out)
         return out
 
-    def _on_models(
-        self, victims: Sequence[RunningJob], key: Hashable | None
-    ) -> dict[ModelId, list[RunningJob]]:
+    def _on_models(self, victims: Sequence[RunningJob], key: Hashable | None) -> ByModel:
         """``victims`` not stopping, by model, each in the order given (once per key and
-        state of the pass)."""
-        ck = ("on-models", key, self.version)
-        got: dict[ModelId, list[RunningJob]] | None = self.cache.get(ck) if key else None
-        if got is None:
-            got = {}
-            stopping = self.stopping
-            for v in victims:
-                if v.job.spec.id not in stopping:
-                    got.setdefault(v.placement.model, []).append(v)
-            if key is not None:
-                self.cache[ck] = got
+        state of the pass; or as long as the policy gives the same list and no job stops)."""
+        ck = ("on-models", key)
+        if key is not None:
+            hit: tuple[Sequence[RunningJob], int, int, ByModel] | None = self.cache.get(ck)
+            if (
+                hit is not None
+                and hit[2] == self.stop_version
+                and (hit[0] is victims or hit[1] == self.version)
+            ):
+                return hit[3]
+        got: ByModel = {}
+        stopping = self.stopping
+        for v in victims:
+            if v.id not in stopping:
+                got.setdefault(v.placement.model, []).append(v)
+        if key is not None:
+            self.cache[ck] = (victims, self.version, self.stop_version, got)
         return got
 
     def _reserve(self, q: QueuedJob, model: ModelId, victims: list[RunningJob]) -> None:
@@ -310,6 +341,7 @@ class PassContext:
             self.free.take(Placement(model, rest), r.spec.cpu, r.spec.memory_gb)
         key = (q.member, model)
         self.version += 1
+        self._touched(model)
         self.reserved.add(q.id)
         self.reservations[q.id] = placement
         self.used_devices[key] = self.used_devices.get(key, 0) + q.spec.count

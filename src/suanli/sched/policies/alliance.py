@@ -162,20 +162,31 @@ class AlliancePolicy(GuaranteedSharing):
 
     def victims(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
         """Borrowers' preemptible jobs: highest fair-tree key first, newest first."""
-        rank = {
-            m: self._fairtree(ctx, m)
+        used, e = ctx.used_nu, ctx.snap.entitlement_nu
+        ranked = sorted(
+            (-self._fairtree(ctx, m), m)
             for m in ctx.snap.members
-            if ctx.used_nu.get(m, 0.0) > ctx.snap.entitlement_nu.get(m, 0.0) + EPS
-        }
-        # each member's own order is fixed for the pass; only the members' order changes
-        lists = {m: self._preemptible(ctx, models, m) for m in rank}
-        ranked = sorted((-rank[m], m) for m in rank if lists[m])
+            if used.get(m, 0.0) > e.get(m, 0.0) + EPS
+        )
+        groups = tuple(
+            tuple(m for _, m in tied) for _, tied in itertools.groupby(ranked, key=lambda x: x[0])
+        )
+        # Each member's own order is fixed for the pass; only the members' order changes, and
+        # most admissions leave it as it was: then the list is the same one (the same object,
+        # so that reclaim's work on it is reused too)
+        ck = ("alliance-victims", tuple(models))
+        hit: tuple[tuple[tuple[MemberId, ...], ...], list[RunningJob]] | None = ctx.cache.get(ck)
+        if hit is not None and hit[0] == groups:
+            return hit[1]
         out: list[RunningJob] = []
-        for _, tied in itertools.groupby(ranked, key=lambda x: x[0]):
-            mine = [lists[m] for _, m in tied]
+        for tied in groups:
+            mine = [got for m in tied if (got := self._preemptible(ctx, models, m))]
+            if not mine:
+                continue
             # (merged on their keys, compared in C: ids are unique, so jobs never are)
             keyed = mine[0] if len(mine) == 1 else sorted(itertools.chain.from_iterable(mine))
             out.extend(r for *_, r in keyed)
+        ctx.cache[ck] = (groups, out)
         return out
 
     def movable(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
@@ -334,4 +345,4 @@ class AlliancePolicy(GuaranteedSharing):
         if ctx.snap.instant_switch:  # (switching is free: it runs there from this pass)
             ctx.admit(r.job, placement, why)
         else:  # (the devices wait for it: nobody else wanted them this pass)
-            ctx.free.take(placement, r.spec.cpu, r.spec.memory_gb)
+            ctx.hold(placement, r.spec)

@@ -1,0 +1,84 @@
+"""The pass context reuses reclaim's work across the states of a pass: what it reuses must be
+what it would work out afresh."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from suanli.model.ids import ModelId
+from suanli.sched.context import PassContext
+from suanli.sched.policies.alliance import AlliancePolicy
+from suanli.sched.policy import get_policy
+from suanli.sched.schedule import schedule
+
+from ..builders import AllianceBuilder, job, snapshot
+
+MODELS = [ModelId("H800-80GB"), ModelId("Ascend910B")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_reused_trial_is_the_one_worked_out_afresh(data: st.DataObject) -> None:
+    """Borrowers fill the pool; then, in one pass, admissions, preemptions and reclaims in any
+    order: after each, every model's trial (the candidates in order and what removing them
+    frees) read through the pass's caches equals the one computed without them."""
+    a = (
+        AllianceBuilder()
+        .member("a")
+        .member("b")
+        .member("c")
+        .site("sa", "a")
+        .site("sb", "b")
+        .nodes_of("sa", "H800-80GB", 2)
+        .nodes_of("sa", "Ascend910B", 1)
+        .nodes_of("sb", "H800-80GB", 1)
+        .nodes_of("sb", "Ascend910B", 1)
+        .build()
+    )
+    sizes = data.draw(st.lists(st.sampled_from([1, 2, 4]), min_size=6, max_size=24))
+    late = data.draw(st.lists(st.sampled_from([1, 2, 4]), max_size=6))
+    borrowed = [
+        job(f"c{i}", "c" if i % 3 else "b", n, *MODELS[: 1 + i % 2]) for i, n in enumerate(sizes)
+    ]
+    snap = snapshot(a, *borrowed)
+    for d in schedule(snap, get_policy("fifo")).admits:
+        snap.start(d.job, d.placement)
+    for i in range(6):
+        snap.submit(job(f"a{i}", "a", 1 + i % 2, *MODELS), submitted_at=100.0 + i)
+    for i, n in enumerate(late):  # (borrowers admitted in the pass change their order)
+        snap.submit(job(f"l{i}", "bc"[i % 2], n, *MODELS), submitted_at=110.0 + i)
+    policy = AlliancePolicy()
+    ctx = PassContext(snap)
+    q = snap.pending[next(iter(j for j in snap.pending if j.startswith("a")))]
+    key = ("victims", tuple(MODELS))
+    for _ in range(data.draw(st.integers(1, 12))):
+        op = data.draw(st.sampled_from(["admit", "preempt", "reclaim", "look"]))
+        if op == "admit":
+            waiting = [p for j, p in snap.pending.items() if j not in ctx.admitted]
+            if waiting:
+                w = data.draw(st.sampled_from(waiting))
+                placement = ctx.fit_any(w, MODELS)
+                if placement is not None:
+                    ctx.admit(w, placement)
+        elif op == "preempt":
+            live = [r for j, r in snap.running.items() if j not in ctx.stopping]
+            if live:
+                ctx.preempt(data.draw(st.sampled_from(live)), "test", 60.0)
+        elif op == "reclaim":  # (reserves devices, claims stopping jobs: as a pass does)
+            waiting = [p for j, p in snap.pending.items() if j not in ctx.admitted]
+            if not waiting:
+                continue
+            w = data.draw(st.sampled_from(waiting))
+            got = ctx.reclaim(w, MODELS, policy.victims(ctx, w, MODELS), key)
+            for r in got[1] if got else []:
+                ctx.preempt(r, "test", 60.0)
+        # (as the skeleton asks: the victims of this state, the same list while unchanged)
+        victims = policy.victims(ctx, q, MODELS)
+        memo = ("alliance-victims", tuple(MODELS))
+        kept = ctx.cache.pop(memo)
+        assert policy.victims(ctx, q, MODELS) == victims  # (the borrowers' order of now)
+        ctx.cache[memo] = kept
+        for model in MODELS:
+            reused = ctx._trial(model, victims, key)
+            fresh = ctx._trial(model, list(victims), None)
+            assert reused[0] == fresh[0]
+            assert reused[1] == fresh[1]
