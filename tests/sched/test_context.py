@@ -82,3 +82,18 @@ def test_a_reused_trial_is_the_one_worked_out_afresh(data: st.DataObject) -> Non
             fresh = ctx._trial(model, list(victims), None)
             assert reused[0] == fresh[0]
             assert reused[1] == fresh[1]
+
+
+def test_the_victims_with_the_movable_jobs_are_one_list_while_both_hold() -> None:
+    a = AllianceBuilder().member("b").site("sb", "b").nodes_of("sb", "H800-80GB", 1).build()
+    snap = snapshot(a, *[job(f"j{i}", "b", 1, "H800-80GB") for i in range(4)])
+    for d in schedule(snap, get_policy("fifo")).admits:
+        snap.start(d.job, d.placement)
+    ctx = PassContext(snap)
+    r = sorted(snap.running.values(), key=lambda x: x.id)
+    victims, key = r[:2], ("victims", "moves")
+    both = AlliancePolicy._with_moves(ctx, key, victims, r[2:])
+    assert both == r
+    assert AlliancePolicy._with_moves(ctx, key, victims, list(r[2:])) is both
+    assert AlliancePolicy._with_moves(ctx, key, victims, r[3:]) == [*r[:2], r[3]]
+    assert AlliancePolicy._with_moves(ctx, key, list(victims), r[3:]) == [*r[:2], r[3]]

@@ -112,6 +112,8 @@ class Pool:
         #: whether some node is at a data site (else placement need not look)
         self.data_sites = any(p.at_data_site for p in self.nodes)
         self._model_nu = {m: self.nu_by_model[m] / self.devices_by_model[m] for m in self.models}
+        #: :meth:`model_nu` of every model, for loops that read it per model
+        self.nu_per_device: Mapping[ModelId, float] = self._model_nu
         #: NU per device of the models whose nodes all have the same (most: a node's own
         #: calibration is rare), so that a placement's NU is one product
         self.uniform_nu: dict[ModelId, float] = {}

@@ -140,6 +140,24 @@ class GuaranteedSharing:
             got = ctx.cache[ck] = self.victims(ctx, q, models)
         return got, key
 
+    @staticmethod
+    def _with_moves(
+        ctx: PassContext,
+        key: tuple[object, ...],
+        victims: list[RunningJob],
+        movable: list[RunningJob],
+    ) -> list[RunningJob]:
+        """The victims, then the movable jobs: the same list while both stay the same (so
+        that reclaim's work on it is reused)."""
+        ids = list(map(id, movable))
+        ck = ("with-moves", key)
+        hit: tuple[list[RunningJob], list[int], list[RunningJob]] | None = ctx.cache.get(ck)
+        if hit is not None and hit[0] is victims and hit[1] == ids:
+            return hit[2]
+        both = [*victims, *movable]
+        ctx.cache[ck] = (victims, ids, both)
+        return both
+
     def attempt(self, ctx: PassContext, q: QueuedJob, failed: set[tuple[object, ...]]) -> Outcome:
         ctx.release(q)  # (what an earlier reclaim of q counted on is q's to take again)
         order, guaranteed = self.models(ctx, q)
@@ -170,7 +188,7 @@ class GuaranteedSharing:
                 if movable:
                     moved = {r.id for r in movable}
                     more = (*key, "moves", q.allowed_sites, q.spec.gang.nodes > 1)
-                    got = ctx.reclaim(q, mine, [*victims, *movable], more)
+                    got = ctx.reclaim(q, mine, self._with_moves(ctx, more, victims, movable), more)
             if got is not None:
                 model, victims = got
                 for v in victims:

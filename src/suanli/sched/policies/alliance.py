@@ -85,7 +85,9 @@ class AlliancePolicy(GuaranteedSharing):
         self.upgrade_reserve = upgrade_reserve
         self.residency_moves = residency_moves
         self.gang_moves = gang_moves
-        self._by_speed: dict[tuple[str, int], list[list[ModelId]]] = {}
+        #: per job, its models in tiers of equal speed, fastest first; and the order itself
+        #: when no two are equally fast (then nothing is sorted per pass)
+        self._by_speed: dict[tuple[str, int], tuple[list[list[ModelId]], list[ModelId] | None]] = {}
 
     def _share(self, ctx: PassContext, m: MemberId) -> float:
         member = ctx.snap.members[m]
@@ -112,17 +114,20 @@ class AlliancePolicy(GuaranteedSharing):
         emptiest. (The order by speed is the job's own, kept per job: only ties are sorted in
         each pass.)"""
         key = (q.id, id(ctx.snap.throughput.get(q.id)))
-        tiers = self._by_speed.get(key)
-        if tiers is None:
+        got = self._by_speed.get(key)
+        if got is None:
             if len(self._by_speed) > 8 * (len(ctx.snap.pending) + len(ctx.snap.running)) + 1024:
                 self._by_speed.clear()  # (jobs come and go)
             v = {f: speed(ctx, q, f) for f in present_models(ctx, q)}
-            tiers = self._by_speed[key] = [
+            tiers = [
                 list(tier)
                 for _, tier in itertools.groupby(sorted(v, key=lambda f: (-v[f], f)), key=v.get)
             ]
-        if all(len(t) == 1 for t in tiers):
-            return [t[0] for t in tiers]
+            flat = [t[0] for t in tiers] if all(len(t) == 1 for t in tiers) else None
+            got = self._by_speed[key] = (tiers, flat)
+        tiers, flat = got
+        if flat is not None:
+            return list(flat)
         shares = ctx.snap.shares
         out: list[ModelId] = []
         for tier in tiers:
@@ -145,7 +150,8 @@ class AlliancePolicy(GuaranteedSharing):
         e = ctx.snap.entitlement_nu.get(q.member, 0.0)
         u = ctx.used_nu.get(q.member, 0.0)
         order = self._models(ctx, q)
-        return order, {f for f in order if u + ctx.job_nu(q, f) <= e + EPS}
+        nu, count = ctx.snap.pool.nu_per_device, q.spec.count  # (ctx.job_nu, inlined)
+        return order, {f for f in order if u + count * nu[f] <= e + EPS}
 
     def below_guarantee(self, ctx: PassContext, member: MemberId) -> bool:
         return ctx.used_nu.get(member, 0.0) < ctx.snap.entitlement_nu.get(member, 0.0) - EPS
@@ -288,7 +294,9 @@ class AlliancePolicy(GuaranteedSharing):
             for jid, r in jobs.items():
                 if jid in stopping or not r.spec.preemptible:
                     continue
-                faster = self._faster(ctx, r)
+                faster = r.memo.get("alliance-faster")
+                if faster is None:
+                    faster = self._faster(ctx, r)
                 for f, saved in faster:
                     if f in free:  # (the largest saving among the idle models)
                         moves.append((-saved, r.started_at, jid, r, faster))
