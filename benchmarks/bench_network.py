@@ -69,6 +69,7 @@ def run_one(jobs: int, seed: int, load: float, policy: str) -> dict[str, object]
         "simulated_days": round(res.end_time / 86400, 2),
         "finished": tally.jobs,
         "never_started": len(res.unfinished),
+        "never_started_why": dict(sorted(res.unfinished.items())[:3]),
         "jct_mean_h": round(tally.jct_s / max(1, tally.jobs) / 3600, 3),
         "wait_mean_h": round(tally.wait_s / max(1, tally.jobs) / 3600, 4),
         "preemptions": tally.preemptions,
@@ -93,6 +94,9 @@ def plot(lines: list[dict[str, object]], path: Path) -> None:
     lo, hi = n[0], n[-1]
     base = float(rows[0]["wall_s"])  # type: ignore[arg-type]
     ax.loglog([lo, hi], [base, base * hi / lo], ":", color="grey", label="linear in jobs")
+    # the targets for 10,000,000 jobs: 30 minutes, 8 GB
+    ax.loglog([10_000_000], [1800.0], "*", color="C0", markersize=11, label="target: 30 min")
+    ax.loglog([10_000_000], [8000.0], "*", color="C1", markersize=11, label="target: 8 GB")
     ax.set_xlabel("jobs")
     ax.set_title("suanli simulator, alliance, national network (one core)")
     ax.grid(True, which="both", alpha=0.3)
