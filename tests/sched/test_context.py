@@ -4,24 +4,23 @@ what it would work out afresh."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suanli.model.ids import ModelId
+from suanli.model.alliance import Alliance
+from suanli.model.ids import JobId, ModelId
 from suanli.sched.context import PassContext
 from suanli.sched.policies.alliance import AlliancePolicy
+from suanli.sched.policies.fair import FairPolicy
 from suanli.sched.policy import get_policy
 from suanli.sched.schedule import schedule
+from suanli.sched.snapshot import QueuedJob, Snapshot
 
 from ..builders import AllianceBuilder, job, snapshot
 
 MODELS = [ModelId("H800-80GB"), ModelId("Ascend910B")]
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.data())
-def test_a_reused_trial_is_the_one_worked_out_afresh(data: st.DataObject) -> None:
-    """Borrowers fill the pool; then, in one pass, admissions, preemptions and reclaims in any
-    order: after each, every model's trial (the candidates in order and what removing them
-    frees) read through the pass's caches equals the one computed without them."""
-    a = (
+def _pool() -> Alliance:
+    """Three members, two of them contributors of both models."""
+    return (
         AllianceBuilder()
         .member("a")
         .member("b")
@@ -34,6 +33,15 @@ def test_a_reused_trial_is_the_one_worked_out_afresh(data: st.DataObject) -> Non
         .nodes_of("sb", "Ascend910B", 1)
         .build()
     )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_reused_trial_is_the_one_worked_out_afresh(data: st.DataObject) -> None:
+    """Borrowers fill the pool; then, in one pass, admissions, preemptions and reclaims in any
+    order: after each, every model's trial (the candidates in order and what removing them
+    frees) read through the pass's caches equals the one computed without them."""
+    a = _pool()
     sizes = data.draw(st.lists(st.sampled_from([1, 2, 4]), min_size=6, max_size=24))
     late = data.draw(st.lists(st.sampled_from([1, 2, 4]), max_size=6))
     borrowed = [
@@ -97,3 +105,98 @@ def test_the_victims_with_the_movable_jobs_are_one_list_while_both_hold() -> Non
     assert AlliancePolicy._with_moves(ctx, key, victims, list(r[2:])) is both
     assert AlliancePolicy._with_moves(ctx, key, victims, r[3:]) == [*r[:2], r[3]]
     assert AlliancePolicy._with_moves(ctx, key, list(victims), r[3:]) == [*r[:2], r[3]]
+
+
+class _Afresh(AlliancePolicy):
+    """alliance without the reuse of a wait: every job is worked out."""
+
+    def order_key(self, ctx: PassContext, q: QueuedJob) -> None:
+        return None
+
+
+class _FairAfresh(FairPolicy):
+    def order_key(self, ctx: PassContext, q: QueuedJob) -> None:
+        return None
+
+
+class _Counting(AlliancePolicy):
+    looked = 0
+
+    def models(self, ctx: PassContext, q: QueuedJob) -> tuple[list[ModelId], set[ModelId]]:
+        self.looked += 1
+        return super().models(ctx, q)
+
+
+def _crowded(data: st.DataObject) -> Snapshot:
+    """Borrowers fill most of the pool; then many jobs of few shapes wait, some of them
+    within their member's guarantee, some measured faster on one model than the other (so
+    jobs alike but for their speeds try the models in different orders)."""
+    a = _pool()
+    sizes = data.draw(st.lists(st.sampled_from([1, 2, 4, 8]), min_size=8, max_size=16))
+    borrowed = [
+        job(f"c{i}", "c" if i % 3 else "b", n, *MODELS[: 1 + i % 2]) for i, n in enumerate(sizes)
+    ]
+    snap = snapshot(a, *borrowed)
+    for d in schedule(snap, get_policy("fifo")).admits:
+        snap.start(d.job, d.placement)
+    waiting = data.draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from("ab"),
+                st.sampled_from([2, 8]),
+                st.sampled_from([(0, 1), (0, 1), (1,)]),
+                st.booleans(),
+                st.sampled_from([None, 1]),
+            ),
+            min_size=1,
+            max_size=30,
+        )
+    )
+    for i, (m, n, which, preemptible, faster) in enumerate(waiting):
+        spec = job(f"w{i}", m, n, *(MODELS[k] for k in which), preemptible=preemptible)
+        snap.submit(spec, submitted_at=100.0 + i)
+        if faster is not None:
+            snap.throughput[spec.id] = {
+                f: 2.0 if k == faster else 1.0 for k, f in enumerate(MODELS)
+            }
+    return snap
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_a_reused_wait_is_the_one_worked_out_afresh(data: st.DataObject) -> None:
+    """A job like one that could not start, in the same state of the pass, waits for the
+    same reason without a second look: the pass decides and explains exactly what it does
+    when every job is worked out (alliance and fair)."""
+    snap = _crowded(data)
+    for reusing, afresh in (
+        (AlliancePolicy(max_skips=64), _Afresh(max_skips=64)),
+        (FairPolicy(max_skips=64), _FairAfresh(max_skips=64)),
+    ):
+        got, want = schedule(snap, reusing), schedule(snap, afresh)
+        assert got.decisions == want.decisions
+        assert got.reasons == want.reasons
+        assert got.member_blocked == want.member_blocked
+
+
+def test_jobs_alike_in_one_state_are_looked_at_once() -> None:
+    a = (
+        AllianceBuilder()
+        .member("b")
+        .member("c")
+        .site("sb", "b")
+        .nodes_of("sb", "H800-80GB", 2)
+        .build()
+    )
+    snap = snapshot(a, job("c0", "c", 1, "H800-80GB", preemptible=False))
+    for d in schedule(snap, get_policy("fifo")).admits:
+        snap.start(d.job, d.placement)
+    for i in range(5):
+        snap.submit(job(f"j{i}", "b", 8, "H800-80GB"), submitted_at=10.0 + i)
+    policy = _Counting()
+    result = schedule(snap, policy)
+    assert len(result.admits) == 1
+    assert result.examined == 5
+    # the first job starts, the second is worked out, the three after it are like it
+    assert policy.looked == 2
+    assert len({result.reasons[JobId(f"j{i}")] for i in range(1, 5)}) == 1

@@ -1,14 +1,14 @@
 """The snapshot's incremental state: queues, accounting and indexes stay consistent."""
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suanli.model.ids import JobId, MemberId, ModelId, SiteId
 from suanli.model.job import Placement
 from suanli.sched.policy import get_policy
 from suanli.sched.schedule import schedule
-from suanli.sched.snapshot import Snapshot
+from suanli.sched.snapshot import Snapshot, _SortedQueue
 
 from ..builders import AllianceBuilder, job, snapshot
 
@@ -195,3 +195,34 @@ def test_the_site_index_is_what_runs_at_each_site(ops: list[tuple[str, int]]) ->
                 expected.setdefault((model, snap.pool.site_of[n]), set()).add(j)
         got = {k: set(on) for k, on in snap.running_at.items() if on}
         assert got == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(0, 40), st.integers(0, 1), st.booleans()),
+        min_size=150,
+        max_size=600,
+    )
+)
+def test_a_sorted_queue_is_its_live_keys_in_order(
+    ops: list[tuple[bool, int, int, bool]],
+) -> None:
+    """Adds (again with an equal key, as a requeue may), discards and partial walks in any
+    order, across the compactions of its dead entries: the queue walks its live keys in
+    order, each once."""
+    queue = _SortedQueue()
+    model: dict[JobId, tuple[float, float, int, JobId]] = {}
+    for add, k, t, walk in ops:
+        jid = JobId(f"j{k:03d}")
+        if add and jid not in model:
+            key = (0.0, float(t), k % 7, jid)
+            queue.add(key)
+            model[jid] = key
+        elif not add:
+            queue.discard(jid)
+            model.pop(jid, None)
+        if walk:  # (a pass stops early: the head moves on, nothing else changes)
+            next(iter(queue), None)
+        assert list(queue) == [key[3] for key in sorted(model.values())]
+        assert len(queue) == len(model)

@@ -9,7 +9,7 @@ pass by the number of admissions plus ``members * max_skips``, whatever the queu
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from enum import Enum
 from typing import ClassVar
 
@@ -111,6 +111,14 @@ class GuaranteedSharing:
         """The models to try in order, and those on which the job is within its guarantee."""
         raise NotImplementedError
 
+    def order_key(self, ctx: PassContext, q: QueuedJob) -> Hashable | None:
+        """What, beside the job's signature and the pass's state, decides :meth:`models` and
+        :meth:`refusal` for ``q``: two jobs with the same signature and key get the same
+        answers in the same state, so a job that could not start is not worked out again
+        for the next one like it (the same wait, the same reason). None: something else of
+        the job decides them, and every job is worked out."""
+        return None
+
     def refusal(self, ctx: PassContext, q: QueuedJob, model: ModelId, guaranteed: bool) -> str:
         """Why the policy will not admit ``q`` on ``model`` (empty: it may)."""
         raise NotImplementedError
@@ -158,8 +166,27 @@ class GuaranteedSharing:
         ctx.cache[ck] = (victims, ids, both)
         return both
 
-    def attempt(self, ctx: PassContext, q: QueuedJob, failed: set[tuple[object, ...]]) -> Outcome:
+    def attempt(
+        self,
+        ctx: PassContext,
+        q: QueuedJob,
+        failed: set[tuple[object, ...]],
+        waits: dict[Hashable, tuple[int, int, str]] | None = None,
+    ) -> Outcome:
+        """Start ``q``, or reclaim for it, or say why it waits. ``failed``: the signatures
+        whose reclaim found nothing in this pass; ``waits``: the jobs that could not start in
+        this pass, by what decides their answer, with the state they were looked at in (a job
+        like one of them, in the same state, waits for the same reason without a second
+        look)."""
         ctx.release(q)  # (what an earlier reclaim of q counted on is q's to take again)
+        like: Hashable | None = None
+        state = (ctx.version, ctx.stop_version)
+        if waits is not None and (ok := self.order_key(ctx, q)) is not None:
+            like = (ctx.signature(q), q.spec.count, q.spec.preemptible, ok)
+            seen = waits.get(like)
+            if seen is not None and seen[:2] == state:
+                ctx.wait(q, seen[2])
+                return Outcome.WAITING
         order, guaranteed = self.models(ctx, q)
         why: list[str] = []
         for f in order:
@@ -179,55 +206,66 @@ class GuaranteedSharing:
                 return Outcome.ADMITTED
             why.append(f"no free {shape(q)} on {f}")
         mine = [f for f in order if f in guaranteed]
-        if mine and ctx.signature(q) not in failed:
-            victims, key = self._victims(ctx, q, mine)
-            got = ctx.reclaim(q, mine, victims, key)
-            moved: set[JobId] = set()
-            if got is None:
-                movable = self.movable(ctx, q, mine)
-                if movable:
-                    moved = {r.id for r in movable}
-                    more = (*key, "moves", q.allowed_sites, q.spec.gang.nodes > 1)
-                    got = ctx.reclaim(q, mine, self._with_moves(ctx, more, victims, movable), more)
-            if got is not None:
-                model, victims = got
-                for v in victims:
-                    ctx.preempt(
-                        v,
-                        (
-                            f"moved for {q.member}'s "
-                            + (
-                                f"job held to {'|'.join(sorted(q.allowed_sites))}"
-                                if q.allowed_sites is not None
-                                else f"gang of {shape(q)}"
-                            )
-                            + f" (within its {self.guarantee_word}): {v.member}'s job may run "
-                            "elsewhere; checkpoint within the grace period"
-                        )
-                        if v.id in moved
-                        else (
-                            f"reclaimed by {q.member} (within its {self.guarantee_word}) from "
-                            f"borrower {v.member}; checkpoint within the grace period"
-                        ),
-                        self.grace_s,
-                    )
-                ctx.wait(
-                    q,
-                    f"within {self.guarantee_word}; reclaiming {model} from borrowers: "
-                    f"{len(victims)} job(s) preempted, waiting for them to stop",
-                )
-                return Outcome.WAITING
-            failed.add(ctx.signature(q))  # victims only get fewer in this pass: no retry
+        if mine:
+            sig = ctx.signature(q)
+            if sig not in failed:
+                if self._reclaim_for(ctx, q, mine):
+                    return Outcome.WAITING
+                failed.add(sig)  # victims only get fewer in this pass: no retry
             why.append(
                 f"within {self.guarantee_word}, but preempting borrowers' preemptible jobs "
                 "would not free a fitting placement"
             )
-        ctx.wait(
-            q,
+        reason = (
             "; ".join(dict.fromkeys(why))
-            or "no node of an acceptable model could ever host it (devices, CPU, memory)",
+            or "no node of an acceptable model could ever host it (devices, CPU, memory)"
         )
+        ctx.wait(q, reason)
+        if like is not None and waits is not None and (ctx.version, ctx.stop_version) == state:
+            waits[like] = (*state, reason)
         return Outcome.WAITING
+
+    def _reclaim_for(self, ctx: PassContext, q: QueuedJob, mine: list[ModelId]) -> bool:
+        """Preempt what makes room for ``q`` on the models where it is within its guarantee
+        (``mine``, in order), if anything does; then ``q`` waits for them to stop."""
+        victims, key = self._victims(ctx, q, mine)
+        got = ctx.reclaim(q, mine, victims, key)
+        moved: set[JobId] = set()
+        if got is None:
+            movable = self.movable(ctx, q, mine)
+            if movable:
+                moved = {r.id for r in movable}
+                more = (*key, "moves", q.allowed_sites, q.spec.gang.nodes > 1)
+                got = ctx.reclaim(q, mine, self._with_moves(ctx, more, victims, movable), more)
+        if got is not None:
+            model, victims = got
+            for v in victims:
+                ctx.preempt(
+                    v,
+                    (
+                        f"moved for {q.member}'s "
+                        + (
+                            f"job held to {'|'.join(sorted(q.allowed_sites))}"
+                            if q.allowed_sites is not None
+                            else f"gang of {shape(q)}"
+                        )
+                        + f" (within its {self.guarantee_word}): {v.member}'s job may run "
+                        "elsewhere; checkpoint within the grace period"
+                    )
+                    if v.id in moved
+                    else (
+                        f"reclaimed by {q.member} (within its {self.guarantee_word}) from "
+                        f"borrower {v.member}; checkpoint within the grace period"
+                    ),
+                    self.grace_s,
+                )
+            ctx.wait(
+                q,
+                f"within {self.guarantee_word}; reclaiming {model} from borrowers: "
+                f"{len(victims)} job(s) preempted, waiting for them to stop",
+            )
+            return True
+        return False
 
     def below_guarantee(self, ctx: PassContext, member: MemberId) -> bool:
         """Whether some job of ``member`` could still be within its guarantee this pass."""
@@ -244,10 +282,11 @@ class GuaranteedSharing:
 
     def run(self, ctx: PassContext) -> None:
         failed: set[tuple[object, ...]] = set()
+        waits: dict[Hashable, tuple[int, int, str]] = {}
         serve_members(
             ctx,
             lambda q: self.key(ctx, q),
-            lambda q: self.attempt(ctx, q, failed),
+            lambda q: self.attempt(ctx, q, failed, waits),
             self.max_skips,
             lambda q: self.hopeless(ctx, q),
         )

@@ -8,6 +8,7 @@ never rescans the queue. ``schedule()`` reads it and never changes it.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
@@ -73,14 +74,18 @@ class _SortedQueue:
     """A sorted queue with lazy deletion: add in O(log n + shift), discard in O(1),
     iterate in order skipping discarded entries, position in O(log n).
 
-    ``_head`` is the index of the first entry that may be live: the dead prefix before it is
-    skipped once, not at every pass (a FIFO queue's head is where admissions happen)."""
+    An entry is live while it is the very key its job was last added with (a requeued job's
+    old entry is dead, though equal keys may compare equal). ``_head`` is the index of the
+    first entry that may be live: the dead prefix before it is skipped once, not at every
+    pass (a FIFO queue's head is where admissions happen). Dead entries are dropped once
+    they outnumber the live ones (and are more than a few), so that walking past them costs
+    at most as much as walking the live ones, amortized O(1) per discard."""
 
     __slots__ = ("_dead", "_head", "_keys", "_live")
 
     def __init__(self) -> None:
         self._keys: list[tuple[float, float, int, JobId]] = []
-        self._live: set[JobId] = set()
+        self._live: dict[JobId, tuple[float, float, int, JobId]] = {}
         self._dead = 0
         self._head = 0
 
@@ -90,34 +95,33 @@ class _SortedQueue:
     def add(self, key: tuple[float, float, int, JobId]) -> None:
         if key[3] in self._live:
             raise ValueError(f"job {key[3]} is already queued")
+        key = (key[0], key[1], key[2], key[3])  # (a new object: never one a dead entry is)
         if self._keys and key >= self._keys[-1]:
             self._keys.append(key)
         else:
             pos = bisect.bisect_right(self._keys, key)
             self._keys.insert(pos, key)
             self._head = min(self._head, pos)
-        self._live.add(key[3])
+        self._live[key[3]] = key
 
     def discard(self, job: JobId) -> None:
-        if job in self._live:
-            self._live.remove(job)
+        if self._live.pop(job, None) is not None:
             self._dead += 1
-            if self._dead > 1024 and self._dead > len(self._live):
-                self._keys = list(dict.fromkeys(k for k in self._keys if k[3] in self._live))
+            if self._dead > 64 and self._dead > len(self._live):
+                live = self._live
+                self._keys = [k for k in self._keys if live.get(k[3]) is k]
                 self._dead = 0
                 self._head = 0
 
     def __iter__(self) -> Iterator[JobId]:
         keys, live = self._keys, self._live
         i = self._head
-        while i < len(keys) and keys[i][3] not in live:
+        n = len(keys)
+        while i < n and live.get(keys[i][3]) is not keys[i]:
             i += 1
         self._head = i
-        seen: set[JobId] = set()  # a requeued job may still have its old, dead entry
-        for idx in range(i, len(keys)):
-            j = keys[idx][3]
-            if j in live and j not in seen:
-                seen.add(j)
+        for k in itertools.islice(keys, i, None):
+            if live.get(j := k[3]) is k:
                 yield j
 
     def position(self, key: tuple[float, float, int, JobId]) -> int:

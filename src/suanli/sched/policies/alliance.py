@@ -51,6 +51,9 @@ EPS = 1e-9
 
 #: a running job behind its key, newest first (then by id)
 Newest = tuple[float, str, RunningJob]
+#: a job's models in tiers of equal speed, fastest first; the order when there are no ties;
+#: the number naming the tiers
+_Speeds = tuple[list[list[ModelId]], list[ModelId] | None, int]
 
 
 @register
@@ -85,9 +88,12 @@ class AlliancePolicy(GuaranteedSharing):
         self.upgrade_reserve = upgrade_reserve
         self.residency_moves = residency_moves
         self.gang_moves = gang_moves
-        #: per job, its models in tiers of equal speed, fastest first; and the order itself
-        #: when no two are equally fast (then nothing is sorted per pass)
-        self._by_speed: dict[tuple[str, int], tuple[list[list[ModelId]], list[ModelId] | None]] = {}
+        #: per job, its models in tiers of equal speed, fastest first; the order itself when
+        #: no two are equally fast (then nothing is sorted per pass); and a number naming the
+        #: tiers (jobs with the same tiers share it: their orders are the same in one state)
+        self._by_speed: dict[tuple[str, int], _Speeds] = {}
+        self._tier_ids: dict[tuple[tuple[ModelId, ...], ...], int] = {}
+        self._tier_base = 0
 
     def _share(self, ctx: PassContext, m: MemberId) -> float:
         member = ctx.snap.members[m]
@@ -109,10 +115,8 @@ class AlliancePolicy(GuaranteedSharing):
             return (0.0, u / e)
         return (1.0, self._fairtree(ctx, m))
 
-    def _models(self, ctx: PassContext, q: QueuedJob) -> list[ModelId]:
-        """Fastest first; among equally fast models, one the member contributed, then the
-        emptiest. (The order by speed is the job's own, kept per job: only ties are sorted in
-        each pass.)"""
+    def _speeds(self, ctx: PassContext, q: QueuedJob) -> _Speeds:
+        """The job's models in tiers of equal speed, kept per job (and per measurement)."""
         key = (q.id, id(ctx.snap.throughput.get(q.id)))
         got = self._by_speed.get(key)
         if got is None:
@@ -124,8 +128,28 @@ class AlliancePolicy(GuaranteedSharing):
                 for _, tier in itertools.groupby(sorted(v, key=lambda f: (-v[f], f)), key=v.get)
             ]
             flat = [t[0] for t in tiers] if all(len(t) == 1 for t in tiers) else None
-            got = self._by_speed[key] = (tiers, flat)
-        tiers, flat = got
+            named = tuple(map(tuple, tiers))
+            ids = self._tier_ids
+            # (numbers are never reused, so a pass never mistakes one order for another)
+            n = ids.get(named)
+            if n is None:
+                if len(ids) > 100_000:
+                    self._tier_base += len(ids)
+                    ids.clear()
+                n = ids[named] = self._tier_base + len(ids)
+            got = self._by_speed[key] = (tiers, flat, n)
+        return got
+
+    def order_key(self, ctx: PassContext, q: QueuedJob) -> int:
+        """The job's tiers of equal speed: beside its signature (member, shape, models) and
+        the pass's state, they are all that decides its order and its guaranteed models."""
+        return self._speeds(ctx, q)[2]
+
+    def _models(self, ctx: PassContext, q: QueuedJob) -> list[ModelId]:
+        """Fastest first; among equally fast models, one the member contributed, then the
+        emptiest. (The order by speed is the job's own, kept per job: only ties are sorted in
+        each pass.)"""
+        tiers, flat, _ = self._speeds(ctx, q)
         if flat is not None:
             return list(flat)
         shares = ctx.snap.shares

@@ -105,6 +105,10 @@ class FairPolicy(GuaranteedSharing):
         within = [f for f in models if self._used(ctx, m, f) + n <= self._nominal(ctx, m, f)]
         return [*within, *(f for f in models if f not in within)], set(within)
 
+    def order_key(self, ctx: PassContext, q: QueuedJob) -> tuple[()]:
+        """Nothing beside the signature: the order is the member's quota state's."""
+        return ()
+
     def below_guarantee(self, ctx: PassContext, member: MemberId) -> bool:
         return any(
             self._used(ctx, member, f) < self._nominal(ctx, member, f) for f in ctx.snap.pool.models
