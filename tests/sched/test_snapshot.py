@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suanli.model.ids import JobId, MemberId, ModelId, SiteId
-from suanli.model.job import Placement
+from suanli.model.job import JobSpec, Placement
 from suanli.sched.policy import get_policy
 from suanli.sched.schedule import schedule
 from suanli.sched.snapshot import Snapshot, _SortedQueue
@@ -155,7 +155,8 @@ def test_a_switch_leaves_the_state_a_requeue_and_a_start_would() -> None:
 )
 def test_the_site_index_is_what_runs_at_each_site(ops: list[tuple[str, int]]) -> None:
     """``running_at`` lists each running job at every site it holds devices at (a gang
-    spanning two sites at both), and nothing else, under any start/finish/requeue/switch."""
+    spanning two sites at both), and nothing else, under any start/finish/requeue/switch;
+    ``running_by_accepts`` lists each once, under its model and the models it accepts."""
     a = (
         pool()
         .site("sa2", "a")
@@ -163,7 +164,11 @@ def test_the_site_index_is_what_runs_at_each_site(ops: list[tuple[str, int]]) ->
         .nodes_of("sb", "H800-80GB", 1)
         .build()
     )
-    snap = snapshot(a, *[job(f"j{k}", "a", 2, "H800-80GB") for k in range(12)])
+
+    def spec(k: int) -> JobSpec:  # (odd jobs accept another model too)
+        return job(f"j{k}", "a", 2, "H800-80GB", *(["Ascend910B"] if k % 2 else []))
+
+    snap = snapshot(a, *map(spec, range(12)))
     model = ModelId("H800-80GB")
     nodes = [n for n in snap.pool.nodes if n.model == model]
     for op, k in ops:
@@ -183,7 +188,7 @@ def test_the_site_index_is_what_runs_at_each_site(ops: list[tuple[str, int]]) ->
         elif jid in snap.running:
             if op == "finish":
                 snap.finish(jid)
-                snap.submit(job(f"j{k}", "a", 2, "H800-80GB"))
+                snap.submit(spec(k))
             elif op == "requeue":
                 snap.requeue(jid)
             else:
@@ -195,6 +200,11 @@ def test_the_site_index_is_what_runs_at_each_site(ops: list[tuple[str, int]]) ->
                 expected.setdefault((model, snap.pool.site_of[n]), set()).add(j)
         got = {k: set(on) for k, on in snap.running_at.items() if on}
         assert got == expected
+        accepting = {k: set(on) for k, on in snap.running_by_accepts.items() if on}
+        by_accepts: dict[tuple[ModelId, frozenset[ModelId]], set[JobId]] = {}
+        for j, r in snap.running.items():
+            by_accepts.setdefault((model, r.spec.models), set()).add(j)
+        assert accepting == by_accepts
 
 
 @settings(max_examples=60, deadline=None)

@@ -167,6 +167,11 @@ class Snapshot:
         #: running jobs per (model, site) they hold devices at (a gang spanning sites is at
         #: each), so that a job held to its sites finds what runs there without a scan
         self.running_at: dict[tuple[ModelId, SiteId], dict[JobId, RunningJob]] = {}
+        #: running jobs per (model, the models they accept), so that a policy moving jobs to
+        #: other models looks only at those that accept a model it has room on
+        self.running_by_accepts: dict[
+            tuple[ModelId, frozenset[ModelId]], dict[JobId, RunningJob]
+        ] = {}
         self.used_devices: dict[tuple[MemberId, ModelId], int] = {}
         self.used_nu: dict[MemberId, float] = dict.fromkeys(self.members, 0.0)
         #: devices in use per model, all members together
@@ -329,12 +334,15 @@ class Snapshot:
             if len(a) == 1
             else dict.fromkeys((key[1], site_of[n]) for n, _ in a)
         )
+        accepts = (key[1], r.spec.models)
         if sign > 0:
             self.running_by.setdefault(key, {})[r.id] = r
+            self.running_by_accepts.setdefault(accepts, {})[r.id] = r
             for k in at:
                 self.running_at.setdefault(k, {})[r.id] = r
         else:
             del self.running_by[key][r.id]
+            del self.running_by_accepts[accepts][r.id]
             for k in at:
                 del self.running_at[k][r.id]
         self.used_nu[r.member] += sign * r.nu

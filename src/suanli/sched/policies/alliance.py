@@ -308,12 +308,15 @@ class AlliancePolicy(GuaranteedSharing):
             self._upgraded_at = ctx.now
         pool = snap.pool
         free = {m for m in pool.models if ctx.free.free_devices(m)}
-        top = max(pool.model_nu(m) for m in free)
+        nu = pool.nu_per_device
+        top = max(nu[m] for m in free)
         stopping = ctx.stopping
         moves: list[tuple[float, float, str, RunningJob, list[tuple[ModelId, float]]]] = []
-        # (every running job on a slower model: the scan is the upgrade's cost, kept lean)
-        for (_, model), jobs in snap.running_by.items():
-            if not jobs or pool.model_nu(model) >= top:
+        # (every running job on a slower model that accepts a faster one with free devices:
+        # the scan is the upgrade's cost, kept lean; most jobs of a busy pool accept none)
+        for (model, accepts), jobs in snap.running_by_accepts.items():
+            here = nu[model]
+            if not jobs or here >= top or not any(nu[f] > here for f in accepts & free):
                 continue
             for jid, r in jobs.items():
                 if jid in stopping or not r.spec.preemptible:
