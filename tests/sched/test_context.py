@@ -89,7 +89,8 @@ def test_a_reused_trial_is_the_one_worked_out_afresh(data: st.DataObject) -> Non
             reused = ctx._trial(model, victims, key)
             fresh = ctx._trial(model, list(victims), None)
             assert reused[0] == fresh[0]
-            assert reused[1] == fresh[1]
+            # (what removing them frees is reused even across keys: counted afresh here)
+            assert reused[1] == ctx.free.gains(model, (r.placement for r in fresh[0]))
 
 
 def test_the_victims_with_the_movable_jobs_are_one_list_while_both_hold() -> None:
@@ -200,3 +201,24 @@ def test_jobs_alike_in_one_state_are_looked_at_once() -> None:
     # the first job starts, the second is worked out, the three after it are like it
     assert policy.looked == 2
     assert len({result.reasons[JobId(f"j{i}")] for i in range(1, 5)}) == 1
+
+
+def test_what_removing_jobs_frees_is_theirs_whatever_their_order() -> None:
+    a = AllianceBuilder().member("b").site("sb", "b").nodes_of("sb", "H800-80GB", 2).build()
+    snap = snapshot(
+        a,
+        job("w", "b", 8, "H800-80GB"),
+        job("x", "b", 2, "H800-80GB"),
+        job("y", "b", 2, "H800-80GB"),
+    )
+    for d in schedule(snap, get_policy("fifo")).admits:
+        snap.start(d.job, d.placement)
+    ctx = PassContext(snap)
+    model = ModelId("H800-80GB")
+    wide, small, other = (snap.running[JobId(j)] for j in "wxy")
+    assert ctx._gains(model, [wide]).whole[8] == 1
+    assert ctx._gains(model, [small]).best == 6  # (its node: 4 free, and its own 2)
+    assert ctx._gains(model, [small]).whole[8] == 0
+    assert ctx._gains(model, [small, other]).whole[8] == 1
+    assert ctx._gains(model, [other, small, wide]) == ctx._gains(model, [wide, small, other])
+    assert ctx._gains(model, [wide, small, other]).whole[8] == 2

@@ -293,10 +293,25 @@ class PassContext:
             key=lambda r: (r.stop_at, r.id),
         )
         trial = [*free_running, *on.get(model, ())]
-        out = (trial, self.free.gains(model, (r.placement for r in trial)))
+        out = (trial, self._gains(model, trial))
         if key is not None:
             self.cache[ck] = (state, out)
         return out
+
+    def _gains(self, model: ModelId, trial: list[RunningJob]) -> Gains:
+        """What removing ``trial`` would free on ``model``: the order of the jobs does not
+        matter, so it is reused while the same jobs (however ordered, for whichever
+        candidates' key) and the model's free devices stay the same. (Borrowers' order
+        changes with most admissions, the set of their jobs on a model seldom.)"""
+        jobs = frozenset(map(id, trial))  # (the jobs live as long as the pass)
+        ck = ("gains", model, jobs)
+        version = self.model_version.get(model, 0)
+        hit: tuple[int, Gains] | None = self.cache.get(ck)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        got = self.free.gains(model, (r.placement for r in trial))
+        self.cache[ck] = (version, got)
+        return got
 
     def _on_models(self, victims: Sequence[RunningJob], key: Hashable | None) -> ByModel:
         """``victims`` not stopping, by model, each in the order given (once per key and

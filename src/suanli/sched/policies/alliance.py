@@ -92,7 +92,7 @@ class AlliancePolicy(GuaranteedSharing):
         #: no two are equally fast (then nothing is sorted per pass); and a number naming the
         #: tiers (jobs with the same tiers share it: their orders are the same in one state)
         self._by_speed: dict[tuple[str, int], _Speeds] = {}
-        self._tier_ids: dict[tuple[tuple[ModelId, ...], ...], int] = {}
+        self._tier_ids: dict[tuple[object, ...], int] = {}
         self._tier_base = 0
 
     def _share(self, ctx: PassContext, m: MemberId) -> float:
@@ -122,13 +122,26 @@ class AlliancePolicy(GuaranteedSharing):
         if got is None:
             if len(self._by_speed) > 8 * (len(ctx.snap.pending) + len(ctx.snap.running)) + 1024:
                 self._by_speed.clear()  # (jobs come and go)
-            v = {f: speed(ctx, q, f) for f in present_models(ctx, q)}
-            tiers = [
-                list(tier)
-                for _, tier in itertools.groupby(sorted(v, key=lambda f: (-v[f], f)), key=v.get)
-            ]
-            flat = [t[0] for t in tiers] if all(len(t) == 1 for t in tiers) else None
-            named = tuple(map(tuple, tiers))
+            # (speed(ctx, q, f) for each model, inlined: once per job, but every job)
+            known = ctx.snap.throughput.get(q.id) or {}
+            nu = ctx.snap.pool.nu_per_device
+            ranked = sorted(
+                [(-known[f] if f in known else -nu[f], f) for f in present_models(ctx, q)]
+            )
+            order = [f for _, f in ranked]
+            tiers: list[list[ModelId]] = []
+            flat: list[ModelId] | None = order
+            named: tuple[object, ...] = tuple(order)
+            if len({v for v, _ in ranked}) < len(ranked):  # (ties: sorted in each pass)
+                flat = None
+                last = math.nan
+                for v, f in ranked:
+                    if v == last:
+                        tiers[-1].append(f)
+                    else:
+                        tiers.append([f])
+                        last = v
+                named = tuple(map(tuple, tiers))
             ids = self._tier_ids
             # (numbers are never reused, so a pass never mistakes one order for another)
             n = ids.get(named)
