@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suanli.model.alliance import Alliance
-from suanli.model.ids import JobId, ModelId
+from suanli.model.ids import JobId, MemberId, ModelId
 from suanli.sched.context import PassContext
 from suanli.sched.policies.alliance import AlliancePolicy
 from suanli.sched.policies.fair import FairPolicy
@@ -222,3 +222,37 @@ def test_what_removing_jobs_frees_is_theirs_whatever_their_order() -> None:
     assert ctx._gains(model, [small, other]).whole[8] == 1
     assert ctx._gains(model, [other, small, wide]) == ctx._gains(model, [wide, small, other])
     assert ctx._gains(model, [wide, small, other]).whole[8] == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 11), st.booleans()), max_size=40))
+def test_a_members_jobs_sorted_in_an_earlier_pass_are_its_jobs_now(
+    ops: list[tuple[bool, int, bool]],
+) -> None:
+    """One policy across passes, jobs starting and finishing between them: the preemptible
+    jobs it keeps sorted per member and model are those running now, newest first."""
+    snap = snapshot(_pool())
+    policy = AlliancePolicy()
+    clock = 0.0
+    for start, k, preemptible in ops:
+        clock += 1.0
+        jid = JobId(f"j{k}")
+        if start and jid not in snap.running and jid not in snap.pending:
+            spec = job(f"j{k}", "bc"[k % 2], 1 + k % 2, MODELS[k % 3 % 2], preemptible=preemptible)
+            snap.submit(spec, submitted_at=clock)
+            placement = snap.free.fit(spec, MODELS[k % 3 % 2], None)
+            if placement is None:
+                snap.cancel(jid)
+                continue
+            snap.start(jid, placement, clock)
+        elif not start and jid in snap.running:
+            snap.finish(jid)
+        ctx = PassContext(snap)
+        for member in ("b", "c"):
+            got = policy._preemptible(ctx, MODELS, MemberId(member))
+            want = sorted(
+                (-r.started_at, r.id, r)
+                for r in snap.running.values()
+                if r.member == member and r.spec.preemptible
+            )
+            assert [r.id for *_, r in got] == [r.id for *_, r in want]

@@ -287,12 +287,12 @@ class PassContext:
             hit: tuple[tuple[object, ...], Trial] | None = self.cache.get(ck)
             if hit is not None and hit[0][0] is on and hit[0][1:] == state[1:]:
                 return hit[1]
-        running = self.snap.running
+        running, stopping = self.snap.running, self.stopping
         free_running = sorted(
-            (r for j in self.stopping - self.claimed if (r := running[j]).placement.model == model),
+            (r for j in stopping - self.claimed if (r := running[j]).placement.model == model),
             key=lambda r: (r.stop_at, r.id),
         )
-        trial = [*free_running, *on.get(model, ())]
+        trial = [*free_running, *(r for r in on.get(model, ()) if r.id not in stopping)]
         out = (trial, self._gains(model, trial))
         if key is not None:
             self.cache[ck] = (state, out)
@@ -314,24 +314,19 @@ class PassContext:
         return got
 
     def _on_models(self, victims: Sequence[RunningJob], key: Hashable | None) -> ByModel:
-        """``victims`` not stopping, by model, each in the order given (once per key and
-        state of the pass; or as long as the policy gives the same list and no job stops)."""
+        """``victims`` by model, each in the order given (once per key and state of the
+        pass, or as long as the policy gives the same list). Those that have begun to stop
+        since are still listed: a trial leaves them out."""
         ck = ("on-models", key)
         if key is not None:
-            hit: tuple[Sequence[RunningJob], int, int, ByModel] | None = self.cache.get(ck)
-            if (
-                hit is not None
-                and hit[2] == self.stop_version
-                and (hit[0] is victims or hit[1] == self.version)
-            ):
-                return hit[3]
+            hit: tuple[Sequence[RunningJob], int, ByModel] | None = self.cache.get(ck)
+            if hit is not None and (hit[0] is victims or hit[1] == self.version):
+                return hit[2]
         got: ByModel = {}
-        stopping = self.stopping
         for v in victims:
-            if v.id not in stopping:
-                got.setdefault(v.placement.model, []).append(v)
+            got.setdefault(v.placement.model, []).append(v)
         if key is not None:
-            self.cache[ck] = (victims, self.version, self.stop_version, got)
+            self.cache[ck] = (victims, self.version, got)
         return got
 
     def _reserve(self, q: QueuedJob, model: ModelId, victims: list[RunningJob]) -> None:

@@ -167,6 +167,8 @@ class Snapshot:
         #: running jobs per (model, site) they hold devices at (a gang spanning sites is at
         #: each), so that a job held to its sites finds what runs there without a scan
         self.running_at: dict[tuple[ModelId, SiteId], dict[JobId, RunningJob]] = {}
+        #: bumped whenever the running jobs of a (member, model) change (for callers' caches)
+        self.running_by_version: dict[tuple[MemberId, ModelId], int] = {}
         #: running jobs per (model, the models they accept), so that a policy moving jobs to
         #: other models looks only at those that accept a model it has room on
         self.running_by_accepts: dict[
@@ -335,6 +337,7 @@ class Snapshot:
             else dict.fromkeys((key[1], site_of[n]) for n, _ in a)
         )
         accepts = (key[1], r.spec.models)
+        self.running_by_version[key] = self.running_by_version.get(key, 0) + 1
         if sign > 0:
             self.running_by.setdefault(key, {})[r.id] = r
             self.running_by_accepts.setdefault(accepts, {})[r.id] = r

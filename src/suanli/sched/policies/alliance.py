@@ -94,6 +94,11 @@ class AlliancePolicy(GuaranteedSharing):
         self._by_speed: dict[tuple[str, int], _Speeds] = {}
         self._tier_ids: dict[tuple[object, ...], int] = {}
         self._tier_base = 0
+        #: per (member, model), its preemptible running jobs sorted, with the snapshot and
+        #: the version of them it was sorted at
+        self._preemptible_kept: dict[
+            tuple[MemberId, ModelId], tuple[Snapshot, int, list[Newest]]
+        ] = {}
 
     def _share(self, ctx: PassContext, m: MemberId) -> float:
         member = ctx.snap.members[m]
@@ -281,22 +286,31 @@ class AlliancePolicy(GuaranteedSharing):
             if r.spec.preemptible and r.spec.gang.nodes == 1 and r.job.allowed_sites is None
         )
 
-    @staticmethod
-    def _preemptible(ctx: PassContext, models: list[ModelId], member: MemberId) -> list[Newest]:
+    def _preemptible(
+        self, ctx: PassContext, models: list[ModelId], member: MemberId
+    ) -> list[Newest]:
         """``member``'s preemptible running jobs on ``models``, newest first, each behind its
-        sort key (the running jobs do not change during a pass: sorted once per member and
-        model in a pass)."""
+        sort key. Sorted once per member and model while the member's running jobs on that
+        model stay the same (the running jobs do not change during a pass, and most members'
+        seldom between two)."""
+        snap = ctx.snap
         per_model = []
         for f in models:
             ck = ("alliance-preemptible", member, f)
             got: list[Newest] | None = ctx.cache.get(ck)
             if got is None:
-                got = [
-                    (-r.started_at, r.id, r)
-                    for r in ctx.snap.running_by.get((member, f), {}).values()
-                    if r.spec.preemptible
-                ]
-                got.sort()
+                version = snap.running_by_version.get((member, f), 0)
+                kept = self._preemptible_kept.get((member, f))
+                if kept is not None and kept[0] is snap and kept[1] == version:
+                    got = kept[2]
+                else:
+                    got = [
+                        (-r.started_at, r.id, r)
+                        for r in snap.running_by.get((member, f), {}).values()
+                        if r.spec.preemptible
+                    ]
+                    got.sort()
+                    self._preemptible_kept[(member, f)] = (snap, version, got)
                 ctx.cache[ck] = got
             if got:
                 per_model.append(got)
