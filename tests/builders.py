@@ -34,8 +34,8 @@ class AllianceBuilder:
         )
         return self
 
-    def site(self, sid: str, member: str) -> Self:
-        self.sites[SiteId(sid)] = Site(SiteId(sid), MemberId(member))
+    def site(self, sid: str, member: str, region: str = "") -> Self:
+        self.sites[SiteId(sid)] = Site(SiteId(sid), MemberId(member), region)
         return self
 
     def nodes_of(

@@ -1,17 +1,19 @@
 """The pass context reuses reclaim's work across the states of a pass: what it reuses must be
 what it would work out afresh."""
 
+from collections.abc import Hashable, Sequence
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suanli.model.alliance import Alliance
-from suanli.model.ids import JobId, MemberId, ModelId
-from suanli.sched.context import PassContext
+from suanli.model.ids import JobId, MemberId, ModelId, SiteId
+from suanli.sched.context import PassContext, Trial
 from suanli.sched.policies.alliance import AlliancePolicy
 from suanli.sched.policies.fair import FairPolicy
 from suanli.sched.policy import get_policy
 from suanli.sched.schedule import schedule
-from suanli.sched.snapshot import QueuedJob, Snapshot
+from suanli.sched.snapshot import QueuedJob, RunningJob, Snapshot
 
 from ..builders import AllianceBuilder, job, snapshot
 
@@ -256,3 +258,113 @@ def test_a_members_jobs_sorted_in_an_earlier_pass_are_its_jobs_now(
                 if r.member == member and r.spec.preemptible
             )
             assert [r.id for *_, r in got] == [r.id for *_, r in want]
+
+
+class _EveryCandidate(PassContext):
+    """A pass context whose reclaim tries every candidate, wherever it runs."""
+
+    def _trial(
+        self,
+        model: ModelId,
+        victims: Sequence[RunningJob],
+        key: Hashable | None,
+        sites: frozenset[SiteId] | None = None,
+    ) -> Trial:
+        return super()._trial(model, victims, key, None)
+
+
+def _two_fabrics() -> Alliance:
+    """``a``'s two sites share a fabric (a gang may span them), ``b``'s is on its own; ``c``
+    contributes nothing (every job of it borrows)."""
+    return (
+        AllianceBuilder()
+        .member("a")
+        .member("b")
+        .member("c", tier="commons")
+        .site("sa", "a", region="r")
+        .site("sa2", "a", region="r")
+        .site("sb", "b")
+        .nodes_of("sa", "H800-80GB", 2)
+        .nodes_of("sa2", "H800-80GB", 2)
+        .nodes_of("sb", "H800-80GB", 2)
+        .build()
+    )
+
+
+def _reclaims(
+    snap: Snapshot,
+    q: QueuedJob,
+    victims: Sequence[RunningJob],
+    stopping: Sequence[RunningJob] = (),
+) -> list[tuple[object, ...]]:
+    """What reclaim decides for ``q`` with the candidates at its sites, and with every one."""
+    model = ModelId("H800-80GB")
+    got = []
+    for ctx in (PassContext(snap), _EveryCandidate(snap)):
+        for r in stopping:
+            ctx.preempt(r, "test", 60.0)
+        found = ctx.reclaim(q, [model], victims, ("victims", (model,)))
+        got.append(
+            (
+                found and (found[0], [r.id for r in found[1]]),
+                sorted(ctx.claimed),
+                ctx.reservations.get(q.id),
+            )
+        )
+    return got
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_a_job_held_to_sites_reclaims_as_if_every_candidate_were_tried(
+    data: st.DataObject,
+) -> None:
+    """A job held to its sites tries only the candidates that hold devices there: it gets
+    the same victims and the same place as when every candidate is tried in order, for one
+    node or a gang (gangs span the two sites of one fabric), with some jobs already
+    stopping."""
+    model = ModelId("H800-80GB")
+    sizes = data.draw(st.lists(st.sampled_from([8, 16, 1, 4, 2]), min_size=3, max_size=12))
+    borrowed = [
+        job(f"c{i:02d}", "c", n, model, nodes=2 if n == 16 else 1) for i, n in enumerate(sizes)
+    ]
+    snap = snapshot(_two_fabrics(), *borrowed)
+    for d in schedule(snap, get_policy("fifo")).admits:
+        snap.start(d.job, d.placement)
+    sites = data.draw(
+        st.sampled_from([{"sa"}, {"sa2"}, {"sb"}, {"sa", "sa2"}, {"sa", "sb"}, {"sa2", "sb"}])
+    )
+    count = data.draw(st.sampled_from([1, 2, 4, 8, 16]))
+    q = snap.submit(
+        job("q", "a", count, model, nodes=2 if count == 16 else 1),
+        submitted_at=100.0,
+        allowed_sites=frozenset(SiteId(s) for s in sites),
+    )
+    running = sorted(snap.running.values(), key=lambda r: r.id)
+    victims = data.draw(st.permutations(running))
+    stopping = data.draw(st.lists(st.sampled_from(running), max_size=3)) if running else []
+    first, every = _reclaims(snap, q, victims, stopping)
+    assert first == every
+
+
+def test_a_gang_across_sites_is_a_candidate_at_each() -> None:
+    """A borrowed gang on one node at ``sa`` and one at ``sa2`` is a candidate for a job held
+    to ``sa2``, though its first node is elsewhere."""
+    model = ModelId("H800-80GB")
+    snap = snapshot(
+        _two_fabrics(),
+        job("c00", "c", 8, model),
+        job("c01", "c", 16, model, nodes=2),
+        job("c02", "c", 8, model),
+    )
+    for d in schedule(snap, get_policy("fifo")).admits:
+        snap.start(d.job, d.placement)
+    gang = snap.running[JobId("c01")]
+    assert [n for n, _ in gang.placement.assignments] == ["sa-n001", "sa2-n002"]
+    q = snap.submit(
+        job("q", "a", 8, model), submitted_at=10.0, allowed_sites=frozenset({SiteId("sa2")})
+    )
+    victims = [gang, snap.running[JobId("c00")], snap.running[JobId("c02")]]
+    first, every = _reclaims(snap, q, victims)
+    assert first == every
+    assert first[0] == (model, ["c01"])

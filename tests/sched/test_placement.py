@@ -144,7 +144,8 @@ def test_might_fit_after_is_a_necessary_condition(
 ) -> None:
     """Whenever the cheap bound says no, giving back the jobs really leaves no placement: for
     one-node jobs and gangs (the two sites are two zones: 3 and 2 nodes), anywhere or held to
-    sites, and whether or not the job fits somewhere now."""
+    sites (the gains counted everywhere or at those sites), and whether or not the job fits
+    somewhere now."""
     fs = free_state(base().nodes_of("s1", "H800-80GB", 3).nodes_of("s2", "H800-80GB", 2))
     taken = []
     for k, size in enumerate(sizes):
@@ -155,7 +156,9 @@ def test_might_fit_after_is_a_necessary_condition(
     freed = data.draw(st.lists(st.sampled_from(taken), unique=True)) if taken else []
     specs = [job(f"q{c}", "a", c, "H800-80GB") for c in range(1, 9)]
     specs += [job(f"g{n}", "a", 8 * n, "H800-80GB", nodes=n) for n in (2, 3, 4)]
-    gains = fs.gains("H800-80GB", freed)  # type: ignore[arg-type]
+    # (counted over every node, or, as for a job held to sites, over the nodes there only)
+    counted_at = sites if data.draw(st.booleans()) else None
+    gains = fs.gains("H800-80GB", freed, counted_at)  # type: ignore[arg-type]
     bounds = []
     for q in specs:
         nowhere = fs.fit(q, "H800-80GB", sites) is None  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
-from suanli.model.ids import JobId, MemberId, ModelId, NodeId
+from suanli.model.ids import JobId, MemberId, ModelId, NodeId, SiteId
 from suanli.model.job import JobSpec, Placement
 from suanli.sched.decision import Admit, Decision, Preempt
 from suanli.sched.placement import Gains
@@ -245,7 +245,7 @@ class PassContext:
             seen = (self._shape(q, model), key, len(victims), len(self.stopping), len(self.claimed))
             if key is not None and seen in self._no_reclaim:
                 continue
-            trial, gains = self._trial(model, victims, key)
+            trial, gains = self._trial(model, victims, key, q.allowed_sites)
             # Cheap bound first: no node would be free enough even with every candidate gone
             # (where the job fits nowhere now, only a node that gains can take it).
             nowhere = self.fit(q, model) is None
@@ -275,13 +275,22 @@ class PassContext:
         k = self.free.first_fitting(q.spec, model, q.allowed_sites, freed)
         return None if k is None else trial[:k]
 
-    def _trial(self, model: ModelId, victims: Sequence[RunningJob], key: Hashable | None) -> Trial:
+    def _trial(
+        self,
+        model: ModelId,
+        victims: Sequence[RunningJob],
+        key: Hashable | None,
+        sites: frozenset[SiteId] | None = None,
+    ) -> Trial:
         """Stopping jobs not yet claimed (those that stop first, first: a job that reclaimed
         in an earlier pass finds its own victims again, or some that stop sooner), then the
-        candidates, on ``model``; and their bound. (Worked out again only when the
-        candidates on ``model``, its free devices, or the stopping jobs change.)"""
+        candidates, on ``model``; and their bound. For a job held to ``sites``, only the jobs
+        that hold devices there: removing the others frees nothing it may take (and the
+        fewest victims, found in order and minimized, are the same without them). (Worked out
+        again only when the candidates on ``model``, its free devices, or the stopping jobs
+        change.)"""
         on = self._on_models(victims, key)
-        ck = ("trial", key, model)
+        ck = ("trial", key, model, sites)
         state = (on, self.model_version.get(model, 0), self.stop_version)
         if key is not None:
             hit: tuple[tuple[object, ...], Trial] | None = self.cache.get(ck)
@@ -289,27 +298,69 @@ class PassContext:
                 return hit[1]
         running, stopping = self.snap.running, self.stopping
         free_running = sorted(
-            (r for j in stopping - self.claimed if (r := running[j]).placement.model == model),
+            (
+                r
+                for j in stopping - self.claimed
+                if (r := running[j]).placement.model == model
+                and (sites is None or self._holds_at(r, sites))
+            ),
             key=lambda r: (r.stop_at, r.id),
         )
-        trial = [*free_running, *(r for r in on.get(model, ()) if r.id not in stopping)]
-        out = (trial, self._gains(model, trial))
+        candidates = on.get(model, [])
+        if sites is not None:
+            candidates = self._at_sites(on, model, candidates, sites, key)
+        trial = [*free_running, *(r for r in candidates if r.id not in stopping)]
+        out = (trial, self._gains(model, trial, sites))
         if key is not None:
             self.cache[ck] = (state, out)
         return out
 
-    def _gains(self, model: ModelId, trial: list[RunningJob]) -> Gains:
-        """What removing ``trial`` would free on ``model``: the order of the jobs does not
-        matter, so it is reused while the same jobs (however ordered, for whichever
-        candidates' key) and the model's free devices stay the same. (Borrowers' order
-        changes with most admissions, the set of their jobs on a model seldom.)"""
+    def _holds_at(self, r: RunningJob, sites: frozenset[SiteId]) -> bool:
+        """Whether ``r`` holds devices at one of ``sites``."""
+        site_of = self.snap.pool.site_of
+        return any(site_of[n] in sites for n, _ in r.placement.assignments)
+
+    def _at_sites(
+        self,
+        on: ByModel,
+        model: ModelId,
+        candidates: list[RunningJob],
+        sites: frozenset[SiteId],
+        key: Hashable | None,
+    ) -> list[RunningJob]:
+        """``candidates`` (``on``'s, on ``model``) that hold devices at ``sites``, in order:
+        kept as long as ``on`` is (those that began to stop since are still listed)."""
+        ck = ("at-sites", key, model, sites)
+        if key is not None:
+            hit: tuple[ByModel, list[RunningJob]] | None = self.cache.get(ck)
+            if hit is not None and hit[0] is on:
+                return hit[1]
+        site_of = self.snap.pool.site_of
+        got = [
+            r
+            for r in candidates
+            if site_of[(a := r.placement.assignments)[0][0]] in sites
+            or (len(a) > 1 and self._holds_at(r, sites))
+        ]
+        if key is not None:
+            self.cache[ck] = (on, got)
+        return got
+
+    def _gains(
+        self, model: ModelId, trial: list[RunningJob], sites: frozenset[SiteId] | None = None
+    ) -> Gains:
+        """What removing ``trial`` would free on ``model`` (at ``sites``, if given): the order
+        of the jobs does not matter, so it is reused while the same jobs (however ordered,
+        for whichever candidates' key) and the model's free devices stay the same.
+        (Borrowers' order changes with most admissions, the set of their jobs on a model
+        seldom.)"""
         jobs = frozenset(map(id, trial))  # (the jobs live as long as the pass)
-        ck = ("gains", model, jobs)
+        ck = ("gains", model, jobs, sites)
         version = self.model_version.get(model, 0)
         hit: tuple[int, Gains] | None = self.cache.get(ck)
         if hit is not None and hit[0] == version:
             return hit[1]
-        got = self.free.gains(model, (r.placement for r in trial))
+        got = self.free.gains(model, (r.placement for r in trial), sites)
         self.cache[ck] = (version, got)
         return got
 

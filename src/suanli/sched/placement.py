@@ -183,11 +183,17 @@ class FreeState:
     def free_devices(self, model: ModelId) -> int:
         return self.by_model.get(model, 0)
 
-    def gains(self, model: ModelId, freed: Iterable[Placement]) -> Gains:
+    def gains(
+        self,
+        model: ModelId,
+        freed: Iterable[Placement],
+        sites: frozenset[SiteId] | None = None,
+    ) -> Gains:
         """What giving back ``freed`` (placements on ``model``) would leave, by counting only:
         the most free devices on one schedulable node that gains (in all and per site), and
         how many gaining nodes would be wholly free, by their size (in all and per zone).
-        Input to :meth:`might_fit`."""
+        ``sites``: count only the nodes there (for a job held to them). Input to
+        :meth:`might_fit`."""
         gain: dict[int, int] = {}
         index = self.pool.index
         for p in freed:
@@ -195,6 +201,8 @@ class FreeState:
                 i = index[node_id]
                 gain[i] = gain.get(i, 0) + len(devices)
         nodes, free, on = self.pool.nodes, self.free, self.schedulable
+        if sites is not None:
+            gain = {i: k for i, k in gain.items() if nodes[i].site in sites}
         best = 0
         best_at: dict[SiteId, int] = {}
         whole: Counter[int] = Counter()
