@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suanli.model.alliance import Alliance
-from suanli.model.ids import JobId, MemberId, ModelId, SiteId
-from suanli.sched.context import PassContext, Trial
-from suanli.sched.policies.alliance import AlliancePolicy
+from suanli.model.ids import JobId, MemberId, ModelId, NodeId, SiteId
+from suanli.model.job import Placement
+from suanli.sched.context import ListCandidates, PassContext, Trial
+from suanli.sched.policies.alliance import AlliancePolicy, _Borrowed
 from suanli.sched.policies.fair import FairPolicy
 from suanli.sched.policy import get_policy
 from suanli.sched.schedule import schedule
@@ -102,12 +103,18 @@ def test_the_victims_with_the_movable_jobs_are_one_list_while_both_hold() -> Non
         snap.start(d.job, d.placement)
     ctx = PassContext(snap)
     r = sorted(snap.running.values(), key=lambda x: x.id)
+    model, sb = ModelId("H800-80GB"), frozenset({SiteId("sb")})
     victims, key = r[:2], ("victims", "moves")
     both = AlliancePolicy._with_moves(ctx, key, victims, r[2:])
-    assert both == r
+    assert both.on(model, None) == both.on(model, sb) == r
+    assert both.name() == (2, 2)  # (the victims, the movable jobs: counted)
     assert AlliancePolicy._with_moves(ctx, key, victims, list(r[2:])) is both
-    assert AlliancePolicy._with_moves(ctx, key, victims, r[3:]) == [*r[:2], r[3]]
-    assert AlliancePolicy._with_moves(ctx, key, list(victims), r[3:]) == [*r[:2], r[3]]
+    assert AlliancePolicy._with_moves(ctx, key, victims, r[3:]).on(model, None) == [*r[:2], r[3]]
+    assert AlliancePolicy._with_moves(ctx, key, list(victims), r[3:]).on(model, sb) == [
+        *r[:2],
+        r[3],
+    ]
+    assert AlliancePolicy._with_moves(ctx, key, victims, r[3:]).on(ModelId("A100-80GB"), None) == []
 
 
 class _Afresh(AlliancePolicy):
@@ -368,3 +375,94 @@ def test_a_gang_across_sites_is_a_candidate_at_each() -> None:
     first, every = _reclaims(snap, q, victims)
     assert first == every
     assert first[0] == (model, ["c01"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_alliances_candidates_per_model_and_sites_are_its_victims_there(
+    data: st.DataObject,
+) -> None:
+    """alliance reads its victims per model and sites from each member's sorted jobs: on
+    every model and set of sites they are the jobs of its whole victim list there, in its
+    order, as the borrowers' order changes in a pass (gangs across two sites included)."""
+    a = (
+        AllianceBuilder()
+        .member("a")
+        .member("b")
+        .member("c", tier="commons")
+        .member("d", tier="commons")
+        .site("sa", "a", region="r")
+        .site("sa2", "a", region="r")
+        .site("sb", "b")
+        .nodes_of("sa", "H800-80GB", 1)
+        .nodes_of("sa2", "H800-80GB", 2)
+        .nodes_of("sa", "Ascend910B", 1)
+        .nodes_of("sa2", "Ascend910B", 1)
+        .nodes_of("sb", "H800-80GB", 1)
+        .nodes_of("sb", "Ascend910B", 1)
+        .build()
+    )
+    sizes = data.draw(st.lists(st.sampled_from([1, 2, 4, 8, 16]), min_size=8, max_size=30))
+    borrowed = [
+        job(
+            f"j{i:02d}",
+            "bcd"[i % 3],
+            n,
+            *MODELS[: 1 + i % 2],
+            nodes=2 if n == 16 else 1,
+            preemptible=i % 5 != 4,
+        )
+        for i, n in enumerate(sizes)
+    ]
+    snap = snapshot(a, *borrowed)
+    for d in schedule(snap, get_policy("fifo")).admits:
+        snap.start(d.job, d.placement, at=float(len(snap.running) % 3))
+    for i, n in enumerate(data.draw(st.lists(st.sampled_from([1, 2, 4]), max_size=5))):
+        snap.submit(job(f"l{i}", "bcd"[i % 3], n, *MODELS), submitted_at=50.0 + i)
+    q = snap.submit(job("q", "a", 1, *MODELS), submitted_at=100.0)
+    policy = AlliancePolicy()
+    ctx = PassContext(snap)
+    site_sets = [
+        None,
+        *(frozenset(map(SiteId, s.split())) for s in ("sa", "sa2", "sb", "sa sa2", "sa sb")),
+    ]
+    for late in [None, *(p for j, p in sorted(snap.pending.items()) if j != "q")]:
+        if late is not None:  # (a borrower's admission changes the borrowers' order)
+            placement = ctx.fit_any(late, MODELS)
+            if placement is None:
+                continue
+            ctx.admit(late, placement)
+        models = data.draw(st.sampled_from([MODELS, MODELS[::-1], MODELS[:1]]))
+        cands = policy.candidates(ctx, q, models)
+        whole = ListCandidates(policy.victims(ctx, q, models), snap.pool.site_of)
+        for model in MODELS:
+            for sites in site_sets:
+                assert cands.on(model, sites) == whole.on(model, sites), (model, sites)
+
+
+def test_a_reclaim_found_hopeless_is_tried_again_once_there_are_more_borrowers() -> None:
+    """A job held to ``sa`` finds nothing to reclaim there among c's jobs; once b borrows
+    too (in the same pass, under the same key) its job at ``sa`` is a candidate."""
+    a = (
+        AllianceBuilder()
+        .member("a")
+        .member("b")
+        .member("c", tier="commons")
+        .site("sa", "a")
+        .site("sb", "b")
+        .nodes_of("sa", "H800-80GB", 1)
+        .nodes_of("sb", "H800-80GB", 1)
+        .build()
+    )
+    model = ModelId("H800-80GB")
+    snap = snapshot(a, job("b1", "b", 8, model), job("c1", "c", 8, model))
+    for jid, node in (("b1", "sa-n000"), ("c1", "sb-n001")):
+        snap.start(JobId(jid), Placement(model, ((NodeId(node), tuple(range(8))),)))
+    q = snap.submit(job("q", "a", 8, model), allowed_sites=frozenset({SiteId("sa")}))
+    policy, ctx, key = AlliancePolicy(), PassContext(snap), ("victims", (model,))
+    c_only = _Borrowed(policy, ctx, ((MemberId("c"),),), [model])
+    assert ctx.reclaim(q, [model], c_only, key) is None
+    both = _Borrowed(policy, ctx, ((MemberId("c"),), (MemberId("b"),)), [model])
+    assert both.name() != c_only.name()
+    got = ctx.reclaim(q, [model], both, key)
+    assert got is not None and [r.id for r in got[1]] == ["b1"]

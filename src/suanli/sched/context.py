@@ -7,7 +7,7 @@ pass sees its own admissions, and it does trial removals with undo for reclaim.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from suanli.model.ids import JobId, MemberId, ModelId, NodeId, SiteId
@@ -20,6 +20,107 @@ from suanli.sched.snapshot import QueuedJob, RunningJob, Snapshot
 ByModel = dict[ModelId, list[RunningJob]]
 #: the jobs a reclaim on one model tries, in order, and what removing them all would free
 Trial = tuple[list[RunningJob], Gains]
+
+
+class Candidates:
+    """Running jobs a reclaim may stop, in order, read per model and set of sites: what a
+    policy's victims are, without the reclaim having to walk them all. ``on(model, sites)``
+    is the candidates on ``model`` in their order (those that hold devices at one of
+    ``sites``, if given), the same list object for the same arguments. ``name()`` tells
+    the candidates of one key in one pass apart (equal names, the same jobs). A policy may
+    keep its own structure (see ``alliance``); a plain list is wrapped in
+    :class:`ListCandidates`."""
+
+    def name(self) -> Hashable:
+        raise NotImplementedError
+
+    def on(self, model: ModelId, sites: frozenset[SiteId] | None) -> list[RunningJob]:
+        raise NotImplementedError
+
+
+class ListCandidates(Candidates):
+    """The candidates of one ordered list: split by model once, then by site once per model
+    (each set of sites, one per member's data and many in a pass, reads its sites only)."""
+
+    def __init__(self, victims: Sequence[RunningJob], site_of: Mapping[NodeId, SiteId]) -> None:
+        self.victims = victims
+        self._site_of = site_of
+        self._by_model: ByModel | None = None
+        self._by_site: dict[ModelId, dict[SiteId, list[int]]] = {}
+        self._at: dict[tuple[ModelId, frozenset[SiteId]], list[RunningJob]] = {}
+
+    def name(self) -> Hashable:
+        # (a policy's victims of one key only get more in a pass: their count names them)
+        return len(self.victims)
+
+    def on(self, model: ModelId, sites: frozenset[SiteId] | None) -> list[RunningJob]:
+        if self._by_model is None:
+            self._by_model = {}
+            for v in self.victims:
+                self._by_model.setdefault(v.placement.model, []).append(v)
+        here = self._by_model.get(model)
+        if here is None:
+            here = self._by_model[model] = []
+        if sites is None:
+            return here
+        got = self._at.get((model, sites))
+        if got is None:
+            groups = self._by_site.get(model)
+            if groups is None:
+                groups = self._by_site[model] = by_site(here, self._site_of)
+            got = self._at[(model, sites)] = [here[i] for i in positions_at(sites, groups)]
+        return got
+
+
+class WithMoves(Candidates):
+    """A policy's victims, then jobs that may be moved away, on each model."""
+
+    def __init__(
+        self, first: Candidates, then: Sequence[RunningJob], site_of: Mapping[NodeId, SiteId]
+    ) -> None:
+        self.first = first
+        self.then = ListCandidates(then, site_of)
+        self._on: dict[tuple[ModelId, frozenset[SiteId] | None], list[RunningJob]] = {}
+
+    def name(self) -> Hashable:
+        return (self.first.name(), self.then.name())
+
+    def on(self, model: ModelId, sites: frozenset[SiteId] | None) -> list[RunningJob]:
+        got = self._on.get((model, sites))
+        if got is None:
+            got = self._on[(model, sites)] = [
+                *self.first.on(model, sites),
+                *self.then.on(model, sites),
+            ]
+        return got
+
+
+def by_site(
+    jobs: Iterable[RunningJob], site_of: Mapping[NodeId, SiteId]
+) -> dict[SiteId, list[int]]:
+    """The positions of ``jobs`` grouped by each site they hold devices at, in order (a gang
+    across sites is in each of its sites' groups)."""
+    got: dict[SiteId, list[int]] = {}
+    for k, r in enumerate(jobs):
+        a = r.placement.assignments
+        if len(a) == 1:
+            s = site_of[a[0][0]]
+            if (g := got.get(s)) is None:
+                got[s] = [k]
+            else:
+                g.append(k)
+        else:
+            for s in dict.fromkeys(site_of[n] for n, _ in a):
+                got.setdefault(s, []).append(k)
+    return got
+
+
+def positions_at(sites: frozenset[SiteId], groups: Mapping[SiteId, list[int]]) -> list[int]:
+    """The positions of :func:`by_site`'s groups at ``sites``, in order and each once."""
+    at = [g for s in sites if (g := groups.get(s))]
+    if len(at) <= 1:
+        return at[0] if at else []
+    return sorted(set().union(*at))
 
 
 def shape(q: QueuedJob) -> str:
@@ -228,7 +329,7 @@ class PassContext:
         self,
         q: QueuedJob,
         models: Sequence[ModelId],
-        victims: Sequence[RunningJob],
+        victims: Sequence[RunningJob] | Candidates,
         key: Hashable | None = None,
     ) -> tuple[ModelId, list[RunningJob]] | None:
         """Find the fewest victims, in the order given, whose removal lets ``q`` fit on one of
@@ -237,15 +338,17 @@ class PassContext:
         Returns the model and the victims that still need a preemption (may be empty: then
         the job only waits for stopping jobs to end). ``key``, if given, names ``victims``
         for this state of the pass (same key, same victims), so that the candidates per model
-        and their counting bound are computed once."""
+        and their counting bound are computed once. ``victims`` may be a policy's
+        :class:`Candidates` (the same victims, read per model and sites)."""
+        cands = self.candidates(victims, key)
         for model in models:
             # During a pass free devices only get fewer, and the candidates of one key only
-            # more (so their count names them), as do the stopping and claimed jobs: a shape
+            # more (their name tells them apart), as do the stopping and claimed jobs: a shape
             # that found no victims enough finds none until one of the three grows.
-            seen = (self._shape(q, model), key, len(victims), len(self.stopping), len(self.claimed))
+            seen = (self._shape(q, model), key, cands.name(), len(self.stopping), len(self.claimed))
             if key is not None and seen in self._no_reclaim:
                 continue
-            trial, gains = self._trial(model, victims, key, q.allowed_sites)
+            trial, gains = self._trial(model, cands, key, q.allowed_sites)
             # Cheap bound first: no node would be free enough even with every candidate gone
             # (where the job fits nowhere now, only a node that gains can take it).
             nowhere = self.fit(q, model) is None
@@ -278,7 +381,7 @@ class PassContext:
     def _trial(
         self,
         model: ModelId,
-        victims: Sequence[RunningJob],
+        victims: Sequence[RunningJob] | Candidates,
         key: Hashable | None,
         sites: frozenset[SiteId] | None = None,
     ) -> Trial:
@@ -289,7 +392,7 @@ class PassContext:
         fewest victims, found in order and minimized, are the same without them). (Worked out
         again only when the candidates on ``model``, its free devices, or the stopping jobs
         change.)"""
-        on = self._on_models(victims, key)
+        on = self.candidates(victims, key).on(model, sites)
         ck = ("trial", key, model, sites)
         state = (on, self.model_version.get(model, 0), self.stop_version)
         if key is not None:
@@ -306,45 +409,34 @@ class PassContext:
             ),
             key=lambda r: (r.stop_at, r.id),
         )
-        candidates = on.get(model, [])
-        if sites is not None:
-            candidates = self._at_sites(on, model, candidates, sites, key)
-        trial = [*free_running, *(r for r in candidates if r.id not in stopping)]
+        trial = [*free_running, *(r for r in on if r.id not in stopping)]
         out = (trial, self._gains(model, trial, sites))
         if key is not None:
             self.cache[ck] = (state, out)
         return out
 
+    def candidates(
+        self, victims: Sequence[RunningJob] | Candidates, key: Hashable | None
+    ) -> Candidates:
+        """``victims`` read per model and sites: a list is wrapped once per key and state of
+        the pass, or as long as the policy gives the same list (those that have begun to
+        stop since are still listed: a trial leaves them out)."""
+        if isinstance(victims, Candidates):
+            return victims
+        ck = ("candidates", key)
+        if key is not None:
+            hit: tuple[Sequence[RunningJob], int, Candidates] | None = self.cache.get(ck)
+            if hit is not None and (hit[0] is victims or hit[1] == self.version):
+                return hit[2]
+        got = ListCandidates(victims, self.snap.pool.site_of)
+        if key is not None:
+            self.cache[ck] = (victims, self.version, got)
+        return got
+
     def _holds_at(self, r: RunningJob, sites: frozenset[SiteId]) -> bool:
         """Whether ``r`` holds devices at one of ``sites``."""
         site_of = self.snap.pool.site_of
         return any(site_of[n] in sites for n, _ in r.placement.assignments)
-
-    def _at_sites(
-        self,
-        on: ByModel,
-        model: ModelId,
-        candidates: list[RunningJob],
-        sites: frozenset[SiteId],
-        key: Hashable | None,
-    ) -> list[RunningJob]:
-        """``candidates`` (``on``'s, on ``model``) that hold devices at ``sites``, in order:
-        kept as long as ``on`` is (those that began to stop since are still listed)."""
-        ck = ("at-sites", key, model, sites)
-        if key is not None:
-            hit: tuple[ByModel, list[RunningJob]] | None = self.cache.get(ck)
-            if hit is not None and hit[0] is on:
-                return hit[1]
-        site_of = self.snap.pool.site_of
-        got = [
-            r
-            for r in candidates
-            if site_of[(a := r.placement.assignments)[0][0]] in sites
-            or (len(a) > 1 and self._holds_at(r, sites))
-        ]
-        if key is not None:
-            self.cache[ck] = (on, got)
-        return got
 
     def _gains(
         self, model: ModelId, trial: list[RunningJob], sites: frozenset[SiteId] | None = None
@@ -362,22 +454,6 @@ class PassContext:
             return hit[1]
         got = self.free.gains(model, (r.placement for r in trial), sites)
         self.cache[ck] = (version, got)
-        return got
-
-    def _on_models(self, victims: Sequence[RunningJob], key: Hashable | None) -> ByModel:
-        """``victims`` by model, each in the order given (once per key and state of the
-        pass, or as long as the policy gives the same list). Those that have begun to stop
-        since are still listed: a trial leaves them out."""
-        ck = ("on-models", key)
-        if key is not None:
-            hit: tuple[Sequence[RunningJob], int, ByModel] | None = self.cache.get(ck)
-            if hit is not None and (hit[0] is victims or hit[1] == self.version):
-                return hit[2]
-        got: ByModel = {}
-        for v in victims:
-            got.setdefault(v.placement.model, []).append(v)
-        if key is not None:
-            self.cache[ck] = (victims, self.version, got)
         return got
 
     def _reserve(self, q: QueuedJob, model: ModelId, victims: list[RunningJob]) -> None:

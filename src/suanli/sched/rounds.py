@@ -14,7 +14,7 @@ from enum import Enum
 from typing import ClassVar
 
 from suanli.model.ids import JobId, MemberId, ModelId
-from suanli.sched.context import PassContext, shape
+from suanli.sched.context import Candidates, PassContext, WithMoves, shape
 from suanli.sched.snapshot import QueuedJob, RunningJob
 
 
@@ -131,6 +131,14 @@ class GuaranteedSharing:
         reverse): a reclaim that failed is not tried again until they do."""
         raise NotImplementedError
 
+    def candidates(
+        self, ctx: PassContext, q: QueuedJob, models: list[ModelId]
+    ) -> list[RunningJob] | Candidates:
+        """:meth:`victims` as reclaim reads them (per model, and per set of sites for a job
+        held to its sites): the list itself, unless a policy keeps a structure that gives
+        the same jobs in the same order without building it."""
+        return self.victims(ctx, q, models)
+
     def movable(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
         """Running jobs that are not victims but may be moved away for ``q``, a job held to
         its sites (its data's residency), when the victims are not enough: none unless a
@@ -140,29 +148,29 @@ class GuaranteedSharing:
 
     def _victims(
         self, ctx: PassContext, q: QueuedJob, models: list[ModelId]
-    ) -> tuple[list[RunningJob], tuple[object, ...]]:
+    ) -> tuple[list[RunningJob] | Candidates, tuple[object, ...]]:
         key = ("victims", tuple(models))
         ck = (*key, ctx.version)
-        got: list[RunningJob] | None = ctx.cache.get(ck)
+        got: list[RunningJob] | Candidates | None = ctx.cache.get(ck)
         if got is None:
-            got = ctx.cache[ck] = self.victims(ctx, q, models)
+            got = ctx.cache[ck] = self.candidates(ctx, q, models)
         return got, key
 
     @staticmethod
     def _with_moves(
         ctx: PassContext,
         key: tuple[object, ...],
-        victims: list[RunningJob],
+        victims: list[RunningJob] | Candidates,
         movable: list[RunningJob],
-    ) -> list[RunningJob]:
-        """The victims, then the movable jobs: the same list while both stay the same (so
-        that reclaim's work on it is reused)."""
+    ) -> Candidates:
+        """The victims, then the movable jobs: the same candidates while both stay the same
+        (so that reclaim's work on them is reused)."""
         ids = list(map(id, movable))
         ck = ("with-moves", key)
-        hit: tuple[list[RunningJob], list[int], list[RunningJob]] | None = ctx.cache.get(ck)
+        hit: tuple[object, list[int], Candidates] | None = ctx.cache.get(ck)
         if hit is not None and hit[0] is victims and hit[1] == ids:
             return hit[2]
-        both = [*victims, *movable]
+        both = WithMoves(ctx.candidates(victims, key), movable, ctx.snap.pool.site_of)
         ctx.cache[ck] = (victims, ids, both)
         return both
 

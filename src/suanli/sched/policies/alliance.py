@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Hashable
 from typing import ClassVar
 
 from suanli.model.ids import MemberId, ModelId, SiteId
 from suanli.model.job import Placement
 from suanli.model.member import Tier
-from suanli.sched.context import PassContext
+from suanli.sched.context import Candidates, PassContext
 from suanli.sched.policy import register
 from suanli.sched.rounds import GuaranteedSharing, present_models, speed
 from suanli.sched.snapshot import QueuedJob, RunningJob, Snapshot
@@ -51,6 +52,9 @@ EPS = 1e-9
 
 #: a running job behind its key, newest first (then by id)
 Newest = tuple[float, str, RunningJob]
+#: a member's preemptible jobs on a model sorted, with the snapshot and version of them it was
+#: sorted at
+_Kept = tuple[Snapshot, int, list[Newest]]
 #: a job's models in tiers of equal speed, fastest first; the order when there are no ties;
 #: the number naming the tiers
 _Speeds = tuple[list[list[ModelId]], list[ModelId] | None, int]
@@ -96,9 +100,7 @@ class AlliancePolicy(GuaranteedSharing):
         self._tier_base = 0
         #: per (member, model), its preemptible running jobs sorted, with the snapshot and
         #: the version of them it was sorted at
-        self._preemptible_kept: dict[
-            tuple[MemberId, ModelId], tuple[Snapshot, int, list[Newest]]
-        ] = {}
+        self._preemptible_kept: dict[tuple[MemberId, ModelId], _Kept] = {}
 
     def _share(self, ctx: PassContext, m: MemberId) -> float:
         member = ctx.snap.members[m]
@@ -208,17 +210,34 @@ class AlliancePolicy(GuaranteedSharing):
             f"{ctx.snap.entitlement_nu.get(m, 0.0):.3f} NU)"
         )
 
-    def victims(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
-        """Borrowers' preemptible jobs: highest fair-tree key first, newest first."""
+    def _borrowers(self, ctx: PassContext) -> tuple[tuple[MemberId, ...], ...]:
+        """Members over their entitlements, highest fair-tree key first, in groups of equal
+        keys (whose jobs are merged)."""
         used, e = ctx.used_nu, ctx.snap.entitlement_nu
         ranked = sorted(
             (-self._fairtree(ctx, m), m)
             for m in ctx.snap.members
             if used.get(m, 0.0) > e.get(m, 0.0) + EPS
         )
-        groups = tuple(
+        return tuple(
             tuple(m for _, m in tied) for _, tied in itertools.groupby(ranked, key=lambda x: x[0])
         )
+
+    def candidates(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> Candidates:
+        """:meth:`victims`, read per model and sites from each member's sorted jobs (the
+        same candidates while the borrowers' order holds)."""
+        groups = self._borrowers(ctx)
+        ck = ("alliance-candidates", tuple(models))
+        hit: tuple[tuple[tuple[MemberId, ...], ...], Candidates] | None = ctx.cache.get(ck)
+        if hit is not None and hit[0] == groups:
+            return hit[1]
+        got = _Borrowed(self, ctx, groups, models)
+        ctx.cache[ck] = (groups, got)
+        return got
+
+    def victims(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
+        """Borrowers' preemptible jobs: highest fair-tree key first, newest first."""
+        groups = self._borrowers(ctx)
         # Each member's own order is fixed for the pass; only the members' order changes, and
         # most admissions leave it as it was: then the list is the same one (the same object,
         # so that reclaim's work on it is reused too)
@@ -293,30 +312,51 @@ class AlliancePolicy(GuaranteedSharing):
         sort key. Sorted once per member and model while the member's running jobs on that
         model stay the same (the running jobs do not change during a pass, and most members'
         seldom between two)."""
-        snap = ctx.snap
-        per_model = []
-        for f in models:
-            ck = ("alliance-preemptible", member, f)
-            got: list[Newest] | None = ctx.cache.get(ck)
-            if got is None:
-                version = snap.running_by_version.get((member, f), 0)
-                kept = self._preemptible_kept.get((member, f))
-                if kept is not None and kept[0] is snap and kept[1] == version:
-                    got = kept[2]
-                else:
-                    got = [
-                        (-r.started_at, r.id, r)
-                        for r in snap.running_by.get((member, f), {}).values()
-                        if r.spec.preemptible
-                    ]
-                    got.sort()
-                    self._preemptible_kept[(member, f)] = (snap, version, got)
-                ctx.cache[ck] = got
-            if got:
-                per_model.append(got)
+        per_model = [got for f in models if (got := self._sorted(ctx, member, f))]
         if len(per_model) <= 1:
             return per_model[0] if per_model else []
         return sorted(itertools.chain.from_iterable(per_model))
+
+    def _sorted(self, ctx: PassContext, member: MemberId, model: ModelId) -> list[Newest]:
+        """``member``'s preemptible running jobs on ``model`` sorted, kept while they stay
+        the same."""
+        ck = ("alliance-preemptible", member, model)
+        got: list[Newest] | None = ctx.cache.get(ck)
+        if got is None:
+            snap = ctx.snap
+            version = snap.running_by_version.get((member, model), 0)
+            kept = self._preemptible_kept.get((member, model))
+            if kept is not None and kept[0] is snap and kept[1] == version:
+                got = kept[2]
+            else:
+                got = [
+                    (-r.started_at, r.id, r)
+                    for r in snap.running_by.get((member, model), {}).values()
+                    if r.spec.preemptible
+                ]
+                got.sort()
+                self._preemptible_kept[(member, model)] = (snap, version, got)
+            ctx.cache[ck] = got
+        return got
+
+    @staticmethod
+    def _sorted_at(ctx: PassContext, model: ModelId, site: SiteId) -> dict[MemberId, list[Newest]]:
+        """The preemptible jobs that hold devices of ``model`` at ``site``, per member, sorted
+        as :meth:`_sorted` (once per pass: a site holds few of a model's jobs)."""
+        ck = ("alliance-at", model, site)
+        got: dict[MemberId, list[Newest]] | None = ctx.cache.get(ck)
+        if got is None:
+            got = {}
+            for r in ctx.snap.running_at.get((model, site), {}).values():
+                if r.spec.preemptible:
+                    if (mine := got.get(r.member)) is None:
+                        got[r.member] = [(-r.started_at, r.id, r)]
+                    else:
+                        mine.append((-r.started_at, r.id, r))
+            for mine in got.values():
+                mine.sort()
+            ctx.cache[ck] = got
+        return got
 
     def run(self, ctx: PassContext) -> None:
         super().run(ctx)
@@ -408,3 +448,56 @@ class AlliancePolicy(GuaranteedSharing):
             ctx.admit(r.job, placement, why)
         else:  # (the devices wait for it: nobody else wanted them this pass)
             ctx.hold(placement, r.spec)
+
+
+class _Borrowed(Candidates):
+    """alliance's victims on some models, read per model and sites: the borrowers in groups
+    of equal fair-tree keys (highest first), each group's jobs merged newest first. Built
+    from each member's sorted jobs (at the sites asked for), never as one whole list."""
+
+    def __init__(
+        self,
+        policy: AlliancePolicy,
+        ctx: PassContext,
+        groups: tuple[tuple[MemberId, ...], ...],
+        models: list[ModelId],
+    ) -> None:
+        self._policy = policy
+        self._ctx = ctx
+        self._groups = groups
+        self._models = frozenset(models)
+        self._on: dict[tuple[ModelId, frozenset[SiteId] | None], list[RunningJob]] = {}
+        self._name: frozenset[MemberId] | None = None
+
+    def name(self) -> Hashable:
+        # (in one pass the borrowers only get more: the same borrowers, the same jobs)
+        if self._name is None:
+            self._name = frozenset(m for tied in self._groups for m in tied)
+        return self._name
+
+    def on(self, model: ModelId, sites: frozenset[SiteId] | None) -> list[RunningJob]:
+        got = self._on.get((model, sites))
+        if got is not None:
+            return got
+        got = self._on[(model, sites)] = []
+        if model not in self._models:
+            return got
+        ctx, policy = self._ctx, self._policy
+        if sites is None:
+            for tied in self._groups:
+                mine = [x for m in tied if (x := policy._sorted(ctx, m, model))]
+                if mine:
+                    keyed = mine[0] if len(mine) == 1 else sorted(itertools.chain(*mine))
+                    got.extend(r for *_, r in keyed)
+            return got
+        at = [policy._sorted_at(ctx, model, s) for s in sites]
+        for tied in self._groups:
+            here = [y for m in tied for per in at if (y := per.get(m))]
+            if not here:
+                continue
+            if len(here) == 1:
+                at_one = here[0]
+            else:  # (a gang across two of the sites is listed at both: once)
+                at_one = sorted({k[1]: k for k in itertools.chain(*here)}.values())
+            got.extend(r for *_, r in at_one)
+        return got
