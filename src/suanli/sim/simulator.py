@@ -282,6 +282,9 @@ class Simulation:
         self._accrue_violations(t)
         snap = self.snap
         cheapest = snap.pool.cheapest_nu
+        # (whether a job could fit at its sites depends on its sites and shape only: jobs
+        # alike, most of a member's, are looked at once)
+        at_sites: dict[tuple[object, ...], bool] = {}
         for m, e in snap.entitlement_nu.items():
             before = self._owed.pop(m, None)
             if e <= 0 or not snap.pending_count(m):
@@ -290,8 +293,14 @@ class Simulation:
             room = e - snap.used_nu[m] + 1e-9
             owed: dict[JobId, float] = {}
             for q in snap.member_queue(m):
-                if q.allowed_sites is not None and not self._could_fit_at_sites(q):
-                    continue  # (its sites are full of work that may not move for it)
+                if (sites := q.allowed_sites) is not None:
+                    s = q.spec
+                    alike = (sites, s.models, s.gang, s.cpu, s.memory_gb)
+                    fits = at_sites.get(alike)
+                    if fits is None:
+                        fits = at_sites[alike] = self._could_fit_at_sites(q)
+                    if not fits:
+                        continue  # (its sites are full of work that may not move for it)
                 room -= cheapest(q.spec)
                 if room < 0:
                     break

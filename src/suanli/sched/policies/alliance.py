@@ -204,11 +204,16 @@ class AlliancePolicy(GuaranteedSharing):
         if guaranteed or q.spec.preemptible:
             return ""
         m = q.member
-        return (
-            f"non-preemptible and {model} would exceed {m}'s guarantee "
-            f"({ctx.used_nu.get(m, 0.0):.3f}+{ctx.job_nu(q, model):.3f} > "
-            f"{ctx.snap.entitlement_nu.get(m, 0.0):.3f} NU)"
-        )
+        used = ctx.used_nu.get(m, 0.0)
+        ck = ("alliance-refusal", m, model, q.spec.count, used)
+        got: str | None = ctx.cache.get(ck)
+        if got is None:  # (the same words for the member's jobs alike, while its usage holds)
+            got = ctx.cache[ck] = (
+                f"non-preemptible and {model} would exceed {m}'s guarantee "
+                f"({used:.3f}+{ctx.job_nu(q, model):.3f} > "
+                f"{ctx.snap.entitlement_nu.get(m, 0.0):.3f} NU)"
+            )
+        return got
 
     def _borrowers(self, ctx: PassContext) -> tuple[tuple[MemberId, ...], ...]:
         """Members over their entitlements, highest fair-tree key first, in groups of equal
