@@ -7,7 +7,7 @@ controller reconciling every minute), 5 minute grace. Each size runs in a fresh 
 (peak memory is the process's), on one core, with jobs streamed (never all in memory).
 
     uv run python benchmarks/bench_network.py [--jobs 10000,100000,1000000] \
-        [--out results.jsonl] [--plot growth.svg]
+        [--out results.jsonl] [--plot growth.svg] [--progress-hours 24]
 
 Prints one JSON line per size (and appends it to ``--out``); ``--plot`` draws every line of
 ``--out`` as wall time and peak memory against jobs on log-log axes.
@@ -27,7 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO / "data" / "traces"
 
 
-def run_one(jobs: int, seed: int, load: float, policy: str) -> dict[str, object]:
+def run_one(
+    jobs: int, seed: int, load: float, policy: str, progress_h: float = 0.0
+) -> dict[str, object]:
     from suanli.sched.policy import get_policy
     from suanli.sim.network import NetworkSpec, national_network
     from suanli.sim.simulator import SimParams, Simulation
@@ -37,9 +39,24 @@ def run_one(jobs: int, seed: int, load: float, policy: str) -> dict[str, object]
     alliance, stream = national_network(spec, TRACES)
     last = [0.0]
 
+    step = progress_h * 3600.0
+    mark = [step, t0]
+
     def watched():  # type: ignore[no-untyped-def]
         for job in stream:
             last[0] = job.arrival
+            if step and job.arrival >= mark[0]:  # (arrivals drawn so far: where the run is)
+                now = time.perf_counter()
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+                print(
+                    f"{mark[0] / 3600:8.1f} h of arrivals: wall {now - t0:8.1f} s "
+                    f"(+{now - mark[1]:6.1f}), {len(sim.snap.pending):6d} waiting, "
+                    f"{len(sim.snap.running):6d} running, peak RSS {rss:.2f} GB",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                mark[0] += step
+                mark[1] = now
             yield job
 
     params = SimParams(1800.0, grace_s=300.0, pass_interval_s=60.0)
@@ -113,15 +130,24 @@ def main() -> None:
     ap.add_argument("--policy", default="alliance")
     ap.add_argument("--out", type=Path, default=None, help="append each result line here")
     ap.add_argument("--plot", type=Path, default=None, help="draw --out's lines here (SVG/PNG)")
+    ap.add_argument(
+        "--progress-hours",
+        type=float,
+        default=0.0,
+        help="print a line (stderr) per this many hours of arrivals: wall time, queue, memory",
+    )
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one is not None:  # (the child process: one size)
-        print(json.dumps(run_one(args.one, args.seed, args.load, args.policy)), flush=True)
+        got = run_one(args.one, args.seed, args.load, args.policy, args.progress_hours)
+        print(json.dumps(got), flush=True)
         return
     for n in (int(x) for x in args.jobs.split(",") if x):
         cmd = [sys.executable, __file__, "--one", str(n), "--seed", str(args.seed)]
         cmd += ["--load", str(args.load), "--policy", args.policy]
-        line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+        cmd += ["--progress-hours", str(args.progress_hours)]
+        # (the child's progress lines, if asked for, pass through on stderr)
+        line = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
         print(line, flush=True)
         if args.out:
             with args.out.open("a") as f:

@@ -13,8 +13,8 @@ others go on.
         [--gavel DIR --gavel-python PY]   # Gavel's own simulator beside suanli's
 
 ``--list`` prints the benchmarks and their commands. The whole set takes hours (the
-1,000,000-job simulations, Gavel's own simulator and suanli's ``gavel`` on three seeds, the
-federated training); ``--only`` picks sections.
+1,000,000- and 10,000,000-job simulations, Gavel's own simulator and suanli's ``gavel`` on
+three seeds, the federated training); ``--only`` picks sections.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ def plan(gavel: Path | None, gavel_python: str) -> dict[str, list[list[str]]]:
             for s in (0, 1, 2)
         ],
         "network": [_bench("bench_network", "--jobs", str(n)) for n in (10_000, 30_000, 100_000)],
+        # (about an hour on one core: 300,000, 1,000,000 and 10,000,000 jobs, a day's line each)
+        "network-large": [
+            _bench("bench_network", "--jobs", str(n), "--progress-hours", "24")
+            for n in (300_000, 1_000_000, 10_000_000)
+        ],
         "sim": [
             _bench(
                 "bench_sim",
