@@ -1,6 +1,7 @@
 """The pass context reuses reclaim's work across the states of a pass: what it reuses must be
 what it would work out afresh."""
 
+import gc
 from collections.abc import Hashable, Sequence
 
 from hypothesis import given, settings
@@ -466,3 +467,21 @@ def test_a_reclaim_found_hopeless_is_tried_again_once_there_are_more_borrowers()
     assert both.name() != c_only.name()
     got = ctx.reclaim(q, [model], both, key)
     assert got is not None and [r.id for r in got[1]] == ["b1"]
+
+
+def test_a_pass_leaves_nothing_for_the_collector() -> None:
+    """A pass that reclaims (alliance's candidates refer to the pass) leaves no cycle
+    holding its working state: with the collector off, no pass context is left alive."""
+    model = ModelId("H800-80GB")
+    snap = snapshot(_two_fabrics(), *[job(f"c{i}", "c", 8, model) for i in range(6)])
+    for d in schedule(snap, get_policy("fifo")).admits:
+        snap.start(d.job, d.placement)
+    snap.submit(job("q", "a", 8, model), allowed_sites=frozenset({SiteId("sa2")}))
+    gc.collect()
+    gc.disable()
+    try:
+        result = schedule(snap, AlliancePolicy())
+        assert result.preempts  # (it reclaimed: the candidates were built)
+        assert not [o for o in gc.get_objects() if isinstance(o, PassContext)]
+    finally:
+        gc.enable()

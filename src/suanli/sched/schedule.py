@@ -67,6 +67,9 @@ def schedule(snapshot: Snapshot, policy: Policy) -> PassResult:
     while True:
         ctx = PassContext(snapshot, held)
         policy.run(ctx)
+        # (a pass's caches die with it: what a policy kept there may refer to the context,
+        # and such a cycle would keep every pass's working state until the collector runs)
+        ctx.cache.clear()
         short = _short_groups(snapshot, ctx)
         if not short:
             break
