@@ -344,6 +344,64 @@ def test_alliance_non_preemptible_beyond_guarantee_waits_with_reason() -> None:
     assert not r.admits and "non-preemptible" in r.reasons[JobId("c1")]
 
 
+def test_alliance_counts_a_non_preemptible_job_on_its_members_non_preemptible_jobs() -> None:
+    """b's own preemptible jobs took it past its entitlement (8 A100 and 4 of a's V100): its
+    non-preemptible job is still within its guarantee, for its non-preemptible jobs hold
+    nothing; b's borrowed jobs are the ones reclaim may take."""
+    a = hetero().build()
+    snap = snapshot(a, job("b-own", "b", 8, "A100-80GB"), job("b-borrow", "b", 4, "V100-32GB"))
+    apply(snap, schedule(snap, get_policy("alliance")))
+    assert snap.used_nu[MemberId("b")] > snap.entitlement_nu[MemberId("b")]
+    snap.submit(job("b-fixed", "b", 4, "V100-32GB", preemptible=False), submitted_at=10.0)
+    r = schedule(snap, get_policy("alliance"))
+    assert admitted(r) == ["b-fixed"]
+    assert r.admits[0].reason == "within the member's guarantee"
+
+
+def test_alliance_non_preemptible_jobs_past_the_entitlement_wait_and_say_why() -> None:
+    """b's non-preemptible jobs hold all it contributed: another waits, a preemptible one
+    borrows."""
+    a = hetero().build()
+    snap = snapshot(a, job("b-fixed", "b", 8, "A100-80GB", preemptible=False))
+    apply(snap, schedule(snap, get_policy("alliance")))
+    snap.submit(job("b-more", "b", 4, "V100-32GB", preemptible=False), submitted_at=10.0)
+    snap.submit(job("b-borrow", "b", 4, "V100-32GB"), submitted_at=11.0)
+    r = schedule(snap, get_policy("alliance"))
+    assert admitted(r) == ["b-borrow"]
+    assert "non-preemptible jobs past its guarantee" in r.reasons[JobId("b-more")]
+
+
+def test_alliance_non_preemptible_job_reclaims_its_own_members_borrowed_jobs() -> None:
+    """The pool is full of b's preemptible jobs, b past its entitlement: b's non-preemptible
+    job within it preempts b's own borrowed jobs (the only borrower's) and takes their place."""
+    a = hetero().build()
+    snap = snapshot(a, job("b-own", "b", 8, "A100-80GB"), job("b-borrow", "b", 8, "V100-32GB"))
+    apply(snap, schedule(snap, get_policy("alliance")))
+    assert snap.free.free_count == 0
+    snap.submit(job("b-fixed", "b", 8, "V100-32GB", preemptible=False), submitted_at=10.0)
+    r = schedule(snap, get_policy("alliance"))
+    assert not r.admits and [d.job for d in r.preempts] == ["b-borrow"]
+    assert r.reserved == {JobId("b-fixed")}
+
+
+@pytest.mark.parametrize("policy", ["fair", "alliance"])
+def test_a_queue_full_of_jobs_for_a_full_model_does_not_hold_back_jobs_for_another(
+    policy: str,
+) -> None:
+    """c's first 70 jobs want the one V100 node; its last job may run on the idle A100s. The
+    V100 jobs stop being served after max_skips failures; the A100 job still starts."""
+    a = hetero().build()
+    v100 = [job(f"v{i:02d}", "c", 8, "V100-32GB") for i in range(70)]
+    snap = snapshot(a, *v100, job("a100", "c", 8, "A100-80GB"))
+    r = schedule(snap, get_policy(policy, max_skips=64))
+    assert admitted(r) == ["v00", "a100"]
+    assert "its last 64 examined jobs could not start" in r.reason(snap, JobId("v69"))
+    # one kind only: the pass stops serving c as before, its later jobs not looked at
+    snap = snapshot(a, *v100)
+    r = schedule(snap, get_policy(policy, max_skips=64))
+    assert admitted(r) == ["v00"] and r.examined == 65
+
+
 def test_unreached_jobs_get_a_reason_from_their_member() -> None:
     a = two_members(1, 0).build()
     jobs = [job(f"c{i}", "c", 8, "H800-80GB") for i in range(100)]

@@ -143,6 +143,7 @@ class PassContext:
         self.free = snapshot.free.copy()
         self.used_devices = dict(snapshot.used_devices)
         self.used_nu = dict(snapshot.used_nu)
+        self.fixed_nu = dict(snapshot.fixed_nu)
         self.decisions: list[Decision] = []
         self.reasons: dict[JobId, str] = {}
         self.admitted: set[JobId] = set()
@@ -233,7 +234,10 @@ class PassContext:
         self.free.take(placement, q.spec.cpu, q.spec.memory_gb)
         key = (q.member, placement.model)
         self.used_devices[key] = self.used_devices.get(key, 0) + placement.devices
-        self.used_nu[q.member] = self.used_nu.get(q.member, 0.0) + self.nu_of(placement)
+        nu = self.nu_of(placement)
+        self.used_nu[q.member] = self.used_nu.get(q.member, 0.0) + nu
+        if not q.spec.preemptible:
+            self.fixed_nu[q.member] = self.fixed_nu.get(q.member, 0.0) + nu
         self.version += 1
         self._touched(placement.model)
         self.decisions.append(Admit(q.id, placement, reason))
@@ -253,6 +257,8 @@ class PassContext:
             key = (r.member, r.placement.model)
             self.used_devices[key] = self.used_devices.get(key, 0) - r.placement.devices
             self.used_nu[r.member] = self.used_nu.get(r.member, 0.0) - r.nu
+            if not r.spec.preemptible:
+                self.fixed_nu[r.member] = self.fixed_nu.get(r.member, 0.0) - r.nu
             self.claimed.add(r.id)
             self._no_fit.clear()
             self._no_reclaim.clear()
@@ -482,7 +488,10 @@ class PassContext:
         self.reserved.add(q.id)
         self.reservations[q.id] = placement
         self.used_devices[key] = self.used_devices.get(key, 0) + q.spec.count
-        self.used_nu[q.member] = self.used_nu.get(q.member, 0.0) + self.job_nu(q, model)
+        nu = self.job_nu(q, model)
+        self.used_nu[q.member] = self.used_nu.get(q.member, 0.0) + nu
+        if not q.spec.preemptible:
+            self.fixed_nu[q.member] = self.fixed_nu.get(q.member, 0.0) + nu
 
     def _minimize(
         self, q: QueuedJob, model: ModelId, removed: list[RunningJob]

@@ -1,9 +1,12 @@
 """Serving members' queues in fair-share order: the loop ``fair`` and ``alliance`` share.
 
 The member with the lowest key is served next, one job at a time; after each attempt its key
-is recomputed and it goes back into the heap. A member whose jobs fail ``max_skips`` times in
-a row stops being served this pass (its remaining jobs get a derived reason), which bounds a
-pass by the number of admissions plus ``members * max_skips``, whatever the queue length.
+is recomputed and it goes back into the heap. A member's jobs of one *kind* (the same set of
+acceptable models) that fail ``max_skips`` times in a row stop being served this pass; its
+jobs of other kinds go on (a queue full of jobs for one congested chip does not hold back its
+jobs that may run elsewhere), passing over at most ``max_skips * WALK`` jobs of closed kinds.
+Jobs not looked at get a derived reason. A pass is bounded by the number of admissions plus
+``members * max_skips * (kinds + WALK)``, whatever the queue length.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from typing import ClassVar
 from suanli.model.ids import JobId, MemberId, ModelId
 from suanli.sched.context import Candidates, PassContext, WithMoves, shape
 from suanli.sched.snapshot import QueuedJob, RunningJob
+
+#: how many jobs of closed kinds a member's queue may pass over in a pass, in ``max_skips``
+WALK = 4
 
 
 class Outcome(Enum):
@@ -59,8 +65,10 @@ def serve_members(
                 heads[m] = head
                 heap.append((key(head), m))
     heapq.heapify(heap)
-    skips = dict.fromkeys(queues, 0)
-    last_reason: dict[MemberId, str] = {}
+    skips: dict[tuple[MemberId, frozenset[ModelId]], int] = {}
+    #: per member, its kinds no longer served in this pass, and the last reason of each
+    closed: dict[MemberId, dict[frozenset[ModelId], str]] = {}
+    passed = dict.fromkeys(queues, 0)
     while heap:
         _, m = heapq.heappop(heap)
         q = heads[m]
@@ -69,23 +77,45 @@ def serve_members(
             ctx.member_blocked[m] = why
             continue
         ctx.examined += 1
+        kind = (m, q.spec.models)
         if attempt(q) is Outcome.ADMITTED:
-            skips[m] = 0
+            skips.pop(kind, None)
         else:
-            skips[m] += 1
-            last_reason[m] = ctx.reasons.get(q.id, "")
-            if skips[m] >= max_skips:
-                ctx.member_blocked[m] = (
-                    f"its last {max_skips} examined jobs could not start (last: {last_reason[m]})"
-                )
-                continue
+            skips[kind] = n = skips.get(kind, 0) + 1
+            if n >= max_skips:
+                now_shut = closed.setdefault(m, {})
+                now_shut[q.spec.models] = ctx.reasons.get(q.id, "")
+                ctx.member_blocked[m] = _closed_words(now_shut, max_skips)
+                if all(k in now_shut for k in ctx.snap.pending_kinds[m]):
+                    continue  # (nothing of another kind waits)
         nxt = next(queues[m], None)
+        shut = closed.get(m)
+        while nxt is not None and shut and nxt.spec.models in shut:
+            passed[m] += 1
+            if passed[m] > WALK * max_skips:
+                ctx.member_blocked[m] += (
+                    f"; {WALK * max_skips} jobs of those kinds passed over, the rest not reached"
+                )
+                nxt = None
+                break
+            nxt = next(queues[m], None)
         if nxt is None:
             continue
         heads[m] = nxt
         heapq.heappush(heap, (key(nxt), m))
     if not ctx.has_free():
         ctx.end_reason = "no free accelerators left in the pool"
+
+
+def _closed_words(shut: dict[frozenset[ModelId], str], max_skips: int) -> str:
+    if len(shut) == 1:
+        ((_, last),) = shut.items()
+        return f"its last {max_skips} examined jobs could not start (last: {last})"
+    return "; ".join(
+        f"its last {max_skips} examined jobs of {'|'.join(sorted(models))} could not start "
+        f"(last: {last})"
+        for models, last in shut.items()
+    )
 
 
 class GuaranteedSharing:
@@ -215,7 +245,8 @@ class GuaranteedSharing:
             why.append(f"no free {shape(q)} on {f}")
         mine = [f for f in order if f in guaranteed]
         if mine:
-            sig = ctx.signature(q)
+            # (a policy may count a non-preemptible job's guarantee otherwise: more models)
+            sig = (ctx.signature(q), q.spec.preemptible)
             if sig not in failed:
                 if self._reclaim_for(ctx, q, mine):
                     return Outcome.WAITING

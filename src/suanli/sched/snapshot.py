@@ -176,6 +176,14 @@ class Snapshot:
         ] = {}
         self.used_devices: dict[tuple[MemberId, ModelId], int] = {}
         self.used_nu: dict[MemberId, float] = dict.fromkeys(self.members, 0.0)
+        #: the NU each member's non-preemptible running jobs hold (no one can take it back)
+        self.fixed_nu: dict[MemberId, float] = dict.fromkeys(self.members, 0.0)
+        #: each member's pending non-preemptible jobs
+        self.pending_fixed: dict[MemberId, int] = dict.fromkeys(self.members, 0)
+        #: each member's pending jobs per set of acceptable models (their *kind*)
+        self.pending_kinds: dict[MemberId, dict[frozenset[ModelId], int]] = {
+            m: {} for m in self.members
+        }
         #: devices in use per model, all members together
         self.busy_by_model: dict[ModelId, int] = dict.fromkeys(pool.models, 0)
         self._by_member: dict[MemberId, _SortedQueue] = {m: _SortedQueue() for m in self.members}
@@ -236,12 +244,23 @@ class Snapshot:
         self.changes += 1
         self.pending[q.id] = q
         self._by_member[q.member].add(self.member_key(q))
+        if not q.spec.preemptible:
+            self.pending_fixed[q.member] += 1
+        kinds = self.pending_kinds[q.member]
+        kinds[q.spec.models] = kinds.get(q.spec.models, 0) + 1
         self._fifo.add(self.fifo_key(q))
 
     def _dequeue(self, job: JobId) -> QueuedJob:
         self.changes += 1
         q = self.pending.pop(job)
         self._by_member[q.member].discard(job)
+        if not q.spec.preemptible:
+            self.pending_fixed[q.member] -= 1
+        kinds = self.pending_kinds[q.member]
+        if kinds[q.spec.models] == 1:
+            del kinds[q.spec.models]
+        else:
+            kinds[q.spec.models] -= 1
         self._fifo.discard(job)
         return q
 
@@ -349,6 +368,8 @@ class Snapshot:
             for k in at:
                 del self.running_at[k][r.id]
         self.used_nu[r.member] += sign * r.nu
+        if not r.spec.preemptible:
+            self.fixed_nu[r.member] += sign * r.nu
 
     # -- reads -----------------------------------------------------------------------------
     def running_of(

@@ -23,7 +23,10 @@
    The job checkpoints within its grace period and is placed again (on the faster model,
    which nothing else was waiting for). Upgrades are looked for in every pass, or at most
    once per ``upgrade_every_s`` where that is set (never less often when switching is free).
-5. Non-preemptible jobs run only within the guarantee.
+5. Non-preemptible jobs run only within the guarantee: its member's non-preemptible jobs,
+   counted alone, stay within E_m. The member's preemptible jobs beyond that are borrowed
+   (reclaim may take them), so a member whose own borrowed jobs took it past E_m still starts
+   its non-preemptible jobs, by reclaim from the borrowers (itself among them) if it must.
 6. Moves. A guaranteed job that borrowers' jobs cannot make room for may move jobs of members
    within their guarantees, which checkpoint within the grace period and start again
    elsewhere: for a job held to its sites (its data may stay only there), the preemptible jobs
@@ -117,10 +120,19 @@ class AlliancePolicy(GuaranteedSharing):
         """Guaranteed heads first (lowest U/E), then borrowing heads in fair-tree order."""
         m = q.member
         e = ctx.snap.entitlement_nu.get(m, 0.0)
-        u = ctx.used_nu.get(m, 0.0)
+        u = self._counted(ctx, q)
         if u + ctx.snap.pool.cheapest_nu(q.spec) <= e + EPS:
             return (0.0, u / e)
         return (1.0, self._fairtree(ctx, m))
+
+    @staticmethod
+    def _counted(ctx: PassContext, q: QueuedJob) -> float:
+        """The usage ``q``'s guarantee is counted on: its member's, or for a non-preemptible
+        job its member's non-preemptible jobs' only (the member's preemptible jobs beyond its
+        entitlement are borrowed, and yield to it like anyone's)."""
+        if q.spec.preemptible:
+            return ctx.used_nu.get(q.member, 0.0)
+        return ctx.fixed_nu.get(q.member, 0.0)
 
     def _speeds(self, ctx: PassContext, q: QueuedJob) -> _Speeds:
         """The job's models in tiers of equal speed, kept per job (and per measurement)."""
@@ -192,25 +204,28 @@ class AlliancePolicy(GuaranteedSharing):
 
     def models(self, ctx: PassContext, q: QueuedJob) -> tuple[list[ModelId], set[ModelId]]:
         e = ctx.snap.entitlement_nu.get(q.member, 0.0)
-        u = ctx.used_nu.get(q.member, 0.0)
+        u = self._counted(ctx, q)
         order = self._models(ctx, q)
         nu, count = ctx.snap.pool.nu_per_device, q.spec.count  # (ctx.job_nu, inlined)
         return order, {f for f in order if u + count * nu[f] <= e + EPS}
 
     def below_guarantee(self, ctx: PassContext, member: MemberId) -> bool:
-        return ctx.used_nu.get(member, 0.0) < ctx.snap.entitlement_nu.get(member, 0.0) - EPS
+        e = ctx.snap.entitlement_nu.get(member, 0.0) - EPS
+        return ctx.used_nu.get(member, 0.0) < e or (
+            ctx.snap.pending_fixed.get(member, 0) > 0 and ctx.fixed_nu.get(member, 0.0) < e
+        )
 
     def refusal(self, ctx: PassContext, q: QueuedJob, model: ModelId, guaranteed: bool) -> str:
         if guaranteed or q.spec.preemptible:
             return ""
         m = q.member
-        used = ctx.used_nu.get(m, 0.0)
+        used = ctx.fixed_nu.get(m, 0.0)
         ck = ("alliance-refusal", m, model, q.spec.count, used)
         got: str | None = ctx.cache.get(ck)
         if got is None:  # (the same words for the member's jobs alike, while its usage holds)
             got = ctx.cache[ck] = (
-                f"non-preemptible and {model} would exceed {m}'s guarantee "
-                f"({used:.3f}+{ctx.job_nu(q, model):.3f} > "
+                f"non-preemptible and {model} would take {m}'s non-preemptible jobs past its "
+                f"guarantee ({used:.3f}+{ctx.job_nu(q, model):.3f} > "
                 f"{ctx.snap.entitlement_nu.get(m, 0.0):.3f} NU)"
             )
         return got
