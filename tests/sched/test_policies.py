@@ -400,6 +400,36 @@ def test_a_queue_full_of_jobs_for_a_full_model_does_not_hold_back_jobs_for_anoth
     snap = snapshot(a, *v100)
     r = schedule(snap, get_policy(policy, max_skips=64))
     assert admitted(r) == ["v00"] and r.examined == 65
+    # jobs held to a site are a kind of their own: b's 70 jobs reading data kept at its site
+    # wait for its one A100 node; its job that reads nothing runs on the V100s
+    a = hetero().dataset("bd", "b", sites=("sb",)).build()
+    held = [job(f"h{i:02d}", "b", 8, "A100-80GB", "V100-32GB", datasets=("bd",)) for i in range(70)]
+    snap = snapshot(a, *held, job("free", "b", 8, "A100-80GB", "V100-32GB"))
+    r = schedule(snap, get_policy(policy, max_skips=64))
+    assert {d.job: d.placement.model for d in r.admits} == {
+        "h00": "A100-80GB",
+        "free": "V100-32GB",
+    }
+
+
+def test_alliance_borrower_leaves_a_model_to_jobs_that_can_run_only_there() -> None:
+    """c borrows: its first job may run on A100 or V100, its second only on A100. The first
+    would run faster on the A100s, but the second waits for them and can run nowhere else: the
+    first takes the V100s. Within a guarantee a job keeps the fastest model."""
+    a = hetero().build()
+    snap = snapshot(
+        a, job("c-any", "c", 8, "A100-80GB", "V100-32GB"), job("c-a100", "c", 8, "A100-80GB")
+    )
+    r = schedule(snap, get_policy("alliance"))
+    assert {d.job: d.placement.model for d in r.admits} == {
+        "c-any": "V100-32GB",
+        "c-a100": "A100-80GB",
+    }
+    snap = snapshot(
+        a, job("b-any", "b", 8, "A100-80GB", "V100-32GB"), job("c-a100", "c", 8, "A100-80GB")
+    )
+    r = schedule(snap, get_policy("alliance"))
+    assert {d.job: d.placement.model for d in r.admits} == {"b-any": "A100-80GB"}
 
 
 def test_unreached_jobs_get_a_reason_from_their_member() -> None:

@@ -14,7 +14,7 @@ from suanli.model.ids import JobId, MemberId, ModelId, NodeId, SiteId
 from suanli.model.job import JobSpec, Placement
 from suanli.sched.decision import Admit, Decision, Preempt
 from suanli.sched.placement import Gains
-from suanli.sched.snapshot import QueuedJob, RunningJob, Snapshot
+from suanli.sched.snapshot import Kind, QueuedJob, RunningJob, Snapshot
 
 #: a reclaim's candidates per model, in the order given
 ByModel = dict[ModelId, list[RunningJob]]
@@ -192,10 +192,19 @@ class PassContext:
         return (q for q in self.snap.fifo_queue() if q.id not in self.held)
 
     def member_queue(self, member: MemberId) -> Iterator[QueuedJob]:
-        """The member's pending jobs (priority, then submit time), less those held."""
+        """The member's pending jobs (:meth:`Snapshot.member_key` order), less those held."""
         if not self.held:
             return self.snap.member_queue(member)
         return (q for q in self.snap.member_queue(member) if q.id not in self.held)
+
+    def kind_queues(self, member: MemberId) -> dict[Kind, Iterator[QueuedJob]]:
+        """The member's pending jobs per kind (acceptable models and sites), each in queue
+        order, less those held."""
+        got = self.snap.kind_queues(member)
+        if not self.held:
+            return got
+        held = self.held
+        return {k: (q for q in it if q.id not in held) for k, it in got.items()}
 
     # -- placement -------------------------------------------------------------------------
     def _shape(self, q: QueuedJob, model: ModelId) -> tuple[object, ...]:

@@ -2,11 +2,12 @@
 
 The member with the lowest key is served next, one job at a time; after each attempt its key
 is recomputed and it goes back into the heap. A member's jobs of one *kind* (the same set of
-acceptable models) that fail ``max_skips`` times in a row stop being served this pass; its
-jobs of other kinds go on (a queue full of jobs for one congested chip does not hold back its
-jobs that may run elsewhere), passing over at most ``max_skips * WALK`` jobs of closed kinds.
-Jobs not looked at get a derived reason. A pass is bounded by the number of admissions plus
-``members * max_skips * (kinds + WALK)``, whatever the queue length.
+acceptable models, held to the same sites) that fail ``max_skips`` times in a row stop being
+served this pass; its jobs of other kinds go on (a queue full of jobs for one congested chip,
+or for one full site, does not hold back its jobs that may run elsewhere). A member's queue
+is read merged from its kinds' queues, so a closed kind's jobs cost nothing. Jobs not looked
+at get a derived reason. A pass is bounded by the number of admissions plus
+``members * kinds * max_skips``, whatever the queue length.
 """
 
 from __future__ import annotations
@@ -18,10 +19,7 @@ from typing import ClassVar
 
 from suanli.model.ids import JobId, MemberId, ModelId
 from suanli.sched.context import Candidates, PassContext, WithMoves, shape
-from suanli.sched.snapshot import QueuedJob, RunningJob
-
-#: how many jobs of closed kinds a member's queue may pass over in a pass, in ``max_skips``
-WALK = 4
+from suanli.sched.snapshot import Kind, QueuedJob, RunningJob, Snapshot
 
 
 class Outcome(Enum):
@@ -54,21 +52,20 @@ def serve_members(
     returns why no job of q's member can start for the rest of the pass (then the member is no
     longer served), or an empty string."""
     snap = ctx.snap
-    queues: dict[MemberId, Iterator[QueuedJob]] = {}
+    queues: dict[MemberId, _Queue] = {}
     heads: dict[MemberId, QueuedJob] = {}
     heap: list[tuple[tuple[float, ...], MemberId]] = []
     for m in snap.members:
         if snap.pending_count(m):
-            queues[m] = ctx.member_queue(m)
-            head = next(queues[m], None)
+            queues[m] = _Queue(ctx.kind_queues(m))
+            head = queues[m].next()
             if head is not None:  # (every pending job of m may be held)
                 heads[m] = head
                 heap.append((key(head), m))
     heapq.heapify(heap)
-    skips: dict[tuple[MemberId, frozenset[ModelId]], int] = {}
+    skips: dict[tuple[MemberId, Kind], int] = {}
     #: per member, its kinds no longer served in this pass, and the last reason of each
-    closed: dict[MemberId, dict[frozenset[ModelId], str]] = {}
-    passed = dict.fromkeys(queues, 0)
+    closed: dict[MemberId, dict[Kind, str]] = {}
     while heap:
         _, m = heapq.heappop(heap)
         q = heads[m]
@@ -77,28 +74,17 @@ def serve_members(
             ctx.member_blocked[m] = why
             continue
         ctx.examined += 1
-        kind = (m, q.spec.models)
+        kind = (m, q.kind)
         if attempt(q) is Outcome.ADMITTED:
             skips.pop(kind, None)
         else:
             skips[kind] = n = skips.get(kind, 0) + 1
             if n >= max_skips:
-                now_shut = closed.setdefault(m, {})
-                now_shut[q.spec.models] = ctx.reasons.get(q.id, "")
-                ctx.member_blocked[m] = _closed_words(now_shut, max_skips)
-                if all(k in now_shut for k in ctx.snap.pending_kinds[m]):
-                    continue  # (nothing of another kind waits)
-        nxt = next(queues[m], None)
-        shut = closed.get(m)
-        while nxt is not None and shut and nxt.spec.models in shut:
-            passed[m] += 1
-            if passed[m] > WALK * max_skips:
-                ctx.member_blocked[m] += (
-                    f"; {WALK * max_skips} jobs of those kinds passed over, the rest not reached"
-                )
-                nxt = None
-                break
-            nxt = next(queues[m], None)
+                shut = closed.setdefault(m, {})
+                shut[q.kind] = ctx.reasons.get(q.id, "")
+                ctx.member_blocked[m] = _closed_words(shut, max_skips)
+                queues[m].close(q.kind)
+        nxt = queues[m].next()
         if nxt is None:
             continue
         heads[m] = nxt
@@ -107,14 +93,47 @@ def serve_members(
         ctx.end_reason = "no free accelerators left in the pool"
 
 
-def _closed_words(shut: dict[frozenset[ModelId], str], max_skips: int) -> str:
+class _Queue:
+    """A member's queue, merged from its kinds' queues (each in the member's order), less
+    the kinds closed in this pass: leaving out a kind costs nothing per job of it."""
+
+    __slots__ = ("_heap", "_of")
+
+    def __init__(self, kinds: dict[Kind, Iterator[QueuedJob]]) -> None:
+        self._of = kinds
+        self._heap: list[tuple[tuple[float, float, int, JobId], QueuedJob]] = []
+        for it in kinds.values():
+            q = next(it, None)
+            if q is not None:
+                self._heap.append((Snapshot.member_key(q), q))
+        heapq.heapify(self._heap)
+
+    def next(self) -> QueuedJob | None:
+        heap, of = self._heap, self._of
+        while heap:
+            _, q = heapq.heappop(heap)
+            it = of.get(q.kind)
+            if it is None:
+                continue  # (a closed kind's head)
+            after = next(it, None)
+            if after is not None:
+                heapq.heappush(heap, (Snapshot.member_key(after), after))
+            return q
+        return None
+
+    def close(self, kind: Kind) -> None:
+        self._of.pop(kind, None)
+
+
+def _closed_words(shut: dict[Kind, str], max_skips: int) -> str:
     if len(shut) == 1:
         ((_, last),) = shut.items()
         return f"its last {max_skips} examined jobs could not start (last: {last})"
     return "; ".join(
-        f"its last {max_skips} examined jobs of {'|'.join(sorted(models))} could not start "
-        f"(last: {last})"
-        for models, last in shut.items()
+        f"its last {max_skips} examined jobs of {'|'.join(sorted(models))}"
+        + (f" held to {'|'.join(sorted(sites))}" if sites is not None else "")
+        + f" could not start (last: {last})"
+        for (models, sites), last in shut.items()
     )
 
 

@@ -22,6 +22,9 @@ from suanli.model.share import Share
 from suanli.sched.placement import FreeState
 from suanli.sched.pool import Pool
 
+#: a job's acceptable models and the sites it is held to (None: any)
+Kind = tuple[frozenset[ModelId], frozenset[SiteId] | None]
+
 
 @dataclass(slots=True)
 class QueuedJob:
@@ -37,10 +40,13 @@ class QueuedJob:
     #: the spec's id and member, read on every step of a pass (plain fields: no lookups)
     id: JobId = field(init=False)
     member: MemberId = field(init=False)
+    #: where it may run: its acceptable models and its sites (jobs alike in this wait alike)
+    kind: Kind = field(init=False)
 
     def __post_init__(self) -> None:
         self.id = self.spec.id
         self.member = self.spec.member
+        self.kind = (self.spec.models, self.allowed_sites)
 
 
 @dataclass(slots=True)
@@ -180,10 +186,11 @@ class Snapshot:
         self.fixed_nu: dict[MemberId, float] = dict.fromkeys(self.members, 0.0)
         #: each member's pending non-preemptible jobs
         self.pending_fixed: dict[MemberId, int] = dict.fromkeys(self.members, 0)
-        #: each member's pending jobs per set of acceptable models (their *kind*)
-        self.pending_kinds: dict[MemberId, dict[frozenset[ModelId], int]] = {
-            m: {} for m in self.members
-        }
+        #: each member's queue split by kind (acceptable models and sites), in the same order
+        self._by_kind: dict[MemberId, dict[Kind, _SortedQueue]] = {m: {} for m in self.members}
+        #: the devices pending jobs held to no site ask for, per set of acceptable models,
+        #: all members together
+        self.pending_devices: dict[frozenset[ModelId], int] = {}
         #: devices in use per model, all members together
         self.busy_by_model: dict[ModelId, int] = dict.fromkeys(pool.models, 0)
         self._by_member: dict[MemberId, _SortedQueue] = {m: _SortedQueue() for m in self.members}
@@ -207,7 +214,11 @@ class Snapshot:
     # -- keys ------------------------------------------------------------------------------
     @staticmethod
     def member_key(q: QueuedJob) -> tuple[float, float, int, JobId]:
-        return (-q.spec.priority, q.submitted_at, q.seq, q.spec.id)
+        """A member's queue order: priority first; at one priority its non-preemptible jobs
+        (which may run only within its guarantee: that is theirs before its preemptible jobs
+        borrow), then submit time."""
+        s = q.spec
+        return (-2.0 * s.priority + (1.0 if s.preemptible else 0.0), q.submitted_at, q.seq, s.id)
 
     @staticmethod
     def fifo_key(q: QueuedJob) -> tuple[float, float, int, JobId]:
@@ -246,8 +257,14 @@ class Snapshot:
         self._by_member[q.member].add(self.member_key(q))
         if not q.spec.preemptible:
             self.pending_fixed[q.member] += 1
-        kinds = self.pending_kinds[q.member]
-        kinds[q.spec.models] = kinds.get(q.spec.models, 0) + 1
+        kinds = self._by_kind[q.member]
+        of_kind = kinds.get(q.kind)
+        if of_kind is None:
+            of_kind = kinds[q.kind] = _SortedQueue()
+        of_kind.add(self.member_key(q))
+        if q.allowed_sites is None:
+            want = self.pending_devices
+            want[q.spec.models] = want.get(q.spec.models, 0) + q.spec.count
         self._fifo.add(self.fifo_key(q))
 
     def _dequeue(self, job: JobId) -> QueuedJob:
@@ -256,11 +273,17 @@ class Snapshot:
         self._by_member[q.member].discard(job)
         if not q.spec.preemptible:
             self.pending_fixed[q.member] -= 1
-        kinds = self.pending_kinds[q.member]
-        if kinds[q.spec.models] == 1:
-            del kinds[q.spec.models]
-        else:
-            kinds[q.spec.models] -= 1
+        kinds = self._by_kind[q.member]
+        of_kind = kinds[q.kind]
+        of_kind.discard(job)
+        if not of_kind:
+            del kinds[q.kind]
+        if q.allowed_sites is None:
+            want = self.pending_devices
+            if want[q.spec.models] == q.spec.count:
+                del want[q.spec.models]
+            else:
+                want[q.spec.models] -= q.spec.count
         self._fifo.discard(job)
         return q
 
@@ -394,9 +417,18 @@ class Snapshot:
         return sum(nodes[idx[n]].nu_per_device * len(d) for n, d in a)
 
     def member_queue(self, member: MemberId) -> Iterator[QueuedJob]:
-        """The member's pending jobs: priority first, then submit time."""
+        """The member's pending jobs in :meth:`member_key` order."""
         for j in self._by_member[member]:
             yield self.pending[j]
+
+    def kind_queues(self, member: MemberId) -> dict[Kind, Iterator[QueuedJob]]:
+        """The member's pending jobs per kind, each in the member's queue order."""
+        pending = self.pending
+        return {kind: (pending[j] for j in queue) for kind, queue in self._by_kind[member].items()}
+
+    def pending_kinds(self, member: MemberId) -> dict[Kind, int]:
+        """How many pending jobs of each kind the member has."""
+        return {kind: len(queue) for kind, queue in self._by_kind[member].items()}
 
     def fifo_queue(self) -> Iterator[QueuedJob]:
         """All pending jobs by submit time."""

@@ -11,7 +11,9 @@
 3. Placement. A job goes to the acceptable model where it runs fastest (measured throughput
    if known, else its NU); on ties, a model its member contributed, then the emptiest model;
    other models in that order if the best is full. (Speed per NU is what a member pays per
-   unit of work; it is no reason to leave faster devices idle.)
+   unit of work; it is no reason to leave faster devices idle.) A borrowing job tries last
+   the models that jobs of a narrower kind (fewer acceptable models) wait for: those can run
+   nowhere else, it can.
 4. Upgrades. Once every waiting job had its chance, devices still idle take running jobs from
    slower models: a preemptible job moves to the fastest model where it now fits when the
    time it saves there is worth the move. With switching free (the simulator's Gavel physics)
@@ -207,7 +209,28 @@ class AlliancePolicy(GuaranteedSharing):
         u = self._counted(ctx, q)
         order = self._models(ctx, q)
         nu, count = ctx.snap.pool.nu_per_device, q.spec.count  # (ctx.job_nu, inlined)
-        return order, {f for f in order if u + count * nu[f] <= e + EPS}
+        guaranteed = {f for f in order if u + count * nu[f] <= e + EPS}
+        if not guaranteed and len(order) > 1:
+            wanted = self._wanted(ctx, q.spec.models)
+            if wanted:  # (a borrower leaves them to the jobs that can run only there)
+                order = [f for f in order if f not in wanted] + [f for f in order if f in wanted]
+        return order, guaranteed
+
+    @staticmethod
+    def _wanted(ctx: PassContext, models: frozenset[ModelId]) -> frozenset[ModelId]:
+        """Models among ``models`` that jobs of a narrower kind wait for: a set of models,
+        smaller than ``models``, whose pending jobs ask at least as many devices as it had
+        free when the pass began. (Counted once per pass and kind.)"""
+        ck = ("alliance-wanted", models)
+        got: frozenset[ModelId] | None = ctx.cache.get(ck)
+        if got is None:
+            free = ctx.snap.free.free_devices
+            out: set[ModelId] = set()
+            for kind, want in ctx.snap.pending_devices.items():
+                if kind < models and not kind <= out and want >= sum(map(free, kind)):
+                    out |= kind
+            got = ctx.cache[ck] = frozenset(out)
+        return got
 
     def below_guarantee(self, ctx: PassContext, member: MemberId) -> bool:
         e = ctx.snap.entitlement_nu.get(member, 0.0) - EPS
