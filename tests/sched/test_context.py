@@ -86,7 +86,7 @@ def test_a_reused_trial_is_the_one_worked_out_afresh(data: st.DataObject) -> Non
                 ctx.preempt(r, "test", 60.0)
         # (as the skeleton asks: the victims of this state, the same list while unchanged)
         victims = policy.victims(ctx, q, MODELS)
-        memo = ("alliance-victims", tuple(MODELS))
+        memo = ("alliance-victims", tuple(MODELS), None)
         kept = ctx.cache.pop(memo)
         assert policy.victims(ctx, q, MODELS) == victims  # (the borrowers' order of now)
         ctx.cache[memo] = kept

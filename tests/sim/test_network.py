@@ -87,6 +87,25 @@ def test_the_rhythm_is_busier_at_the_traces_peak_hours(calibration) -> None:  # 
     assert per_hour[busy] > per_hour[quiet]
 
 
+@pytest.mark.parametrize("load", [0.5, 0.8])
+def test_the_jobs_hold_the_load_asked_for(calibration, load: float) -> None:  # type: ignore[no-untyped-def]
+    """Over four weeks of arrivals, what the jobs hold on their fastest models (devices x run
+    time x NU) is ``load`` of the pool's NU, within a tenth (the traces' long jobs make the
+    sum noisy)."""
+    spec = NetworkSpec(members=12, accelerators=1_600, jobs=10**9, load=load)
+    a = build_alliance(spec, calibration)
+    nu = {n.model: a.catalog.get(n.model).nu_per_device or 0.0 for n in a.nodes.values()}
+    capacity = sum(n.devices * nu[n.model] for n in a.nodes.values())
+    span = 28 * 86400.0
+    held = 0.0
+    for j in generate_jobs(a, spec, calibration):
+        if j.arrival >= span:
+            break
+        fastest = max(j.speed, key=j.speed.__getitem__)
+        held += j.spec.count * nu[fastest] * j.work / j.speed[fastest]
+    assert held / (capacity * span) == pytest.approx(load, rel=0.1)
+
+
 def test_bad_specs_name_the_field() -> None:
     with pytest.raises(ValueError, match="accelerators"):
         NetworkSpec(members=100, accelerators=10)

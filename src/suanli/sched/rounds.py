@@ -172,9 +172,15 @@ class GuaranteedSharing:
         """Why the policy will not admit ``q`` on ``model`` (empty: it may)."""
         raise NotImplementedError
 
+    def own_victims(self, ctx: PassContext, q: QueuedJob) -> MemberId | None:
+        """The member whose own jobs go first among ``q``'s victims, if any (then they depend
+        on it too)."""
+        return None
+
     def victims(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
         """Running jobs that may be preempted for ``q``, the first to go first. They may depend
-        on the pass's state and on ``models``, not on anything else of ``q``: the skeleton
+        on the pass's state, on ``models`` and on :meth:`own_victims`, not on anything else of
+        ``q``: the skeleton
         reuses them for every job that reclaims the same models in the same state. While no
         device is freed in a pass they may only grow (admissions make borrowers, never the
         reverse): a reclaim that failed is not tried again until they do."""
@@ -198,7 +204,7 @@ class GuaranteedSharing:
     def _victims(
         self, ctx: PassContext, q: QueuedJob, models: list[ModelId]
     ) -> tuple[list[RunningJob] | Candidates, tuple[object, ...]]:
-        key = ("victims", tuple(models))
+        key = ("victims", tuple(models), self.own_victims(ctx, q))
         ck = (*key, ctx.version)
         got: list[RunningJob] | Candidates | None = ctx.cache.get(ck)
         if got is None:
@@ -264,8 +270,9 @@ class GuaranteedSharing:
             why.append(f"no free {shape(q)} on {f}")
         mine = [f for f in order if f in guaranteed]
         if mine:
-            # (a policy may count a non-preemptible job's guarantee otherwise: more models)
-            sig = (ctx.signature(q), q.spec.preemptible)
+            # (a policy may count a non-preemptible job's guarantee otherwise, on more models,
+            # and take its member's own jobs first)
+            sig = (ctx.signature(q), q.spec.preemptible, self.own_victims(ctx, q))
             if sig not in failed:
                 if self._reclaim_for(ctx, q, mine):
                     return Outcome.WAITING

@@ -20,14 +20,16 @@ Where each part comes from (docs/simulator.md, "A national network", has the rea
   whole nodes of 8.
 - **Rhythm**: arrivals are a Poisson process whose rate follows the hour-of-day and
   day-of-week profile of the Alibaba pods' creation times (a busy evening, a quiet morning),
-  scaled so that the offered work is ``load`` of the pool's NU over a week.
+  scaled so that what the jobs hold (devices x run time x NU, each on its fastest model) is
+  ``load`` of the pool's NU over a week (:func:`mean_hold_nu_s`).
 - **What a job accepts**: 70 % one software stack (drawn by the stack's share of the pool's NU,
   so that no stack is oversubscribed on average), 30 % portable (every model; off CUDA they run
   at a porting efficiency drawn from [0.5, 1.0]). A job's speed on a model is that model's NU
   times a per-job factor from [0.7, 1.3]; its work is its trace run time on a V100's NU.
 - **Who submits**: members in proportion to their contribution (commons members as a small
   contributor each); 5 % of contributors' jobs read their member's dataset, resident at its
-  first site; 90 % of jobs are preemptible (all of the commons tier's).
+  first site, on a stack drawn by that site's NU (a job on the data runs on the hardware
+  there); 90 % of jobs are preemptible (all of the commons tier's).
 
 Jobs are yielded one by one in arrival order: ten million of them never sit in memory at once.
 """
@@ -85,7 +87,11 @@ SITE_DEVICES = 2000
 #: the reference a trace's run time is measured on (Philly's and Alibaba's GPUs: V100-class)
 REFERENCE = ModelId("V100-16GB")
 MAX_RUN_S = 14 * 86400.0
+#: a job's speed on a model is the model's NU times a factor drawn uniformly from this range
+FACTOR = (0.7, 1.3)
 WEEK = 7 * 86400
+#: share of a contributor's jobs that read its dataset (and so run only where it resides)
+READS = 0.05
 
 
 @dataclass(frozen=True)
@@ -248,19 +254,23 @@ def generate_jobs(alliance: Alliance, spec: NetworkSpec, cal: Calibration) -> It
     submitters = sorted(alliance.members)
     weight = [float(contributed.get(m, smallest)) for m in submitters]
     member_cum = list(itertools.accumulate(weight))
-    # a member's dataset, and the models of the site it is resident at
-    site_models: dict[SiteId, set[ModelId]] = {}
-    for node in alliance.nodes.values():
-        site_models.setdefault(node.site, set()).add(node.model)
-    dataset_of = {
-        d.owner: (d.id, frozenset().union(*(site_models.get(s, set()) for s in d.resident_sites)))
-        for d in alliance.datasets.values()
-    }
+    # a member's dataset, and what the sites it is resident at have: nodes per model, and
+    # the stacks by their NU there (a job on the data runs on that hardware)
+    dataset_of: dict[MemberId, tuple[DatasetId, dict[ModelId, int], list[str], list[float]]] = {}
+    for d in alliance.datasets.values():
+        nodes_at: dict[ModelId, int] = {}
+        for node in alliance.nodes.values():
+            if node.site in d.resident_sites:
+                nodes_at[node.model] = nodes_at.get(node.model, 0) + 1
+        names = sorted({catalog.get(m).stack for m in nodes_at})
+        there = [
+            sum(n * PER_NODE * nu[m] for m, n in nodes_at.items() if m in stacks[s]) for s in names
+        ]
+        if names:
+            dataset_of[d.owner] = (d.id, nodes_at, names, list(itertools.accumulate(there)))
     cuda = frozenset(m for m in devices if catalog.get(m).stack == "cuda")
-    # the rate: offered NU-seconds per second = load x capacity, on average over a week
-    pairs = cal.philly + cal.alibaba
-    mean_work = sum(n * t for n, t in pairs) / len(pairs) * ref_nu
-    rate = spec.load * capacity_nu / mean_work
+    # the rate: NU-seconds held per second = load x capacity, on average over a week
+    rate = spec.load * capacity_nu / mean_hold_nu_s(cal, ref_nu)
     hourly = cal.hourly
     t = 0.0
     for i in range(spec.jobs):
@@ -277,11 +287,17 @@ def generate_jobs(alliance: Alliance, spec: NetworkSpec, cal: Calibration) -> It
             t = (hour + 1) * 3600.0
         source = cal.philly if rng.random() < 0.5 else cal.alibaba
         size, run_s = source[rng.randrange(len(source))]
-        gang = Gang(math.ceil(size / PER_NODE), PER_NODE) if size > PER_NODE else Gang(1, size)
+        gang = Gang(_devices(size) // PER_NODE, PER_NODE) if size > PER_NODE else Gang(1, size)
         member = submitters[bisect.bisect_right(member_cum, rng.random() * member_cum[-1])]
         commons = alliance.members[member].tier is Tier.COMMONS
-        factor = rng.uniform(0.7, 1.3)
-        if rng.random() < 0.3:
+        factor = rng.uniform(*FACTOR)
+        home = None if commons else dataset_of.get(member)
+        reads = home is not None and rng.random() < READS
+        if home is not None and reads:  # (its stack: one its data's site has, by NU there)
+            _, _, names, cum = home
+            models = frozenset(stacks[names[bisect.bisect_right(cum, rng.random() * cum[-1])]])
+            speed = {m: factor * nu[m] for m in models}
+        elif rng.random() < 0.3:
             models = all_models
             port = rng.uniform(0.5, 1.0)
             speed = {m: factor * nu[m] * (1.0 if m in cuda else port) for m in models}
@@ -297,8 +313,8 @@ def generate_jobs(alliance: Alliance, spec: NetworkSpec, cal: Calibration) -> It
             elif odd:
                 gang = Gang(gang.nodes, gang.per_node + 1)
         datasets: tuple[DatasetId, ...] = ()
-        home = dataset_of.get(member)
-        if not commons and home and home[1] & models and rng.random() < 0.05:
+        # (a job too wide for the nodes there reads no data: it could never start)
+        if home is not None and reads and max(home[1].get(m, 0) for m in models) >= gang.nodes:
             datasets = (home[0],)
         count = gang.devices
         job = JobSpec(
@@ -312,6 +328,25 @@ def generate_jobs(alliance: Alliance, spec: NetworkSpec, cal: Calibration) -> It
         )
         # work: the run time on the reference's NU, for the whole job; speed: per second
         yield SimJob(job, t, run_s * ref_nu, speed)
+
+
+def mean_hold_nu_s(cal: Calibration, ref_nu: float) -> float:
+    """The NU-seconds a generated job holds, on average: half the jobs from each trace; a job
+    holds its devices (a gang in whole nodes) for its run time on the model it runs on, which
+    is its reference run time x the reference's NU / (the model's NU x its speed factor x its
+    porting efficiency there). On its fastest model (where a job goes first: for a portable
+    job a CUDA chip, efficiency 1) that is devices x run time x the reference's NU / factor,
+    and E[1/factor] for a factor uniform in [a, b] is ln(b/a)/(b - a)."""
+    per_source = [
+        sum(_devices(n) * t for n, t in pairs) / len(pairs) for pairs in (cal.philly, cal.alibaba)
+    ]
+    lo, hi = FACTOR
+    return sum(per_source) / len(per_source) * ref_nu * math.log(hi / lo) / (hi - lo)
+
+
+def _devices(size: int) -> int:
+    """A job of ``size`` devices as generated: over a node, a gang of whole nodes."""
+    return math.ceil(size / PER_NODE) * PER_NODE if size > PER_NODE else size
 
 
 def national_network(spec: NetworkSpec, traces: Path) -> tuple[Alliance, Iterator[SimJob]]:

@@ -80,6 +80,7 @@ class AlliancePolicy(GuaranteedSharing):
         upgrade_every_s: float = 0.0,
         residency_moves: bool = True,
         gang_moves: bool = True,
+        leave_wanted: bool = True,
     ) -> None:
         """``commons_share``: the fair-tree share of each commons member, as a fraction of
         the pool's NU (weighted by its weight); contributors' shares are their entitlements.
@@ -97,6 +98,7 @@ class AlliancePolicy(GuaranteedSharing):
         self.upgrade_reserve = upgrade_reserve
         self.residency_moves = residency_moves
         self.gang_moves = gang_moves
+        self.leave_wanted = leave_wanted
         #: per job, its models in tiers of equal speed, fastest first; the order itself when
         #: no two are equally fast (then nothing is sorted per pass); and a number naming the
         #: tiers (jobs with the same tiers share it: their orders are the same in one state)
@@ -210,7 +212,7 @@ class AlliancePolicy(GuaranteedSharing):
         order = self._models(ctx, q)
         nu, count = ctx.snap.pool.nu_per_device, q.spec.count  # (ctx.job_nu, inlined)
         guaranteed = {f for f in order if u + count * nu[f] <= e + EPS}
-        if not guaranteed and len(order) > 1:
+        if self.leave_wanted and not guaranteed and len(order) > 1:
             wanted = self._wanted(ctx, q.spec.models)
             if wanted:  # (a borrower leaves them to the jobs that can run only there)
                 order = [f for f in order if f not in wanted] + [f for f in order if f in wanted]
@@ -266,11 +268,31 @@ class AlliancePolicy(GuaranteedSharing):
             tuple(m for _, m in tied) for _, tied in itertools.groupby(ranked, key=lambda x: x[0])
         )
 
+    def own_victims(self, ctx: PassContext, q: QueuedJob) -> MemberId | None:
+        """A non-preemptible job that its member's preemptible jobs take past its entitlement
+        (it is within its guarantee on its non-preemptible jobs alone): those are borrowed
+        now, and go first, so that no one else loses for it."""
+        if q.spec.preemptible:
+            return None
+        m = q.member
+        e = ctx.snap.entitlement_nu.get(m, 0.0)
+        if ctx.used_nu.get(m, 0.0) + ctx.snap.pool.cheapest_nu(q.spec) <= e + EPS:
+            return None
+        return m
+
+    def _groups(self, ctx: PassContext, q: QueuedJob) -> tuple[tuple[MemberId, ...], ...]:
+        groups = self._borrowers(ctx)
+        own = self.own_victims(ctx, q)
+        if own is None:
+            return groups
+        rest = (tuple(m for m in tied if m != own) for tied in groups)
+        return ((own,), *(tied for tied in rest if tied))
+
     def candidates(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> Candidates:
         """:meth:`victims`, read per model and sites from each member's sorted jobs (the
         same candidates while the borrowers' order holds)."""
-        groups = self._borrowers(ctx)
-        ck = ("alliance-candidates", tuple(models))
+        groups = self._groups(ctx, q)
+        ck = ("alliance-candidates", tuple(models), self.own_victims(ctx, q))
         hit: tuple[tuple[tuple[MemberId, ...], ...], Candidates] | None = ctx.cache.get(ck)
         if hit is not None and hit[0] == groups:
             return hit[1]
@@ -279,12 +301,13 @@ class AlliancePolicy(GuaranteedSharing):
         return got
 
     def victims(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
-        """Borrowers' preemptible jobs: highest fair-tree key first, newest first."""
-        groups = self._borrowers(ctx)
+        """Borrowers' preemptible jobs: highest fair-tree key first, newest first (the
+        member's own first, for a job of :meth:`own_victims`)."""
+        groups = self._groups(ctx, q)
         # Each member's own order is fixed for the pass; only the members' order changes, and
         # most admissions leave it as it was: then the list is the same one (the same object,
         # so that reclaim's work on it is reused too)
-        ck = ("alliance-victims", tuple(models))
+        ck = ("alliance-victims", tuple(models), self.own_victims(ctx, q))
         hit: tuple[tuple[tuple[MemberId, ...], ...], list[RunningJob]] | None = ctx.cache.get(ck)
         if hit is not None and hit[0] == groups:
             return hit[1]
