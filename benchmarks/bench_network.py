@@ -126,7 +126,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="national network benchmark")
     ap.add_argument("--jobs", default="10000,100000,1000000")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--load", type=float, default=0.8)
+    ap.add_argument(
+        "--load", type=float, default=0.7, help="what the jobs hold / the pool's NU, over a week"
+    )
     ap.add_argument("--policy", default="alliance")
     ap.add_argument("--out", type=Path, default=None, help="append each result line here")
     ap.add_argument("--plot", type=Path, default=None, help="draw --out's lines here (SVG/PNG)")

@@ -44,9 +44,9 @@ class TraceEntry(_Strict):
     #: it is calibrated on
     format: Literal["gavel-msr", "csv", "alibaba-2023", "national-network"]
     path: str
-    #: national-network: how many jobs, and the offered load (NU-seconds over a week / capacity)
+    #: national-network: how many jobs, and the load (NU-seconds held over a week / capacity)
     jobs: Annotated[int, Field(ge=1)] = 10_000
-    load: Annotated[float, Field(gt=0, le=2)] = 0.8
+    load: Annotated[float, Field(gt=0, le=2)] = 0.7
     throughputs: str | None = None
     #: multiplies arrival times (not durations): below 1 compresses a light trace into a busier one
     arrival_scale: Annotated[float, Field(gt=0)] = 1.0
