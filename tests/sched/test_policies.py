@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from suanli.errors import NotFoundError
-from suanli.model.ids import JobId, MemberId, ModelId
+from suanli.model.ids import JobId, MemberId, ModelId, NodeId
 from suanli.model.job import Placement
 from suanli.sched.policies.gavel import max_min_lp
 from suanli.sched.policy import get_policy, policy_names
@@ -430,6 +430,40 @@ def test_alliance_borrower_leaves_a_model_to_jobs_that_can_run_only_there() -> N
     )
     r = schedule(snap, get_policy("alliance"))
     assert {d.job: d.placement.model for d in r.admits} == {"b-any": "A100-80GB"}
+
+
+def test_a_non_preemptible_job_held_to_a_site_moves_its_members_jobs_once() -> None:
+    """x (within its entitlement) runs three 2-device jobs at its data site sx, z two 1-device
+    jobs there. x's non-preemptible job of 8 devices reading x's data needs all of sx: x's own
+    jobs are its victims (they would take x past its entitlement), z's must move; x's jobs
+    are not counted twice (once as victims, once as movable)."""
+    a = (
+        AllianceBuilder()
+        .member("x")
+        .member("z")
+        .site("sx", "x")
+        .site("sz", "z")
+        .nodes_of("sx", "H800-80GB", 1)
+        .nodes_of("sz", "H800-80GB", 1)
+        .dataset("xd", "x", sites=("sx",))
+        .build()
+    )
+    x_jobs = [job(f"x{i}", "x", 2, "H800-80GB") for i in range(3)]
+    z_jobs = [job(f"z{i}", "z", 1, "H800-80GB") for i in range(2)]
+    snap = snapshot(a, *x_jobs, *z_jobs)
+    h800, node = ModelId("H800-80GB"), NodeId("sx-n000")
+    for i, s in enumerate(z_jobs):  # (z's first: moves take the newest first)
+        snap.start(s.id, Placement(h800, ((node, (6 + i,)),)), at=i)
+    for i, s in enumerate(x_jobs):
+        snap.start(s.id, Placement(h800, ((node, (2 * i, 2 * i + 1)),)), at=10 + i)
+    snap.submit(
+        job("x-data", "x", 8, "H800-80GB", preemptible=False, datasets=("xd",)),
+        20.0,
+        a.sites_for(job("x-data", "x", 8, "H800-80GB", datasets=("xd",))),
+    )
+    r = schedule(snap, get_policy("alliance"))
+    assert sorted(d.job for d in r.preempts) == ["x0", "x1", "x2", "z0", "z1"]
+    assert r.reserved == {JobId("x-data")}
 
 
 def test_unreached_jobs_get_a_reason_from_their_member() -> None:

@@ -335,6 +335,7 @@ class AlliancePolicy(GuaranteedSharing):
             return []
         snap = ctx.snap
         e = snap.entitlement_nu
+        own = self.own_victims(ctx, q)  # (its jobs are among the victims already)
         out: list[RunningJob] = []
         for f in models:
             ck = ("alliance-movable", f, sites)
@@ -343,7 +344,9 @@ class AlliancePolicy(GuaranteedSharing):
                 here = self._movable_on(snap, f, sites)
                 ctx.cache[ck] = here
             out.extend(
-                r for *_, r in here if ctx.used_nu.get(r.member, 0.0) <= e.get(r.member, 0.0) + EPS
+                r
+                for *_, r in here
+                if ctx.used_nu.get(r.member, 0.0) <= e.get(r.member, 0.0) + EPS and r.member != own
             )
         return out
 
