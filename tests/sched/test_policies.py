@@ -412,24 +412,24 @@ def test_a_queue_full_of_jobs_for_a_full_model_does_not_hold_back_jobs_for_anoth
     }
 
 
-def test_alliance_borrower_leaves_a_model_to_jobs_that_can_run_only_there() -> None:
-    """c borrows: its first job may run on A100 or V100, its second only on A100. The first
-    would run faster on the A100s, but the second waits for them and can run nowhere else: the
-    first takes the V100s. Within a guarantee a job keeps the fastest model."""
+@pytest.mark.parametrize("member", ["b", "c"])
+def test_alliance_leaves_a_model_to_jobs_that_can_run_only_there(member: str) -> None:
+    """The first job may run on A100 or V100, c's second only on A100. The first would run
+    faster on the A100s, but the second waits for them and can run nowhere else: the first
+    takes the V100s, whether it borrows (c, commons) or is within its guarantee (b, which
+    contributed the A100s). With ``leave_wanted`` off it takes the A100s; c's job waits."""
     a = hetero().build()
-    snap = snapshot(
-        a, job("c-any", "c", 8, "A100-80GB", "V100-32GB"), job("c-a100", "c", 8, "A100-80GB")
-    )
-    r = schedule(snap, get_policy("alliance"))
+    jobs = (job("any", member, 8, "A100-80GB", "V100-32GB"), job("c-a100", "c", 8, "A100-80GB"))
+    r = schedule(snapshot(a, *jobs), get_policy("alliance"))
     assert {d.job: d.placement.model for d in r.admits} == {
-        "c-any": "V100-32GB",
+        "any": "V100-32GB",
         "c-a100": "A100-80GB",
     }
-    snap = snapshot(
-        a, job("b-any", "b", 8, "A100-80GB", "V100-32GB"), job("c-a100", "c", 8, "A100-80GB")
-    )
-    r = schedule(snap, get_policy("alliance"))
-    assert {d.job: d.placement.model for d in r.admits} == {"b-any": "A100-80GB"}
+    r = schedule(snapshot(a, *jobs), get_policy("alliance", leave_wanted=False))
+    assert {d.job: d.placement.model for d in r.admits} == {"any": "A100-80GB"}
+    # nothing waits for the A100s: the first job takes the fastest model
+    r = schedule(snapshot(a, jobs[0]), get_policy("alliance"))
+    assert {d.job: d.placement.model for d in r.admits} == {"any": "A100-80GB"}
 
 
 def test_a_non_preemptible_job_held_to_a_site_moves_its_members_jobs_once() -> None:

@@ -11,9 +11,9 @@
 3. Placement. A job goes to the acceptable model where it runs fastest (measured throughput
    if known, else its NU); on ties, a model its member contributed, then the emptiest model;
    other models in that order if the best is full. (Speed per NU is what a member pays per
-   unit of work; it is no reason to leave faster devices idle.) A borrowing job tries last
-   the models that jobs of a narrower kind (fewer acceptable models) wait for: those can run
-   nowhere else, it can.
+   unit of work; it is no reason to leave faster devices idle.) A job tries last the models
+   that jobs of a narrower kind (fewer acceptable models) wait for: those can run nowhere
+   else, it can (a flexible job that takes a contested chip leaves a job idle, not a chip).
 4. Upgrades. Once every waiting job had its chance, devices still idle take running jobs from
    slower models: a preemptible job moves to the fastest model where it now fits when the
    time it saves there is worth the move. With switching free (the simulator's Gavel physics)
@@ -212,9 +212,9 @@ class AlliancePolicy(GuaranteedSharing):
         order = self._models(ctx, q)
         nu, count = ctx.snap.pool.nu_per_device, q.spec.count  # (ctx.job_nu, inlined)
         guaranteed = {f for f in order if u + count * nu[f] <= e + EPS}
-        if self.leave_wanted and not guaranteed and len(order) > 1:
+        if self.leave_wanted and len(order) > 1:
             wanted = self._wanted(ctx, q.spec.models)
-            if wanted:  # (a borrower leaves them to the jobs that can run only there)
+            if wanted:  # (left to the jobs that can run only there)
                 order = [f for f in order if f not in wanted] + [f for f in order if f in wanted]
         return order, guaranteed
 
