@@ -448,6 +448,17 @@ class AlliancePolicy(GuaranteedSharing):
         top = max(nu[m] for m in free)
         stopping = ctx.stopping
         moves: list[tuple[float, float, str, RunningJob, list[tuple[ModelId, float]]]] = []
+        # Only jobs that some idle faster model could take are sorted and weighed (_worth):
+        # while the scan goes on no NU is counted anew (a move waits for its job to stop)
+        # and devices only get taken, so a model closed to a job now stays closed to it.
+        # Closed: too short a run so far for any saving to be worth a move, or a borrower's
+        # move to a model already within its reserve. (Exact: no job left out could move.)
+        lean = not snap.instant_switch
+        used, ent = ctx.used_nu, snap.entitlement_nu
+        free_now = {f: ctx.free.free_devices(f) for f in free}
+        reserve = {f: self.upgrade_reserve * pool.devices_by_model[f] for f in free}
+        bar = self.upgrade_factor * self.grace_s * (1.0 - 1e-9)
+        now = ctx.now
         # (every running job on a slower model that accepts a faster one with free devices:
         # the scan is the upgrade's cost, kept lean; most jobs of a busy pool accept none)
         for (model, accepts), jobs in snap.running_by_accepts.items():
@@ -460,10 +471,31 @@ class AlliancePolicy(GuaranteedSharing):
                 faster = r.memo.get("alliance-faster")
                 if faster is None:
                     faster = self._faster(ctx, r)
+                first: float | None = None  # (the largest saving among the idle models)
+                may, ran = not lean, 0.0
                 for f, saved in faster:
-                    if f in free:  # (the largest saving among the idle models)
-                        moves.append((-saved, r.started_at, jid, r, faster))
+                    if f not in free:
+                        continue
+                    if first is None:
+                        first = saved
+                        if may:
+                            break
+                        before = r.memo.get("alliance-ran")
+                        if before is None:  # (its earlier runs': constant while it runs)
+                            before = r.memo["alliance-ran"] = sum(r.job.attained_s.values())
+                        ran = before + now - r.started_at
+                    if ran * saved < bar:
+                        break  # (smaller savings follow)
+                    count = r.spec.count
+                    if (
+                        used.get(r.member, 0.0) + count * nu[f] - r.nu
+                        <= ent.get(r.member, 0.0) + EPS
+                        or free_now[f] - count >= reserve[f]
+                    ):
+                        may = True
                         break
+                if may and first is not None:
+                    moves.append((-first, r.started_at, jid, r, faster))
         moves.sort(key=lambda m: m[:3])
         for _, _, _, r, faster in moves:
             for f, _ in faster:
