@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from suanli.catalog.accelerator import load_catalog
+from suanli.model.member import Tier
 from suanli.sched.policy import get_policy
 from suanli.sim.network import (
     MIX,
@@ -104,6 +105,33 @@ def test_the_jobs_hold_the_load_asked_for(calibration, load: float) -> None:  # 
         fastest = max(j.speed, key=j.speed.__getitem__)
         held += j.spec.count * nu[fastest] * j.work / j.speed[fastest]
     assert held / (capacity * span) == pytest.approx(load, rel=0.1)
+
+
+def test_each_site_keeps_data_and_its_own_data_asks_a_small_share_of_it(calibration) -> None:  # type: ignore[no-untyped-def]
+    """A contributor keeps a dataset at each of its sites and its data-reading jobs are spread
+    over them by NU: no site is asked by its own data for more than a small share of what it
+    holds (were all of a large member's data at one site, that site would be oversubscribed and
+    its backlog would grow without end)."""
+    spec = NetworkSpec(members=5, accelerators=80_000, jobs=10**9, load=0.7)
+    a = build_alliance(spec, calibration)
+    nu = {n.model: a.catalog.get(n.model).nu_per_device or 0.0 for n in a.nodes.values()}
+    capacity: Counter[str] = Counter()
+    for n in a.nodes.values():
+        capacity[n.site] += n.devices * nu[n.model]
+    contributors = {m for m, x in a.members.items() if x.tier is Tier.CONTRIBUTOR}
+    assert {d.owner for d in a.datasets.values()} == contributors
+    assert sorted(s for d in a.datasets.values() for s in d.resident_sites) == sorted(a.sites)
+    span = 7 * 86400.0
+    held: Counter[str] = Counter()
+    for j in generate_jobs(a, spec, calibration):
+        if j.arrival >= span:
+            break
+        for d in j.spec.datasets:
+            (site,) = a.datasets[d].resident_sites
+            fastest = max(j.speed, key=j.speed.__getitem__)
+            held[site] += j.spec.count * nu[fastest] * j.work / j.speed[fastest]
+    assert len(held) == len(a.sites)  # every site's data is read
+    assert max(held[s] / (capacity[s] * span) for s in a.sites) < 0.2
 
 
 def test_bad_specs_name_the_field() -> None:

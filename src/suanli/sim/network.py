@@ -27,9 +27,10 @@ Where each part comes from (docs/simulator.md, "A national network", has the rea
   at a porting efficiency drawn from [0.5, 1.0]). A job's speed on a model is that model's NU
   times a per-job factor from [0.7, 1.3]; its work is its trace run time on a V100's NU.
 - **Who submits**: members in proportion to their contribution (commons members as a small
-  contributor each); 5 % of contributors' jobs read their member's dataset, resident at its
-  first site, on a stack drawn by that site's NU (a job on the data runs on the hardware
-  there); 90 % of jobs are preemptible (all of the commons tier's).
+  contributor each); a contributor keeps a dataset at each of its sites, and 5 % of its jobs
+  read one, drawn by the site's NU, on a stack drawn by the NU there (a job on the data runs
+  on the hardware there), so that each site's own data asks about the same share of it;
+  90 % of jobs are preemptible (all of the commons tier's).
 
 Jobs are yielded one by one in arrival order: ten million of them never sit in memory at once.
 """
@@ -211,8 +212,9 @@ def build_alliance(spec: NetworkSpec, cal: Calibration) -> Alliance:
             nid = NodeId(f"{mid}-n{k:05d}")
             topo = ((0, 1, 2, 3), (4, 5, 6, 7)) if model.startswith("Ascend910") else ()
             nodes[nid] = Node(nid, member_sites[k % n_sites], model, PER_NODE, 128, 1024, topo)
-        did = DatasetId(f"{mid}-data")
-        datasets[did] = Dataset(did, mid, resident_sites=frozenset({member_sites[0]}))
+        for sid in member_sites:
+            did = DatasetId(f"{sid}-data")
+            datasets[did] = Dataset(did, mid, resident_sites=frozenset({sid}))
     return Alliance("national-network", catalog, members, sites, nodes, datasets)
 
 
@@ -255,20 +257,8 @@ def generate_jobs(alliance: Alliance, spec: NetworkSpec, cal: Calibration) -> It
     submitters = sorted(alliance.members)
     weight = [float(contributed.get(m, smallest)) for m in submitters]
     member_cum = list(itertools.accumulate(weight))
-    # a member's dataset, and what the sites it is resident at have: nodes per model, and
-    # the stacks by their NU there (a job on the data runs on that hardware)
-    dataset_of: dict[MemberId, tuple[DatasetId, dict[ModelId, int], list[str], list[float]]] = {}
-    for d in alliance.datasets.values():
-        nodes_at: dict[ModelId, int] = {}
-        for node in alliance.nodes.values():
-            if node.site in d.resident_sites:
-                nodes_at[node.model] = nodes_at.get(node.model, 0) + 1
-        names = sorted({catalog.get(m).stack for m in nodes_at})
-        there = [
-            sum(n * PER_NODE * nu[m] for m, n in nodes_at.items() if m in stacks[s]) for s in names
-        ]
-        if names:
-            dataset_of[d.owner] = (d.id, nodes_at, names, list(itertools.accumulate(there)))
+    data_of = _site_data(alliance, stacks, nu)
+    site_cum = {m: list(itertools.accumulate(x.cum[-1] for x in xs)) for m, xs in data_of.items()}
     cuda = frozenset(m for m in devices if catalog.get(m).stack == "cuda")
     # the rate: NU-seconds held per second = load x capacity, on average over a week
     rate = spec.load * capacity_nu / mean_hold_nu_s(cal, ref_nu)
@@ -292,10 +282,12 @@ def generate_jobs(alliance: Alliance, spec: NetworkSpec, cal: Calibration) -> It
         member = submitters[bisect.bisect_right(member_cum, rng.random() * member_cum[-1])]
         commons = alliance.members[member].tier is Tier.COMMONS
         factor = rng.uniform(*FACTOR)
-        home = None if commons else dataset_of.get(member)
-        reads = home is not None and rng.random() < READS
-        if home is not None and reads:  # (its stack: one its data's site has, by NU there)
-            _, _, names, cum = home
+        home = None
+        if not commons and member in data_of and rng.random() < READS:
+            # the data at one of its sites, drawn by the site's NU; the stack by NU there
+            cum = site_cum[member]
+            home = data_of[member][bisect.bisect_right(cum, rng.random() * cum[-1])]
+            names, cum = home.names, home.cum
             models = frozenset(stacks[names[bisect.bisect_right(cum, rng.random() * cum[-1])]])
             speed = {m: factor * nu[m] for m in models}
         elif rng.random() < 0.3:
@@ -315,8 +307,8 @@ def generate_jobs(alliance: Alliance, spec: NetworkSpec, cal: Calibration) -> It
                 gang = Gang(gang.nodes, gang.per_node + 1)
         datasets: tuple[DatasetId, ...] = ()
         # (a job too wide for the nodes there reads no data: it could never start)
-        if home is not None and reads and max(home[1].get(m, 0) for m in models) >= gang.nodes:
-            datasets = (home[0],)
+        if home is not None and max(home.nodes.get(m, 0) for m in models) >= gang.nodes:
+            datasets = (home.dataset,)
         count = gang.devices
         job = JobSpec(
             JobId(f"n{i}"),
@@ -329,6 +321,39 @@ def generate_jobs(alliance: Alliance, spec: NetworkSpec, cal: Calibration) -> It
         )
         # work: the run time on the reference's NU, for the whole job; speed: per second
         yield SimJob(job, t, run_s * ref_nu, speed)
+
+
+@dataclass(frozen=True)
+class _SiteData:
+    """A member's dataset at one of its sites: what the site has, and its stacks by NU there."""
+
+    dataset: DatasetId
+    nodes: dict[ModelId, int]
+    names: list[str]
+    cum: list[float]
+
+
+def _site_data(
+    alliance: Alliance, stacks: dict[str, list[ModelId]], nu: dict[ModelId, float]
+) -> dict[MemberId, list[_SiteData]]:
+    """Each member's datasets (one at each of its sites) with what each site has: nodes per
+    model, and the stacks by their NU there (a job on the data runs on that hardware)."""
+    catalog = alliance.catalog
+    nodes_at: dict[SiteId, dict[ModelId, int]] = {}
+    for node in alliance.nodes.values():
+        at = nodes_at.setdefault(node.site, {})
+        at[node.model] = at.get(node.model, 0) + 1
+    data_of: dict[MemberId, list[_SiteData]] = {}
+    for d in sorted(alliance.datasets.values(), key=lambda d: d.id):
+        (site,) = d.resident_sites
+        at = nodes_at.get(site, {})
+        names = sorted({catalog.get(m).stack for m in at})
+        there = [sum(n * PER_NODE * nu[m] for m, n in at.items() if m in stacks[s]) for s in names]
+        if names:
+            data_of.setdefault(d.owner, []).append(
+                _SiteData(d.id, at, names, list(itertools.accumulate(there)))
+            )
+    return data_of
 
 
 def mean_hold_nu_s(cal: Calibration, ref_nu: float) -> float:
