@@ -104,6 +104,57 @@ def test_a_job_no_one_can_move_goes_away_from_data_while_there_is_room() -> None
     assert late is not None and site[late.nodes[0]] == "s1"
 
 
+def test_at_data_sites_a_job_no_one_can_move_takes_the_roomiest_site() -> None:
+    """Where every site holds data, a non-preemptible job (one or a gang) goes where its model
+    has the most free devices at one site, not to a small site's last node, which the jobs
+    held to that site's data can use; a preemptible one still takes the first that fits."""
+    b = base().site("s3", "a").dataset("d1", "a", sites=("s1",))
+    b = b.dataset("d2", "a", sites=("s2",)).dataset("d3", "a", sites=("s3",))
+    fs = free_state(
+        b.nodes_of("s1", "H800-80GB", 1)
+        .nodes_of("s2", "H800-80GB", 3)
+        .nodes_of("s3", "H800-80GB", 2)
+    )
+    site = {n.id: n.site for n in fs.pool.nodes}
+    anywhere = fs.fit(job("p", "a", 4, "H800-80GB"), "H800-80GB", None)
+    assert anywhere is not None and site[anywhere.nodes[0]] == "s1"
+    one = fs.fit(job("j", "a", 4, "H800-80GB", preemptible=False), "H800-80GB", None)
+    assert one is not None and site[one.nodes[0]] == "s2"
+    fs.take(one, 1, 1)  # s2: 20 devices free, s3: 16, s1: 8
+    gang = fs.fit(job("g", "a", 16, "H800-80GB", nodes=2, preemptible=False), "H800-80GB", None)
+    assert gang is not None and {site[n] for n in gang.nodes} == {"s2"}
+    fs.take(gang, 1, 1)  # s2: 4, s3: 16, s1: 8
+    late = fs.fit(job("k", "a", 4, "H800-80GB", preemptible=False), "H800-80GB", None)
+    assert late is not None and site[late.nodes[0]] == "s3"
+
+
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 255), st.booleans()), max_size=30))
+def test_free_devices_are_counted_per_model_and_site(steps: list[tuple[int, int, bool]]) -> None:
+    """The free devices counted per (model, site) group follow every take, give and drain."""
+    b = base().nodes_of("s1", "H800-80GB", 2).nodes_of("s2", "H800-80GB", 1)
+    fs = free_state(b.nodes_of("s2", "Ascend910B", 2, topology=RINGS))
+    pool = fs.pool
+    for k, mask, drain in steps:
+        node = pool.nodes[k]
+        if drain:
+            fs.set_schedulable(node.id, not fs.schedulable[k])
+            continue
+        devices = tuple(d for d in range(8) if mask >> d & 1)
+        if devices and fs.free[k] & mask == mask:
+            fs.take(Placement(node.model, ((node.id, devices),)), 0, 0)
+        elif devices and fs.free[k] & mask == 0:
+            fs.give(Placement(node.model, ((node.id, devices),)), 0, 0)
+        for (model, site), g in pool.groups.items():
+            free = sum(
+                fs.free[n.index].bit_count()
+                for n in pool.nodes
+                if n.model == model and n.site == site and fs.schedulable[n.index]
+            )
+            assert fs.by_group[g] == free
+        assert sum(fs.by_group) == fs.free_count
+        assert fs.copy().by_group == fs.by_group
+
+
 def test_cpu_and_memory_are_per_node_limits() -> None:
     fs = free_state(base().nodes_of("s1", "H800-80GB", 1, cpu=8))
     assert fs.fit(job("j", "a", 1, "H800-80GB", cpu=16), "H800-80GB", None) is None

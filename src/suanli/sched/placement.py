@@ -65,6 +65,7 @@ class FreeState:
     __slots__ = (
         "_own",
         "buckets",
+        "by_group",
         "by_model",
         "cpu",
         "free",
@@ -88,6 +89,8 @@ class FreeState:
         self.free_count = 0
         #: free devices on schedulable nodes, per model
         self.by_model: dict[ModelId, int] = dict.fromkeys(pool.models, 0)
+        #: free devices on schedulable nodes, per (model, site) group (:attr:`Pool.groups`)
+        self.by_group: list[int] = [0] * len(pool.groups)
         #: models whose buckets this state alone holds (a copy shares the others until one
         #: of the two changes them: a pass's copy of the free state costs nothing per model)
         self._own: set[ModelId] = set(pool.models)
@@ -96,6 +99,7 @@ class FreeState:
                 self.buckets[n.model][n.devices][n.index] = None
                 self.free_count += n.devices
                 self.by_model[n.model] += n.devices
+                self.by_group[n.group] += n.devices
 
     def copy(self) -> FreeState:
         new = FreeState.__new__(FreeState)
@@ -106,6 +110,7 @@ class FreeState:
         new.schedulable = self.schedulable.copy()
         new.free_count = self.free_count
         new.by_model = self.by_model.copy()
+        new.by_group = self.by_group.copy()
         new.buckets = self.buckets.copy()
         new._own = set()
         self._own = set()  # (both copy a model's buckets before they change them)
@@ -152,14 +157,16 @@ class FreeState:
             if new == old:  # (no devices: only CPU and memory)
                 continue
             if on[i]:
-                if nodes[i].model != model:  # (once per placement: one model)
-                    model = nodes[i].model
+                node = nodes[i]
+                if node.model != model:  # (once per placement: one model)
+                    model = node.model
                     buckets = self._mine(model)
                 k_old, k_new = old.bit_count(), new.bit_count()
                 del buckets[k_old][i]
                 buckets[k_new][i] = None
                 self.free_count += k_new - k_old
                 self.by_model[model] += k_new - k_old
+                self.by_group[node.group] += k_new - k_old
             free[i] = new
 
     def set_schedulable(self, node_id: NodeId, on: bool) -> None:
@@ -173,10 +180,12 @@ class FreeState:
             self._mine(node.model)[k][i] = None
             self.free_count += k
             self.by_model[node.model] += k
+            self.by_group[node.group] += k
         else:
             del self._mine(node.model)[k][i]
             self.free_count -= k
             self.by_model[node.model] -= k
+            self.by_group[node.group] -= k
         self.schedulable[i] = on
 
     # -- queries ---------------------------------------------------------------------------
@@ -363,8 +372,9 @@ class FreeState:
             return self._fit_at(spec, model, self.pool.nodes_at(model, sites))
         if not spec.preemptible and self.pool.data_sites:
             # a job no one can move, and that may run anywhere, goes where no data resides
-            # while there is room: at a data site it could keep the data's owner out for good
-            return self._fit_away(spec, model, buckets) or self._fit_any(spec, model, buckets)
+            # while there is room (at a data site it could keep the data's owner out for
+            # good), else where its model has the most free devices at one site
+            return self._fit_away(spec, model, buckets)
         return self._fit_any(spec, model, buckets)
 
     def _fit_any(
@@ -392,24 +402,40 @@ class FreeState:
     def _fit_away(
         self, spec: JobSpec, model: ModelId, buckets: list[dict[int, None]]
     ) -> Placement | None:
-        """:meth:`_fit_any` among the nodes at no data site."""
+        """:meth:`_fit_any` among the nodes at no data site; failing that, among the data
+        sites' nodes, those of the (model, site) group with the most free devices first (a
+        site's last free devices are what the jobs held to its data can use: a job that can
+        run elsewhere should not take them while a roomier site has room)."""
         nodes = self.pool.nodes
         gang = spec.gang
+        room = self.by_group
         if gang.nodes > 1:
             if gang.per_node >= len(buckets):
                 return None
-            away = (i for i in buckets[gang.per_node] if not nodes[i].at_data_site)
-            return self._gang(spec, model, away)
+            whole = buckets[gang.per_node]
+            away = self._gang(spec, model, (i for i in whole if not nodes[i].at_data_site))
+            if away is not None:
+                return away
+            roomiest = sorted(whole, key=lambda i: -room[nodes[i].group])
+            return self._gang(spec, model, roomiest)
         n = gang.per_node
+        best: tuple[int, PoolNode, tuple[int, ...]] | None = None
         for k in range(n, len(buckets)):
             for i in buckets[k]:
                 node = nodes[i]
-                if node.at_data_site or self.cpu[i] < spec.cpu or self.mem[i] < spec.memory_gb:
+                if self.cpu[i] < spec.cpu or self.mem[i] < spec.memory_gb:
+                    continue
+                if node.at_data_site and best is not None and room[node.group] <= best[0]:
                     continue
                 devices = self._pick_devices(node, n)
-                if devices is not None:
+                if devices is None:
+                    continue
+                if not node.at_data_site:
                     return Placement(model, ((node.id, devices),))
-        return None
+                best = (room[node.group], node, devices)
+        if best is None:
+            return None
+        return Placement(model, ((best[1].id, best[2]),))
 
     def _gang(self, spec: JobSpec, model: ModelId, candidates: Iterable[int]) -> Placement | None:
         """The first ``gang.nodes`` wholly free nodes of one zone among ``candidates``."""

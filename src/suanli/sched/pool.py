@@ -46,6 +46,8 @@ class PoolNode:
     nu_per_device: float
     #: whether a dataset resides at the node's site (jobs held to their data may need it)
     at_data_site: bool = False
+    #: the node's (model, site) group: its index in :attr:`Pool.groups`
+    group: int = 0
     #: every device's bit (a wholly free node's free mask)
     full_mask: int = field(init=False)
     #: every device's index (a whole node's placement)
@@ -77,8 +79,11 @@ class Pool:
         held = frozenset(data_sites)
         self.nodes: list[PoolNode] = []
         self.index: dict[NodeId, int] = {}
+        #: the (model, site) pairs that have nodes, in the order first met
+        self.groups: dict[tuple[ModelId, SiteId], int] = {}
         for i, n in enumerate(nodes):
             groups = n.groups
+            group = self.groups.setdefault((n.model, n.site), len(self.groups))
             self.nodes.append(
                 PoolNode(
                     i,
@@ -95,6 +100,7 @@ class Pool:
                     alloc_unit.get(n.model, 1),
                     nu_per_device[n.id],
                     n.site in held,
+                    group,
                 )
             )
             self.index[n.id] = i
