@@ -100,8 +100,8 @@ class NetworkSpec:
     members: int = 100
     accelerators: int = 200_000
     jobs: int = 10_000
-    #: what the jobs hold over a week / the pool's NU capacity (0.7: the network nearly keeps
-    #: up; at 0.8 its data-bound jobs gather a backlog that grows from day to day)
+    #: what the jobs hold over a week / the pool's NU capacity (0.7: the network keeps up
+    #: week after week; at 0.8 the week's two busiest days ask for all of the pool)
     load: float = 0.7
     seed: int = 0
     commons: float = 0.2
