@@ -402,10 +402,11 @@ class FreeState:
     def _fit_away(
         self, spec: JobSpec, model: ModelId, buckets: list[dict[int, None]]
     ) -> Placement | None:
-        """:meth:`_fit_any` among the nodes at no data site; failing that, among the data
-        sites' nodes, those of the (model, site) group with the most free devices first (a
+        """:meth:`_fit_any` among the nodes at no data site; failing that, the data sites'
+        (model, site) groups by their free devices, the most first, best fit in each (a
         site's last free devices are what the jobs held to its data can use: a job that can
-        run elsewhere should not take them while a roomier site has room)."""
+        run elsewhere should not take them while a roomier site has room). A group's nodes
+        are read, not every free node of the model: a full pool answers in O(group)."""
         nodes = self.pool.nodes
         gang = spec.gang
         room = self.by_group
@@ -419,23 +420,35 @@ class FreeState:
             roomiest = sorted(whole, key=lambda i: -room[nodes[i].group])
             return self._gang(spec, model, roomiest)
         n = gang.per_node
-        best: tuple[int, PoolNode, tuple[int, ...]] | None = None
-        for k in range(n, len(buckets)):
-            for i in buckets[k]:
-                node = nodes[i]
-                if self.cpu[i] < spec.cpu or self.mem[i] < spec.memory_gb:
-                    continue
-                if node.at_data_site and best is not None and room[node.group] <= best[0]:
-                    continue
-                devices = self._pick_devices(node, n)
-                if devices is None:
-                    continue
-                if not node.at_data_site:
-                    return Placement(model, ((node.id, devices),))
-                best = (room[node.group], node, devices)
-        if best is None:
-            return None
-        return Placement(model, ((best[1].id, best[2]),))
+        pool = self.pool
+        cpu, mem = self.cpu, self.mem
+        if model in pool.away_models:
+            for k in range(n, len(buckets)):
+                for i in buckets[k]:
+                    node = nodes[i]
+                    if node.at_data_site or cpu[i] < spec.cpu or mem[i] < spec.memory_gb:
+                        continue
+                    devices = self._pick_devices(node, n)
+                    if devices is not None:
+                        return Placement(model, ((node.id, devices),))
+        # (the roomiest group first, then the next; in a group, best fit by free devices)
+        free, on = self.free, self.schedulable
+        for g in sorted(
+            (g for g in pool.data_groups[model] if room[g] >= n), key=room.__getitem__, reverse=True
+        ):
+            fits = sorted(
+                (k, i)
+                for i in pool.group_nodes[g]
+                if on[i]
+                and (k := free[i].bit_count()) >= n
+                and cpu[i] >= spec.cpu
+                and mem[i] >= spec.memory_gb
+            )
+            for _, i in fits:
+                devices = self._pick_devices(nodes[i], n)
+                if devices is not None:
+                    return Placement(model, ((nodes[i].id, devices),))
+        return None
 
     def _gang(self, spec: JobSpec, model: ModelId, candidates: Iterable[int]) -> Placement | None:
         """The first ``gang.nodes`` wholly free nodes of one zone among ``candidates``."""

@@ -117,6 +117,17 @@ class Pool:
         self.total_nu = sum(self.nu_by_model.values())
         #: whether some node is at a data site (else placement need not look)
         self.data_sites = any(p.at_data_site for p in self.nodes)
+        #: each group's nodes (ascending); each model's groups at data sites; the models
+        #: with nodes at no data site
+        members: list[list[int]] = [[] for _ in self.groups]
+        for p in self.nodes:
+            members[p.group].append(p.index)
+        self.group_nodes: list[tuple[int, ...]] = [tuple(x) for x in members]
+        self.data_groups: dict[ModelId, tuple[int, ...]] = dict.fromkeys(self.models, ())
+        for (m, _), g in self.groups.items():
+            if self.nodes[self.group_nodes[g][0]].at_data_site:
+                self.data_groups[m] += (g,)
+        self.away_models = frozenset(p.model for p in self.nodes if not p.at_data_site)
         self._model_nu = {m: self.nu_by_model[m] / self.devices_by_model[m] for m in self.models}
         #: :meth:`model_nu` of every model, for loops that read it per model
         self.nu_per_device: Mapping[ModelId, float] = self._model_nu
