@@ -337,6 +337,37 @@ def test_alliance_places_by_throughput_per_unit() -> None:
     assert schedule(snap, get_policy("alliance")).admits[0].placement.model == "A100-80GB"
 
 
+def test_alliance_breaks_ties_in_speed_by_contribution_then_emptiest() -> None:
+    """H100 and H800 are equally fast (the same NU), and so are A10 and both V100s: a member
+    takes the one it contributed even when another is emptier; a commons member takes the
+    emptiest (not the first by name)."""
+    a = (
+        AllianceBuilder()
+        .member("a")
+        .member("b")
+        .member("c", tier="commons")
+        .site("sa", "a")
+        .site("sb", "b")
+        .nodes_of("sa", "H800-80GB", 2)
+        .nodes_of("sb", "H100-80GB", 1)
+        .nodes_of("sa", "A10", 1)
+        .nodes_of("sa", "V100-16GB", 1)
+        .nodes_of("sb", "V100-32GB", 2)
+        .build()
+    )
+    fast, slow = ("H100-80GB", "H800-80GB"), ("A10", "V100-16GB", "V100-32GB")
+    snap = snapshot(
+        a,
+        job("b1", "b", 1, *fast),
+        job("c1", "c", 1, *fast),
+        job("a1", "a", 1, *slow),
+        job("c2", "c", 1, *slow),
+    )
+    r = schedule(snap, get_policy("alliance"))
+    got = {d.job: d.placement.model for d in r.admits}
+    assert got == {"b1": "H100-80GB", "c1": "H800-80GB", "a1": "A10", "c2": "V100-32GB"}
+
+
 def test_alliance_non_preemptible_beyond_guarantee_waits_with_reason() -> None:
     a = hetero().build()
     snap = snapshot(a, job("c1", "c", 1, "V100-32GB", preemptible=False))

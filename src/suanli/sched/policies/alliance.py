@@ -188,23 +188,34 @@ class AlliancePolicy(GuaranteedSharing):
         tiers, flat, _ = self._speeds(ctx, q)
         if flat is not None:
             return list(flat)
-        shares = ctx.snap.shares
+        mine = self._contributed(ctx, q.member)
+        free = ctx.free.by_model
         out: list[ModelId] = []
         for tier in tiers:
-            if len(tier) == 1:
+            n = len(tier)
+            if n == 1:
                 out.append(tier[0])
-                continue
-            out.extend(
-                sorted(
-                    tier,
-                    key=lambda f: (
-                        not (shares.get((q.member, f)) and shares[(q.member, f)].nominal > 0),
-                        -ctx.free.free_devices(f),
-                        f,
-                    ),
-                )
-            )
+            elif n == 2:  # (the common tie, compared in place: a tier is in id order)
+                a, b = tier
+                ka, kb = (a not in mine, -free.get(a, 0)), (b not in mine, -free.get(b, 0))
+                out.extend((b, a) if kb < ka else tier)
+            else:
+                out.extend(sorted(tier, key=lambda f: (f not in mine, -free.get(f, 0), f)))
         return out
+
+    @staticmethod
+    def _contributed(ctx: PassContext, m: MemberId) -> frozenset[ModelId]:
+        """The models ``m`` contributed devices of (all members' read once per pass)."""
+        every: dict[MemberId, frozenset[ModelId]] | None = ctx.cache.get("alliance-contributed")
+        if every is None:
+            sets: dict[MemberId, set[ModelId]] = {}
+            for (who, f), share in ctx.snap.shares.items():
+                if share.nominal > 0:
+                    sets.setdefault(who, set()).add(f)
+            every = ctx.cache["alliance-contributed"] = {
+                who: frozenset(fs) for who, fs in sets.items()
+            }
+        return every.get(m, frozenset())
 
     def models(self, ctx: PassContext, q: QueuedJob) -> tuple[list[ModelId], set[ModelId]]:
         e = ctx.snap.entitlement_nu.get(q.member, 0.0)
