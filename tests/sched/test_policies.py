@@ -287,6 +287,37 @@ def test_alliance_moves_a_job_that_may_run_anywhere_for_one_held_to_its_site() -
     assert "would not free a fitting placement" in off.reasons[JobId("x1")]
 
 
+def test_alliance_counts_a_held_jobs_guarantee_on_the_models_at_its_sites() -> None:
+    """x's data stays at sx, which has H800s only. x has room left in its guarantee for 8 T4s
+    (there are some, at y's site) but not for 8 H800s: its job held to sx is not within its
+    guarantee, reclaims nothing and says so (no T4 in its reasons: none is where it may
+    run)."""
+    a = (
+        AllianceBuilder()
+        .member("x")
+        .member("y")
+        .site("sx", "x")
+        .site("sy", "y")
+        .nodes_of("sx", "H800-80GB", 1)
+        .nodes_of("sy", "T4", 1)
+        .dataset("xdata", "x", sites=("sx",))
+        .build()
+    )
+    h, t4 = ModelId("H800-80GB"), ModelId("T4")
+    (nx,) = (n for n in a.nodes if n.startswith("sx-"))
+    snap = snapshot(
+        a,
+        job("mine", "x", 4, h),
+        job("borrowed", "y", 4, h),
+        job("x1", "x", 8, h, t4, datasets=("xdata",)),
+    )
+    snap.start(JobId("mine"), Placement(h, ((nx, (0, 1, 2, 3)),)), at=1)
+    snap.start(JobId("borrowed"), Placement(h, ((nx, (4, 5, 6, 7)),)), at=2)
+    r = schedule(snap, get_policy("alliance"))
+    assert not r.preempts
+    assert r.reasons[JobId("x1")] == "no free 8 device(s) on H800-80GB"
+
+
 def gang_at_home(**options: object) -> PassResult:
     """x owns sx (3 H800 nodes), y owns sy (2 A100 nodes); each site is its own fabric. y,
     within its guarantee, runs a one-device job on each of two of x's nodes; x wants a 2x8

@@ -168,6 +168,35 @@ def test_a_job_held_to_a_site_full_of_its_members_held_work_is_owed_nothing() ->
     assert res.violation_s[MemberId("x")] == 0
 
 
+def test_a_job_held_to_a_site_is_owed_by_the_models_there() -> None:
+    # x's data stays at sx, whose only node is 2 H800s; y has 2 T4s at sy. x runs one H800
+    # (0.99 of its 1.98 NU) until 1000, y borrows the other; x's job held to sx wants 2
+    # devices of H800 or T4. 2 T4s (0.13 NU) would fit x's room, but there are none at sx,
+    # and 2 H800s do not: the job is owed from 1000, reclaims y's and starts a grace
+    # period later, no violation (counted on the pool's cheapest model, 998 s of one)
+    alliance = (
+        AllianceBuilder()
+        .member("x")
+        .member("y")
+        .site("sx", "x")
+        .site("sy", "y")
+        .nodes_of("sx", "H800-80GB", 1, devices=2)
+        .nodes_of("sy", "T4", 1, devices=2)
+        .dataset("xdata", "x", sites=("sx",))
+        .build()
+    )
+    h, t4 = ModelId("H800-80GB"), ModelId("T4")
+    held = job("x1", "x", 2, h, t4, datasets=("xdata",))
+    jobs = [
+        SimJob(job("mine", "x", 1, h), 0, 1000, {h: 1.0}),
+        SimJob(replace(job("lent", "y", 1, h), checkpoint_interval_s=100), 1, 5000, {h: 1.0}),
+        SimJob(held, 2, 10, {h: 1.0, t4: 1.0}),
+    ]
+    res = Simulation(alliance, jobs, get_policy("alliance"), SimParams(None)).run()
+    assert res.records[JobId("x1")].first_start == 1300
+    assert res.violation_s[MemberId("x")] == 0
+
+
 def test_every_policy_conserves_work_and_is_deterministic() -> None:
     alliance = (
         AllianceBuilder()

@@ -183,24 +183,28 @@ class Pool:
             got = self._hosts[key] = bool(ok) and max(zones.values()) >= gang.nodes
         return got
 
-    def present(self, spec: JobSpec) -> tuple[ModelId, ...]:
-        """``spec``'s acceptable models that the pool could host it on, in id order (cached
-        per shape)."""
-        key = (spec.models, spec.gang, spec.cpu, spec.memory_gb)
+    def present(self, spec: JobSpec, sites: frozenset[SiteId] | None = None) -> tuple[ModelId, ...]:
+        """``spec``'s acceptable models that the pool could host it on, in id order; for a job
+        held to ``sites``, those of them with nodes there (cached per shape and sites)."""
+        key = (spec.models, spec.gang, spec.cpu, spec.memory_gb, sites)
         got = self._present.get(key)
         if got is None:
             ok = (m for m in spec.models if m in self.devices_by_model)
-            got = self._present[key] = tuple(sorted(m for m in ok if self.could_host(spec, m)))
+            got = tuple(sorted(m for m in ok if self.could_host(spec, m)))
+            if sites is not None:
+                got = tuple(m for m in got if self.nodes_at(m, sites))
+            self._present[key] = got
         return got
 
-    def cheapest_nu(self, spec: JobSpec) -> float:
-        """The NU ``spec`` holds on its cheapest present model (infinite: none; cached per
-        shape)."""
-        key = (spec.models, spec.gang, spec.cpu, spec.memory_gb)
+    def cheapest_nu(self, spec: JobSpec, sites: frozenset[SiteId] | None = None) -> float:
+        """The NU ``spec`` holds on its cheapest present model (at ``sites``, for a job held
+        to them; infinite: none; cached per shape and sites)."""
+        key = (spec.models, spec.gang, spec.cpu, spec.memory_gb, sites)
         got = self._cheapest.get(key)
         if got is None:
             got = self._cheapest[key] = min(
-                (spec.count * self._model_nu[m] for m in self.present(spec)), default=math.inf
+                (spec.count * self._model_nu[m] for m in self.present(spec, sites)),
+                default=math.inf,
             )
         return got
 

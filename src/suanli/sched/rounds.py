@@ -36,8 +36,9 @@ def speed(ctx: PassContext, q: QueuedJob, model: ModelId) -> float:
 
 
 def present_models(ctx: PassContext, q: QueuedJob) -> tuple[ModelId, ...]:
-    """Acceptable models the pool has nodes of that could host the job, in id order."""
-    return ctx.snap.pool.present(q.spec)
+    """Acceptable models the pool has nodes of that could host the job (at its sites, for a
+    job held to them), in id order."""
+    return ctx.snap.pool.present(q.spec, q.allowed_sites)
 
 
 def serve_members(

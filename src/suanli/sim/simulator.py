@@ -274,11 +274,12 @@ class Simulation:
 
     def _update_guarantees(self, t: float) -> None:
         """Which of each member's waiting jobs are owed now: walking its queue in order, those
-        whose NU on their cheapest model, added to what it uses and to the owed jobs before
-        them, stay within its entitlement. A job owed for longer than the grace period is a
-        violation for its member, from then until it starts or stops being owed (the time
-        is counted once per member, however many of its jobs wait). Looked at after every
-        pass, so each job's clock starts at the pass it became owed in."""
+        whose NU on their cheapest model (at their sites, for a job held to them), added to
+        what it uses and to the owed jobs before them, stay within its entitlement. A job owed
+        for longer than the grace period is a violation for its member, from then until it
+        starts or stops being owed (the time is counted once per member, however many of its
+        jobs wait). Looked at after every pass, so each job's clock starts at the pass it
+        became owed in."""
         self._accrue_violations(t)
         snap = self.snap
         cheapest = snap.pool.cheapest_nu
@@ -301,7 +302,7 @@ class Simulation:
                         fits = at_sites[alike] = self._could_fit_at_sites(q)
                     if not fits:
                         continue  # (its sites are full of work that may not move for it)
-                room -= cheapest(q.spec)
+                room -= cheapest(q.spec, q.allowed_sites)
                 if room < 0:
                     break
                 owed[q.id] = before.get(q.id, t) if before else t
@@ -323,7 +324,7 @@ class Simulation:
         pool = snap.pool
         gang = q.spec.gang
         running = snap.running
-        for f in pool.present(q.spec):
+        for f in pool.present(q.spec, sites):
             whole = 0
             for i in pool.nodes_at(f, sites):
                 node = pool.nodes[i]

@@ -125,7 +125,7 @@ class AlliancePolicy(GuaranteedSharing):
         m = q.member
         e = ctx.snap.entitlement_nu.get(m, 0.0)
         u = self._counted(ctx, q)
-        if u + ctx.snap.pool.cheapest_nu(q.spec) <= e + EPS:
+        if u + ctx.snap.pool.cheapest_nu(q.spec, q.allowed_sites) <= e + EPS:
             return (0.0, u / e)
         return (1.0, self._fairtree(ctx, m))
 
@@ -287,7 +287,7 @@ class AlliancePolicy(GuaranteedSharing):
             return None
         m = q.member
         e = ctx.snap.entitlement_nu.get(m, 0.0)
-        if ctx.used_nu.get(m, 0.0) + ctx.snap.pool.cheapest_nu(q.spec) <= e + EPS:
+        if ctx.used_nu.get(m, 0.0) + ctx.snap.pool.cheapest_nu(q.spec, q.allowed_sites) <= e + EPS:
             return None
         return m
 
@@ -525,14 +525,11 @@ class AlliancePolicy(GuaranteedSharing):
             pool = ctx.snap.pool
             here = speed(ctx, r.job, r.placement.model)
             nu = pool.model_nu(r.placement.model)
-            sites = r.job.allowed_sites
             got = sorted(
                 (
                     (f, 1.0 - here / v)
                     for f in present_models(ctx, r.job)
-                    if pool.model_nu(f) > nu
-                    and (v := speed(ctx, r.job, f)) > here * (1 + EPS)
-                    and (sites is None or pool.nodes_at(f, sites))
+                    if pool.model_nu(f) > nu and (v := speed(ctx, r.job, f)) > here * (1 + EPS)
                 ),
                 key=lambda x: (-x[1], x[0]),
             )
