@@ -2,8 +2,9 @@
 
 1. Guarantee. Member m's entitlement E_m is what it contributed plus grants, in NU. While its
    usage U_m (NU held now) is below E_m it is served first, lowest U_m/E_m first; a job that
-   keeps U_m + job ≤ E_m is *guaranteed*: if it cannot fit, it reclaims by preempting
-   borrowers' preemptible jobs, which get ``grace_s`` to checkpoint.
+   keeps U_m + job ≤ E_m on a model it may run on (one with nodes at its sites, for a job
+   held to them) is *guaranteed*: if it cannot fit, it reclaims by preempting borrowers'
+   preemptible jobs, which get ``grace_s`` to checkpoint.
 2. Lending. Idle capacity goes to anyone, in fair-tree order: the lowest
    (H_m + U_m·τ) / S_m first, where H_m is decayed past usage (NU-seconds, half-life set by the
    usage feed), τ = half-life / ln 2, and S_m = E_m·w_m (commons members: a floor share). So
