@@ -128,13 +128,18 @@ def counts_hold(snap: Snapshot) -> None:
     """The snapshot's running counts agree with its jobs."""
     kinds: dict[object, dict[object, int]] = {m: {} for m in snap.members}
     want: dict[frozenset[str], int] = {}
+    held: dict[tuple[frozenset[str], frozenset[str]], int] = {}
     for q in snap.pending.values():
         kind = (q.spec.models, q.allowed_sites)
         kinds[q.member][kind] = kinds[q.member].get(kind, 0) + 1
         if q.allowed_sites is None:
             want[q.spec.models] = want.get(q.spec.models, 0) + q.spec.count
+        else:
+            at = (q.allowed_sites, q.spec.models)
+            held[at] = held.get(at, 0) + q.spec.count
     assert {m: snap.pending_kinds(m) for m in snap.members} == kinds
     assert snap.pending_devices == want
+    assert snap.pending_held == held
     for m in snap.members:
         fixed = [q for q in snap.pending.values() if q.member == m and not q.spec.preemptible]
         assert snap.pending_fixed[m] == len(fixed)

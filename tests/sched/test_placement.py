@@ -5,7 +5,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from suanli.model.ids import SiteId
+from suanli.model.ids import ModelId, SiteId
 from suanli.model.job import Placement
 from suanli.sched.placement import FreeState
 from suanli.sched.pool import Pool
@@ -126,6 +126,45 @@ def test_at_data_sites_a_job_no_one_can_move_takes_the_roomiest_site() -> None:
     fs.take(gang, 1, 1)  # s2: 4, s3: 16, s1: 8
     late = fs.fit(job("k", "a", 4, "H800-80GB", preemptible=False), "H800-80GB", None)
     assert late is not None and site[late.nodes[0]] == "s3"
+
+
+def test_a_job_that_may_run_anywhere_takes_the_groups_kept_for_held_jobs_last() -> None:
+    """The (model, site) groups a pass keeps for jobs held to their site are taken last by a
+    job that may run anywhere: elsewhere while anything fits there (one node, a gang, a
+    non-preemptible job among data sites), on them when nothing else does; ``keeps`` says
+    so of a placement."""
+    h800 = ModelId("H800-80GB")
+    b = AllianceBuilder().member("a").site("s1", "a", "r").site("s2", "a", "r")
+    b = b.dataset("d1", "a", sites=("s1",)).dataset("d2", "a", sites=("s2",))
+    fs = free_state(b.nodes_of("s1", "H800-80GB", 2).nodes_of("s2", "H800-80GB", 2))
+    site = {n.id: n.site for n in fs.pool.nodes}
+    s1 = frozenset({fs.pool.groups[(h800, SiteId("s1"))]})
+    gang = job("g", "a", 16, "H800-80GB", nodes=2)
+    # nothing kept: the first two whole nodes of the zone (s1's), best fit for one node
+    assert {site[n] for n in fs.fit(gang, h800, None).nodes} == {"s1"}  # type: ignore[union-attr]
+    fs.kept = {h800: s1}
+    p = fs.fit(gang, h800, None)
+    assert p is not None and {site[n] for n in p.nodes} == {"s2"} and not fs.keeps(p)
+    fs.take(Placement(h800, (("s1-n000", tuple(range(6))),)), 1, 1)  # s1-n000: 2 free
+    small = job("p", "a", 2, "H800-80GB")
+    p = fs.fit(small, h800, None)
+    assert p is not None and site[p.nodes[0]] == "s2"
+    fs.kept = {}
+    p = fs.fit(small, h800, None)
+    assert p is not None and p.nodes == ("s1-n000",)  # (the best fit)
+    # the most free devices are at s1 (10 against s2's 8 once one of its nodes is partly
+    # taken): a non-preemptible job goes there, unless s1 is kept
+    fs.take(Placement(h800, (("s2-n002", (0, 1, 2, 3, 4, 5, 6, 7)),)), 1, 1)
+    fixed = job("f", "a", 2, "H800-80GB", preemptible=False)
+    assert site[fs.fit(fixed, h800, None).nodes[0]] == "s1"  # type: ignore[union-attr]
+    fs.kept = {h800: s1}
+    assert site[fs.fit(fixed, h800, None).nodes[0]] == "s2"  # type: ignore[union-attr]
+    # nothing fits elsewhere: the kept group is used rather than none
+    fs.take(Placement(h800, (("s2-n003", (0, 1, 2, 3, 4, 5, 6, 7)),)), 1, 1)
+    p = fs.fit(small, h800, None)
+    assert p is not None and p.nodes == ("s1-n000",) and fs.keeps(p)
+    # a pass's copy keeps what was kept until its policy says otherwise
+    assert fs.copy().kept == {h800: s1}
 
 
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 255), st.booleans()), max_size=30))

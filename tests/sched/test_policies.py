@@ -494,6 +494,72 @@ def test_alliance_leaves_a_model_to_jobs_that_can_run_only_there(member: str) ->
     assert {d.job: d.placement.model for d in r.admits} == {"any": "A100-80GB"}
 
 
+def held_site() -> AllianceBuilder:
+    """x's data may stay only at its site sx (one H800 node); z owns sz (two H800 nodes)."""
+    return (
+        AllianceBuilder()
+        .member("x")
+        .member("z")
+        .member("y", tier="commons")
+        .site("sx", "x")
+        .site("sz", "z")
+        .nodes_of("sx", "H800-80GB", 1)
+        .nodes_of("sz", "H800-80GB", 2)
+        .dataset("xd", "x", sites=("sx",))
+    )
+
+
+@pytest.mark.parametrize("leave_wanted", [True, False])
+def test_alliance_leaves_a_site_to_the_jobs_held_there(leave_wanted: bool) -> None:
+    """x borrows (its 8 devices run at sz), so its job reading xd, held to sx, waits there
+    for z's 6 devices to end. y's job may run anywhere: sx's node would fit it best, but
+    x's job waits for it, so it goes to sz, and sx's node is left to empty for x. With
+    ``leave_wanted`` off it takes sx's last devices."""
+    a = held_site().build()
+    h800 = ModelId("H800-80GB")
+    running = [job("x-any", "x", 8, "H800-80GB"), job("z6", "z", 6, "H800-80GB")]
+    running.append(job("z4", "z", 4, "H800-80GB"))
+    snap = snapshot(a, *running)
+    snap.start(JobId("x-any"), Placement(h800, ((NodeId("sz-n001"), tuple(range(8))),)), at=0)
+    snap.start(JobId("z6"), Placement(h800, ((NodeId("sx-n000"), tuple(range(6))),)), at=0)
+    snap.start(JobId("z4"), Placement(h800, ((NodeId("sz-n002"), (0, 1, 2, 3)),)), at=0)
+    held = job("x-data", "x", 8, "H800-80GB", datasets=("xd",))
+    snap.submit(held, 1.0, a.sites_for(held))
+    snap.submit(job("y2", "y", 2, "H800-80GB"), 2.0)
+    r = schedule(snap, get_policy("alliance", leave_wanted=leave_wanted))
+    assert {d.job: d.placement.nodes for d in r.admits} == {
+        "y2": ("sz-n002",) if leave_wanted else ("sx-n000",)
+    }
+
+
+@pytest.mark.parametrize("leave_wanted", [True, False])
+def test_alliance_upgrades_no_job_onto_a_site_its_held_jobs_wait_for(leave_wanted: bool) -> None:
+    """v's job has run long on a V100 and would run faster on sx's idle H800s; x's job held
+    to sx (x borrows: it runs 8 V100s) waits for the node to empty, so the job stays where
+    it is. With ``leave_wanted`` off it moves there."""
+    a = (
+        held_site()
+        .member("v")
+        .site("sv", "v")
+        .nodes_of("sv", "V100-32GB", 2)
+        .build()
+    )
+    h800, v100 = ModelId("H800-80GB"), ModelId("V100-32GB")
+    running = [job("x-v", "x", 8, "V100-32GB"), job("v1", "v", 1, "V100-32GB", "H800-80GB")]
+    running.append(job("v-h", "v", 1, "H800-80GB"))
+    snap = snapshot(a, *running, now=100_000.0)
+    snap.start(JobId("x-v"), Placement(v100, ((NodeId("sv-n003"), tuple(range(8))),)), at=0)
+    snap.start(JobId("v1"), Placement(v100, ((NodeId("sv-n004"), (0,)),)), at=0)
+    snap.start(JobId("v-h"), Placement(h800, ((NodeId("sx-n000"), (0,)),)), at=0)
+    for n in ("sz-n001", "sz-n002"):  # (z's nodes: busy)
+        snap.set_schedulable(NodeId(n), False)
+    held = job("x-data", "x", 8, "H800-80GB", datasets=("xd",))
+    snap.submit(held, 1.0, a.sites_for(held))
+    r = schedule(snap, get_policy("alliance", leave_wanted=leave_wanted))
+    assert not r.admits
+    assert [d.job for d in r.preempts] == ([] if leave_wanted else ["v1"])
+
+
 def test_a_non_preemptible_job_held_to_a_site_moves_its_members_jobs_once() -> None:
     """x (within its entitlement) runs three 2-device jobs at its data site sx, z two 1-device
     jobs there. x's non-preemptible job of 8 devices reading x's data needs all of sx: x's own

@@ -70,6 +70,7 @@ class FreeState:
         "cpu",
         "free",
         "free_count",
+        "kept",
         "mem",
         "pool",
         "schedulable",
@@ -94,6 +95,9 @@ class FreeState:
         #: models whose buckets this state alone holds (a copy shares the others until one
         #: of the two changes them: a pass's copy of the free state costs nothing per model)
         self._own: set[ModelId] = set(pool.models)
+        #: per model, the (model, site) groups a job that may run anywhere takes last (jobs
+        #: held to those sites wait for them: set for a pass by its policy)
+        self.kept: dict[ModelId, frozenset[int]] = {}
         for n in pool.nodes:
             if self.schedulable[n.index]:
                 self.buckets[n.model][n.devices][n.index] = None
@@ -112,6 +116,7 @@ class FreeState:
         new.by_model = self.by_model.copy()
         new.by_group = self.by_group.copy()
         new.buckets = self.buckets.copy()
+        new.kept = self.kept
         new._own = set()
         self._own = set()  # (both copy a model's buckets before they change them)
         return new
@@ -375,11 +380,28 @@ class FreeState:
             # while there is room (at a data site it could keep the data's owner out for
             # good), else where its model has the most free devices at one site
             return self._fit_away(spec, model, buckets)
+        kept = self.kept.get(model) if self.kept else None
+        if kept:  # (the sites whose held jobs wait for this model: last)
+            return self._fit_any(spec, model, buckets, kept) or self._fit_any(spec, model, buckets)
         return self._fit_any(spec, model, buckets)
 
+    def keeps(self, placement: Placement) -> bool:
+        """Whether ``placement`` takes devices of a group kept for jobs held to its site."""
+        kept = self.kept.get(placement.model) if self.kept else None
+        if not kept:
+            return False
+        index, nodes = self.pool.index, self.pool.nodes
+        return any(nodes[index[n]].group in kept for n, _ in placement.assignments)
+
     def _fit_any(
-        self, spec: JobSpec, model: ModelId, buckets: list[dict[int, None]]
+        self,
+        spec: JobSpec,
+        model: ModelId,
+        buckets: list[dict[int, None]],
+        skip: frozenset[int] | None = None,
     ) -> Placement | None:
+        """Best fit by free devices on any node (a gang: the first whole nodes of one zone),
+        leaving out the nodes of the groups in ``skip``."""
         gang: Gang = spec.gang
         nodes = self.pool.nodes
         if gang.nodes == 1:
@@ -389,6 +411,8 @@ class FreeState:
                     node = nodes[i]
                     if self.cpu[i] < spec.cpu or self.mem[i] < spec.memory_gb:
                         continue
+                    if skip is not None and node.group in skip:
+                        continue
                     if k == n == node.devices and n % node.alloc_unit == 0:
                         return node.whole
                     devices = self._pick_devices(node, n)
@@ -397,7 +421,10 @@ class FreeState:
             return None
         if gang.per_node >= len(buckets):
             return None
-        return self._gang(spec, model, buckets[gang.per_node])
+        whole = buckets[gang.per_node]
+        if skip is not None:
+            return self._gang(spec, model, (i for i in whole if nodes[i].group not in skip))
+        return self._gang(spec, model, whole)
 
     def _fit_away(
         self, spec: JobSpec, model: ModelId, buckets: list[dict[int, None]]
@@ -417,7 +444,8 @@ class FreeState:
             away = self._gang(spec, model, (i for i in whole if not nodes[i].at_data_site))
             if away is not None:
                 return away
-            roomiest = sorted(whole, key=lambda i: -room[nodes[i].group])
+            kept = self.kept.get(model, frozenset())
+            roomiest = sorted(whole, key=lambda i: (nodes[i].group in kept, -room[nodes[i].group]))
             return self._gang(spec, model, roomiest)
         n = gang.per_node
         pool = self.pool
@@ -431,10 +459,13 @@ class FreeState:
                     devices = self._pick_devices(node, n)
                     if devices is not None:
                         return Placement(model, ((node.id, devices),))
-        # (the roomiest group first, then the next; in a group, best fit by free devices)
+        # (the roomiest group first, then the next, those kept for held jobs last; in a
+        # group, best fit by free devices)
         free, on = self.free, self.schedulable
+        kept = self.kept.get(model, frozenset())
         for g in sorted(
-            (g for g in pool.data_groups[model] if room[g] >= n), key=room.__getitem__, reverse=True
+            (g for g in pool.data_groups[model] if room[g] >= n),
+            key=lambda g: (g in kept, -room[g]),
         ):
             fits = sorted(
                 (k, i)

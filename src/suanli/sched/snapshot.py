@@ -191,6 +191,8 @@ class Snapshot:
         #: the devices pending jobs held to no site ask for, per set of acceptable models,
         #: all members together
         self.pending_devices: dict[frozenset[ModelId], int] = {}
+        #: the devices pending jobs held to sites ask for, per (sites, acceptable models)
+        self.pending_held: dict[tuple[frozenset[SiteId], frozenset[ModelId]], int] = {}
         #: devices in use per model, all members together
         self.busy_by_model: dict[ModelId, int] = dict.fromkeys(pool.models, 0)
         self._by_member: dict[MemberId, _SortedQueue] = {m: _SortedQueue() for m in self.members}
@@ -265,6 +267,10 @@ class Snapshot:
         if q.allowed_sites is None:
             want = self.pending_devices
             want[q.spec.models] = want.get(q.spec.models, 0) + q.spec.count
+        else:
+            held = self.pending_held
+            kind = (q.allowed_sites, q.spec.models)
+            held[kind] = held.get(kind, 0) + q.spec.count
         self._fifo.add(self.fifo_key(q))
 
     def _dequeue(self, job: JobId) -> QueuedJob:
@@ -284,6 +290,13 @@ class Snapshot:
                 del want[q.spec.models]
             else:
                 want[q.spec.models] -= q.spec.count
+        else:
+            held = self.pending_held
+            kind = (q.allowed_sites, q.spec.models)
+            if held[kind] == q.spec.count:
+                del held[kind]
+            else:
+                held[kind] -= q.spec.count
         self._fifo.discard(job)
         return q
 

@@ -440,8 +440,26 @@ class AlliancePolicy(GuaranteedSharing):
         return got
 
     def run(self, ctx: PassContext) -> None:
+        if self.leave_wanted and ctx.snap.pending_held:
+            ctx.free.kept = self._kept(ctx)
         super().run(ctx)
         self._upgrade(ctx)
+
+    @staticmethod
+    def _kept(ctx: PassContext) -> dict[ModelId, frozenset[int]]:
+        """Per model, its (model, site) groups that jobs held to those sites wait for: the
+        groups a kind of held job (sites and models) may use, when its pending jobs ask at
+        least as many devices as those groups have free. A job that may run anywhere takes
+        them last (rule 3)."""
+        pool = ctx.snap.pool
+        groups, room = pool.groups, ctx.free.by_group
+        out: dict[ModelId, set[int]] = {}
+        for (sites, models), want in ctx.snap.pending_held.items():
+            mine = [(f, g) for f in models for s in sites if (g := groups.get((f, s))) is not None]
+            if mine and want >= sum(room[g] for _, g in mine):
+                for f, g in mine:
+                    out.setdefault(f, set()).add(g)
+        return {f: frozenset(gs) for f, gs in out.items()}
 
     def _upgrade(self, ctx: PassContext) -> None:
         """Idle faster devices take running jobs from slower models (rule 4): the largest
@@ -514,7 +532,8 @@ class AlliancePolicy(GuaranteedSharing):
                 if f not in free or not self._worth(ctx, r, f):
                     continue
                 placement = ctx.fit(r.job, f)
-                if placement is not None:
+                # (not onto devices kept for the jobs held to their site: a move can wait)
+                if placement is not None and not ctx.free.keeps(placement):
                     self._move(ctx, r, placement)
                     break
 
