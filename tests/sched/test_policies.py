@@ -537,13 +537,7 @@ def test_alliance_upgrades_no_job_onto_a_site_its_held_jobs_wait_for(leave_wante
     """v's job has run long on a V100 and would run faster on sx's idle H800s; x's job held
     to sx (x borrows: it runs 8 V100s) waits for the node to empty, so the job stays where
     it is. With ``leave_wanted`` off it moves there."""
-    a = (
-        held_site()
-        .member("v")
-        .site("sv", "v")
-        .nodes_of("sv", "V100-32GB", 2)
-        .build()
-    )
+    a = held_site().member("v").site("sv", "v").nodes_of("sv", "V100-32GB", 2).build()
     h800, v100 = ModelId("H800-80GB"), ModelId("V100-32GB")
     running = [job("x-v", "x", 8, "V100-32GB"), job("v1", "v", 1, "V100-32GB", "H800-80GB")]
     running.append(job("v-h", "v", 1, "H800-80GB"))

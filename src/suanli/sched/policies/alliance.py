@@ -15,6 +15,9 @@
    unit of work; it is no reason to leave faster devices idle.) A job tries last the models
    that jobs of a narrower kind (fewer acceptable models) wait for: those can run nowhere
    else, it can (a flexible job that takes a contested chip leaves a job idle, not a chip).
+   Likewise a job that may run anywhere takes last, on each model, the nodes at sites where
+   jobs held there wait for more devices than are free, and no upgrade moves a job there: a
+   site's nodes empty for the jobs that may run only there as its other jobs end.
 4. Upgrades. Once every waiting job had its chance, devices still idle take running jobs from
    slower models: a preemptible job moves to the fastest model where it now fits when the
    time it saves there is worth the move. With switching free (the simulator's Gavel physics)
