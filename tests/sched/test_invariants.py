@@ -240,10 +240,11 @@ def test_alliance_meets_non_preemptible_demand_within_the_entitlement_of_a_borro
 ) -> None:
     """x's own preemptible jobs (and a commons member's) borrowed the pool: x's
     non-preemptible jobs within what it contributed start within three passes (x's own
-    borrowed jobs go first among their victims, and x's preempted jobs, queued before them,
-    no longer borrow again what the victims freed), and x's non-preemptible jobs never hold
-    more than that. (Not always at the next pass: a reclaim takes whole victims, and what a
-    victim frees beyond its job's size is not counted on by the next reclaim of the pass.)"""
+    borrowed jobs go first among their victims, its jobs within its entitlement last, and
+    x's preempted jobs, queued before them, no longer borrow again what the victims freed),
+    and x's non-preemptible jobs never hold more than that. (Two passes in 2,000 examples;
+    a reclaim takes whole victims, and what a victim frees beyond its job's size is not
+    counted on by the next reclaim of the pass.)"""
     own = data.draw(st.integers(1, 3))
     snap = borrowed(data, own, ["x", "c0"], "alliance")
     demand = data.draw(st.integers(1, own * 8 // size))

@@ -588,6 +588,44 @@ def test_a_non_preemptible_job_held_to_a_site_moves_its_members_jobs_once() -> N
     assert r.reserved == {JobId("x-data")}
 
 
+def test_a_non_preemptible_job_takes_its_members_own_jobs_last_when_borrowers_are_claimed() -> None:
+    """x (three nodes of 8 H800) runs 20 devices of preemptible jobs, c0 (commons) borrows
+    12: the pool is full. x's 13 one-device non-preemptible jobs and two of 8 are within its
+    entitlement (counted alone). The first two reclaim c0's two jobs (12 devices, 2 counted
+    on); the other eleven, past no entitlement with x's preemptible jobs, find no borrower's
+    job left and take x's own, last among their victims: all 13 and the first 8-device job
+    start at the next pass. (Taking x's jobs only once they took it past its entitlement,
+    the eleven waited, the 8-device jobs reclaimed x's jobs, which came back first in x's
+    queue, and the last one-device job started two passes later.)"""
+    a = (
+        AllianceBuilder()
+        .member("x")
+        .member("y")
+        .member("c0", tier="commons")
+        .site("sx", "x")
+        .site("sy", "y")
+        .nodes_of("sx", "H800-80GB", 3)
+        .nodes_of("sy", "H800-80GB", 1)
+        .build()
+    )
+    shapes = [("c0", 4), ("c0", 8), *[("x", 1)] * 4, *[("c0", 1)] * 4, ("x", 4), ("x", 4)]
+    shapes.append(("x", 8))
+    snap = snapshot(a, *(job(f"b{i}", m, n, "H800-80GB") for i, (m, n) in enumerate(shapes)))
+    apply(snap, schedule(snap, get_policy("alliance")))
+    ones = [job(f"x{i:02d}", "x", 1, "H800-80GB", preemptible=False) for i in range(13)]
+    eights = [job(f"x-8-{i}", "x", 8, "H800-80GB", preemptible=False) for i in range(2)]
+    for i, s in enumerate(ones + eights):
+        snap.submit(s, submitted_at=1000.0 + i)
+    first = schedule(snap, get_policy("alliance"))
+    assert not first.admits
+    yielded = [d for d in first.preempts if d.job in {"b2", "b3", "b4", "b5", "b10", "b11"}]
+    assert yielded and all(d.reason.startswith("yields to x's non-preemptible") for d in yielded)
+    apply(snap, first)
+    apply(snap, schedule(snap, get_policy("alliance")))
+    running = {j for j, r in snap.running.items() if not r.spec.preemptible}
+    assert running == {s.id for s in ones} | {JobId("x-8-0")}
+
+
 def test_unreached_jobs_get_a_reason_from_their_member() -> None:
     a = two_members(1, 0).build()
     jobs = [job(f"c{i}", "c", 8, "H800-80GB") for i in range(100)]

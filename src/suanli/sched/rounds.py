@@ -173,9 +173,9 @@ class GuaranteedSharing:
         """Why the policy will not admit ``q`` on ``model`` (empty: it may)."""
         raise NotImplementedError
 
-    def own_victims(self, ctx: PassContext, q: QueuedJob) -> MemberId | None:
-        """The member whose own jobs go first among ``q``'s victims, if any (then they depend
-        on it too)."""
+    def own_victims(self, ctx: PassContext, q: QueuedJob) -> tuple[MemberId, bool] | None:
+        """The member whose own jobs are among ``q``'s victims, if any, and whether they go
+        first (else last); then the victims depend on it too."""
         return None
 
     def victims(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> list[RunningJob]:
@@ -322,6 +322,11 @@ class GuaranteedSharing:
                     else (
                         f"reclaimed by {q.member} (within its {self.guarantee_word}) from "
                         f"borrower {v.member}; checkpoint within the grace period"
+                    )
+                    if v.member != q.member
+                    else (
+                        f"yields to {q.member}'s non-preemptible job (within its "
+                        f"{self.guarantee_word}); checkpoint within the grace period"
                     ),
                     self.grace_s,
                 )

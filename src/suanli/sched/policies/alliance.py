@@ -32,7 +32,8 @@
 5. Non-preemptible jobs run only within the guarantee: its member's non-preemptible jobs,
    counted alone, stay within E_m. The member's preemptible jobs beyond that are borrowed
    (reclaim may take them), so a member whose own borrowed jobs took it past E_m still starts
-   its non-preemptible jobs, by reclaim from the borrowers (itself among them) if it must.
+   its non-preemptible jobs, by reclaim from the borrowers (itself among them) if it must;
+   within E_m, its own preemptible jobs are the last of their victims.
 6. Moves. A guaranteed job that borrowers' jobs cannot make room for may move jobs of members
    within their guarantees, which checkpoint within the grace period and start again
    elsewhere: for a job held to its sites (its data may stay only there), the preemptible jobs
@@ -283,25 +284,29 @@ class AlliancePolicy(GuaranteedSharing):
             tuple(m for _, m in tied) for _, tied in itertools.groupby(ranked, key=lambda x: x[0])
         )
 
-    def own_victims(self, ctx: PassContext, q: QueuedJob) -> MemberId | None:
-        """A non-preemptible job that its member's preemptible jobs take past its entitlement
-        (it is within its guarantee on its non-preemptible jobs alone): those are borrowed
-        now, and go first, so that no one else loses for it."""
+    def own_victims(self, ctx: PassContext, q: QueuedJob) -> tuple[MemberId, bool] | None:
+        """A non-preemptible job's member's own preemptible jobs are among its victims (it is
+        within its guarantee on its non-preemptible jobs alone). First when they take it past
+        its entitlement: those are borrowed now, so that no one else loses for it. Else last,
+        after every borrower's: the member's own work, which may run anywhere and start again,
+        yields to its job that can run only within the guarantee (without them, such a job
+        whose borrowers' jobs were all claimed by the pass's other reclaims waited for
+        another pass, and the reclaims of its member's later jobs went first)."""
         if q.spec.preemptible:
             return None
         m = q.member
         e = ctx.snap.entitlement_nu.get(m, 0.0)
-        if ctx.used_nu.get(m, 0.0) + ctx.snap.pool.cheapest_nu(q.spec, q.allowed_sites) <= e + EPS:
-            return None
-        return m
+        past = ctx.used_nu.get(m, 0.0) + ctx.snap.pool.cheapest_nu(q.spec, q.allowed_sites)
+        return (m, past > e + EPS)
 
     def _groups(self, ctx: PassContext, q: QueuedJob) -> tuple[tuple[MemberId, ...], ...]:
         groups = self._borrowers(ctx)
         own = self.own_victims(ctx, q)
         if own is None:
             return groups
-        rest = (tuple(m for m in tied if m != own) for tied in groups)
-        return ((own,), *(tied for tied in rest if tied))
+        m, first = own
+        rest = tuple(mine for tied in groups if (mine := tuple(x for x in tied if x != m)))
+        return ((m,), *rest) if first else (*rest, (m,))
 
     def candidates(self, ctx: PassContext, q: QueuedJob, models: list[ModelId]) -> Candidates:
         """:meth:`victims`, read per model and sites from each member's sorted jobs (the
@@ -351,6 +356,7 @@ class AlliancePolicy(GuaranteedSharing):
         snap = ctx.snap
         e = snap.entitlement_nu
         own = self.own_victims(ctx, q)  # (its jobs are among the victims already)
+        mine = own[0] if own is not None else None
         out: list[RunningJob] = []
         for f in models:
             ck = ("alliance-movable", f, sites)
@@ -361,7 +367,7 @@ class AlliancePolicy(GuaranteedSharing):
             out.extend(
                 r
                 for *_, r in here
-                if ctx.used_nu.get(r.member, 0.0) <= e.get(r.member, 0.0) + EPS and r.member != own
+                if ctx.used_nu.get(r.member, 0.0) <= e.get(r.member, 0.0) + EPS and r.member != mine
             )
         return out
 
