@@ -382,7 +382,12 @@ class FreeState:
             return self._fit_away(spec, model, buckets)
         kept = self.kept.get(model) if self.kept else None
         if kept:  # (the sites whose held jobs wait for this model: last)
-            return self._fit_any(spec, model, buckets, kept) or self._fit_any(spec, model, buckets)
+            room = self.by_group
+            if self.by_model[model] - sum(room[g] for g in kept) >= spec.count:
+                p = self._fit_any(spec, model, buckets, kept)
+                if p is not None:
+                    return p
+            # (too few free devices elsewhere: no need to look there first)
         return self._fit_any(spec, model, buckets)
 
     def keeps(self, placement: Placement) -> bool:
