@@ -241,6 +241,43 @@ def test_a_reclaim_counts_first_on_the_jobs_that_stop_first() -> None:
     assert r.reservations[JobId("J")].nodes != where.nodes
 
 
+def test_a_reclaim_waits_for_jobs_already_stopping_before_preempting_more() -> None:
+    """x's job J may run on x's H800s or V100s (the H800s first). While x's own job held the
+    H800s, J reclaimed the V100s from the commons member c; before c's job there stopped, x's
+    job ended and c took the H800s. J keeps the V100s its victim is freeing: preempting c's
+    job on the H800s too would cost c a second job, and the V100s would go to others."""
+    a = (
+        AllianceBuilder()
+        .member("x")
+        .member("c", tier="commons")
+        .site("sx", "x")
+        .nodes_of("sx", "H800-80GB", 1, devices=2)
+        .nodes_of("sx", "V100-16GB", 1, devices=2)
+        .build()
+    )
+    h, v = ModelId("H800-80GB"), ModelId("V100-16GB")
+    nh, nv = (next(n for n in a.nodes.values() if n.model == f).id for f in (h, v))
+    snap = snapshot(
+        a,
+        job("xh", "x", 2, h),
+        job("cv", "c", 2, v),
+        job("ch", "c", 2, h),
+        job("J", "x", 2, h, v),
+    )
+    snap.start(JobId("xh"), Placement(h, ((nh, (0, 1)),)), at=0)
+    snap.start(JobId("cv"), Placement(v, ((nv, (0, 1)),)), at=1)
+    first = schedule(snap, get_policy("alliance"))
+    assert [p.job for p in first.preempts] == ["cv"]
+    assert first.reservations[JobId("J")].model == v
+    apply(snap, first, victims_stop=False)
+    snap.finish(JobId("xh"))
+    snap.start(JobId("ch"), Placement(h, ((nh, (0, 1)),)), at=5)
+    r = schedule(snap, get_policy("alliance"))
+    assert not r.preempts
+    assert r.reservations[JobId("J")] == first.reservations[JobId("J")]
+    assert "0 job(s) preempted" in r.reasons[JobId("J")]
+
+
 def held_at_home(**options: object) -> tuple[Snapshot, PassResult]:
     """x's data may stay only at x's site sx; y (within its guarantee) runs there a job that
     could run anywhere, and a job held to sx too (it reads x's data); x's job reads it."""

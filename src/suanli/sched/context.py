@@ -354,7 +354,15 @@ class PassContext:
         the job only waits for stopping jobs to end). ``key``, if given, names ``victims``
         for this state of the pass (same key, same victims), so that the candidates per model
         and their counting bound are computed once. ``victims`` may be a policy's
-        :class:`Candidates` (the same victims, read per model and sites)."""
+        :class:`Candidates` (the same victims, read per model and sites).
+
+        A model where jobs already stopping make room comes before any where more must be
+        preempted, whatever the order of ``models``: a job that reclaimed in an earlier pass
+        keeps the devices its victims are freeing rather than preempting anew elsewhere
+        (whose victims' devices would then go to others, and its first ones too)."""
+        got = self._await_stopping(q, models)
+        if got is not None:
+            return got
         cands = self.candidates(victims, key)
         for model in models:
             # During a pass free devices only get fewer, and the candidates of one key only
@@ -381,6 +389,38 @@ class PassContext:
                 self.stop_version += 1
                 self._reserve(q, model, needed)
                 return model, [r for r in needed if r.id not in self.stopping]
+        return None
+
+    def _await_stopping(
+        self, q: QueuedJob, models: Sequence[ModelId]
+    ) -> tuple[ModelId, list[RunningJob]] | None:
+        """The first of ``models`` where the stopping jobs no reclaim counts on yet make room
+        for ``q``, reserved for it (no victim needs a preemption); None if there is none."""
+        if len(self.claimed) >= len(self.stopping):  # (nothing loose: the claimed stop)
+            return None
+        loose = self.stopping - self.claimed
+        running, sites = self.snap.running, q.allowed_sites
+        for model in models:
+            on = sorted(
+                (
+                    r
+                    for j in loose
+                    if (r := running[j]).placement.model == model
+                    and (sites is None or self._holds_at(r, sites))
+                ),
+                key=lambda r: (r.stop_at, r.id),
+            )
+            if not on:
+                continue
+            freed = ((r.placement, r.spec.cpu, r.spec.memory_gb) for r in on)
+            k = self.free.first_fitting(q.spec, model, sites, freed)
+            if k is None:
+                continue
+            needed = self._minimize(q, model, on[:k])
+            self.claimed.update(r.id for r in needed)
+            self.stop_version += 1
+            self._reserve(q, model, needed)
+            return model, []
         return None
 
     def _enough(
