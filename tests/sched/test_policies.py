@@ -5,7 +5,7 @@ import pytest
 
 from suanli.errors import NotFoundError
 from suanli.model.ids import JobId, MemberId, ModelId, NodeId
-from suanli.model.job import Placement
+from suanli.model.job import JobSpec, Placement
 from suanli.sched.policies.gavel import max_min_lp
 from suanli.sched.policy import get_policy, policy_names
 from suanli.sched.schedule import PassResult, schedule
@@ -276,6 +276,37 @@ def test_a_reclaim_waits_for_jobs_already_stopping_before_preempting_more() -> N
     assert not r.preempts
     assert r.reservations[JobId("J")] == first.reservations[JobId("J")]
     assert "0 job(s) preempted" in r.reasons[JobId("J")]
+
+
+@pytest.mark.parametrize("policy", ["alliance", "fair"])
+def test_a_job_no_one_can_move_takes_a_data_sites_node_only_when_no_model_has_room_elsewhere(
+    policy: str,
+) -> None:
+    """x's job may run on H800s (faster) or A100s. The only free H800 node is at sx, where x's
+    data resides (a job held there could need it); an A100 node elsewhere is free. A
+    non-preemptible job takes the A100s (there it keeps no one out for as long as it runs),
+    a preemptible one the H800s (it can be moved); with no A100 free, the H800s at sx."""
+    a = (
+        AllianceBuilder()
+        .member("x")
+        .site("sx", "x")
+        .site("sy", "x")
+        .nodes_of("sx", "H800-80GB", 1)
+        .nodes_of("sy", "A100-80GB", 1)
+        .dataset("corpus", "x", sites=("sx",))
+        .build()
+    )
+    h, g = ModelId("H800-80GB"), ModelId("A100-80GB")
+
+    def placed(*jobs: JobSpec, by: str = policy) -> dict[str, ModelId]:
+        r = schedule(snapshot(a, *jobs), get_policy(by))
+        return {d.job: d.placement.model for d in r.admits}
+
+    assert placed(job("np", "x", 8, h, g, preemptible=False)) == {"np": g}
+    assert placed(job("p", "x", 8, h, g), by="alliance") == {"p": h}
+    # (the A100s taken first by an earlier job: the data site's H800s rather than none)
+    first = job("a", "x", 8, g, preemptible=False)
+    assert placed(first, job("np", "x", 8, h, g, preemptible=False)) == {"a": g, "np": h}
 
 
 def held_at_home(**options: object) -> tuple[Snapshot, PassResult]:

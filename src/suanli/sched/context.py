@@ -222,6 +222,16 @@ class PassContext:
             self._no_fit.add(shape)
         return p
 
+    def fit_away(self, q: QueuedJob, model: ModelId) -> Placement | None:
+        """Where ``q`` fits on ``model`` now at no data site (failures remembered likewise)."""
+        shape = (*self._shape(q, model), "away")
+        if shape in self._no_fit:
+            return None
+        p = self.free.fit_away(q.spec, model)
+        if p is None:
+            self._no_fit.add(shape)
+        return p
+
     def fit_any(self, q: QueuedJob, models: Sequence[ModelId]) -> Placement | None:
         for m in models:
             p = self.fit(q, m)

@@ -439,31 +439,24 @@ class FreeState:
         site's last free devices are what the jobs held to its data can use: a job that can
         run elsewhere should not take them while a roomier site has room). A group's nodes
         are read, not every free node of the model: a full pool answers in O(group)."""
+        away = self._away(spec, model, buckets)
+        if away is not None:
+            return away
         nodes = self.pool.nodes
         gang = spec.gang
         room = self.by_group
         if gang.nodes > 1:
             if gang.per_node >= len(buckets):
                 return None
-            whole = buckets[gang.per_node]
-            away = self._gang(spec, model, (i for i in whole if not nodes[i].at_data_site))
-            if away is not None:
-                return away
             kept = self.kept.get(model, frozenset())
-            roomiest = sorted(whole, key=lambda i: (nodes[i].group in kept, -room[nodes[i].group]))
+            roomiest = sorted(
+                buckets[gang.per_node],
+                key=lambda i: (nodes[i].group in kept, -room[nodes[i].group]),
+            )
             return self._gang(spec, model, roomiest)
         n = gang.per_node
         pool = self.pool
         cpu, mem = self.cpu, self.mem
-        if model in pool.away_models:
-            for k in range(n, len(buckets)):
-                for i in buckets[k]:
-                    node = nodes[i]
-                    if node.at_data_site or cpu[i] < spec.cpu or mem[i] < spec.memory_gb:
-                        continue
-                    devices = self._pick_devices(node, n)
-                    if devices is not None:
-                        return Placement(model, ((node.id, devices),))
         # (the roomiest group first, then the next, those kept for held jobs last; in a
         # group, best fit by free devices)
         free, on = self.free, self.schedulable
@@ -484,6 +477,35 @@ class FreeState:
                 devices = self._pick_devices(nodes[i], n)
                 if devices is not None:
                     return Placement(model, ((nodes[i].id, devices),))
+        return None
+
+    def fit_away(self, spec: JobSpec, model: ModelId) -> Placement | None:
+        """A placement for ``spec`` on ``model`` at no data site (best fit; a gang: the first
+        whole nodes of one zone), or None."""
+        buckets = self.buckets.get(model)
+        return None if buckets is None else self._away(spec, model, buckets)
+
+    def _away(
+        self, spec: JobSpec, model: ModelId, buckets: list[dict[int, None]]
+    ) -> Placement | None:
+        nodes = self.pool.nodes
+        gang = spec.gang
+        n = gang.per_node
+        if gang.nodes > 1:
+            if n >= len(buckets):
+                return None
+            return self._gang(spec, model, (i for i in buckets[n] if not nodes[i].at_data_site))
+        if model not in self.pool.away_models:
+            return None
+        cpu, mem = self.cpu, self.mem
+        for k in range(n, len(buckets)):
+            for i in buckets[k]:
+                node = nodes[i]
+                if node.at_data_site or cpu[i] < spec.cpu or mem[i] < spec.memory_gb:
+                    continue
+                devices = self._pick_devices(node, n)
+                if devices is not None:
+                    return Placement(model, ((node.id, devices),))
         return None
 
     def _gang(self, spec: JobSpec, model: ModelId, candidates: Iterable[int]) -> Placement | None:

@@ -253,22 +253,33 @@ class GuaranteedSharing:
                 return Outcome.WAITING
         order, guaranteed = self.models(ctx, q)
         why: list[str] = []
-        for f in order:
-            problem = self.refusal(ctx, q, f, f in guaranteed)
-            if problem:
-                why.append(problem)
-                continue
-            placement = ctx.fit(q, f)
-            if placement is not None:
-                ctx.admit(
-                    q,
-                    placement,
-                    f"within the member's {self.guarantee_word}"
-                    if f in guaranteed
-                    else "borrowing idle capacity",
-                )
-                return Outcome.ADMITTED
-            why.append(f"no free {shape(q)} on {f}")
+        # A job no one can move that may run anywhere takes a data site's nodes only when none
+        # of its models has room elsewhere: there it could keep the data's owner out for as
+        # long as it runs, and a slower model costs it less than that costs the owner.
+        away = (
+            not q.spec.preemptible
+            and q.allowed_sites is None
+            and len(order) > 1
+            and ctx.snap.pool.data_sites
+        )
+        for fit, last in ((ctx.fit_away, False), (ctx.fit, True)) if away else ((ctx.fit, True),):
+            for f in order:
+                problem = self.refusal(ctx, q, f, f in guaranteed)
+                if problem:
+                    why.append(problem)
+                    continue
+                placement = fit(q, f)
+                if placement is not None:
+                    ctx.admit(
+                        q,
+                        placement,
+                        f"within the member's {self.guarantee_word}"
+                        if f in guaranteed
+                        else "borrowing idle capacity",
+                    )
+                    return Outcome.ADMITTED
+                if last:
+                    why.append(f"no free {shape(q)} on {f}")
         mine = [f for f in order if f in guaranteed]
         if mine:
             # (a policy may count a non-preemptible job's guarantee otherwise, on more models,
