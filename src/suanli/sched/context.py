@@ -364,15 +364,7 @@ class PassContext:
         the job only waits for stopping jobs to end). ``key``, if given, names ``victims``
         for this state of the pass (same key, same victims), so that the candidates per model
         and their counting bound are computed once. ``victims`` may be a policy's
-        :class:`Candidates` (the same victims, read per model and sites).
-
-        A model where jobs already stopping make room comes before any where more must be
-        preempted, whatever the order of ``models``: a job that reclaimed in an earlier pass
-        keeps the devices its victims are freeing rather than preempting anew elsewhere
-        (whose victims' devices would then go to others, and its first ones too)."""
-        got = self._await_stopping(q, models)
-        if got is not None:
-            return got
+        :class:`Candidates` (the same victims, read per model and sites)."""
         cands = self.candidates(victims, key)
         for model in models:
             # During a pass free devices only get fewer, and the candidates of one key only
@@ -401,11 +393,10 @@ class PassContext:
                 return model, [r for r in needed if r.id not in self.stopping]
         return None
 
-    def _await_stopping(
-        self, q: QueuedJob, models: Sequence[ModelId]
-    ) -> tuple[ModelId, list[RunningJob]] | None:
+    def await_stopping(self, q: QueuedJob, models: Sequence[ModelId]) -> ModelId | None:
         """The first of ``models`` where the stopping jobs no reclaim counts on yet make room
-        for ``q``, reserved for it (no victim needs a preemption); None if there is none."""
+        for ``q``: reserved for it, as a reclaim's (no victim needs a preemption); None if
+        there is none."""
         if len(self.claimed) >= len(self.stopping):  # (nothing loose: the claimed stop)
             return None
         loose = self.stopping - self.claimed
@@ -430,7 +421,7 @@ class PassContext:
             self.claimed.update(r.id for r in needed)
             self.stop_version += 1
             self._reserve(q, model, needed)
-            return model, []
+            return model
         return None
 
     def _enough(

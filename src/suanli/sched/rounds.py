@@ -262,12 +262,15 @@ class GuaranteedSharing:
             and len(order) > 1
             and ctx.snap.pool.data_sites
         )
+        usable: list[ModelId] = []
         for fit, last in ((ctx.fit_away, False), (ctx.fit, True)) if away else ((ctx.fit, True),):
             for f in order:
                 problem = self.refusal(ctx, q, f, f in guaranteed)
                 if problem:
                     why.append(problem)
                     continue
+                if last:
+                    usable.append(f)
                 placement = fit(q, f)
                 if placement is not None:
                     ctx.admit(
@@ -281,6 +284,15 @@ class GuaranteedSharing:
                 if last:
                     why.append(f"no free {shape(q)} on {f}")
         mine = [f for f in order if f in guaranteed]
+        if mine and (waits_on := ctx.await_stopping(q, usable)) is not None:
+            # Jobs already stopping make room on a model it may take: it preempts no one
+            # more, whatever the order of its models and whichever it is guaranteed on now
+            # (a job that reclaimed in an earlier pass keeps the devices its victims are
+            # freeing, rather than preempting anew elsewhere, when its member's usage moved
+            # or a borrower's job came to a faster model: its victims' devices would go to
+            # others, and its wait would start again)
+            ctx.wait(q, self._reclaiming(waits_on, 0))
+            return Outcome.WAITING
         if mine:
             # (a policy may count a non-preemptible job's guarantee otherwise, on more models,
             # and take its member's own jobs first)
@@ -341,13 +353,15 @@ class GuaranteedSharing:
                     ),
                     self.grace_s,
                 )
-            ctx.wait(
-                q,
-                f"within {self.guarantee_word}; reclaiming {model} from borrowers: "
-                f"{len(victims)} job(s) preempted, waiting for them to stop",
-            )
+            ctx.wait(q, self._reclaiming(model, len(victims)))
             return True
         return False
+
+    def _reclaiming(self, model: ModelId, preempted: int) -> str:
+        return (
+            f"within {self.guarantee_word}; reclaiming {model} from borrowers: "
+            f"{preempted} job(s) preempted, waiting for them to stop"
+        )
 
     def below_guarantee(self, ctx: PassContext, member: MemberId) -> bool:
         """Whether some job of ``member`` could still be within its guarantee this pass."""
