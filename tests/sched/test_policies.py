@@ -278,6 +278,51 @@ def test_a_reclaim_waits_for_jobs_already_stopping_before_preempting_more() -> N
     assert "0 job(s) preempted" in r.reasons[JobId("J")]
 
 
+def test_a_reclaim_waits_for_its_victims_on_a_model_it_is_no_longer_guaranteed_on() -> None:
+    """x's job J reclaimed x's H800s from c (within x's guarantee there). Before c's job
+    stopped, another job of x started at y's site: x's room now holds J on its V100s only.
+    J still takes the H800s being freed for it (borrowing what it is past its share), rather
+    than preempting c's job on the V100s too and waiting a grace period again."""
+    a = (
+        AllianceBuilder()
+        .member("x")
+        .member("y")
+        .member("c", tier="commons")
+        .site("sx", "x")
+        .site("sy", "y")
+        .nodes_of("sx", "H800-80GB", 1, devices=2)
+        .nodes_of("sx", "V100-16GB", 1, devices=2)
+        .nodes_of("sy", "H800-80GB", 1, devices=2)
+        .build()
+    )
+    h, v = ModelId("H800-80GB"), ModelId("V100-16GB")
+    nh, nv, ny = (
+        next(n.id for n in a.nodes.values() if (n.site, n.model) == at)
+        for at in (("sx", h), ("sx", v), ("sy", h))
+    )
+    snap = snapshot(
+        a,
+        job("ch", "c", 2, h),
+        job("cv", "c", 2, v),
+        job("yj", "y", 2, h),
+        job("J", "x", 2, h, v),
+    )
+    snap.start(JobId("ch"), Placement(h, ((nh, (0, 1)),)), at=0)
+    snap.start(JobId("cv"), Placement(v, ((nv, (0, 1)),)), at=1)
+    snap.start(JobId("yj"), Placement(h, ((ny, (0, 1)),)), at=2)
+    first = schedule(snap, get_policy("alliance"))
+    assert [p.job for p in first.preempts] == ["ch"]
+    assert first.reservations[JobId("J")].model == h
+    apply(snap, first, victims_stop=False)
+    snap.finish(JobId("yj"))
+    snap.submit(job("xo", "x", 2, h), submitted_at=5)
+    snap.start(JobId("xo"), Placement(h, ((ny, (0, 1)),)), at=5)
+    r = schedule(snap, get_policy("alliance"))
+    assert not r.preempts
+    assert r.reservations[JobId("J")] == first.reservations[JobId("J")]
+    assert "reclaiming H800-80GB from borrowers: 0 job(s) preempted" in r.reasons[JobId("J")]
+
+
 @pytest.mark.parametrize("policy", ["alliance", "fair"])
 def test_a_job_no_one_can_move_takes_a_data_sites_node_only_when_no_model_has_room_elsewhere(
     policy: str,
