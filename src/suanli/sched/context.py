@@ -175,6 +175,8 @@ class PassContext:
         #: the last pass's reservations, held from every other job until their own job is
         #: looked at: the free devices taken out, the jobs stopping on them claimed
         self._holding: dict[JobId, tuple[Placement, frozenset[JobId]]] = {}
+        #: the stopping jobs a job's reservation counted on, once it is looked at again
+        self._released: dict[JobId, frozenset[JobId]] = {}
         if snapshot.reservations:
             self._hold_reservations()
 
@@ -343,6 +345,7 @@ class PassContext:
         part, rids = got
         self.free.give(part, q.spec.cpu, q.spec.memory_gb)
         self.claimed -= rids
+        self._released[q.id] = rids
         self.version += 1
         self.stop_version += 1
         self._touched(part.model)
@@ -393,13 +396,18 @@ class PassContext:
                 return model, [r for r in needed if r.id not in self.stopping]
         return None
 
-    def await_stopping(self, q: QueuedJob, models: Sequence[ModelId]) -> ModelId | None:
-        """The first of ``models`` where the stopping jobs no reclaim counts on yet make room
-        for ``q``: reserved for it, as a reclaim's (no victim needs a preemption); None if
-        there is none."""
+    def await_stopping(
+        self, q: QueuedJob, models: Sequence[ModelId], own: bool = False
+    ) -> ModelId | None:
+        """The first of ``models`` where the stopping jobs no reclaim counts on yet (``own``:
+        of those, the ones ``q``'s reservation from the last pass counted on) make room for
+        ``q``: reserved for it, as a reclaim's (no victim needs a preemption); None if there
+        is none."""
         if len(self.claimed) >= len(self.stopping):  # (nothing loose: the claimed stop)
             return None
         loose = self.stopping - self.claimed
+        if own:
+            loose &= self._released.get(q.id, frozenset())
         running, sites = self.snap.running, q.allowed_sites
         for model in models:
             on = sorted(

@@ -284,13 +284,16 @@ class GuaranteedSharing:
                 if last:
                     why.append(f"no free {shape(q)} on {f}")
         mine = [f for f in order if f in guaranteed]
-        if mine and (waits_on := ctx.await_stopping(q, usable)) is not None:
-            # Jobs already stopping make room on a model it may take: it preempts no one
-            # more, whatever the order of its models and whichever it is guaranteed on now
-            # (a job that reclaimed in an earlier pass keeps the devices its victims are
-            # freeing, rather than preempting anew elsewhere, when its member's usage moved
-            # or a borrower's job came to a faster model: its victims' devices would go to
-            # others, and its wait would start again)
+        # Jobs already stopping make room on a model it is guaranteed on, whatever their
+        # order, or its own victims (of an earlier pass) do on a model it may take: it
+        # preempts no one more. A job that reclaimed keeps the devices its victims are
+        # freeing, rather than preempting anew elsewhere when a borrower's job came to a
+        # faster model or its member's usage moved (its victims' devices would go to others,
+        # and its wait would start again).
+        if mine and (
+            (waits_on := ctx.await_stopping(q, mine)) is not None
+            or (waits_on := ctx.await_stopping(q, usable, own=True)) is not None
+        ):
             ctx.wait(q, self._reclaiming(waits_on, 0))
             return Outcome.WAITING
         if mine:
