@@ -133,7 +133,8 @@ def counts_hold(snap: Snapshot) -> None:
         kind = (q.spec.models, q.allowed_sites)
         kinds[q.member][kind] = kinds[q.member].get(kind, 0) + 1
         if q.allowed_sites is None:
-            want[q.spec.models] = want.get(q.spec.models, 0) + q.spec.count
+            if snap.pool.present(q.spec):  # (jobs no node could ever host ask for nothing)
+                want[q.spec.models] = want.get(q.spec.models, 0) + q.spec.count
         else:
             at = (q.allowed_sites, q.spec.models)
             held[at] = held.get(at, 0) + q.spec.count
@@ -289,6 +290,11 @@ def test_no_device_is_counted_on_twice_across_passes(data: st.DataObject, policy
 @given(data=st.data(), policy=st.sampled_from(["fifo", "fair", "alliance"]))
 @SETTINGS
 def test_inflating_demand_does_not_help(data: st.DataObject, policy: str) -> None:
+    """Jobs a member queues behind its others cannot change which of those start in a pass.
+    Not for ``alliance``'s ``leave_wanted`` (docs/policies.md, "not claimed"): the devices
+    that narrower jobs wait for are its signal, and a member's extra narrow jobs move it
+    (its wider job then takes a cheaper model, leaving its guarantee room for another)."""
+    options = {"leave_wanted": False} if policy == "alliance" else {}
     alliance = data.draw(pools())
     specs = data.draw(workloads(alliance))
     member = data.draw(st.sampled_from(sorted(alliance.members)))
@@ -308,7 +314,7 @@ def test_inflating_demand_does_not_help(data: st.DataObject, policy: str) -> Non
         snap = snapshot(alliance, *specs)
         for i, s in enumerate(extra):
             snap.submit(s, submitted_at=1e6 + i)
-        admitted = {d.job for d in schedule(snap, get_policy(policy)).admits}
+        admitted = {d.job for d in schedule(snap, get_policy(policy, **options)).admits}
         return admitted & truthful
 
     honest = gained([])

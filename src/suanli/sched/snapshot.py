@@ -189,7 +189,8 @@ class Snapshot:
         #: each member's queue split by kind (acceptable models and sites), in the same order
         self._by_kind: dict[MemberId, dict[Kind, _SortedQueue]] = {m: {} for m in self.members}
         #: the devices pending jobs held to no site ask for, per set of acceptable models,
-        #: all members together
+        #: all members together (not those of jobs no node could ever host: they wait for
+        #: nothing a placement could leave them)
         self.pending_devices: dict[frozenset[ModelId], int] = {}
         #: the devices pending jobs held to sites ask for, per (sites, acceptable models)
         self.pending_held: dict[tuple[frozenset[SiteId], frozenset[ModelId]], int] = {}
@@ -265,8 +266,9 @@ class Snapshot:
             of_kind = kinds[q.kind] = _SortedQueue()
         of_kind.add(self.member_key(q))
         if q.allowed_sites is None:
-            want = self.pending_devices
-            want[q.spec.models] = want.get(q.spec.models, 0) + q.spec.count
+            if self.pool.present(q.spec):
+                want = self.pending_devices
+                want[q.spec.models] = want.get(q.spec.models, 0) + q.spec.count
         else:
             held = self.pending_held
             kind = (q.allowed_sites, q.spec.models)
@@ -285,11 +287,12 @@ class Snapshot:
         if not of_kind:
             del kinds[q.kind]
         if q.allowed_sites is None:
-            want = self.pending_devices
-            if want[q.spec.models] == q.spec.count:
-                del want[q.spec.models]
-            else:
-                want[q.spec.models] -= q.spec.count
+            if self.pool.present(q.spec):
+                want = self.pending_devices
+                if want[q.spec.models] == q.spec.count:
+                    del want[q.spec.models]
+                else:
+                    want[q.spec.models] -= q.spec.count
         else:
             held = self.pending_held
             kind = (q.allowed_sites, q.spec.models)
