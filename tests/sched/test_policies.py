@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from suanli.errors import NotFoundError
+from suanli.model.alliance import Alliance
 from suanli.model.ids import JobId, MemberId, ModelId, NodeId
 from suanli.model.job import JobSpec, Placement
 from suanli.sched.policies.gavel import max_min_lp
@@ -241,41 +242,51 @@ def test_a_reclaim_counts_first_on_the_jobs_that_stop_first() -> None:
     assert r.reservations[JobId("J")].nodes != where.nodes
 
 
+def x_and_c(y: bool = False) -> Alliance:
+    """x owns a 2-device H800 node and a 2-device V100 node at sx; c borrows (and y, if asked,
+    owns a 2-device H800 node at sy)."""
+    b = AllianceBuilder().member("x").member("c", tier="commons").site("sx", "x")
+    b = b.nodes_of("sx", "H800-80GB", 1, devices=2).nodes_of("sx", "V100-16GB", 1, devices=2)
+    if y:
+        b = b.member("y").site("sy", "y").nodes_of("sy", "H800-80GB", 1, devices=2)
+    return b.build()
+
+
+def reclaims(snap: Snapshot, victim: str, model: ModelId) -> PassResult:
+    """A pass in which x's job J reclaims ``victim``'s devices of ``model`` (they stop later)."""
+    first = schedule(snap, get_policy("alliance"))
+    assert [p.job for p in first.preempts] == [victim]
+    assert first.reservations[JobId("J")].model == model
+    apply(snap, first, victims_stop=False)
+    return first
+
+
+def waits_for_its_victims(snap: Snapshot, first: PassResult) -> None:
+    """J preempts no one more, and keeps what it reclaimed in ``first``."""
+    r = schedule(snap, get_policy("alliance"))
+    assert not r.preempts
+    assert r.reservations[JobId("J")] == first.reservations[JobId("J")]
+    model = first.reservations[JobId("J")].model
+    assert f"reclaiming {model} from borrowers: 0 job(s) preempted" in r.reasons[JobId("J")]
+
+
 def test_a_reclaim_waits_for_jobs_already_stopping_before_preempting_more() -> None:
     """x's job J may run on x's H800s or V100s (the H800s first). While x's own job held the
     H800s, J reclaimed the V100s from the commons member c; before c's job there stopped, x's
     job ended and c took the H800s. J keeps the V100s its victim is freeing: preempting c's
     job on the H800s too would cost c a second job, and the V100s would go to others."""
-    a = (
-        AllianceBuilder()
-        .member("x")
-        .member("c", tier="commons")
-        .site("sx", "x")
-        .nodes_of("sx", "H800-80GB", 1, devices=2)
-        .nodes_of("sx", "V100-16GB", 1, devices=2)
-        .build()
-    )
+    a = x_and_c()
     h, v = ModelId("H800-80GB"), ModelId("V100-16GB")
     nh, nv = (next(n for n in a.nodes.values() if n.model == f).id for f in (h, v))
     snap = snapshot(
-        a,
-        job("xh", "x", 2, h),
-        job("cv", "c", 2, v),
-        job("ch", "c", 2, h),
-        job("J", "x", 2, h, v),
+        a, job("xh", "x", 2, h), job("cv", "c", 2, v), job("ch", "c", 2, h), job("J", "x", 2, h, v)
     )
     snap.start(JobId("xh"), Placement(h, ((nh, (0, 1)),)), at=0)
     snap.start(JobId("cv"), Placement(v, ((nv, (0, 1)),)), at=1)
-    first = schedule(snap, get_policy("alliance"))
-    assert [p.job for p in first.preempts] == ["cv"]
-    assert first.reservations[JobId("J")].model == v
-    apply(snap, first, victims_stop=False)
+    first = reclaims(snap, "cv", v)
     snap.finish(JobId("xh"))
     snap.start(JobId("ch"), Placement(h, ((nh, (0, 1)),)), at=5)
-    r = schedule(snap, get_policy("alliance"))
-    assert not r.preempts
-    assert r.reservations[JobId("J")] == first.reservations[JobId("J")]
-    assert "0 job(s) preempted" in r.reasons[JobId("J")]
+    waits_for_its_victims(snap, first)
 
 
 def test_a_reclaim_waits_for_its_victims_on_a_model_it_is_no_longer_guaranteed_on() -> None:
@@ -283,44 +294,23 @@ def test_a_reclaim_waits_for_its_victims_on_a_model_it_is_no_longer_guaranteed_o
     stopped, another job of x started at y's site: x's room now holds J on its V100s only.
     J still takes the H800s being freed for it (borrowing what it is past its share), rather
     than preempting c's job on the V100s too and waiting a grace period again."""
-    a = (
-        AllianceBuilder()
-        .member("x")
-        .member("y")
-        .member("c", tier="commons")
-        .site("sx", "x")
-        .site("sy", "y")
-        .nodes_of("sx", "H800-80GB", 1, devices=2)
-        .nodes_of("sx", "V100-16GB", 1, devices=2)
-        .nodes_of("sy", "H800-80GB", 1, devices=2)
-        .build()
-    )
+    a = x_and_c(y=True)
     h, v = ModelId("H800-80GB"), ModelId("V100-16GB")
     nh, nv, ny = (
         next(n.id for n in a.nodes.values() if (n.site, n.model) == at)
         for at in (("sx", h), ("sx", v), ("sy", h))
     )
     snap = snapshot(
-        a,
-        job("ch", "c", 2, h),
-        job("cv", "c", 2, v),
-        job("yj", "y", 2, h),
-        job("J", "x", 2, h, v),
+        a, job("ch", "c", 2, h), job("cv", "c", 2, v), job("yj", "y", 2, h), job("J", "x", 2, h, v)
     )
     snap.start(JobId("ch"), Placement(h, ((nh, (0, 1)),)), at=0)
     snap.start(JobId("cv"), Placement(v, ((nv, (0, 1)),)), at=1)
     snap.start(JobId("yj"), Placement(h, ((ny, (0, 1)),)), at=2)
-    first = schedule(snap, get_policy("alliance"))
-    assert [p.job for p in first.preempts] == ["ch"]
-    assert first.reservations[JobId("J")].model == h
-    apply(snap, first, victims_stop=False)
+    first = reclaims(snap, "ch", h)
     snap.finish(JobId("yj"))
     snap.submit(job("xo", "x", 2, h), submitted_at=5)
     snap.start(JobId("xo"), Placement(h, ((ny, (0, 1)),)), at=5)
-    r = schedule(snap, get_policy("alliance"))
-    assert not r.preempts
-    assert r.reservations[JobId("J")] == first.reservations[JobId("J")]
-    assert "reclaiming H800-80GB from borrowers: 0 job(s) preempted" in r.reasons[JobId("J")]
+    waits_for_its_victims(snap, first)
 
 
 @pytest.mark.parametrize("policy", ["alliance", "fair"])
