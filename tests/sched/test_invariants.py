@@ -170,9 +170,31 @@ def test_placements_respect_every_rule(data: st.DataObject, policy: str) -> None
     specs = data.draw(workloads(alliance))
     snap = state(alliance, specs, policy)
     before = (snap.free.free.copy(), dict(snap.used_devices), len(snap.pending))
+    pinned = snap.free.pinned.copy()
     result = schedule(snap, get_policy(policy))
     assert (snap.free.free, snap.used_devices, len(snap.pending)) == before, "pass is pure"
+    assert snap.free.pinned == pinned
     check(snap, result)
+    # the devices no one can free are counted per node and group as jobs start and stop
+    apply(snap, result)
+    check_pinned(snap)
+    for j in sorted(snap.running)[::2]:
+        snap.finish(j)
+    check_pinned(snap)
+
+
+def check_pinned(snap: Snapshot) -> None:
+    pool = snap.pool
+    held = [0] * len(pool.nodes)
+    for r in snap.running.values():
+        if not r.spec.preemptible:
+            for node, devices in r.placement.assignments:
+                held[pool.index[node]] += len(devices)
+    assert snap.free.pinned == held
+    by_group = [0] * len(pool.groups)
+    for n in pool.nodes:
+        by_group[n.group] += held[n.index] > 0
+    assert snap.free.pinned_by_group == by_group
 
 
 @given(data=st.data(), policy=st.sampled_from(POLICIES))

@@ -104,10 +104,11 @@ def test_a_job_no_one_can_move_goes_away_from_data_while_there_is_room() -> None
     assert late is not None and site[late.nodes[0]] == "s1"
 
 
-def test_at_data_sites_a_job_no_one_can_move_takes_the_roomiest_site() -> None:
-    """Where every site holds data, a non-preemptible job (one or a gang) goes where its model
-    has the most free devices at one site, not to a small site's last node, which the jobs
-    held to that site's data can use; a preemptible one still takes the first that fits."""
+def test_at_data_sites_a_job_no_one_can_move_goes_where_most_nodes_stay_free_of_such_jobs() -> None:
+    """Where every site holds data, a non-preemptible job (one or a gang) goes to the site
+    where the most of its model's nodes would stay free of jobs no one can move (then the
+    roomiest), not to a small site, whose held gangs it would keep out for as long as it
+    runs; a preemptible one still takes the first that fits."""
     b = base().site("s3", "a").dataset("d1", "a", sites=("s1",))
     b = b.dataset("d2", "a", sites=("s2",)).dataset("d3", "a", sites=("s3",))
     fs = free_state(
@@ -119,13 +120,39 @@ def test_at_data_sites_a_job_no_one_can_move_takes_the_roomiest_site() -> None:
     anywhere = fs.fit(job("p", "a", 4, "H800-80GB"), "H800-80GB", None)
     assert anywhere is not None and site[anywhere.nodes[0]] == "s1"
     one = fs.fit(job("j", "a", 4, "H800-80GB", preemptible=False), "H800-80GB", None)
-    assert one is not None and site[one.nodes[0]] == "s2"
-    fs.take(one, 1, 1)  # s2: 20 devices free, s3: 16, s1: 8
+    assert one is not None and site[one.nodes[0]] == "s2"  # (2 such nodes left, 1, none)
+    fs.take(one, 1, 1, pinned=True)
     gang = fs.fit(job("g", "a", 16, "H800-80GB", nodes=2, preemptible=False), "H800-80GB", None)
-    assert gang is not None and {site[n] for n in gang.nodes} == {"s2"}
-    fs.take(gang, 1, 1)  # s2: 4, s3: 16, s1: 8
+    assert gang is not None and {site[n] for n in gang.nodes} == {"s2"}  # (none: the roomier)
+    fs.take(gang, 1, 1, pinned=True)  # s2: every node held, 4 devices free; s3, s1: none
     late = fs.fit(job("k", "a", 4, "H800-80GB", preemptible=False), "H800-80GB", None)
     assert late is not None and site[late.nodes[0]] == "s3"
+    assert fs.pinned_by_group == [0, 3, 0] and sum(fs.pinned) == 20
+    fs.give(gang, 1, 1, pinned=True)
+    assert fs.pinned_by_group == [0, 1, 0] and fs.copy().pinned == fs.pinned
+
+
+def test_a_job_no_one_can_move_leaves_a_small_site_whole_and_packs_onto_pinned_nodes() -> None:
+    """A two-node site wholly free is roomier than a large site nearly full of preemptible
+    work, but one non-preemptible job there would hold half its nodes until it ends (a gang
+    held to that site could not start, and no reclaim helps): it goes to the large site, to
+    the node a non-preemptible job already holds rather than one preemptible work holds."""
+    h800 = ModelId("H800-80GB")
+    b = base().dataset("d1", "a", sites=("s1",)).dataset("d2", "a", sites=("s2",))
+    fs = free_state(b.nodes_of("s1", "H800-80GB", 2).nodes_of("s2", "H800-80GB", 10))
+    site = {n.id: n.site for n in fs.pool.nodes}
+    big = [n.id for n in fs.pool.nodes if n.site == "s2"]
+    for node in big[:8]:  # preemptible work, all but two nodes...
+        fs.take(Placement(h800, ((node, tuple(range(8))),)), 1, 1)
+    fs.take(Placement(h800, ((big[8], (0, 1, 2, 3)),)), 1, 1)  # ...half of one
+    fs.take(Placement(h800, ((big[9], (0, 1, 2, 3)),)), 1, 1, pinned=True)  # a fixed job
+    assert fs.by_group == [16, 8]
+    fixed = job("f", "a", 4, "H800-80GB", preemptible=False)
+    p = fs.fit(fixed, h800, None)
+    assert p is not None and p.nodes == (big[9],)  # (9 nodes free of such jobs, against 1)
+    # a preemptible job still takes the best fit, wherever it is
+    p = fs.fit(job("p", "a", 4, "H800-80GB"), h800, None)
+    assert p is not None and site[p.nodes[0]] == "s2"
 
 
 def test_a_job_that_may_run_anywhere_takes_the_groups_kept_for_held_jobs_last() -> None:

@@ -344,6 +344,48 @@ def test_a_job_no_one_can_move_takes_a_data_sites_node_only_when_no_model_has_ro
     assert placed(first, job("np", "x", 8, h, g, preemptible=False)) == {"a": g, "np": h}
 
 
+@pytest.mark.parametrize("policy", ["alliance", "fair"])
+def test_a_job_no_one_can_move_spares_a_small_sites_last_nodes_while_a_model_has_room(
+    policy: str,
+) -> None:
+    """Every site holds data: sx two H800 nodes, sy four A100 nodes. A non-preemptible job
+    on an H800 node would leave sx one node that no such job holds (a gang held to sx could
+    not start until it ends, and no reclaim frees it): it takes the A100s, which keep three
+    of four such nodes; on a node such a job holds already, if one has room. With every
+    A100 node held by such jobs, and none with room beside them, it takes the H800s."""
+    a = (
+        AllianceBuilder()
+        .member("x")
+        .site("sx", "x")
+        .site("sy", "x")
+        .nodes_of("sx", "H800-80GB", 2)
+        .nodes_of("sy", "A100-80GB", 4)
+        .dataset("cx", "x", sites=("sx",))
+        .dataset("cy", "x", sites=("sy",))
+        .build()
+    )
+    h, g = ModelId("H800-80GB"), ModelId("A100-80GB")
+    ny = sorted(n for n in a.nodes if n.startswith("sy"))
+
+    def placed(*held: tuple[int, int]) -> Placement:
+        snap = snapshot(a, job("np", "x", 4, h, g, preemptible=False))
+        for k, (node, count) in enumerate(held):
+            fixed = job(f"f{k}", "x", count, g, preemptible=False)
+            snap.submit(fixed, submitted_at=0.0)
+            snap.start(JobId(f"f{k}"), Placement(g, ((ny[node], tuple(range(count))),)), at=0)
+        (d,) = schedule(snap, get_policy(policy)).admits
+        return d.placement
+
+    assert placed().model == g
+    assert placed((0, 4), (1, 8)).nodes == (ny[0],)  # (beside the other)
+    # (no room that spares a site: its first model with room, sy's last such node for fair,
+    # which does not order models by speed)
+    assert placed((0, 8), (1, 8), (2, 8)).model == (h if policy == "alliance" else g)
+    # (a preemptible job takes the H800s: it can be moved)
+    r = schedule(snapshot(a, job("p", "x", 4, h, g)), get_policy("alliance"))
+    assert r.admits[0].placement.model == h
+
+
 def held_at_home(**options: object) -> tuple[Snapshot, PassResult]:
     """x's data may stay only at x's site sx; y (within its guarantee) runs there a job that
     could run anywhere, and a job held to sx too (it reads x's data); x's job reads it."""

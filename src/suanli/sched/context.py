@@ -7,7 +7,7 @@ pass sees its own admissions, and it does trial removals with undo for reclaim.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from suanli.model.ids import JobId, MemberId, ModelId, NodeId, SiteId
@@ -226,10 +226,26 @@ class PassContext:
 
     def fit_away(self, q: QueuedJob, model: ModelId) -> Placement | None:
         """Where ``q`` fits on ``model`` now at no data site (failures remembered likewise)."""
-        shape = (*self._shape(q, model), "away")
+        return self._remembered(q, model, "away", self.free.fit_away)
+
+    def fit_sparing(self, q: QueuedJob, model: ModelId) -> Placement | None:
+        """Where ``q`` (no one can move it) fits on ``model`` now at a data site sparing the
+        site's nodes no such job holds (:meth:`FreeState.fit_sparing`; failures remembered
+        likewise: a node such a job takes later in the pass becomes one this one could
+        share, which the next pass looks at)."""
+        return self._remembered(q, model, "sparing", self.free.fit_sparing)
+
+    def _remembered(
+        self,
+        q: QueuedJob,
+        model: ModelId,
+        kind: str,
+        fit: Callable[[JobSpec, ModelId], Placement | None],
+    ) -> Placement | None:
+        shape = (*self._shape(q, model), kind)
         if shape in self._no_fit:
             return None
-        p = self.free.fit_away(q.spec, model)
+        p = fit(q.spec, model)
         if p is None:
             self._no_fit.add(shape)
         return p
@@ -252,7 +268,7 @@ class PassContext:
 
     # -- actions ---------------------------------------------------------------------------
     def admit(self, q: QueuedJob, placement: Placement, reason: str = "") -> None:
-        self.free.take(placement, q.spec.cpu, q.spec.memory_gb)
+        self.free.take(placement, q.spec.cpu, q.spec.memory_gb, not q.spec.preemptible)
         key = (q.member, placement.model)
         self.used_devices[key] = self.used_devices.get(key, 0) + placement.devices
         nu = self.nu_of(placement)
@@ -274,7 +290,7 @@ class PassContext:
         if self.snap.instant_switch:  # (its devices are free for the rest of this pass)
             self._touched(r.placement.model)
             if r.id not in self.claimed:  # (a reclaim handed a victim's devices on already)
-                self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
+                self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb, not r.spec.preemptible)
             key = (r.member, r.placement.model)
             self.used_devices[key] = self.used_devices.get(key, 0) - r.placement.devices
             self.used_nu[r.member] = self.used_nu.get(r.member, 0.0) - r.nu
@@ -292,7 +308,7 @@ class PassContext:
     def hold(self, placement: Placement, spec: JobSpec) -> None:
         """``placement``'s devices are taken for the rest of the pass without an admission
         (they wait for a job that moves there once it has stopped)."""
-        self.free.take(placement, spec.cpu, spec.memory_gb)
+        self.free.take(placement, spec.cpu, spec.memory_gb, not spec.preemptible)
         self._touched(placement.model)
 
     def _touched(self, model: ModelId) -> None:
@@ -322,7 +338,7 @@ class PassContext:
                     free_part.append((node, kept))
                 wanted.update(((node, d), jid) for d in devices)
             part = Placement(placement.model, tuple(free_part))
-            self.free.take(part, q.spec.cpu, q.spec.memory_gb)
+            self.free.take(part, q.spec.cpu, q.spec.memory_gb, not q.spec.preemptible)
             self._holding[jid] = (part, frozenset())
         stopping_for: dict[JobId, set[JobId]] = {}
         running = snap.running
@@ -343,7 +359,7 @@ class PassContext:
         if got is None:
             return
         part, rids = got
-        self.free.give(part, q.spec.cpu, q.spec.memory_gb)
+        self.free.give(part, q.spec.cpu, q.spec.memory_gb, not q.spec.preemptible)
         self.claimed -= rids
         self._released[q.id] = rids
         self.version += 1
@@ -526,11 +542,11 @@ class PassContext:
         reclaim) counts on them. ``q`` also counts against its member's share, so that a
         member cannot reclaim beyond its guarantee with several jobs in one pass."""
         for r in victims:
-            self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
+            self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb, not r.spec.preemptible)
         placement = self.free.fit(q.spec, model, q.allowed_sites)
         if placement is None:  # _minimize checked this exact state
             raise AssertionError(f"reclaim for {q.id} lost its placement")
-        self.free.take(placement, q.spec.cpu, q.spec.memory_gb)
+        self.free.take(placement, q.spec.cpu, q.spec.memory_gb, not q.spec.preemptible)
         # Devices of the victims that q does not take stay busy until the victims stop, and
         # so do their CPU and memory on every node they hold (q's come on top).
         mine = {(n, d) for n, devs in placement.assignments for d in devs}
@@ -539,7 +555,9 @@ class PassContext:
                 (n, tuple(d for d in devs if (n, d) not in mine))
                 for n, devs in r.placement.assignments
             )
-            self.free.take(Placement(model, rest), r.spec.cpu, r.spec.memory_gb)
+            self.free.take(
+                Placement(model, rest), r.spec.cpu, r.spec.memory_gb, not r.spec.preemptible
+            )
         key = (q.member, model)
         self.version += 1
         self._touched(model)
@@ -557,14 +575,14 @@ class PassContext:
         """Drop victims that turned out unnecessary, in one backward pass: with every victim
         removed, put each one back (last added first) and keep it running if q still fits."""
         for r in removed:
-            self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
+            self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb, not r.spec.preemptible)
         keep: list[RunningJob] = []
         for r in reversed(removed):
-            self.free.take(r.placement, r.spec.cpu, r.spec.memory_gb)
+            self.free.take(r.placement, r.spec.cpu, r.spec.memory_gb, not r.spec.preemptible)
             if self.free.fit(q.spec, model, q.allowed_sites) is None:
-                self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
+                self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb, not r.spec.preemptible)
                 keep.append(r)
         for r in keep:  # undo: the victims still hold their devices
-            self.free.take(r.placement, r.spec.cpu, r.spec.memory_gb)
+            self.free.take(r.placement, r.spec.cpu, r.spec.memory_gb, not r.spec.preemptible)
         keep.reverse()
         return keep

@@ -72,6 +72,8 @@ class FreeState:
         "free_count",
         "kept",
         "mem",
+        "pinned",
+        "pinned_by_group",
         "pool",
         "schedulable",
     )
@@ -98,6 +100,10 @@ class FreeState:
         #: per model, the (model, site) groups a job that may run anywhere takes last (jobs
         #: held to those sites wait for them: set for a pass by its policy)
         self.kept: dict[ModelId, frozenset[int]] = {}
+        #: devices held by jobs no one can move (non-preemptible) per node, and the nodes
+        #: that hold any per (model, site) group: no reclaim frees them
+        self.pinned: list[int] = [0] * len(pool.nodes)
+        self.pinned_by_group: list[int] = [0] * len(pool.groups)
         for n in pool.nodes:
             if self.schedulable[n.index]:
                 self.buckets[n.model][n.devices][n.index] = None
@@ -117,6 +123,8 @@ class FreeState:
         new.by_group = self.by_group.copy()
         new.buckets = self.buckets.copy()
         new.kept = self.kept
+        new.pinned = self.pinned.copy()
+        new.pinned_by_group = self.pinned_by_group.copy()
         new._own = set()
         self._own = set()  # (both copy a model's buckets before they change them)
         return new
@@ -130,16 +138,18 @@ class FreeState:
         return bs
 
     # -- changes ---------------------------------------------------------------------------
-    def take(self, placement: Placement, cpu: float, mem: float) -> None:
-        self._change(placement, cpu, mem, True)
+    def take(self, placement: Placement, cpu: float, mem: float, pinned: bool = False) -> None:
+        self._change(placement, cpu, mem, True, pinned)
 
-    def give(self, placement: Placement, cpu: float, mem: float) -> None:
-        self._change(placement, cpu, mem, False)
+    def give(self, placement: Placement, cpu: float, mem: float, pinned: bool = False) -> None:
+        self._change(placement, cpu, mem, False, pinned)
 
-    def _change(self, placement: Placement, cpu: float, mem: float, take: bool) -> None:
+    def _change(
+        self, placement: Placement, cpu: float, mem: float, take: bool, pinned: bool
+    ) -> None:
         """Take (or give back) ``placement``'s devices, CPU and memory, moving each node to
         the bucket of its new free count (every start and stop of a simulation passes here,
-        twice: written for speed)."""
+        twice: written for speed). ``pinned``: for (or from) a job no one can move."""
         index, nodes, free, on = self.pool.index, self.pool.nodes, self.free, self.schedulable
         model: ModelId | None = None
         buckets: list[dict[int, None]] = []
@@ -161,6 +171,11 @@ class FreeState:
                 self.mem[i] += mem
             if new == old:  # (no devices: only CPU and memory)
                 continue
+            if pinned:  # (the nodes such jobs hold, per group)
+                k = self.pinned[i]
+                self.pinned[i] = k + (len(devices) if take else -len(devices))
+                if not k or not self.pinned[i]:
+                    self.pinned_by_group[nodes[i].group] += 1 if take else -1
             if on[i]:
                 node = nodes[i]
                 if node.model != model:  # (once per placement: one model)
@@ -434,46 +449,62 @@ class FreeState:
     def _fit_away(
         self, spec: JobSpec, model: ModelId, buckets: list[dict[int, None]]
     ) -> Placement | None:
-        """:meth:`_fit_any` among the nodes at no data site; failing that, the data sites'
-        (model, site) groups by their free devices, the most first, best fit in each (a
-        site's last free devices are what the jobs held to its data can use: a job that can
-        run elsewhere should not take them while a roomier site has room). A group's nodes
-        are read, not every free node of the model: a full pool answers in O(group)."""
+        """:meth:`_fit_any` among the nodes at no data site; failing that, at a data site
+        (:meth:`_fit_data`)."""
         away = self._away(spec, model, buckets)
-        if away is not None:
-            return away
+        return away if away is not None else self._fit_data(spec, model, buckets, False)
+
+    def fit_sparing(self, spec: JobSpec, model: ModelId) -> Placement | None:
+        """For a job no one can move: a placement at a data site that spares the site's
+        nodes no such job holds (:meth:`_fit_data`), or None."""
+        buckets = self.buckets.get(model)
+        if buckets is None or not self.pool.data_sites:
+            return None
+        return self._fit_data(spec, model, buckets, True)
+
+    def _fit_data(
+        self, spec: JobSpec, model: ModelId, buckets: list[dict[int, None]], sparing: bool
+    ) -> Placement | None:
+        """A placement at a data site for a job no one can move. The (model, site) groups
+        with the most nodes no such job holds go first (a gang held to a site's data can
+        start only on such nodes, and no reclaim frees the others: a two-node site loses
+        its gangs to one such job, a site of two hundred nodes nothing), then the roomiest;
+        in a group, a node such jobs hold already first (the others stay whole), then best
+        fit by free devices. ``sparing``: only on a node such jobs hold already, or in a
+        group that keeps more than half its nodes free of them. A group's nodes are read,
+        not every free node of the model: a full pool answers in O(group)."""
         nodes = self.pool.nodes
         gang = spec.gang
-        room = self.by_group
+        room, held, groups = self.by_group, self.pinned_by_group, self.pool.group_nodes
+        kept = self.kept.get(model, frozenset())
+        more = gang.nodes
+
+        def order(g: int) -> tuple[bool, int, int]:
+            return (g in kept, held[g] + more - len(groups[g]), -room[g])
+
+        def spares(g: int) -> bool:
+            return not sparing or 2 * (len(groups[g]) - held[g] - more) > len(groups[g])
+
         if gang.nodes > 1:
             if gang.per_node >= len(buckets):
                 return None
-            kept = self.kept.get(model, frozenset())
-            roomiest = sorted(
-                buckets[gang.per_node],
-                key=lambda i: (nodes[i].group in kept, -room[nodes[i].group]),
-            )
-            return self._gang(spec, model, roomiest)
+            whole = (i for i in buckets[gang.per_node] if spares(nodes[i].group))
+            return self._gang(spec, model, sorted(whole, key=lambda i: order(nodes[i].group)))
         n = gang.per_node
-        pool = self.pool
         cpu, mem = self.cpu, self.mem
-        # (the roomiest group first, then the next, those kept for held jobs last; in a
-        # group, best fit by free devices)
-        free, on = self.free, self.schedulable
-        kept = self.kept.get(model, frozenset())
-        for g in sorted(
-            (g for g in pool.data_groups[model] if room[g] >= n),
-            key=lambda g: (g in kept, -room[g]),
-        ):
+        free, on, pinned = self.free, self.schedulable, self.pinned
+        for g in sorted((g for g in self.pool.data_groups[model] if room[g] >= n), key=order):
+            clean = spares(g)
             fits = sorted(
-                (k, i)
-                for i in pool.group_nodes[g]
+                (not pinned[i], k, i)
+                for i in groups[g]
                 if on[i]
+                and (clean or pinned[i])
                 and (k := free[i].bit_count()) >= n
                 and cpu[i] >= spec.cpu
                 and mem[i] >= spec.memory_gb
             )
-            for _, i in fits:
+            for _, _, i in fits:
                 devices = self._pick_devices(nodes[i], n)
                 if devices is not None:
                     return Placement(model, ((nodes[i].id, devices),))

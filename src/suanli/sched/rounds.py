@@ -254,8 +254,10 @@ class GuaranteedSharing:
         order, guaranteed = self.models(ctx, q)
         why: list[str] = []
         # A job no one can move that may run anywhere takes a data site's nodes only when none
-        # of its models has room elsewhere: there it could keep the data's owner out for as
-        # long as it runs, and a slower model costs it less than that costs the owner.
+        # of its models has room elsewhere, and a site's last nodes free of such jobs only
+        # when none has room that spares them: there it could keep the data's owner (its
+        # gangs) out for as long as it runs, and a slower model costs it less than that
+        # costs the owner.
         away = (
             not q.spec.preemptible
             and q.allowed_sites is None
@@ -263,7 +265,8 @@ class GuaranteedSharing:
             and ctx.snap.pool.data_sites
         )
         usable: list[ModelId] = []
-        for fit, last in ((ctx.fit_away, False), (ctx.fit, True)) if away else ((ctx.fit, True),):
+        tiers = ((ctx.fit_away, False), (ctx.fit_sparing, False), (ctx.fit, True))
+        for fit, last in tiers if away else ((ctx.fit, True),):
             for f in order:
                 problem = self.refusal(ctx, q, f, f in guaranteed)
                 if problem:

@@ -319,12 +319,12 @@ class Snapshot:
         instant, starts again (it never went back to the queue)."""
         if switched is None:
             q = self.pending[job]
-            self.free.take(placement, q.spec.cpu, q.spec.memory_gb)
+            self.free.take(placement, q.spec.cpu, q.spec.memory_gb, not q.spec.preemptible)
             self._dequeue(job)
             self.reservations.pop(job, None)
         else:
             q = switched
-            self.free.take(placement, q.spec.cpu, q.spec.memory_gb)
+            self.free.take(placement, q.spec.cpu, q.spec.memory_gb, not q.spec.preemptible)
         r = RunningJob(q, placement, self.now if at is None else at)
         r.nu = self.nu_of(placement)
         self.running[job] = r
@@ -342,7 +342,7 @@ class Snapshot:
     def _release(self, job: JobId) -> RunningJob:
         r = self.running.pop(job)
         self.stopping.discard(job)
-        self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb)
+        self.free.give(r.placement, r.spec.cpu, r.spec.memory_gb, not r.spec.preemptible)
         self._account(r, -1)
         return r
 
