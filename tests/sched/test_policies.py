@@ -313,6 +313,15 @@ def test_a_reclaim_waits_for_its_victims_on_a_model_it_is_no_longer_guaranteed_o
     waits_for_its_victims(snap, first)
 
 
+def h800s_and_a100s(h800: int, a100: int, *data_at: str) -> Alliance:
+    """x's H800 nodes at sx, its A100 nodes at sy, a dataset of x's at each of ``data_at``."""
+    b = AllianceBuilder().member("x").site("sx", "x").site("sy", "x")
+    b = b.nodes_of("sx", "H800-80GB", h800).nodes_of("sy", "A100-80GB", a100)
+    for site in data_at:
+        b = b.dataset(f"data-{site}", "x", sites=(site,))
+    return b.build()
+
+
 @pytest.mark.parametrize("policy", ["alliance", "fair"])
 def test_a_job_no_one_can_move_takes_a_data_sites_node_only_when_no_model_has_room_elsewhere(
     policy: str,
@@ -321,16 +330,7 @@ def test_a_job_no_one_can_move_takes_a_data_sites_node_only_when_no_model_has_ro
     data resides (a job held there could need it); an A100 node elsewhere is free. A
     non-preemptible job takes the A100s (there it keeps no one out for as long as it runs),
     a preemptible one the H800s (it can be moved); with no A100 free, the H800s at sx."""
-    a = (
-        AllianceBuilder()
-        .member("x")
-        .site("sx", "x")
-        .site("sy", "x")
-        .nodes_of("sx", "H800-80GB", 1)
-        .nodes_of("sy", "A100-80GB", 1)
-        .dataset("corpus", "x", sites=("sx",))
-        .build()
-    )
+    a = h800s_and_a100s(1, 1, "sx")
     h, g = ModelId("H800-80GB"), ModelId("A100-80GB")
 
     def placed(*jobs: JobSpec, by: str = policy) -> dict[str, ModelId]:
@@ -353,17 +353,7 @@ def test_a_job_no_one_can_move_spares_a_small_sites_last_nodes_while_a_model_has
     not start until it ends, and no reclaim frees it): it takes the A100s, which keep three
     of four such nodes; on a node such a job holds already, if one has room. With every
     A100 node held by such jobs, and none with room beside them, it takes the H800s."""
-    a = (
-        AllianceBuilder()
-        .member("x")
-        .site("sx", "x")
-        .site("sy", "x")
-        .nodes_of("sx", "H800-80GB", 2)
-        .nodes_of("sy", "A100-80GB", 4)
-        .dataset("cx", "x", sites=("sx",))
-        .dataset("cy", "x", sites=("sy",))
-        .build()
-    )
+    a = h800s_and_a100s(2, 4, "sx", "sy")
     h, g = ModelId("H800-80GB"), ModelId("A100-80GB")
     ny = sorted(n for n in a.nodes if n.startswith("sy"))
 
