@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from suanli.model.ids import ModelId, SiteId
 from suanli.model.job import Placement
-from suanli.sched.placement import FreeState
+from suanli.sched.placement import FreeState, _pick
 from suanli.sched.pool import Pool
 
 from ..builders import AllianceBuilder, job
@@ -71,6 +71,29 @@ def test_910c_devices_go_in_aligned_pairs() -> None:
     fs.take(Placement("Ascend910C", (("s1-n000", (0, 1)),)), 1, 1)  # type: ignore[arg-type]
     p = fs.fit(job("j", "a", 2, "Ascend910C"), "Ascend910C", None)
     assert p is not None and p.assignments[0][1] == (2, 3)
+
+
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 255), st.integers(1, 8)), max_size=60))
+def test_a_choice_of_devices_remembered_is_the_one_made_afresh_on_every_shape(
+    picks: list[tuple[int, int, int]],
+) -> None:
+    """Nodes of one shape (devices, topology, allocation unit) share their choices of
+    devices; a node of another shape never gets one made for another."""
+    fs = free_state(
+        base()
+        .nodes_of("s1", "Ascend910B", 2, topology=RINGS)
+        .nodes_of("s2", "Ascend910B", 2)
+        .nodes_of("s1", "Ascend910C", 2)
+        .nodes_of("s2", "H800-80GB", 1, devices=4)
+        .nodes_of("s2", "H800-80GB", 1)
+    )
+    nodes = fs.pool.nodes
+    shapes = {(n.devices, n.group_masks, n.alloc_unit): n.shape for n in nodes}
+    assert len(shapes) == len(set(shapes.values())) == 4  # (910B in rings; 910B and H800 of 8; 910C in pairs; 4)
+    for k, mask, n in picks:
+        node = nodes[k]
+        free = mask & node.full_mask
+        assert fs._pick_devices(node, n, free) == _pick(node, n, free)
 
 
 def test_residency_limits_sites() -> None:

@@ -156,7 +156,8 @@ def test_a_switch_leaves_the_state_a_requeue_and_a_start_would() -> None:
 def test_the_site_index_is_what_runs_at_each_site(ops: list[tuple[str, int]]) -> None:
     """``running_at`` lists each running job at every site it holds devices at (a gang
     spanning two sites at both), and nothing else, under any start/finish/requeue/switch;
-    ``running_by_accepts`` lists each once, under its model and the models it accepts."""
+    ``running_by_accepts`` lists each once, under its model, the models it accepts and its
+    member."""
     a = (
         pool()
         .site("sa2", "a")
@@ -165,8 +166,9 @@ def test_the_site_index_is_what_runs_at_each_site(ops: list[tuple[str, int]]) ->
         .build()
     )
 
-    def spec(k: int) -> JobSpec:  # (odd jobs accept another model too)
-        return job(f"j{k}", "a", 2, "H800-80GB", *(["Ascend910B"] if k % 2 else []))
+    def spec(k: int) -> JobSpec:  # (odd jobs accept another model too; half are b's)
+        member = "b" if k % 4 >= 2 else "a"
+        return job(f"j{k}", member, 2, "H800-80GB", *(["Ascend910B"] if k % 2 else []))
 
     snap = snapshot(a, *map(spec, range(12)))
     model = ModelId("H800-80GB")
@@ -201,9 +203,9 @@ def test_the_site_index_is_what_runs_at_each_site(ops: list[tuple[str, int]]) ->
         got = {k: set(on) for k, on in snap.running_at.items() if on}
         assert got == expected
         accepting = {k: set(on) for k, on in snap.running_by_accepts.items() if on}
-        by_accepts: dict[tuple[ModelId, frozenset[ModelId]], set[JobId]] = {}
+        by_accepts: dict[tuple[ModelId, frozenset[ModelId], MemberId], set[JobId]] = {}
         for j, r in snap.running.items():
-            by_accepts.setdefault((model, r.spec.models), set()).add(j)
+            by_accepts.setdefault((model, r.spec.models, r.member), set()).add(j)
         assert accepting == by_accepts
 
 

@@ -55,6 +55,45 @@ def _units(avail: int, unit: int, devices: int) -> list[int]:
     return [s for s in range(0, devices, unit) if (avail >> s) & whole == whole]
 
 
+#: choices of devices remembered at most (a pool of many shapes of wide nodes)
+_PICKS_MAX = 1 << 18
+#: (what a choice not remembered reads as)
+_UNSEEN: tuple[int, ...] = (-1,)
+
+
+def _pick(node: PoolNode, n: int, free: int) -> tuple[int, ...] | None:
+    """``n`` devices of ``node`` in ``free``, by the topology and allocation-unit rules."""
+    unit = node.alloc_unit
+    if n == node.devices and n % unit == 0:  # (the whole node: all or nothing)
+        return tuple(range(n)) if free == node.full_mask else None
+    need = n // unit
+    if n <= node.max_group:
+        best: list[int] | None = None
+        for g in node.group_masks:
+            starts = _units(free & g, unit, node.devices)
+            if len(starts) >= need and (best is None or len(starts) < len(best)):
+                best = starts
+                if len(best) == need:
+                    break
+        if best is None:
+            return None
+        chosen = best[:need]
+    else:
+        # Spans groups: fill the emptiest groups first so that fewer groups are split.
+        per_group = sorted(
+            ((_units(free & g, unit, node.devices)) for g in node.group_masks),
+            key=lambda s: -len(s),
+        )
+        chosen = []
+        for starts in per_group:
+            chosen.extend(starts[: need - len(chosen)])
+            if len(chosen) == need:
+                break
+        if len(chosen) < need:
+            return None
+    return tuple(sorted(d for s in chosen for d in range(s, s + unit)))
+
+
 class FreeState:
     """Free devices, CPU and memory per node, with per-model buckets by free-device count.
 
@@ -292,38 +331,17 @@ class FreeState:
         self, node: PoolNode, n: int, free: int | None = None
     ) -> tuple[int, ...] | None:
         """``n`` devices of ``node`` in its free mask (or in ``free``), by the topology and
-        allocation-unit rules, or None."""
+        allocation-unit rules, or None (the same for every node of its shape: remembered)."""
         if free is None:
             free = self.free[node.index]
-        unit = node.alloc_unit
-        if n == node.devices and n % unit == 0:  # (the whole node: all or nothing)
-            return tuple(range(n)) if free == node.full_mask else None
-        need = n // unit
-        if n <= node.max_group:
-            best: list[int] | None = None
-            for g in node.group_masks:
-                starts = _units(free & g, unit, node.devices)
-                if len(starts) >= need and (best is None or len(starts) < len(best)):
-                    best = starts
-                    if len(best) == need:
-                        break
-            if best is None:
-                return None
-            chosen = best[:need]
-        else:
-            # Spans groups: fill the emptiest groups first so that fewer groups are split.
-            per_group = sorted(
-                ((_units(free & g, unit, node.devices)) for g in node.group_masks),
-                key=lambda s: -len(s),
-            )
-            chosen = []
-            for starts in per_group:
-                chosen.extend(starts[: need - len(chosen)])
-                if len(chosen) == need:
-                    break
-            if len(chosen) < need:
-                return None
-        return tuple(sorted(d for s in chosen for d in range(s, s + unit)))
+        picks = self.pool.picks
+        key = (node.shape, free, n)
+        got = picks.get(key, _UNSEEN)
+        if got is _UNSEEN:
+            got = _pick(node, n, free)
+            if len(picks) < _PICKS_MAX:
+                picks[key] = got
+        return got
 
     def first_fitting(
         self,

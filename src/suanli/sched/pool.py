@@ -48,6 +48,9 @@ class PoolNode:
     at_data_site: bool = False
     #: the node's (model, site) group: its index in :attr:`Pool.groups`
     group: int = 0
+    #: nodes of one shape (devices, topology groups, allocation unit) share a number: a
+    #: choice of devices made on one is the choice on all (:attr:`Pool.picks`)
+    shape: int = 0
     #: every device's bit (a wholly free node's free mask)
     full_mask: int = field(init=False)
     #: every device's index (a whole node's placement)
@@ -81,9 +84,13 @@ class Pool:
         self.index: dict[NodeId, int] = {}
         #: the (model, site) pairs that have nodes, in the order first met
         self.groups: dict[tuple[ModelId, SiteId], int] = {}
+        shapes: dict[tuple[object, ...], int] = {}
         for i, n in enumerate(nodes):
             groups = n.groups
             group = self.groups.setdefault((n.model, n.site), len(self.groups))
+            masks = tuple(mask_of(g) for g in groups)
+            unit = alloc_unit.get(n.model, 1)
+            shape = shapes.setdefault((n.devices, masks, unit), len(shapes))
             self.nodes.append(
                 PoolNode(
                     i,
@@ -95,12 +102,13 @@ class Pool:
                     n.devices,
                     n.cpu,
                     n.memory_gb,
-                    tuple(mask_of(g) for g in groups),
+                    masks,
                     max(len(g) for g in groups),
-                    alloc_unit.get(n.model, 1),
+                    unit,
                     nu_per_device[n.id],
                     n.site in held,
                     group,
+                    shape,
                 )
             )
             self.index[n.id] = i
@@ -140,6 +148,9 @@ class Pool:
         for m, values in per_model.items():
             if len(values) == 1:
                 self.uniform_nu[m] = next(iter(values))
+        #: the devices a placement takes on a node of a shape, given its free mask and how
+        #: many it needs (None: none fit), remembered (:meth:`FreeState._pick_devices`)
+        self.picks: dict[tuple[int, int, int], tuple[int, ...] | None] = {}
         self._hosts: dict[tuple[object, ...], bool] = {}
         self._present: dict[tuple[object, ...], tuple[ModelId, ...]] = {}
         self._cheapest: dict[tuple[object, ...], float] = {}

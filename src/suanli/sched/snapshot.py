@@ -175,10 +175,11 @@ class Snapshot:
         self.running_at: dict[tuple[ModelId, SiteId], dict[JobId, RunningJob]] = {}
         #: bumped whenever the running jobs of a (member, model) change (for callers' caches)
         self.running_by_version: dict[tuple[MemberId, ModelId], int] = {}
-        #: running jobs per (model, the models they accept), so that a policy moving jobs to
-        #: other models looks only at those that accept a model it has room on
+        #: running jobs per (model, the models they accept, member), so that a policy moving
+        #: jobs to other models looks only at those that accept a model it has room on, and
+        #: of the members it would let move
         self.running_by_accepts: dict[
-            tuple[ModelId, frozenset[ModelId]], dict[JobId, RunningJob]
+            tuple[ModelId, frozenset[ModelId], MemberId], dict[JobId, RunningJob]
         ] = {}
         self.used_devices: dict[tuple[MemberId, ModelId], int] = {}
         self.used_nu: dict[MemberId, float] = dict.fromkeys(self.members, 0.0)
@@ -394,7 +395,7 @@ class Snapshot:
             if len(a) == 1
             else dict.fromkeys((key[1], site_of[n]) for n, _ in a)
         )
-        accepts = (key[1], r.spec.models)
+        accepts = (key[1], r.spec.models, key[0])
         self.running_by_version[key] = self.running_by_version.get(key, 0) + 1
         if sign > 0:
             self.running_by.setdefault(key, {})[r.id] = r

@@ -498,11 +498,35 @@ class AlliancePolicy(GuaranteedSharing):
         reserve = {f: self.upgrade_reserve * pool.devices_by_model[f] for f in free}
         bar = self.upgrade_factor * self.grace_s * (1.0 - 1e-9)
         now = ctx.now
-        # (every running job on a slower model that accepts a faster one with free devices:
-        # the scan is the upgrade's cost, kept lean; most jobs of a busy pool accept none)
-        for (model, accepts), jobs in snap.running_by_accepts.items():
+        # Models a borrower may still move to: a reserve left after even a one-device job.
+        # A borrower (over its entitlement by more than rounding) moves to no other unless
+        # switching is free: on a model whose nodes all have one NU per device its job holds
+        # count * nu[model] NU, and any faster model would add more.
+        open_ = {f for f in free if free_now[f] - 1 >= reserve[f]}
+        uniform = pool.uniform_nu
+        reach: dict[tuple[ModelId, frozenset[ModelId]], tuple[bool, bool]] = {}
+        # (every running job on a slower model that accepts a faster one with free devices,
+        # of a member that may move there: the scan is the upgrade's cost, kept lean; most
+        # jobs of a busy pool accept none, and most of the rest are borrowers')
+        for (model, accepts, member), jobs in snap.running_by_accepts.items():
             here = nu[model]
-            if not jobs or here >= top or not any(nu[f] > here for f in accepts & free):
+            if not jobs or here >= top:
+                continue
+            up = reach.get((model, accepts))
+            if up is None:
+                faster_free = [f for f in accepts & free if nu[f] > here]
+                up = reach[(model, accepts)] = (
+                    bool(faster_free),
+                    any(f in open_ for f in faster_free),
+                )
+            if not up[0]:
+                continue
+            if (
+                lean
+                and not up[1]
+                and model in uniform
+                and used.get(member, 0.0) > ent.get(member, 0.0) + EPS
+            ):
                 continue
             for jid, r in jobs.items():
                 if jid in stopping or not r.spec.preemptible:
