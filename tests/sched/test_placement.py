@@ -89,7 +89,9 @@ def test_a_choice_of_devices_remembered_is_the_one_made_afresh_on_every_shape(
     )
     nodes = fs.pool.nodes
     shapes = {(n.devices, n.group_masks, n.alloc_unit): n.shape for n in nodes}
-    assert len(shapes) == len(set(shapes.values())) == 4  # (910B in rings; 910B and H800 of 8; 910C in pairs; 4)
+    assert (
+        len(shapes) == len(set(shapes.values())) == 4
+    )  # (910B in rings; 910B and H800 of 8; 910C in pairs; 4)
     for k, mask, n in picks:
         node = nodes[k]
         free = mask & node.full_mask

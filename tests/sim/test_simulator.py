@@ -282,7 +282,7 @@ def test_event_queue_orders_by_time_kind_then_sequence() -> None:
     q.push(5, Kind.ARRIVAL, "a2")
     q.push(1, Kind.PASS, "early")
     q.push(5, Kind.COMPLETE, "c")
-    assert [q.pop().payload for _ in range(5)] == ["early", "c", "a1", "a2", "p"]
+    assert [q.pop()[3] for _ in range(5)] == ["early", "c", "a1", "a2", "p"]
     with pytest.raises(ValueError, match="in the past"):
         q.push(1, Kind.PASS)
 
@@ -292,7 +292,7 @@ def test_event_queue_discards_stale_events_and_keeps_the_order_of_the_rest() -> 
     for i in range(20):
         q.push(float(20 - i), Kind.COMPLETE if i % 2 else Kind.PASS, i)
     assert q.discard(lambda kind, payload: kind is Kind.COMPLETE and payload % 4 == 1) == 5
-    assert [q.pop().payload for _ in range(len(q))] == [
+    assert [q.pop()[3] for _ in range(len(q))] == [
         i for i in reversed(range(20)) if not (i % 2 and i % 4 == 1)
     ]
 

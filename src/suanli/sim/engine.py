@@ -10,7 +10,6 @@ import gc
 import heapq
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
@@ -26,21 +25,18 @@ class Kind(IntEnum):
     PASS = 5  # a scheduling pass
 
 
-@dataclass(order=True, frozen=True, slots=True)
-class Event:
-    time: float
-    kind: Kind
-    seq: int
-    payload: Any = field(compare=False, default=None)
+#: an event: (time, kind, sequence, payload). A plain tuple, compared in C, where events
+#: would be compared by a generated ``__lt__``; the sequence is unique, so the payload is
+#: never compared. (Tens of millions pass through a long simulation: a tuple costs nothing
+#: to make or to hand out, an object per event did.)
+Event = tuple[float, Kind, int, Any]
 
 
 class EventQueue:
-    """The heap holds plain tuples (time, kind, sequence, payload): compared in C, where
-    events would be compared by a generated ``__lt__`` (the sequence is unique, so the payload
-    is never compared)."""
+    """A heap of :data:`Event` tuples."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, Kind, int, Any]] = []
+        self._heap: list[Event] = []
         self._seq = 0
         self.now = 0.0
 
@@ -54,9 +50,9 @@ class EventQueue:
         heapq.heappush(self._heap, (time, kind, self._seq, payload))
 
     def pop(self) -> Event:
-        time, kind, seq, payload = heapq.heappop(self._heap)
-        self.now = time
-        return Event(time, kind, seq, payload)
+        ev = heapq.heappop(self._heap)
+        self.now = ev[0]
+        return ev
 
     def discard(self, stale: Callable[[Kind, Any], bool]) -> int:
         """Drop the events for which ``stale(kind, payload)`` holds; returns how many. The

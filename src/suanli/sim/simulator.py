@@ -539,22 +539,22 @@ class Simulation:
         total = len(self.jobs)
         finished = 0
         while len(self.q):
-            ev = self.q.pop()
-            self._advance(ev.time)
-            if ev.kind is Kind.ARRIVAL:
-                job: SimJob = ev.payload
+            now, kind, _, payload = self.q.pop()
+            self._advance(now)
+            if kind is Kind.ARRIVAL:
+                job: SimJob = payload
                 if self._stream is not None:
-                    self._next_arrival(ev.time)
+                    self._next_arrival(now)
                 if self._round_s and self.params.round_arrivals:
                     self._held.append(job)
                 else:
                     self._submit(job)
-                self._want_pass(ev.time)
-            elif ev.kind is Kind.COMPLETE:
-                jid, token = ev.payload
+                self._want_pass(now)
+            elif kind is Kind.COMPLETE:
+                jid, token = payload
                 # (a stream forgets a finished job: an earlier run's completion may follow it)
-                if jid in self.jobs and self.exec.complete(jid, token, ev.time):
-                    self._attain(jid, ev.time)
+                if jid in self.jobs and self.exec.complete(jid, token, now):
+                    self._attain(jid, now)
                     r = self.snap.running[jid]
                     self._changing(r.member, r.placement.model)
                     self._fix(jid, False)
@@ -569,19 +569,19 @@ class Simulation:
                         self.snap.throughput.pop(jid, None)
                     elif progress:
                         progress(finished / total)
-                    self._want_pass(ev.time)
-            elif ev.kind is Kind.STOPPED:
-                jid, token, signaled_at = ev.payload
+                    self._want_pass(now)
+            elif kind is Kind.STOPPED:
+                jid, token, signaled_at = payload
                 if self._tokens.get(jid) == token and jid in self.snap.running:
-                    self._stop(jid, ev.time, signaled_at)
-                    self._want_pass(ev.time)
-            elif ev.kind is Kind.NODE_DOWN:
-                self._node_down(ev.payload, ev.time)
-            elif ev.kind is Kind.NODE_UP:
-                self.snap.set_schedulable(ev.payload, True)
-                self._want_pass(ev.time)
-            elif ev.kind is Kind.PASS:
-                self._pass(ev.time)
+                    self._stop(jid, now, signaled_at)
+                    self._want_pass(now)
+            elif kind is Kind.NODE_DOWN:
+                self._node_down(payload, now)
+            elif kind is Kind.NODE_UP:
+                self.snap.set_schedulable(payload, True)
+                self._want_pass(now)
+            elif kind is Kind.PASS:
+                self._pass(now)
         # Jobs still waiting when nothing else can happen never start: say why, once.
         self._fold_all()
         self._accrue_violations(self._last)
