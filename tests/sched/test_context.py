@@ -500,3 +500,38 @@ def test_a_pass_leaves_nothing_for_the_collector() -> None:
         assert all(ref() is None for ref in policy.passes)
     finally:
         gc.enable()
+
+
+def test_a_placement_only_in_kept_groups_is_a_failure_remembered_for_the_pass() -> None:
+    """For a job that may run anywhere, a placement in a group kept for held jobs means none
+    elsewhere for the rest of the pass; a job held to sites is never judged by it."""
+    a = (
+        AllianceBuilder()
+        .member("a")
+        .site("s1", "a")
+        .site("s2", "a")
+        .nodes_of("s1", "H800-80GB", 1)
+        .nodes_of("s2", "H800-80GB", 1)
+        .build()
+    )
+    anywhere, held = job("j", "a", 4, "H800-80GB"), job("h", "a", 4, "H800-80GB")
+    snap = snapshot(a, anywhere)
+    snap.submit(held, allowed_sites=frozenset({SiteId("s2")}))
+    model = ModelId("H800-80GB")
+    s1 = snap.pool.groups[(model, SiteId("s1"))]
+    s2 = snap.pool.groups[(model, SiteId("s2"))]
+    ctx = PassContext(snap)
+    ctx.free.kept = {model: frozenset({s2})}
+    q = snap.pending[JobId("j")]
+    p = ctx.fit_unkept(q, model)  # (s1 has room: it goes there)
+    assert p is not None and snap.pool.node(p.nodes[0]).site == "s1"
+    ctx.free.take(snap.pool.nodes[snap.pool.group_nodes[s1][0]].whole, 1, 1)
+    assert not ctx.unfit(q, model)
+    assert ctx.fit_unkept(q, model) is None  # (only s2's kept node is left)
+    assert ctx.unfit(q, model)
+    # held to s2, the job's one choice is the kept group: not placed, not remembered
+    h = snap.pending[JobId("h")]
+    assert ctx.fit_unkept(h, model) is None
+    assert not ctx.unfit(h, model)
+    ctx.free.kept = {}
+    assert ctx.fit_unkept(h, model) is not None

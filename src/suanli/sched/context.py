@@ -235,6 +235,28 @@ class PassContext:
         share, which the next pass looks at)."""
         return self._remembered(q, model, "sparing", self.free.fit_sparing)
 
+    def fit_unkept(self, q: QueuedJob, model: ModelId) -> Placement | None:
+        """Where ``q`` fits on ``model`` now outside the groups kept for jobs held to their
+        sites (:attr:`FreeState.kept`), or None. For a job that may run anywhere a placement
+        in those groups means none elsewhere (it takes them last, and free capacity only
+        shrinks in a pass): remembered as a failure too."""
+        if self._shape(q, model) in self._no_fit:
+            return None
+        if q.allowed_sites is not None:  # (its sites' groups, kept or not, are one choice)
+            p = self.fit(q, model)
+            return None if p is None or self.free.keeps(p) else p
+        return self._remembered(q, model, "unkept", self._fit_unkept)
+
+    def _fit_unkept(self, spec: JobSpec, model: ModelId) -> Placement | None:
+        p = self.free.fit(spec, model, None)
+        return None if p is None or self.free.keeps(p) else p
+
+    def unfit(self, q: QueuedJob, model: ModelId) -> bool:
+        """Whether ``q`` is known in this pass to fit nowhere on ``model`` (outside the kept
+        groups, for :meth:`fit_unkept`): a check before the work of weighing a move."""
+        shape = self._shape(q, model)
+        return shape in self._no_fit or (*shape, "unkept") in self._no_fit
+
     def _remembered(
         self,
         q: QueuedJob,

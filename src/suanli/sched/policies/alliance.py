@@ -562,11 +562,11 @@ class AlliancePolicy(GuaranteedSharing):
         moves.sort(key=lambda m: m[:3])
         for _, _, _, r, faster in moves:
             for f, _ in faster:
-                if f not in free or not self._worth(ctx, r, f):
+                if f not in free or ctx.unfit(r.job, f) or not self._worth(ctx, r, f):
                     continue
-                placement = ctx.fit(r.job, f)
                 # (not onto devices kept for the jobs held to their site: a move can wait)
-                if placement is not None and not ctx.free.keeps(placement):
+                placement = ctx.fit_unkept(r.job, f)
+                if placement is not None:
                     self._move(ctx, r, placement)
                     break
 
