@@ -157,7 +157,7 @@ def test_the_site_index_is_what_runs_at_each_site(ops: list[tuple[str, int]]) ->
     """``running_at`` lists each running job at every site it holds devices at (a gang
     spanning two sites at both), and nothing else, under any start/finish/requeue/switch;
     ``running_by_accepts`` lists each once, under its model, the models it accepts and its
-    member."""
+    member, and keeps no group that has none."""
     a = (
         pool()
         .site("sa2", "a")
@@ -202,7 +202,8 @@ def test_the_site_index_is_what_runs_at_each_site(ops: list[tuple[str, int]]) ->
                 expected.setdefault((model, snap.pool.site_of[n]), set()).add(j)
         got = {k: set(on) for k, on in snap.running_at.items() if on}
         assert got == expected
-        accepting = {k: set(on) for k, on in snap.running_by_accepts.items() if on}
+        assert all(snap.running_by_accepts.values())  # (no group left empty)
+        accepting = {k: set(on) for k, on in snap.running_by_accepts.items()}
         by_accepts: dict[tuple[ModelId, frozenset[ModelId], MemberId], set[JobId]] = {}
         for j, r in snap.running.items():
             by_accepts.setdefault((model, r.spec.models, r.member), set()).add(j)

@@ -404,7 +404,10 @@ class Snapshot:
                 self.running_at.setdefault(k, {})[r.id] = r
         else:
             del self.running_by[key][r.id]
-            del self.running_by_accepts[accepts][r.id]
+            on = self.running_by_accepts[accepts]
+            del on[r.id]
+            if not on:  # (a member's kind of job may not come again: the scan walks these)
+                del self.running_by_accepts[accepts]
             for k in at:
                 del self.running_at[k][r.id]
         self.used_nu[r.member] += sign * r.nu
