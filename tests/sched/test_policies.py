@@ -275,6 +275,13 @@ def test_a_reclaim_waits_for_jobs_already_stopping_before_preempting_more() -> N
     H800s, J reclaimed the V100s from the commons member c; before c's job there stopped, x's
     job ended and c took the H800s. J keeps the V100s its victim is freeing: preempting c's
     job on the H800s too would cost c a second job, and the V100s would go to others."""
+    snap, first = reclaimed_v100s_then_c_took_the_h800s()
+    waits_for_its_victims(snap, first)
+
+
+def reclaimed_v100s_then_c_took_the_h800s() -> tuple[Snapshot, PassResult]:
+    """x's job J (H800s first, or V100s) reclaimed the V100s from c's job cv (stopping at
+    300) while x's own job held the H800s; then x's job ended and c's job ch took them."""
     a = x_and_c()
     h, v = ModelId("H800-80GB"), ModelId("V100-16GB")
     nh, nv = (next(n for n in a.nodes.values() if n.model == f).id for f in (h, v))
@@ -284,9 +291,25 @@ def test_a_reclaim_waits_for_jobs_already_stopping_before_preempting_more() -> N
     snap.start(JobId("xh"), Placement(h, ((nh, (0, 1)),)), at=0)
     snap.start(JobId("cv"), Placement(v, ((nv, (0, 1)),)), at=1)
     first = reclaims(snap, "cv", v)
+    assert snap.running[JobId("cv")].stop_at == 300.0
     snap.finish(JobId("xh"))
     snap.start(JobId("ch"), Placement(h, ((nh, (0, 1)),)), at=5)
-    waits_for_its_victims(snap, first)
+    return snap, first
+
+
+@pytest.mark.parametrize(("other_stops_at", "takes"), [(400.0, "V100-16GB"), (200.0, "H800-80GB")])
+def test_a_reclaim_trades_its_victims_only_for_jobs_that_stop_sooner(
+    other_stops_at: float, takes: str
+) -> None:
+    """As above; then c's job on the H800s is preempted for another reason. J takes the
+    stopping jobs that free its devices first: its own victim (stopping at 300) rather than
+    c's H800 job if that stops later, so that it starts within its grace period; c's H800
+    job if it stops sooner."""
+    snap, _ = reclaimed_v100s_then_c_took_the_h800s()
+    snap.mark_stopping(JobId("ch"), until=other_stops_at)
+    r = schedule(snap, get_policy("alliance"))
+    assert not r.preempts
+    assert r.reservations[JobId("J")].model == takes
 
 
 def test_a_reclaim_waits_for_its_victims_on_a_model_it_is_no_longer_guaranteed_on() -> None:

@@ -7,6 +7,7 @@ pass sees its own admissions, and it does trial removals with undo for reclaim.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -440,13 +441,19 @@ class PassContext:
         """The first of ``models`` where the stopping jobs no reclaim counts on yet (``own``:
         of those, the ones ``q``'s reservation from the last pass counted on) make room for
         ``q``: reserved for it, as a reclaim's (no victim needs a preemption); None if there
-        is none."""
+        is none. A job whose reservation counted on stopping jobs trades them only for jobs
+        that stop no later: else it would give up its own victims, which stop within its
+        grace period, for jobs preempted after them, and start late (its own are taken by the
+        call with ``own``)."""
         if len(self.claimed) >= len(self.stopping):  # (nothing loose: the claimed stop)
             return None
         loose = self.stopping - self.claimed
+        mine = self._released.get(q.id, frozenset())
         if own:
-            loose &= self._released.get(q.id, frozenset())
+            loose &= mine
         running, sites = self.snap.running, q.allowed_sites
+        # (when the jobs it counted on free its devices: the last of them to stop)
+        by = max((running[j].stop_at for j in mine & loose), default=math.inf)
         for model in models:
             on = sorted(
                 (
@@ -461,8 +468,8 @@ class PassContext:
                 continue
             freed = ((r.placement, r.spec.cpu, r.spec.memory_gb) for r in on)
             k = self.free.first_fitting(q.spec, model, sites, freed)
-            if k is None:
-                continue
+            if k is None or (k and on[k - 1].stop_at > by):
+                continue  # (the first k stop by the k-th's time: sorted so)
             needed = self._minimize(q, model, on[:k])
             self.claimed.update(r.id for r in needed)
             self.stop_version += 1
